@@ -99,6 +99,8 @@ def _vector(name: str, a: ArrayLike, D: int) -> Array:
 
 def _finite(name: str, a: ArrayLike) -> Array:
     try:
+        if np.iscomplexobj(a):  # float64 conversion would drop the imaginary part silently
+            raise TypeError(f"got complex dtype {np.asarray(a).dtype}")
         # np.array copies, so nothing the caller holds is aliased by a cache
         out = np.array(a, dtype=np.float64)
     except (TypeError, ValueError) as e:
