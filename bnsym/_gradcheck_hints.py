@@ -1,0 +1,127 @@
+"""Hints for a failed gradient: the plain patterns behind the most common backward-pass bugs.
+
+Each hint compares the analytic entries ``a`` with the numerical ones ``n`` of one input:
+
+- all zero: ``a == 0`` everywhere while ``n`` is not;
+- a constant ratio ``a / n``: ``-1`` (a flipped sign), the size ``m`` of an axis or its inverse
+  (a missing or extra ``1/m``), else the factor itself (``+0.1%``);
+- a transposed matrix: ``a == n.T``;
+- mismatches confined to one index along an axis (one wrong feature or column);
+- two inputs' gradients swapped (checked across inputs by :func:`swap_hints`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pattern_hints(
+    name: str,
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numerical: np.ndarray,
+    indices: Sequence[tuple[int, ...]],
+    failed: np.ndarray,
+    atol: float,
+    sizes: Sequence[int] = (),
+) -> list[str]:
+    """Hints for input ``name`` from compared entries (flat arrays ``analytic``, ``numerical``).
+
+    indices: the multi-index of each entry; failed: a boolean mask of the failing ones;
+    sizes: axis sizes of all inputs (candidates for a missing ``1/m``).
+    """
+    hints: list[str] = []
+    if not failed.any():
+        return hints
+    if np.all(analytic == 0) and np.any(np.abs(numerical) > atol):
+        return [
+            f"the analytic gradient of {name} is zero everywhere but the numerical one is not: "
+            "was it never computed, or overwritten by a fresh zeros array?"
+        ]
+    significant = np.abs(numerical) > 10 * atol
+    if significant.sum() >= 1:
+        ratio = analytic[significant] / numerical[significant]
+        med = float(np.median(ratio))
+        spread = float(np.max(np.abs(ratio - med)))
+        if spread <= max(1e-6, 0.01 * abs(med - 1)) and abs(med - 1) > 1e-12:
+            hints.append(_ratio_hint(name, med, sizes))
+    if (
+        len(shape) == 2
+        and shape[0] == shape[1]
+        and len(indices) == analytic.size == shape[0] * shape[1]
+    ):
+        a2 = analytic.reshape(shape)
+        n2 = numerical.reshape(shape)
+        if np.allclose(a2, n2.T, rtol=1e-6, atol=atol) and not np.allclose(a2, n2, atol=atol):
+            hints.append(f"the analytic gradient of {name} is the numerical one transposed")
+    hints.extend(_confined_hints(name, shape, indices, failed))
+    return hints
+
+
+def _ratio_hint(name: str, ratio: float, sizes: Sequence[int]) -> str:
+    if abs(ratio + 1) < 1e-3:
+        return f"analytic = -numerical for every entry of {name}: a flipped sign"
+    for m in sorted({s for s in sizes if s > 1}):
+        if abs(ratio - m) < 1e-3 * m:
+            return (
+                f"analytic = {m} x numerical for every entry of {name}: a missing 1/m with m = {m}?"
+            )
+        if abs(ratio * m - 1) < 1e-3:
+            return (
+                f"analytic = numerical / {m} for every entry of {name}: an extra 1/m with m = {m}?"
+            )
+    percent = (ratio - 1) * 100
+    return (
+        f"analytic = {ratio:.9g} x numerical for every entry of {name}: "
+        f"a constant factor ({percent:+.3g}%)"
+    )
+
+
+def _confined_hints(
+    name: str, shape: tuple[int, ...], indices: Sequence[tuple[int, ...]], failed: np.ndarray
+) -> list[str]:
+    bad = [indices[k] for k in np.flatnonzero(failed)]
+    if not bad or len(bad) == len(indices) or len(shape) == 0:
+        return []
+    if len(bad) == 1:
+        where = ", ".join(str(i) for i in bad[0])
+        return [f"only {name}[{where}] differs among the checked entries"]
+    hints = []
+    for axis, size in enumerate(shape):
+        values = {b[axis] for b in bad}
+        if size > 1 and len(values) == 1:
+            k = values.pop()
+            sl = ", ".join(str(k) if a == axis else ":" for a in range(len(shape)))
+            hints.append(
+                f"all {len(bad)} mismatches are in {name}[{sl}] (index {k} along axis {axis}): "
+                "one wrong feature/column?"
+            )
+    return hints
+
+
+def swap_hints(
+    names: Sequence[str],
+    analytic: Sequence[np.ndarray | None],
+    numerical: Sequence[np.ndarray | None],
+) -> list[str]:
+    """Hints for pairs of same-shaped inputs whose analytic gradients match each other's numbers."""
+    hints = []
+    for p in range(len(names)):
+        for q in range(p + 1, len(names)):
+            ap, aq, np_, nq = analytic[p], analytic[q], numerical[p], numerical[q]
+            if ap is None or aq is None or np_ is None or nq is None or ap.shape != aq.shape:
+                continue
+            if np.allclose(ap, np_, rtol=1e-6) and np.allclose(aq, nq, rtol=1e-6):
+                continue
+            scale = max(float(np.max(np.abs(np_), initial=0)), float(np.max(np.abs(nq), initial=0)))
+            atol = 1e-6 * scale
+            if np.allclose(ap, nq, rtol=1e-6, atol=atol) and np.allclose(
+                aq, np_, rtol=1e-6, atol=atol
+            ):
+                hints.append(
+                    f"the gradients of {names[p]} and {names[q]} look swapped: the analytic "
+                    f"d{names[p]} matches the numerical d{names[q]} and vice versa"
+                )
+    return hints

@@ -1,0 +1,270 @@
+"""Numerical derivatives of the scalar loss ``L(inputs) = sum_k sum(dout_k * out_k)``.
+
+The gradient of ``L`` with respect to an input is exactly the vector-Jacobian product the
+backward pass must return, so every check reduces to derivatives of one scalar function:
+
+- coordinate derivatives ``dL/dx[j]`` (``mode="full"``, and the sampled entries of ``"probe"``);
+- directional derivatives ``dL/dt L(x + t v)`` along a direction ``v`` (``"probe"``).
+
+Two methods, each returning a value and an estimate of its error:
+
+- **complex step**: ``Im L(x + i h v) / h`` with ``h = 1e-20 * scale``. There is no
+  subtraction, so the result is exact to rounding (about 1e-15 relative) in one evaluation —
+  but only for code that is complex-analytic. :meth:`Loss.complex_step_usable` cross-checks it
+  against finite differences on a random direction and reports why it cannot be used
+  (``np.abs``, ``np.var`` on complex input, casts to float, ...).
+- **Richardson**: central differences at ``h`` and ``h/2`` extrapolated to ``(4 D(h/2) - D(h))/3``.
+  ``h = eps_eval ** (1/3) * scale``, the optimum for the central difference, so the error
+  estimate ``|D(h/2) - D(h)| / 3`` (the truncation error of the smaller step, an upper bound
+  for the extrapolated value) plus the rounding term ``eps_eval * |L| / h`` is small:
+  about 1e-10 relative in float64.
+
+All evaluations run in float64 (complex128 for the complex step) on private copies, whatever
+the caller's dtype: the derivative of a float32 layer is taken of the same code evaluated more
+precisely. ``eps_eval`` is measured (:meth:`Loss.noise`), so a layer that computes in float32
+internally gets a step sized for float32 rather than a wrong derivative.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+EPS64 = float(np.finfo(np.float64).eps)
+# complex step size relative to the input's scale: far below any rounding of x, far above
+# underflow of h**2 terms that the complex arithmetic may form
+COMPLEX_STEP = 1e-20
+
+
+def _copy(a: Any) -> Any:
+    return a.copy() if isinstance(a, np.ndarray) else a
+
+
+def input_scale(x: np.ndarray) -> float:
+    """The scale of an input's variation: its standard deviation, else its magnitude, else 1.
+
+    Steps are sized by this, not by one absolute epsilon, so that inputs of size 1e4 or 1e-4
+    are perturbed by the same relative amount.
+    """
+    if x.size == 0:
+        return 1.0
+    absx = np.abs(x)
+    rms = float(np.sqrt(np.mean(absx * absx)))
+    std = float(np.std(x)) if x.size > 1 else 0.0
+    scale = std if std > 1e-3 * rms else rms
+    return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+class Loss:
+    """``L(inputs) = sum(dout * f(inputs))`` with private float64 / complex128 working copies.
+
+    f: the forward, called as ``f(*inputs)``, returning one array or a tuple of arrays.
+    inputs: the caller's inputs (never modified; copies are taken).
+    dout: one float64 array per output, shaped like the outputs.
+    wrt: indices of the inputs that are differentiated; the others are passed unchanged.
+    """
+
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        inputs: Sequence[Any],
+        dout: Sequence[np.ndarray],
+        wrt: Sequence[int],
+    ) -> None:
+        self.f = f
+        self.wrt = list(wrt)
+        self.dout = [np.asarray(d, dtype=np.float64) for d in dout]
+        self.base = [
+            np.array(a, dtype=np.float64) if i in self.wrt else _copy(a)
+            for i, a in enumerate(inputs)
+        ]
+        self.real = self.base  # the forward is checked not to modify its inputs beforehand
+        self.cplx: list[Any] | None = None
+        self.scale = {i: input_scale(self.base[i]) for i in self.wrt}
+        self.evals = 0
+        self.eps_eval = EPS64  # relative rounding noise of L, measured by noise()
+        self.noise_abs = 0.0  # absolute rounding noise of L
+
+    # -- evaluating L ------------------------------------------------------------------------
+
+    def outputs(self, args: Sequence[Any]) -> list[np.ndarray]:
+        out = self.f(*args)
+        self.evals += 1
+        outs = list(out) if isinstance(out, tuple | list) else [out]
+        return [np.asarray(o) for o in outs]
+
+    def value(self, args: Sequence[Any]) -> Any:
+        outs = self.outputs(args)
+        return sum(np.sum(d * o) for d, o in zip(self.dout, outs, strict=True))
+
+    def at(self, i: int, v: np.ndarray, t: float) -> float:
+        """L at ``x_i + t v`` (real)."""
+        args = list(self.real)
+        args[i] = self.base[i] + t * v
+        return float(self.value(args))
+
+    # -- estimates of the precision of the forward ----------------------------------------
+
+    def noise(self, rng: np.random.Generator) -> float:
+        """Measure the relative rounding noise of L and store it as ``eps_eval``.
+
+        Six values of L along one random direction with a tiny spacing: for smooth code their
+        fourth differences are pure noise (the smooth part is ~spacing**4), with a standard
+        deviation of sqrt(70) times that of L. A forward that computes in float32 internally
+        shows up here as eps_eval ~ 1e-7 instead of 1e-16.
+        """
+        outs = self.outputs(self.real)
+        # the 2-norm of the terms of L: the size of its rounding error in float64
+        magnitude = float(
+            np.sqrt(sum(np.sum(np.abs(d * o) ** 2) for d, o in zip(self.dout, outs, strict=True)))
+        )
+        magnitude = max(magnitude, np.finfo(np.float64).tiny)
+        sigma = 0.0
+        if self.wrt:
+            i = self.wrt[0]
+            v = rng.choice([-1.0, 1.0], size=self.base[i].shape)
+            delta = 1e-7 * self.scale[i]
+            vals = np.array([self.at(i, v, k * delta) for k in range(6)])
+            d4 = np.diff(vals, 4)
+            sigma = float(np.sqrt(np.mean(d4 * d4)) / math.sqrt(70.0))
+        self.noise_abs = max(2.0 * sigma, 2.0 * EPS64 * magnitude)
+        self.eps_eval = self.noise_abs / magnitude
+        return self.eps_eval
+
+    def step(self, i: int) -> float:
+        return self.eps_eval ** (1.0 / 3.0) * self.scale[i]
+
+    # -- complex step ----------------------------------------------------------------------
+
+    def _complex_args(self) -> list[Any]:
+        if self.cplx is None:
+            self.cplx = [
+                self.base[i].astype(np.complex128) if i in self.wrt else a
+                for i, a in enumerate(self.base)
+            ]
+        return self.cplx
+
+    def complex_value(self, args: Sequence[Any]) -> complex:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            outs = self.outputs(args)
+        for o in outs:
+            if not np.iscomplexobj(o):
+                raise TypeError(f"the forward returned a real {o.dtype} array for complex input")
+        return complex(sum(np.sum(d * o) for d, o in zip(self.dout, outs, strict=True)))
+
+    def complex_directional(self, i: int, v: np.ndarray) -> tuple[float, float]:
+        args = list(self._complex_args())
+        h = COMPLEX_STEP * self.scale[i]
+        args[i] = self.base[i] + 1j * h * v
+        value = self.complex_value(args).imag / h
+        return value, 0.0
+
+    def complex_coordinates(self, i: int, flat_idx: Sequence[int]) -> np.ndarray:
+        args = list(self._complex_args())
+        work = self.base[i].astype(np.complex128)
+        args[i] = work
+        flat = work.reshape(-1)
+        h = COMPLEX_STEP * self.scale[i]
+        out = np.empty(len(flat_idx))
+        for k, j in enumerate(flat_idx):
+            x0 = flat[j]
+            flat[j] = x0 + 1j * h
+            out[k] = self.complex_value(args).imag / h
+            flat[j] = x0
+        return out
+
+    def complex_step_usable(self, rng: np.random.Generator) -> str | None:
+        """None if the complex step agrees with finite differences for every input, else why not.
+
+        One random signed direction per input; the complex step and the Richardson derivative
+        must agree to 1e-6 relative (they agree to ~1e-10 for analytic code; the non-analytic
+        operations lose whole terms of the derivative, an O(1) difference).
+        """
+        for i in self.wrt:
+            if self.base[i].size == 0:
+                continue
+            v = rng.choice([-1.0, 1.0], size=self.base[i].shape)
+            try:
+                cs, _ = self.complex_directional(i, v)
+            except Exception as exc:  # any failure on complex input means: not usable
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                return f"the forward fails on complex input ({type(exc).__name__}: {first})"
+            fd, err = self.richardson_directional(i, v)
+            if not abs(cs - fd) <= 8.0 * err + 1e-6 * abs(fd) + 1e-300:
+                return (
+                    f"the forward is not complex-analytic in input {i} (complex step {cs:.6g} vs "
+                    f"finite differences {fd:.6g}: np.abs, np.var, a cast or a comparison?)"
+                )
+        return None
+
+    # -- finite differences ------------------------------------------------------------------
+
+    def richardson_directional(self, i: int, v: np.ndarray) -> tuple[float, float]:
+        """(value, error estimate) of the derivative of L along v in input i."""
+        h = self.step(i)
+        d1 = (self.at(i, v, h) - self.at(i, v, -h)) / (2 * h)
+        d2 = (self.at(i, v, h / 2) - self.at(i, v, -h / 2)) / h
+        value = (4 * d2 - d1) / 3
+        err = abs(d2 - d1) / 3 + 2 * self.noise_abs / h
+        return value, err
+
+    def richardson_coordinates(
+        self, i: int, flat_idx: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(values, error estimates) of dL/dx_i[j] for the flat indices j."""
+        args = list(self.real)
+        work = self.base[i].copy()
+        args[i] = work
+        flat = work.reshape(-1)
+        h = self.step(i)
+        values = np.empty(len(flat_idx))
+        errs = np.empty(len(flat_idx))
+
+        def central(j: int, x0: float, hh: float) -> tuple[float, float]:
+            # the steps actually taken (x0 + hh is rounded), so the quotient is exact in them
+            tp = (x0 + hh) - x0
+            tm = x0 - (x0 - hh)
+            flat[j] = x0 + tp
+            lp = float(self.value(args))
+            flat[j] = x0 - tm
+            lm = float(self.value(args))
+            flat[j] = x0
+            return (lp - lm) / (tp + tm), (tp + tm) / 2
+
+        for k, j in enumerate(flat_idx):
+            x0 = float(flat[j])
+            d1, h1 = central(j, x0, h)
+            d2, h2 = central(j, x0, h / 2)
+            values[k] = (4 * d2 - d1) / 3
+            errs[k] = abs(d2 - d1) / 3 + 2 * self.noise_abs / h2
+        return values, errs
+
+    def one_sided(self, i: int, j: int) -> tuple[float, float, float]:
+        """(left, right, jump at h/2 minus jump at h) one-sided derivatives at flat index j.
+
+        At a kink (ReLU at 0, a tie in a max) the two sides differ by a jump that does not
+        shrink with the step; for smooth code they differ by O(h).
+        """
+        args = list(self.real)
+        work = self.base[i].copy()
+        args[i] = work
+        flat = work.reshape(-1)
+        x0 = float(flat[j])
+        l0 = float(self.value(args))
+        jumps = []
+        left = right = 0.0
+        for hh in (self.step(i), self.step(i) / 4):
+            tp = (x0 + hh) - x0
+            tm = x0 - (x0 - hh)
+            flat[j] = x0 + tp
+            right = (float(self.value(args)) - l0) / tp
+            flat[j] = x0 - tm
+            left = (l0 - float(self.value(args))) / tm
+            flat[j] = x0
+            jumps.append(right - left)
+        return left, right, jumps[1] - jumps[0]

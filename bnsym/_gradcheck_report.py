@@ -1,0 +1,189 @@
+"""The gradient checker's report: per-input results, the worst entries, hints, and its text.
+
+A report is data first (frozen dataclasses other tools read: ``report.inputs[k].max_abs_error``)
+and text second (``str(report)``): what was checked, where it differs, both numbers aligned, the
+tolerance and the error estimate behind it, the hints, and the seed. Never a whole matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One compared entry: ``index`` into the input, the two values and the numerical error estimate.
+
+    ``index`` is a multi-index such as ``(2, 1)``, or ``("direction", k)`` for the k-th random
+    direction of the probe mode (then the values are directional derivatives).
+    """
+
+    index: tuple[int | str, ...]
+    analytic: float
+    numerical: float
+    error_estimate: float
+    tolerance: float
+
+    @property
+    def abs_error(self) -> float:
+        return abs(self.analytic - self.numerical)
+
+    @property
+    def passed(self) -> bool:
+        return self.abs_error <= self.tolerance
+
+
+@dataclass(frozen=True)
+class InputResult:
+    """The check of one input's gradient.
+
+    passed: the analytic gradient matches within ``atol + rtol * |numerical|`` everywhere checked
+        (True for constant inputs, which are not checked: ``checked`` is False).
+    max_abs_error, max_rel_error: over the checked entries; the relative error of an entry is
+        ``|analytic - numerical| / max(|numerical|, 1e-3 * max|numerical|)``.
+    atol, rtol: the tolerances used. ``atol = rtol * max|numerical| + 4 * (largest error estimate)``
+        unless given by the caller.
+    method: how the numerical gradient was computed (``"complex-step"``, ``"richardson"``).
+    n_checked, n_failed: entries (or directions) compared and failed.
+    worst: the worst entries, largest error first.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    passed: bool
+    checked: bool = True
+    method: str = "-"
+    max_abs_error: float = 0.0
+    max_rel_error: float = 0.0
+    atol: float = 0.0
+    rtol: float = 0.0
+    n_checked: int = 0
+    n_failed: int = 0
+    worst: tuple[Entry, ...] = ()
+    hints: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of a gradient check.
+
+    passed: every checked input passed and no problem (mutation, nondeterminism, NaN, a
+        gradient of the wrong count or shape) was found.
+    seed: the seed of ``dout``, the directions and sampled entries; pass it back to reproduce.
+    mode: ``"full"`` (every entry) or ``"probe"`` (random directions plus sampled entries).
+    inputs: one :class:`InputResult` per input, in the order of the inputs.
+    problems: findings that stop the comparison or concern the layer as a whole.
+    """
+
+    passed: bool
+    seed: int
+    mode: str
+    inputs: tuple[InputResult, ...]
+    forward: str = "forward"
+    backward: str = "backward"
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    evaluations: int = 0
+    extra: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def __getitem__(self, name: str) -> InputResult:
+        """The result for the input called ``name``."""
+        for result in self.inputs:
+            if result.name == name:
+                return result
+        raise KeyError(f"no input named {name!r}; inputs are {[r.name for r in self.inputs]}")
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return format_report(self)
+
+
+def _g(value: float) -> str:
+    return f"{value:.2e}"
+
+
+def _index(index: tuple[int | str, ...]) -> str:
+    if index and index[0] == "direction":
+        return f"direction {index[1]}"
+    return "[" + ", ".join(str(i) for i in index) + "]"
+
+
+def format_report(report: Report) -> str:
+    """The report as text: a summary table, then per failing input its worst entries and hints."""
+    verdict = "passed" if report.passed else "FAILED"
+    lines = [
+        f"gradient check {verdict}: {report.backward} vs. numerical derivatives of "
+        f"{report.forward}",
+        f"  seed={report.seed}  mode={report.mode}  forward evaluations={report.evaluations}",
+    ]
+    for problem in report.problems:
+        lines.append(f"  problem: {problem}")
+    if report.inputs:
+        header = ("input", "shape", "dtype", "method", "max abs err", "max rel err", "atol", "rtol")
+        rows = []
+        for r in report.inputs:
+            if not r.checked:
+                rows.append((r.name, str(r.shape), r.dtype, "constant", "", "", "", "", ""))
+                continue
+            rows.append(
+                (
+                    r.name,
+                    str(r.shape),
+                    r.dtype,
+                    r.method,
+                    _g(r.max_abs_error),
+                    _g(r.max_rel_error),
+                    _g(r.atol),
+                    _g(r.rtol),
+                    "ok" if r.passed else "FAIL",
+                )
+            )
+        widths = [max(len(h), *(len(row[k]) for row in rows)) for k, h in enumerate(header)]
+        lines.append("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        for row in rows:
+            cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
+            lines.append(("  " + "  ".join(cells) + "  " + row[-1]).rstrip())
+    for r in report.inputs:
+        lines.extend(_format_input(r))
+    for note in report.notes:
+        lines.append(f"  note: {note}")
+    lines.append(f"  reproduce with seed={report.seed}")
+    return "\n".join(lines)
+
+
+def _format_input(r: InputResult) -> list[str]:
+    lines: list[str] = []
+    if r.passed and not r.notes:
+        return lines
+    if not r.passed:
+        what = "directions/entries" if any(e.index[:1] == ("direction",) for e in r.worst) else ""
+        what = what or "entries"
+        lines.append(
+            f"{r.name}: {r.n_failed} of {r.n_checked} checked {what} differ beyond "
+            f"atol={_g(r.atol)} + rtol={_g(r.rtol)} * |numerical| ({r.method})"
+        )
+    for problem in r.problems:
+        lines.append(f"  problem: {problem}")
+    if r.worst and not r.passed:
+        lines.append(f"  worst {len(r.worst)}:")
+        idx_w = max(len("index"), *(len(_index(e.index)) for e in r.worst))
+        lines.append(
+            f"    {'index'.ljust(idx_w)}  {'analytic':>20}  {'numerical':>20}  "
+            f"{'abs err':>8}  {'est. err':>8}  {'tol':>8}"
+        )
+        for e in r.worst:
+            mark = "" if e.passed else "  <-"
+            lines.append(
+                f"    {_index(e.index).ljust(idx_w)}  {e.analytic:>20.12e}  {e.numerical:>20.12e}  "
+                f"{_g(e.abs_error):>8}  {_g(e.error_estimate):>8}  {_g(e.tolerance):>8}{mark}"
+            )
+    for hint in r.hints:
+        lines.append(f"  hint: {hint}")
+    for note in r.notes:
+        lines.append(f"  note ({r.name}): {note}")
+    return lines

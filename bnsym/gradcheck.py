@@ -1,0 +1,787 @@
+"""Check a layer's backward pass against numerical derivatives of its forward pass (NumPy only).
+
+The backward pass of a layer returns vector-Jacobian products: given the upstream gradient
+``dout`` it returns ``dx = dout . d(out)/dx`` for every input. That is the gradient of the scalar
+``L(inputs) = sum(dout * forward(inputs))``, so the checker draws a seeded random ``dout`` and
+compares each returned gradient with numerical derivatives of ``L``:
+
+- ``mode="full"``: every entry of every input (one complex-step evaluation per entry, or four
+  finite-difference evaluations);
+- ``mode="probe"``: a few random signed directions per input, which see an error anywhere in
+  the gradient, plus sampled entries; a failing direction is localized by bisection to an entry;
+- ``mode="auto"``: ``full`` up to ``FULL_LIMIT`` checked entries, ``probe`` above.
+
+The numerical derivatives and their error estimates are described in
+:mod:`bnsym._gradcheck_numeric`; the tolerance of each input is ``atol + rtol * |numerical|``
+with ``rtol`` 1000 units of the working precision (at least 1e-9) and ``atol`` from the error
+estimate, so a correct float64 layer is held to about 1e-9 and a correct float32 one to about
+1e-4.
+
+>>> import numpy as np
+>>> def scale_forward(x, w):
+...     return x * w, (x, w)
+>>> def scale_backward(dout, cache):
+...     x, w = cache
+...     return dout * w, dout * x
+>>> x, w = np.arange(1.0, 5.0), np.full(4, 0.5)
+>>> check_layer(scale_forward, scale_backward, x, w).passed
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bnsym._gradcheck_hints import pattern_hints, swap_hints
+from bnsym._gradcheck_numeric import Loss
+from bnsym._gradcheck_report import Entry, InputResult, Report
+
+__all__ = [
+    "FULL_LIMIT",
+    "GradientCheckError",
+    "Report",
+    "InputResult",
+    "Entry",
+    "assert_layer_gradients",
+    "check_function",
+    "check_layer",
+    "numerical_vjp",
+]
+
+FULL_LIMIT = 512  # mode="auto": "full" up to this many checked entries, "probe" above
+N_DIRECTIONS = 3  # random signed directions per input in "probe" mode
+N_SAMPLES = 24  # sampled entries per input in "probe" mode
+N_WORST = 5  # entries shown per failing input
+MODES = ("auto", "full", "probe")
+METHODS = ("auto", "complex", "richardson")
+
+
+class GradientCheckError(AssertionError):
+    """A gradient check failed; ``.report`` holds the :class:`Report`, ``str()`` shows it."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(str(report))
+        self.report = report
+
+
+# --- public entry points ------------------------------------------------------------------------
+
+
+def check_layer(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    *inputs: Any,
+    wrt: Sequence[int | str] | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: Sequence[str] | None = None,
+    dout: Any = None,
+) -> Report:
+    """Check a layer written as ``forward(*inputs) -> (out, cache)``, ``backward(dout, cache)``.
+
+    inputs: the arrays the forward takes, e.g. ``x`` of shape (N, D), ``gamma`` and ``beta`` of
+        shape (D,). Never modified. Non-floating inputs (integer labels) are constants.
+    backward: returns one gradient per input (tuple or list, ``None`` for constants allowed), a
+        dict keyed by input name (``"x"`` or ``"dx"``), or a single array for a single input.
+        ``out`` may be a tuple of arrays; then ``dout`` is a tuple too.
+    wrt: the inputs to check, by position or name; default all floating-point inputs.
+    seed: seeds ``dout``, the random directions and the sampled entries (printed in the report).
+    mode: ``"auto"``, ``"full"`` or ``"probe"`` (see the module docstring).
+    method: ``"auto"`` (complex step where the forward is complex-analytic, else Richardson
+        finite differences), ``"complex"`` or ``"richardson"``.
+    rtol, atol: override the tolerances (``|analytic - numerical| <= atol + rtol * |numerical|``).
+    names: the inputs' names in the report; default the forward's parameter names.
+    dout: the upstream gradient; default seeded standard normal.
+
+    Returns a :class:`Report`; ``report.passed`` tells the verdict, ``print(report)`` the details.
+
+    >>> import numpy as np
+    >>> def affine_forward(x, w, b):
+    ...     return x @ w + b, (x, w)
+    >>> def affine_backward(dout, cache):
+    ...     x, w = cache
+    ...     return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    >>> rng = np.random.default_rng(0)
+    >>> x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+    >>> report = check_layer(affine_forward, affine_backward, x, w, b)
+    >>> report.passed, [r.name for r in report.inputs], report.inputs[0].method
+    (True, ['x', 'w', 'b'], 'complex-step')
+    """
+
+    def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
+        result = forward(*args)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError(
+                f"{_name(forward)} must return (out, cache) for check_layer; "
+                "use check_function for f(*inputs) -> out"
+            )
+        return result[0], result[1]
+
+    def run_backward(d: Any, cache: Any, args: Sequence[Any]) -> Any:
+        return backward(d, cache)
+
+    return _check(
+        run_forward,
+        run_backward,
+        lambda *args: forward(*args)[0],
+        inputs,
+        forward_name=_name(forward),
+        backward_name=_name(backward),
+        names=names or _param_names(forward, len(inputs)),
+        wrt=wrt,
+        seed=seed,
+        mode=mode,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        dout=dout,
+    )
+
+
+def check_function(
+    f: Callable[..., Any],
+    vjp: Callable[..., Any],
+    *inputs: Any,
+    wrt: Sequence[int | str] | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: Sequence[str] | None = None,
+    dout: Any = None,
+) -> Report:
+    """Check ``vjp(dout, *inputs)`` against numerical derivatives of ``f(*inputs) -> out``.
+
+    The same check and options as :func:`check_layer`, for code without a cache: ``vjp``
+    receives the upstream gradient and the inputs and returns one gradient per input.
+
+    >>> import numpy as np
+    >>> def f(x, gamma, beta):
+    ...     return gamma * np.tanh(x) + beta
+    >>> def vjp(dout, x, gamma, beta):
+    ...     return dout * gamma * (1 - np.tanh(x) ** 2), (dout * np.tanh(x)).sum(0), dout.sum(0)
+    >>> x, gamma, beta = np.ones((4, 3)), np.full(3, 2.0), np.zeros(3)
+    >>> report = check_function(f, vjp, x, gamma, beta, wrt=["x", "gamma"])
+    >>> [(r.name, r.passed, r.checked) for r in report.inputs]
+    [('x', True, True), ('gamma', True, True), ('beta', True, False)]
+    """
+
+    def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
+        return f(*args), None
+
+    def run_backward(d: Any, cache: Any, args: Sequence[Any]) -> Any:
+        return vjp(d, *args)
+
+    return _check(
+        run_forward,
+        run_backward,
+        f,
+        inputs,
+        forward_name=_name(f),
+        backward_name=_name(vjp),
+        names=names or _param_names(f, len(inputs)),
+        wrt=wrt,
+        seed=seed,
+        mode=mode,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        dout=dout,
+    )
+
+
+def assert_layer_gradients(
+    forward: Callable[..., Any], backward: Callable[..., Any], *inputs: Any, **options: Any
+) -> Report:
+    """:func:`check_layer`, raising :class:`GradientCheckError` (an AssertionError) on failure.
+
+    Returns the report when the check passes.
+
+    >>> import numpy as np
+    >>> def double_forward(x):
+    ...     return 2 * x, None
+    >>> def wrong_backward(dout, cache):
+    ...     return 3 * dout
+    >>> try:
+    ...     assert_layer_gradients(double_forward, wrong_backward, np.ones(3))
+    ... except GradientCheckError as exc:
+    ...     print(exc.report.passed, exc.report.inputs[0].hints[0])
+    False analytic = 1.5 x numerical for every entry of x: a constant factor (+50%)
+    """
+    report = check_layer(forward, backward, *inputs, **options)
+    if not report.passed:
+        raise GradientCheckError(report)
+    return report
+
+
+def numerical_vjp(
+    f: Callable[..., Any],
+    inputs: Sequence[Any],
+    dout: Any,
+    *,
+    wrt: Sequence[int | str] | None = None,
+    method: str = "auto",
+    seed: int = 0,
+) -> list[np.ndarray | None]:
+    """Numerical vector-Jacobian products ``dout . d f(*inputs) / d input`` for every input.
+
+    f: the forward, ``f(*inputs) -> out`` (an array or a tuple of arrays).
+    inputs: a sequence of arrays (never modified); dout: shaped like ``out`` (a tuple for a tuple).
+    wrt: inputs to differentiate (position or name); default every floating-point input.
+    method: ``"auto"``, ``"complex"`` or ``"richardson"``.
+
+    Returns a list with, per input, a float64 array of the input's shape, or ``None`` for an
+    input not differentiated. Every entry is computed (one or four forward calls per entry).
+
+    >>> import numpy as np
+    >>> dx, dw = numerical_vjp(lambda x, w: x @ w, [np.eye(2), np.ones((2, 3))], np.ones((2, 3)))
+    >>> np.round(dx, 12), np.round(dw, 12)
+    (array([[3., 3.],
+           [3., 3.]]), array([[1., 1., 1.],
+           [1., 1., 1.]]))
+    """
+    inputs = list(inputs)
+    names = _param_names(f, len(inputs))
+    wrt_idx = _resolve_wrt(wrt, inputs, names)
+    douts = list(dout) if isinstance(dout, tuple | list) else [dout]
+    loss = Loss(f, inputs, douts, wrt_idx)
+    rng = np.random.default_rng(seed)
+    loss.noise(rng)
+    use_complex = method == "complex" or (
+        method == "auto" and loss.complex_step_usable(rng) is None
+    )
+    result: list[np.ndarray | None] = [None] * len(inputs)
+    for i in wrt_idx:
+        flat = range(loss.base[i].size)
+        if use_complex:
+            values = loss.complex_coordinates(i, flat)
+        else:
+            values, _ = loss.richardson_coordinates(i, flat)
+        result[i] = values.reshape(loss.base[i].shape)
+    return result
+
+
+# --- the check --------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """A problem that makes the comparison meaningless; carries the report's problem line."""
+
+
+def _check(
+    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]],
+    run_backward: Callable[[Any, Any, Sequence[Any]], Any],
+    f: Callable[..., Any],
+    inputs: Sequence[Any],
+    *,
+    forward_name: str,
+    backward_name: str,
+    names: Sequence[str],
+    wrt: Sequence[int | str] | None,
+    seed: int,
+    mode: str,
+    method: str,
+    rtol: float | None,
+    atol: float | None,
+    dout: Any,
+) -> Report:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    inputs = [np.asarray(a) if isinstance(a, int | float | list) else a for a in inputs]
+    names = list(names)
+    wrt_idx = _resolve_wrt(wrt, inputs, names)
+    originals = [_copy(a) for a in inputs]
+    rng = np.random.default_rng(seed)
+    header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
+
+    def stopped(problem: str, mode_: str = mode, evals: int = 0) -> Report:
+        results = tuple(_unchecked(names[i], a, i in wrt_idx) for i, a in enumerate(inputs))
+        return Report(
+            False, mode=mode_, inputs=results, problems=(problem,), evaluations=evals, **header
+        )
+
+    # 1. safety: the forward on copies, twice; it must neither modify them nor vary
+    args_a = [_copy(a) for a in inputs]
+    args_b = [_copy(a) for a in inputs]
+    out_a, cache = run_forward(args_a)
+    out_b, _ = run_forward(args_b)
+    for i, (a, orig) in enumerate(zip(args_a, originals, strict=True)):
+        if isinstance(orig, np.ndarray) and not _same(a, orig):
+            return stopped(
+                f"{forward_name} modifies its input {names[i]!r} in place "
+                f"({_where_differs(a, orig)}); it must treat its inputs as read-only"
+            )
+    outs_a, outs_b = _as_outputs(out_a), _as_outputs(out_b)
+    for k, o in enumerate(outs_a):
+        if not np.all(np.isfinite(o)):
+            return stopped(f"the output{_k(k, outs_a)} of {forward_name} has {_nonfinite(o)}")
+    if len(outs_a) != len(outs_b) or not all(
+        _same(p, q) for p, q in zip(outs_a, outs_b, strict=True)
+    ):
+        diff = max(float(np.max(np.abs(p - q))) for p, q in zip(outs_a, outs_b, strict=True))
+        return stopped(
+            f"{forward_name} is nondeterministic: two calls on the same inputs differ by up to "
+            f"{diff:.3g} (random numbers without a fixed seed, e.g. dropout?); "
+            "its gradient cannot be checked numerically"
+        )
+
+    # 2. the analytic gradients for a seeded random dout
+    if dout is None:
+        douts = [rng.standard_normal(o.shape).astype(_float_dtype(o.dtype)) for o in outs_a]
+    else:
+        douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple | list) else [dout])]
+    dout_arg: Any = tuple(douts) if isinstance(out_a, tuple | list) else douts[0]
+    dout_copy = tuple(d.copy() for d in douts) if isinstance(dout_arg, tuple) else douts[0].copy()
+    grads_raw = run_backward(dout_copy, cache, args_a)
+    problems: list[str] = []
+    if not all(_same(p, q) for p, q in zip(_as_outputs(dout_copy), douts, strict=True)):
+        problems.append(
+            f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
+            "so a backward must not write into it"
+        )
+    grads, grad_problems = _normalize_grads(grads_raw, inputs, names, wrt_idx)
+
+    # 3. the numerical side
+    ok_idx = [i for i in wrt_idx if i not in grad_problems]
+    loss = Loss(f, inputs, douts, ok_idx)
+    loss.evals = 2
+    loss.noise(rng)
+    total = sum(loss.base[i].size for i in ok_idx)
+    chosen_mode = mode if mode != "auto" else ("full" if total <= FULL_LIMIT else "probe")
+    notes: list[str] = []
+    use_complex = method == "complex"
+    if method == "auto" and ok_idx:
+        why_not = loss.complex_step_usable(rng)
+        use_complex = why_not is None
+        if why_not:
+            notes.append(f"complex step not used: {why_not}; Richardson finite differences instead")
+    if loss.eps_eval > 1e-13:
+        notes.append(
+            f"the forward's rounding noise is {loss.eps_eval:.2g} relative (float32 inside?); "
+            "steps and tolerances are sized for it"
+        )
+
+    results: list[InputResult] = []
+    analytic_full: list[np.ndarray | None] = [None] * len(inputs)
+    numeric_full: list[np.ndarray | None] = [None] * len(inputs)
+    sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
+    for i, a in enumerate(inputs):
+        if i not in wrt_idx:
+            results.append(_unchecked(names[i], a, False))
+            continue
+        if i in grad_problems:
+            results.append(
+                InputResult(
+                    names[i],
+                    tuple(np.shape(a)),
+                    str(np.asarray(a).dtype),
+                    False,
+                    problems=(grad_problems[i],),
+                )
+            )
+            continue
+        g = grads[i]
+        assert g is not None  # guaranteed by _normalize_grads when i has no problem
+        eps_a = max(_eps(np.asarray(a).dtype), _eps(g.dtype), loss.eps_eval)
+        rtol_i = rtol if rtol is not None else min(1e-2, max(1e-9, 1000 * eps_a))
+        check = _Comparison(
+            loss,
+            i,
+            names[i],
+            str(np.asarray(a).dtype),
+            g.astype(np.float64),
+            use_complex,
+            rtol_i,
+            atol,
+        )
+        if chosen_mode == "full":
+            result = check.full(sizes)
+            analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
+        else:
+            result = check.probe(rng, sizes)
+        if g.dtype != np.asarray(a).dtype:
+            result = _with(
+                result,
+                notes=result.notes
+                + (f"gradient dtype {g.dtype} differs from the input's {np.asarray(a).dtype}",),
+            )
+        results.append(result)
+
+    swaps = swap_hints(names, analytic_full, numeric_full)
+    if swaps:
+        results = [
+            _with(r, hints=r.hints + tuple(h for h in swaps if f" {r.name} " in h))
+            if not r.passed
+            else r
+            for r in results
+        ]
+    for i, (a, orig) in enumerate(zip(inputs, originals, strict=True)):
+        if isinstance(orig, np.ndarray) and not _same(a, orig):  # pragma: no cover - a bug of ours
+            problems.append(f"the caller's input {names[i]!r} changed during the check")
+    passed = not problems and all(r.passed for r in results)
+    return Report(
+        passed,
+        mode=chosen_mode,
+        inputs=tuple(results),
+        problems=tuple(problems),
+        notes=tuple(notes),
+        evaluations=loss.evals,
+        **header,
+    )
+
+
+class _Comparison:
+    """Analytic vs numerical gradient of one input, in full or probe mode."""
+
+    def __init__(
+        self,
+        loss: Loss,
+        i: int,
+        name: str,
+        dtype: str,
+        analytic: np.ndarray,
+        use_complex: bool,
+        rtol: float,
+        atol: float | None,
+    ) -> None:
+        self.loss, self.i, self.name = loss, i, name
+        self.analytic = analytic
+        self.shape = analytic.shape
+        self.dtype = dtype
+        self.use_complex = use_complex
+        self.method = "complex-step" if use_complex else "richardson"
+        self.rtol, self.atol_user = rtol, atol
+        self.numeric_all: np.ndarray | None = None
+
+    def coordinates(self, flat_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        if self.use_complex:
+            values = self.loss.complex_coordinates(self.i, flat_idx)
+            return values, np.zeros_like(values)
+        return self.loss.richardson_coordinates(self.i, flat_idx)
+
+    def directional(self, v: np.ndarray) -> tuple[float, float]:
+        if self.use_complex:
+            return self.loss.complex_directional(self.i, v)
+        return self.loss.richardson_directional(self.i, v)
+
+    def atol(self, gscale: float, max_err: float) -> float:
+        if self.atol_user is not None:
+            return self.atol_user
+        return self.rtol * gscale + 4 * max_err
+
+    def full(self, sizes: Sequence[int]) -> InputResult:
+        size = self.analytic.size
+        numeric, errs = self.coordinates(range(size))
+        self.numeric_all = numeric.reshape(self.shape)
+        a = self.analytic.reshape(-1)
+        gscale = float(np.max(np.abs(numeric), initial=0.0))
+        atol = self.atol(gscale, float(np.max(errs, initial=0.0)))
+        indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in range(size)]
+        return self._result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
+
+    def probe(self, rng: np.random.Generator, sizes: Sequence[int]) -> InputResult:
+        size = self.analytic.size
+        a = self.analytic.reshape(-1)
+        flat_idx = sorted(
+            set(rng.choice(size, size=min(size, N_SAMPLES), replace=False).tolist())
+            | {int(np.argmax(np.abs(a)))}
+        )
+        numeric, errs = self.coordinates(flat_idx)
+        gscale = max(float(np.max(np.abs(numeric))), float(np.sqrt(np.mean(a * a))))
+        atol = self.atol(gscale, float(np.max(errs)))
+        # directions: the error of a sum of `size` entries, each within about rtol * gscale
+        dir_entries: list[Entry] = []
+        for k in range(N_DIRECTIONS):
+            v = rng.choice([-1.0, 1.0], size=self.shape)
+            nv, ev = self.directional(v)
+            av = float(np.sum(self.analytic * v))
+            tol = (
+                4 * ev
+                + 4 * self.rtol * gscale * math.sqrt(size)
+                + (self.atol_user or 0.0) * math.sqrt(size)
+            )
+            dir_entries.append(Entry(("direction", k), av, nv, ev, tol))
+            if abs(av - nv) > tol and not any(not e.passed for e in dir_entries[:-1]):
+                j = self._localize(v, av - nv, size)
+                if j not in flat_idx:
+                    nj, ej = self.coordinates([j])
+                    flat_idx.append(j)
+                    numeric = np.append(numeric, nj)
+                    errs = np.append(errs, ej)
+        values = a[flat_idx]
+        indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in flat_idx]
+        return self._result(
+            values,
+            numeric,
+            errs,
+            indices,
+            atol,
+            gscale,
+            sizes,
+            len(flat_idx) + N_DIRECTIONS,
+            dir_entries,
+            flat_idx,
+        )
+
+    def _localize(self, v: np.ndarray, discrepancy: float, size: int) -> int:
+        """Bisect the entries of direction v to one whose gradient is wrong; log2(size) steps."""
+        a, vflat = self.analytic.reshape(-1), v.reshape(-1)
+        idx = np.arange(size)
+        while idx.size > 1:
+            half = idx[: idx.size // 2]
+            vh = np.zeros(size)
+            vh[half] = vflat[half]
+            nh, _ = self.directional(vh.reshape(self.shape))
+            d_half = float(np.dot(a[half], vflat[half])) - nh
+            if abs(d_half) >= abs(discrepancy - d_half):
+                idx, discrepancy = half, d_half
+            else:
+                idx, discrepancy = idx[idx.size // 2 :], discrepancy - d_half
+        return int(idx[0])
+
+    def _result(
+        self,
+        a: np.ndarray,
+        n: np.ndarray,
+        errs: np.ndarray,
+        indices: list[tuple[int, ...]],
+        atol: float,
+        gscale: float,
+        sizes: Sequence[int],
+        n_checked: int,
+        dir_entries: list[Entry],
+        flat_idx: Sequence[int] | None = None,
+    ) -> InputResult:
+        tol = atol + self.rtol * np.abs(n)
+        abs_err = np.abs(a - n)
+        failed = abs_err > tol
+        notes: list[str] = []
+        hints: list[str] = []
+        # kinks: a jump between the one-sided derivatives that does not shrink with the step
+        for k in np.flatnonzero(failed)[np.argsort(-abs_err[failed])][:16]:
+            j = flat_idx[k] if flat_idx is not None else int(k)
+            left, right, change = self.loss.one_sided(self.i, int(j))
+            jump = abs(right - left)
+            if jump > 10 * tol[k] and abs(change) < 0.25 * jump:
+                where = f"{self.name}[{', '.join(str(t) for t in indices[k])}]"
+                lo, hi = min(left, right) - tol[k], max(left, right) + tol[k]
+                if lo <= a[k] <= hi:
+                    failed[k] = False
+                    notes.append(
+                        f"{where} sits at a kink (one-sided derivatives {left:.6g} and "
+                        f"{right:.6g}); the analytic {a[k]:.6g} is between them, not counted"
+                    )
+                else:
+                    hints.append(
+                        f"{where} sits at a kink (one-sided derivatives {left:.6g} and "
+                        f"{right:.6g}) and the analytic {a[k]:.6g} is neither"
+                    )
+        dir_failed = [e for e in dir_entries if not e.passed]
+        if dir_failed and not failed.any() and notes:
+            notes.append("the failing random directions cross these kinks; not counted")
+            dir_failed = []
+        rel = abs_err / np.maximum(np.abs(n), max(1e-3 * gscale, np.finfo(np.float64).tiny))
+        entries = [
+            Entry(indices[k], float(a[k]), float(n[k]), float(errs[k]), float(tol[k]))
+            for k in np.argsort(-abs_err, kind="stable")[:N_WORST]
+        ]
+        if dir_failed:
+            entries = [e for e in entries if not e.passed] + dir_failed
+            entries += [
+                Entry(indices[k], float(a[k]), float(n[k]), float(errs[k]), float(tol[k]))
+                for k in np.argsort(-abs_err, kind="stable")[:N_WORST]
+                if not failed[k] and len(entries) < N_WORST
+            ]
+        hints = pattern_hints(self.name, self.shape, a, n, indices, failed, atol, sizes) + hints
+        if dir_failed and not failed.any():
+            hints.append(
+                f"random directions through {self.name} fail but no sampled entry does: an "
+                "error in a few entries; use mode='full' to see all of them"
+            )
+        n_failed = int(failed.sum()) + len(dir_failed)
+        return InputResult(
+            self.name,
+            self.shape,
+            self.dtype,
+            n_failed == 0,
+            method=self.method,
+            max_abs_error=float(np.max(abs_err, initial=0.0)),
+            max_rel_error=float(np.max(rel, initial=0.0)),
+            atol=float(atol),
+            rtol=float(self.rtol),
+            n_checked=n_checked,
+            n_failed=n_failed,
+            worst=tuple(entries),
+            hints=tuple(hints),
+            notes=tuple(notes),
+        )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _with(result: InputResult, **changes: Any) -> InputResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _unchecked(name: str, a: Any, checked: bool) -> InputResult:
+    arr = np.asarray(a)
+    return InputResult(name, tuple(arr.shape), str(arr.dtype), not checked, checked=checked)
+
+
+def _copy(a: Any) -> Any:
+    return a.copy() if isinstance(a, np.ndarray) else a
+
+
+def _same(p: Any, q: Any) -> bool:
+    p, q = np.asarray(p), np.asarray(q)
+    if p.shape != q.shape:
+        return False
+    if p.dtype.kind in "fc" and q.dtype.kind in "fc":
+        return bool(np.array_equal(p, q, equal_nan=True))
+    return bool(np.array_equal(p, q))
+
+
+def _where_differs(a: np.ndarray, orig: np.ndarray) -> str:
+    diff = np.argwhere(~np.isclose(a, orig, rtol=0, atol=0, equal_nan=True))
+    if diff.size == 0:
+        return "its values changed"
+    first = tuple(int(t) for t in diff[0])
+    return f"{len(diff)} entries changed, first at index {first}: {orig[first]!r} -> {a[first]!r}"
+
+
+def _nonfinite(o: np.ndarray) -> str:
+    bad = np.argwhere(~np.isfinite(o))
+    first = tuple(int(t) for t in bad[0])
+    return f"{len(bad)} NaN/inf entries, first at index {first} ({o[first]!r})"
+
+
+def _k(k: int, outs: Sequence[Any]) -> str:
+    return f" {k}" if len(outs) > 1 else ""
+
+
+def _as_outputs(out: Any) -> list[np.ndarray]:
+    return [np.asarray(o) for o in (out if isinstance(out, tuple | list) else [out])]
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _eps(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) if np.dtype(dtype).kind in "fc" else 0.0
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _param_names(fn: Callable[..., Any], n: int) -> list[str]:
+    """The forward's positional parameter names when they match the inputs, else x0, x1, ..."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= n and not any(p.kind == p.VAR_POSITIONAL for p in params[:n]):
+        return positional[:n]
+    return [f"x{i}" for i in range(n)]
+
+
+def _resolve_wrt(
+    wrt: Sequence[int | str] | None, inputs: Sequence[Any], names: Sequence[str]
+) -> list[int]:
+    floating = [i for i, a in enumerate(inputs) if np.asarray(a).dtype.kind == "f"]
+    if wrt is None:
+        return floating
+    idx = []
+    for w in [wrt] if isinstance(wrt, int | str) else wrt:
+        if isinstance(w, str):
+            if w not in names:
+                raise ValueError(f"wrt={w!r} is not an input; inputs are {list(names)}")
+            i = list(names).index(w)
+        else:
+            if not -len(inputs) <= w < len(inputs):
+                raise ValueError(f"wrt={w} is out of range for {len(inputs)} inputs")
+            i = w % len(inputs)
+        if i not in floating:
+            raise ValueError(
+                f"input {names[i]!r} has dtype {np.asarray(inputs[i]).dtype}; "
+                "only floating-point inputs can be differentiated"
+            )
+        idx.append(i)
+    return sorted(set(idx))
+
+
+def _normalize_grads(
+    raw: Any, inputs: Sequence[Any], names: Sequence[str], wrt_idx: Sequence[int]
+) -> tuple[list[np.ndarray | None], dict[int, str]]:
+    """One gradient per input (None for constants) and a problem message per input index."""
+    n = len(inputs)
+    grads: list[Any] = [None] * n
+    problems: dict[int, str] = {}
+    if isinstance(raw, Mapping):
+        for i in range(n):
+            for key in (names[i], "d" + names[i], i):
+                if key in raw:
+                    grads[i] = raw[key]
+                    break
+    elif isinstance(raw, tuple | list):
+        if len(raw) == n:
+            grads = list(raw)
+        elif len(raw) == len(wrt_idx):
+            for i, g in zip(wrt_idx, raw, strict=True):
+                grads[i] = g
+        else:
+            msg = f"the backward returned {len(raw)} gradients for {n} inputs ({', '.join(names)})"
+            return grads, {i: msg for i in wrt_idx}
+    elif n == 1 or len(wrt_idx) == 1:
+        grads[wrt_idx[0] if wrt_idx else 0] = raw
+    else:
+        msg = (
+            f"the backward returned one {type(raw).__name__} for {n} inputs "
+            f"({', '.join(names)}); return a tuple with one gradient per input"
+        )
+        return grads, {i: msg for i in wrt_idx}
+    out: list[np.ndarray | None] = [None] * n
+    for i in wrt_idx:
+        g = grads[i]
+        name = names[i]
+        shape = tuple(np.shape(inputs[i]))
+        if g is None:
+            problems[i] = f"no gradient was returned for {name!r}"
+            continue
+        g = np.asarray(g)
+        if g.dtype.kind != "f":
+            problems[i] = (
+                f"the gradient of {name!r} has dtype {g.dtype}; "
+                "a gradient must be a real floating-point array"
+            )
+        elif g.shape != shape:
+            hint = ""
+            if g.shape == shape[::-1] and len(shape) == 2:
+                hint = " - the transpose: return the gradient, not its .T?"
+            elif g.size == int(np.prod(shape)):
+                hint = " - same size: a reshape is missing?"
+            problems[i] = (
+                f"the gradient of {name!r} has shape {g.shape}, "
+                f"expected {shape} like the input{hint}"
+            )
+        elif not np.all(np.isfinite(g)):
+            problems[i] = f"the gradient of {name!r} has {_nonfinite(g)}"
+        else:
+            out[i] = g
+    return out, problems

@@ -1,0 +1,108 @@
+"""pytest plugin: the ``gradcheck`` fixture, registered through the ``pytest11`` entry point.
+
+After ``pip install bnsym`` every test can ask for it, with no configuration::
+
+    def test_affine(gradcheck):
+        gradcheck(affine_forward, affine_backward, x, w, b)        # forward -> (out, cache)
+        gradcheck.function(f, vjp, x, w, b)                        # f -> out, vjp(dout, *inputs)
+
+A failing check raises :class:`bnsym.gradcheck.GradientCheckError`, so pytest shows the whole
+diagnostic report. The defaults come from the command line (or the ini file):
+``--gradcheck-seed``, ``--gradcheck-rtol``, ``--gradcheck-atol``, ``--gradcheck-mode``.
+
+Importing this module imports neither NumPy nor SymPy: the checker is loaded when the fixture is
+first used, so the plugin costs nothing in test runs that do not use it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from bnsym.gradcheck import Report
+
+_OPTIONS = {
+    # name: (type, help)
+    "seed": (int, "default seed of the gradcheck fixture (dout, directions, samples); default 0"),
+    "rtol": (float, "default rtol of the gradcheck fixture; default: from the dtype"),
+    "atol": (float, "default atol of the gradcheck fixture; default: from the error estimate"),
+    "mode": (str, "default mode of the gradcheck fixture: auto, full or probe; default auto"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bnsym", "bnsym gradient checker")
+    for name, (kind, help_text) in _OPTIONS.items():
+        group.addoption(
+            f"--gradcheck-{name}",
+            dest=f"gradcheck_{name}",
+            type=kind,
+            default=None,
+            help=help_text,
+        )
+        parser.addini(f"gradcheck_{name}", help_text, default=None)
+
+
+def _defaults(config: pytest.Config) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, (kind, _) in _OPTIONS.items():
+        value = config.getoption(f"gradcheck_{name}")
+        if value is None:
+            raw = config.getini(f"gradcheck_{name}")
+            value = kind(raw) if raw not in (None, "") else None
+        if value is not None:
+            options[name] = value
+    return options
+
+
+class GradCheck:
+    """The object the ``gradcheck`` fixture returns.
+
+    ``gradcheck(forward, backward, *inputs, **options)`` runs
+    :func:`bnsym.assert_layer_gradients`; ``gradcheck.function(f, vjp, *inputs, **options)``
+    the same for ``check_function``. Both return the :class:`~bnsym.gradcheck.Report` when the
+    check passes and raise ``GradientCheckError`` (an AssertionError) with the report otherwise.
+    Keyword options override the command-line defaults in ``self.defaults``.
+    """
+
+    def __init__(self, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+
+    def __call__(
+        self,
+        forward: Callable[..., Any],
+        backward: Callable[..., Any],
+        *inputs: Any,
+        **options: Any,
+    ) -> Report:
+        __tracebackhide__ = True
+        from bnsym.gradcheck import check_layer
+
+        return self._raise(check_layer(forward, backward, *inputs, **{**self.defaults, **options}))
+
+    def function(
+        self, f: Callable[..., Any], vjp: Callable[..., Any], *inputs: Any, **options: Any
+    ) -> Report:
+        __tracebackhide__ = True
+        from bnsym.gradcheck import check_function
+
+        return self._raise(check_function(f, vjp, *inputs, **{**self.defaults, **options}))
+
+    @staticmethod
+    def _raise(report: Report) -> Report:
+        __tracebackhide__ = True
+        from bnsym.gradcheck import GradientCheckError
+
+        if not report.passed:
+            raise GradientCheckError(report)
+        return report
+
+
+@pytest.fixture
+def gradcheck(request: pytest.FixtureRequest) -> GradCheck:
+    """Check a layer's backward pass: ``gradcheck(forward, backward, *inputs)``."""
+    return GradCheck(_defaults(request.config))
