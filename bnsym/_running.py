@@ -302,7 +302,11 @@ class BatchNorm:
             raise BatchNormError(
                 "momentum=None (a cumulative average) exists only for convention='torch'"
             )
-        if momentum is not None and not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
+        if momentum is not None and (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 <= momentum <= 1
+        ):
             raise BatchNormError(f"momentum must be a number in [0, 1] or None; got {momentum!r}")
         self.num_features = int(num_features)
         self.momentum: float | None = momentum

@@ -140,7 +140,8 @@ def _affine(
 
 def _eps(eps: float) -> float:
     if (
-        not isinstance(eps, (int, float, np.floating, np.integer))
+        isinstance(eps, bool)
+        or not isinstance(eps, (int, float, np.floating, np.integer))
         or not np.isfinite(eps)
         or eps < 0
     ):
