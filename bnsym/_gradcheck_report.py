@@ -130,6 +130,11 @@ def format_report(report: Report) -> str:
             if not r.checked:
                 rows.append((r.name, str(r.shape), r.dtype, "constant", "", "", "", "", ""))
                 continue
+            if r.n_checked == 0:
+                rows.append(
+                    (r.name, str(r.shape), r.dtype, "-", "not compared", "", "", "", "FAIL")
+                )
+                continue
             rows.append(
                 (
                     r.name,
@@ -144,7 +149,9 @@ def format_report(report: Report) -> str:
                 )
             )
         widths = [max(len(h), *(len(row[k]) for row in rows)) for k, h in enumerate(header)]
-        lines.append("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        lines.append(
+            ("  " + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))).rstrip()
+        )
         for row in rows:
             cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
             lines.append(("  " + "  ".join(cells) + "  " + row[-1]).rstrip())
@@ -160,7 +167,7 @@ def _format_input(r: InputResult) -> list[str]:
     lines: list[str] = []
     if r.passed and not r.notes:
         return lines
-    if not r.passed:
+    if not r.passed and r.n_checked:
         what = "directions/entries" if any(e.index[:1] == ("direction",) for e in r.worst) else ""
         what = what or "entries"
         lines.append(
