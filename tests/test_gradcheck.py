@@ -1,0 +1,464 @@
+"""Tests of the gradient checker: it must fail every wrong layer with the fitting message, pass
+every correct one, and its numbers must agree with references that do not come from it
+(formulas written out here, torch autograd where installed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from corpus import (
+    CORRECT,
+    WRONG,
+    abs_scale_backward,
+    abs_scale_forward,
+    affine_backward,
+    affine_forward,
+    bn_backward,
+    bn_forward,
+    bn_forward_mutating,
+    bn_forward_npvar,
+    bn_inputs,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    leaky_relu_inputs_with_zeros,
+    softmax_ce_backward,
+    softmax_ce_forward,
+    softmax_inputs,
+)
+
+import bnsym
+from bnsym.cli import main
+from bnsym.gradcheck import (
+    GradientCheckError,
+    Report,
+    assert_layer_gradients,
+    check_function,
+    check_layer,
+    numerical_vjp,
+)
+
+# --- the corpus ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", WRONG, ids=[c.name for c in WRONG])
+def test_wrong_layer_is_caught_with_fitting_message(case):
+    inputs = case.inputs()
+    with pytest.raises(GradientCheckError) as info:
+        assert_layer_gradients(case.forward, case.backward, *inputs, **case.options)
+    text = str(info.value)
+    assert not info.value.report.passed
+    for expected in case.expect:
+        assert expected in text, f"{case.name}: {expected!r} missing from\n{text}"
+    assert "seed=0" in text
+
+
+@pytest.mark.parametrize("case", CORRECT, ids=[c.name for c in CORRECT])
+def test_correct_layer_passes(case):
+    report = check_layer(case.forward, case.backward, *case.inputs(), **case.options)
+    assert report.passed, str(report)
+
+
+def test_corpus_is_large_enough():
+    assert len(WRONG) + len(CORRECT) >= 25
+    assert len(WRONG) >= 15 and len(CORRECT) >= 10
+
+
+# --- the checker's own test: a VJP off by 0.1% ---------------------------------------------------
+
+
+def test_vjp_off_by_a_tenth_of_a_percent_fails_with_the_diagnostic():
+    def f(x, w):
+        return np.tanh(x @ w)
+
+    def vjp(dout, x, w):
+        dz = dout * (1 - np.tanh(x @ w) ** 2)
+        return dz @ w.T * 1.001, x.T @ dz
+
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(5, 4)), rng.normal(size=(4, 3))
+    report = check_function(f, vjp, x, w)
+    text = str(report)
+    assert not report.passed
+    assert report["x"].passed is False and report["w"].passed is True
+    assert "gradient check FAILED: test_vjp_off_by_a_tenth" in text
+    assert "x: 20 of 20 checked entries differ beyond" in text
+    assert "analytic = 1.001 x numerical for every entry of x: a constant factor (+0.1%)" in text
+    # the worst entry, with its multi-index and both numbers in aligned columns
+    worst = report["x"].worst[0]
+    assert worst.abs_error == pytest.approx(1e-3 * abs(worst.numerical), rel=1e-6)
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(f"[{worst.index[0]}, "))
+    assert f"{worst.analytic:.12e}" in line and f"{worst.numerical:.12e}" in line
+    header = next(ln for ln in text.splitlines() if "analytic" in ln and "numerical" in ln)
+    assert header.index("analytic") + len("analytic") == line.index(f"{worst.analytic:.12e}") + len(
+        f"{worst.analytic:.12e}"
+    )
+    assert "reproduce with seed=0" in text
+
+
+def test_a_tenth_of_a_percent_in_one_column_is_caught_in_probe_mode_at_64_by_32():
+    def backward(dout, cache):
+        dx, dgamma, dbeta = bn_backward(dout, cache)
+        dx = dx.copy()
+        dx[:, 7] *= 1.001
+        return dx, dgamma, dbeta
+
+    inputs = bn_inputs(64, 32)(np.random.default_rng(0))
+    report = check_layer(bn_forward, backward, *inputs, mode="probe")
+    assert not report.passed
+    assert "mismatches are in x[:, 7] (index 7 along axis 1)" in str(report)
+    assert check_layer(bn_forward, bn_backward, *inputs, mode="probe").passed
+
+
+def test_auto_mode_at_512_by_256_probes_and_finds_one_wrong_column():
+    def backward(dout, cache):
+        dx, dgamma, dbeta = bn_backward(dout, cache)
+        dx = dx.copy()
+        dx[:, 100] += 1e-3
+        return dx, dgamma, dbeta
+
+    inputs = bn_inputs(512, 256)(np.random.default_rng(0))
+    report = check_layer(bn_forward, backward, *inputs)
+    assert report.mode == "probe" and not report.passed
+    assert "x[:, 100]" in str(report)
+
+
+# --- independent references ---------------------------------------------------------------------
+
+
+def test_numerical_vjp_matches_the_batch_norm_formulas():
+    x, gamma, beta = bn_inputs(6, 4)(np.random.default_rng(1))
+    dout = np.random.default_rng(2).normal(size=(6, 4))
+    dx, dgamma, dbeta = numerical_vjp(lambda *a: bn_forward(*a)[0], [x, gamma, beta], dout)
+    # the formulas, written out here
+    m = x.shape[0]
+    mu = x.sum(0) / m
+    var = ((x - mu) ** 2).sum(0) / m
+    x_hat = (x - mu) / np.sqrt(var + 1e-5)
+    dx_hat = dout * gamma
+    dx_ref = (m * dx_hat - dx_hat.sum(0) - x_hat * (dx_hat * x_hat).sum(0)) / (
+        m * np.sqrt(var + 1e-5)
+    )
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dgamma, (dout * x_hat).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(dbeta, dout.sum(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["complex", "richardson"])
+def test_numerical_vjp_methods_agree_with_torch_autograd(method):
+    torch = pytest.importorskip("torch")
+    x, gamma, beta = bn_inputs(8, 5)(np.random.default_rng(4))
+    dout = np.random.default_rng(5).normal(size=(8, 5))
+    ours = numerical_vjp(lambda *a: bn_forward(*a)[0], [x, gamma, beta], dout, method=method)
+    tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+    out = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True, eps=1e-5)
+    out.backward(torch.tensor(dout))
+    rtol = 1e-12 if method == "complex" else 1e-8
+    for mine, t in zip(ours, (tx, tg, tb), strict=True):
+        np.testing.assert_allclose(mine, t.grad.numpy(), rtol=rtol, atol=rtol)
+
+
+def test_softmax_cross_entropy_against_torch():
+    torch = pytest.importorskip("torch")
+    x, y = softmax_inputs(np.random.default_rng(0))
+    (dx, dy) = numerical_vjp(lambda x, y: softmax_ce_forward(x, y)[0], [x, y], np.float64(1.0))
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.cross_entropy(tx, torch.tensor(y)).backward()
+    assert dy is None  # integer labels are constants
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_correct_float64_layer_is_held_to_about_1e_9():
+    report = check_layer(bn_forward, bn_backward, *bn_inputs(8, 3)(np.random.default_rng(0)))
+    for result in report.inputs:
+        assert result.rtol <= 1e-9
+        assert result.atol <= 1e-8
+        assert result.max_rel_error < 1e-12
+
+
+# --- the numerical methods ----------------------------------------------------------------------
+
+
+def test_complex_step_is_used_where_analytic_and_refused_for_np_var_and_np_abs():
+    inputs = bn_inputs(6, 3)(np.random.default_rng(0))
+    assert check_layer(bn_forward, bn_backward, *inputs).inputs[0].method == "complex-step"
+
+    # np.var of complex input is the mean of |x - mu|**2: real, the derivative's terms are lost
+    report = check_layer(bn_forward_npvar, bn_backward, *inputs)
+    assert report.passed
+    assert report.inputs[0].method == "richardson"
+    assert "complex step not used: the forward is not complex-analytic" in str(report)
+    report = check_layer(abs_scale_forward, abs_scale_backward, *inputs)
+    assert report.passed and report.inputs[0].method == "richardson"
+
+
+def test_forcing_a_method():
+    inputs = bn_inputs(6, 3)(np.random.default_rng(0))
+    for method, name in (("complex", "complex-step"), ("richardson", "richardson")):
+        report = check_layer(bn_forward, bn_backward, *inputs, method=method)
+        assert report.passed and {r.method for r in report.inputs} == {name}
+
+
+def test_float32_noise_inside_float64_layer_is_measured_not_failed():
+    case = next(c for c in CORRECT if c.name == "bn computing in float32 inside")
+    report = check_layer(case.forward, case.backward, *case.inputs())
+    assert report.passed
+    assert "float32 inside?" in str(report)
+
+
+def test_kink_is_flagged_not_failed():
+    report = check_layer(
+        leaky_relu_forward,
+        leaky_relu_backward,
+        *leaky_relu_inputs_with_zeros(np.random.default_rng(0)),
+    )
+    assert report.passed
+    assert "x[1, 2] sits at a kink" in str(report)
+
+
+def test_kink_with_analytic_value_outside_is_failed_with_hint():
+    def backward(dout, x):
+        # right except at x == 0, where 2 is neither one-sided slope (0.01 and 1)
+        return np.where(x > 0, dout, np.where(x < 0, 0.01 * dout, 2.0 * dout))
+
+    inputs = leaky_relu_inputs_with_zeros(np.random.default_rng(0))
+    report = check_layer(leaky_relu_forward, backward, *inputs)
+    assert not report.passed
+    assert "x[1, 2] sits at a kink" in str(report) and "is neither" in str(report)
+    assert report["x"].n_failed == 1
+
+
+# --- safety -------------------------------------------------------------------------------------
+
+
+def test_callers_arrays_are_never_modified():
+    x, gamma, beta = bn_inputs(6, 3)(np.random.default_rng(0))
+    copies = [a.copy() for a in (x, gamma, beta)]
+    report = check_layer(bn_forward_mutating, bn_backward, x, gamma, beta)
+    assert "modifies its input 'x' in place" in str(report)
+    for a, c in zip((x, gamma, beta), copies, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_backward_writing_into_dout_is_reported():
+    def backward(dout, x):
+        dout[x < 0] *= 0.01  # in place: corrupts the upstream gradient
+        return dout
+
+    report = check_layer(leaky_relu_forward, backward, np.random.default_rng(0).normal(size=(4, 3)))
+    assert not report.passed
+    assert "modifies dout in place" in str(report)
+
+
+def test_wrong_dtype_is_reported_naming_the_input():
+    def backward(dout, cache):
+        dx, dgamma, dbeta = bn_backward(dout, cache)
+        return dx, dgamma.astype(np.int64), dbeta
+
+    report = check_layer(bn_forward, backward, *bn_inputs(6, 3)(np.random.default_rng(0)))
+    assert "the gradient of 'gamma' has dtype int64" in str(report)
+    assert report["x"].passed and not report["gamma"].passed
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log")
+def test_nan_in_the_output_is_reported():
+    def forward(x):
+        return np.log(x), x
+
+    report = check_layer(forward, lambda dout, x: dout / x, np.array([1.0, -1.0, 2.0]))
+    assert not report.passed
+    assert "has 1 NaN/inf entries, first at index (1,)" in str(report)
+
+
+# --- options and the report's interface ------------------------------------------------------
+
+
+def test_report_interface_for_other_tools():
+    report = check_layer(affine_forward, affine_backward, *_affine())
+    assert isinstance(report, Report) and report.passed and report.seed == 0
+    assert isinstance(report.inputs, tuple)
+    for r in report.inputs:
+        assert isinstance(r.name, str) and isinstance(r.passed, bool) and isinstance(r.method, str)
+        for value in (r.max_abs_error, r.max_rel_error, r.atol, r.rtol):
+            assert isinstance(value, float)
+    assert [r.name for r in report.inputs] == ["x", "w", "b"]
+    assert report["w"] is report.inputs[1]
+
+
+def test_user_tolerances_are_used_and_reported():
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return dx * 1.001, dw, db
+
+    assert not check_layer(affine_forward, backward, *_affine()).passed
+    report = check_layer(affine_forward, backward, *_affine(), rtol=1e-2, atol=1e-6)
+    assert report.passed
+    assert {(r.rtol, r.atol) for r in report.inputs} == {(1e-2, 1e-6)}
+
+
+def test_seed_reproduces_the_report_and_changes_dout():
+    inputs = _affine()
+    a = str(check_layer(affine_forward, affine_backward, *inputs, seed=7))
+    b = str(check_layer(affine_forward, affine_backward, *inputs, seed=7))
+    assert a == b and "seed=7" in a
+    seen = []
+
+    def backward(dout, cache):
+        seen.append(dout.copy())
+        return affine_backward(dout, cache)
+
+    check_layer(affine_forward, backward, *inputs, seed=1)
+    check_layer(affine_forward, backward, *inputs, seed=2)
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_wrt_constants_dict_and_single_array_gradients():
+    x, w, b = _affine()
+    report = check_layer(affine_forward, affine_backward, x, w, b, wrt=["w"])
+    assert [r.checked for r in report.inputs] == [False, True, False]
+
+    def dict_backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        return {"x": dx, "dw": dw, "b": db}
+
+    assert check_layer(affine_forward, dict_backward, x, w, b).passed
+    assert check_function(np.sin, lambda dout, x: dout * np.cos(x), x).passed
+    x_, y = softmax_inputs(np.random.default_rng(0))
+    report = check_layer(softmax_ce_forward, softmax_ce_backward, x_, y)
+    assert report.passed and report["y"].checked is False
+
+
+def test_several_outputs_get_a_tuple_dout():
+    def f(x):
+        return np.sin(x), np.exp(x)
+
+    def vjp(dout, x):
+        d1, d2 = dout
+        return d1 * np.cos(x) + d2 * np.exp(x)
+
+    assert check_function(f, vjp, np.linspace(-1, 1, 5)).passed
+
+
+def test_bad_options_raise_value_error():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        check_layer(affine_forward, affine_backward, *_affine(), mode="fast")
+    with pytest.raises(ValueError, match="method must be one of"):
+        check_layer(affine_forward, affine_backward, *_affine(), method="forward")
+    with pytest.raises(ValueError, match="wrt='z' is not an input"):
+        check_layer(affine_forward, affine_backward, *_affine(), wrt=["z"])
+    x, y = softmax_inputs(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="only floating-point inputs"):
+        check_layer(softmax_ce_forward, softmax_ce_backward, x, y, wrt=["y"])
+
+
+def test_public_names_are_reexported():
+    assert bnsym.check_layer is check_layer and bnsym.GradientCheckError is GradientCheckError
+    assert issubclass(GradientCheckError, AssertionError)
+
+
+def test_importing_the_checker_and_plugin_does_not_import_sympy():
+    code = (
+        "import sys, bnsym, bnsym.gradcheck, bnsym.pytest_plugin; bnsym.check_layer; "
+        "assert 'sympy' not in sys.modules, 'sympy imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+LAYERS = """
+import numpy as np
+
+def affine_forward(x, w, b):
+    return x @ w + b, (x, w)
+
+def affine_backward(dout, cache):
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+def affine_backward_wrong(dout, cache):
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.mean(axis=0)
+
+def f(x):
+    return np.sin(x)
+
+def vjp(dout, x):
+    return dout * np.cos(x)
+"""
+
+
+@pytest.fixture
+def layers_module(tmp_path, monkeypatch):
+    (tmp_path / "gc_layers.py").write_text(textwrap.dedent(LAYERS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "gc_layers"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["gc_layers:affine_forward", "gc_layers:affine_backward"], 0, "gradient check passed"),
+        (
+            ["gc_layers:affine_forward", "gc_layers:affine_backward_wrong"],
+            1,
+            "extra 1/m with m = 4",
+        ),
+        (["gc_layers.affine_forward", "gc_layers:affine_backward"], 2, "not of the form"),
+        (["no_such_module:f", "gc_layers:affine_backward"], 2, "cannot import module"),
+        (["gc_layers:nothing", "gc_layers:affine_backward"], 2, "has no attribute 'nothing'"),
+    ],
+    ids=["pass", "fail", "bad-spec", "no-module", "no-attribute"],
+)
+def test_cli_gradcheck(layers_module, args, code, text):
+    result = CliRunner().invoke(
+        main, ["gradcheck", *args, "--input", "4,3", "--input", "3,2", "--input", "2"]
+    )
+    assert result.exit_code == code, result.output
+    assert text in result.output
+    if code == 2:
+        assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_bad_input_shapes(layers_module):
+    runner = CliRunner()
+    result = runner.invoke(main, ["gradcheck", "gc_layers:f", "gc_layers:vjp", "--input", "4,x"])
+    assert result.exit_code == 2 and "--input '4,x' is not a shape" in result.output
+    result = runner.invoke(
+        main,
+        ["gradcheck", "gc_layers:affine_forward", "gc_layers:affine_backward"]
+        + ["--input", "4,3", "--input", "4,2", "--input", "2"],
+    )
+    assert result.exit_code == 2 and "check the --input shapes" in result.output
+
+
+def test_cli_function_flag_and_float32(layers_module):
+    result = CliRunner().invoke(
+        main,
+        [
+            "gradcheck",
+            "gc_layers:f",
+            "gc_layers:vjp",
+            "--function",
+            "--input",
+            "5",
+            "--dtype",
+            "float32",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "float32" in result.output
+
+
+def test_cli_does_not_import_numpy_at_startup():
+    code = "import sys, bnsym.cli; assert 'numpy' not in sys.modules, 'numpy imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _affine():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
