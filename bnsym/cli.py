@@ -7,6 +7,10 @@ Bad input is reported as one line, ``Error: <what> — <what to do>``, with exit
 
 from __future__ import annotations
 
+import shlex
+import sys
+from typing import Any
+
 import click
 
 from bnsym import __version__
@@ -18,13 +22,164 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """A group whose usage errors are one line (``Error: ...``, exit 2), without the usage."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None and exc.ctx.command_path:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bnsym")
 def main() -> None:
     """Batch normalization: derived exactly, generated as NumPy code, checked numerically."""
 
 
+def _command_line() -> str:
+    """The command as typed, for the header of generated files (argv, shell-quoted)."""
+    return "bnsym " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _variant_options(f: Any) -> Any:
+    """The options that choose the variant, shared by derive, codegen and check."""
+    options = [
+        click.option("--m", "m", default="4", show_default=True, metavar="M",
+                     help="Batch size m (1 only with --mode eval)."),
+        click.option("--eps", default=None, metavar="EPS",
+                     help="ε as a number ≥ 0 read exactly (1e-5, 0); symbolic when omitted."),
+        click.option("--variance", default="biased", show_default=True,
+                     help="biased (1/m, the paper and PyTorch) or unbiased (1/(m-1))."),
+        click.option("--eps-placement", default="inside", show_default=True,
+                     help="inside the root √(σ²+ε), or outside it, σ+ε."),
+        click.option("--affine/--no-affine", default=True, show_default=True,
+                     help="Scale and shift by γ and β (--no-affine: y = x̂)."),
+        click.option("--mode", default="train", show_default=True,
+                     help="train (batch statistics) or eval (running statistics)."),
+        click.option("--force", is_flag=True,
+                     help="Allow m above the limit of 128 (slow: the cost grows as m²)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _derive(**kwargs: Any) -> Any:
+    """Call bnsym.derive, turning DerivationError into BadInput."""
+    from bnsym.symbolic import DerivationError, derive
+
+    m = kwargs.pop("m")
+    try:
+        return derive(m, **kwargs)  # type: ignore[arg-type]
+    except DerivationError as exc:
+        raise BadInput(str(exc)) from None
+
+
 # --- derive ----------------------------------------------------------------------------------
+
+_FORMATS = {".txt": "text", ".json": "json", ".tex": "latex", ".md": "markdown", ".pdf": "pdf"}
+
+
+@main.command("derive")
+@_variant_options
+@click.option("--values", default=None, metavar="X1,X2,...",
+              help="A worked example: m numbers per feature, features separated by ';'.")
+@click.option("--dy", default=None, metavar="DY1,DY2,...",
+              help="Upstream gradients ∂ℓ/∂y_i, laid out as --values.")
+@click.option("--format", "fmt", default=None,
+              help="text (default), json, latex or markdown; taken from -o's extension if omitted.")
+@click.option("--ascii", "ascii_", is_flag=True, help="Plain ASCII text instead of Unicode math.")
+@click.option("--standalone", is_flag=True,
+              help="LaTeX: a complete document rather than a fragment to \\input.")
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="Write to FILE (.txt, .json, .tex, .md, .pdf) instead of standard output.")
+def derive_command(
+    m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
+    force: bool, values: str | None, dy: str | None, fmt: str | None, ascii_: bool,
+    standalone: bool, output: str | None,
+) -> None:
+    """Derive batch normalization for a batch of m values, step by step, with proofs."""
+    from bnsym._io import OutputError, atomic_write, check_writable
+
+    fmt = _output_format(fmt, output)
+    if ascii_ and fmt != "text":
+        raise BadInput(f"--ascii applies to text output, not --format {fmt}; drop one of them.")
+    if standalone and fmt not in ("latex", "pdf"):
+        raise BadInput(f"--standalone applies to LaTeX output, not {fmt}; add --format latex.")
+    if output not in (None, "-"):
+        try:
+            check_writable(output)
+        except OutputError as exc:
+            raise BadInput(str(exc)) from None
+    d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
+                mode=mode, values=values, dy=dy, force=force)
+    command = _command_line()
+    if fmt == "pdf":
+        from bnsym import notes
+
+        try:
+            data: str | bytes = notes.compile_pdf(notes.to_latex(d, standalone=True, command=command))
+        except notes.LatexError as exc:
+            raise BadInput(str(exc)) from None
+    else:
+        data = _render(d, fmt, ascii_, standalone, command)
+    if output in (None, "-"):
+        click.echo(data, nl=False)
+        return
+    try:
+        atomic_write(output, data)
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _output_format(fmt: str | None, output: str | None) -> str:
+    if fmt is not None:
+        if fmt not in ("text", "json", "latex", "markdown"):
+            raise BadInput(f"--format {fmt!r} is not known; use text, json, latex or markdown.")
+        return fmt
+    if output in (None, "-"):
+        return "text"
+    from pathlib import Path
+
+    ext = Path(output).suffix.lower()
+    if ext not in _FORMATS:
+        raise BadInput(
+            f"cannot tell the format of {output!r} from its extension {ext or '(none)'!r}; "
+            "use .txt, .json, .tex, .md or .pdf, or give --format."
+        )
+    return _FORMATS[ext]
+
+
+def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str) -> str:
+    if fmt == "json":
+        from bnsym.render import to_json
+
+        return to_json(d)
+    if fmt in ("latex", "markdown"):
+        from bnsym import notes
+
+        if fmt == "latex":
+            return notes.to_latex(d, standalone=standalone, command=command)
+        return notes.to_markdown(d, command=command)
+    from bnsym.render import to_text
+
+    return to_text(d, ascii=ascii_, command=command)
+
 
 # --- codegen ---------------------------------------------------------------------------------
 

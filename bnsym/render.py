@@ -1,0 +1,364 @@
+"""Rendering a Derivation for a terminal (Unicode or ASCII) and as JSON; reading JSON back.
+
+Every renderer (this module, and bnsym.notes for LaTeX and Markdown) walks the same sections
+of the derivation (:func:`sections`) and differs only in how it prints a symbol and an
+expression. Symbol display names live in one table, :data:`DISPLAY`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+from sympy.printing.str import StrPrinter
+
+from bnsym.symbolic import EXPLICIT_MAX_M, Derivation, Step, symbol_table
+
+__all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_json", "to_text"]
+
+_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+# name pattern -> (unicode, ascii, latex); {i} is the index (subscripted in Unicode/LaTeX).
+DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
+    (r"x(\d+|_i)", ("x{i}", "x{i}", "x_{{{i}}}")),
+    (r"y(\d+|_i)", ("y{i}", "y{i}", "y_{{{i}}}")),
+    (r"xhat(\d+|_i)", ("x̂{i}", "xhat{i}", r"\hat{{x}}_{{{i}}}")),
+    (r"dy(\d+|_i)", ("∂ℓ/∂y{i}", "dl/dy{i}", r"\frac{{\partial \ell}}{{\partial y_{{{i}}}}}")),
+    (r"dx(\d+|_i)", ("∂ℓ/∂x{i}", "dl/dx{i}", r"\frac{{\partial \ell}}{{\partial x_{{{i}}}}}")),
+    (
+        r"dxhat(\d+|_i)",
+        ("∂ℓ/∂x̂{i}", "dl/dxhat{i}", r"\frac{{\partial \ell}}{{\partial \hat{{x}}_{{{i}}}}}"),
+    ),
+    (r"gamma", ("γ", "gamma", r"\gamma")),
+    (r"beta", ("β", "beta", r"\beta")),
+    (r"epsilon", ("ε", "eps", r"\epsilon")),
+    (r"mu_B", ("μ_B", "mu_B", r"\mu_{B}")),
+    (r"sigma2_B", ("σ²_B", "sigma2_B", r"\sigma_{B}^{2}")),
+    (r"sigma_B", ("σ_B", "sigma_B", r"\sigma_{B}")),
+    (r"running_mean", ("μ_run", "running_mean", r"\mu_{\mathrm{run}}")),
+    (r"running_var", ("σ²_run", "running_var", r"\sigma_{\mathrm{run}}^{2}")),
+    (r"dsigma2_B", ("∂ℓ/∂σ²_B", "dl/dsigma2_B", r"\frac{\partial \ell}{\partial \sigma_{B}^{2}}")),
+    (r"dmu_B", ("∂ℓ/∂μ_B", "dl/dmu_B", r"\frac{\partial \ell}{\partial \mu_{B}}")),
+    (r"dgamma", ("∂ℓ/∂γ", "dl/dgamma", r"\frac{\partial \ell}{\partial \gamma}")),
+    (r"dbeta", ("∂ℓ/∂β", "dl/dbeta", r"\frac{\partial \ell}{\partial \beta}")),
+    (r"sum_dy", ("Σⱼ∂ℓ/∂yⱼ", "sum_j(dl/dy_j)", r"\sum_{j} \frac{\partial \ell}{\partial y_{j}}")),
+    (
+        r"sum_dy_xhat",
+        (
+            "Σⱼ∂ℓ/∂yⱼ·x̂ⱼ",
+            "sum_j(dl/dy_j*xhat_j)",
+            r"\sum_{j} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
+        ),
+    ),
+    (r"sum_dx", ("Σᵢ∂ℓ/∂xᵢ", "sum_i(dl/dx_i)", r"\sum_{i} \frac{\partial \ell}{\partial x_{i}}")),
+    (
+        r"sum_dx_xhat",
+        (
+            "Σᵢ∂ℓ/∂xᵢ·x̂ᵢ",
+            "sum_i(dl/dx_i*xhat_i)",
+            r"\sum_{i} \frac{\partial \ell}{\partial x_{i}} \hat{x}_{i}",
+        ),
+    ),
+    (r"mean_y", ("(1/m)·Σᵢyᵢ", "mean_i(y_i)", r"\frac{1}{m}\sum_{i} y_{i}")),
+    (r"y_i\(a\*x \+ c\)", ("yᵢ(a·x + c)", "y_i(a*x + c)", r"y_{i}(a x + c)")),
+    (r"y_i\|undo", ("yᵢ|γ=D,β=μ", "y_i|gamma=D,beta=mu", r"y_{i}\big|_{\gamma = D,\ \beta = \mu}")),
+    (r"I", ("I", "I", r"I")),
+    (r"11T", ("𝟙𝟙ᵀ", "11^T", r"\mathbf{1}\mathbf{1}^{\top}")),
+    (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
+    (r"J", ("J", "J", "J")),
+    (r"J\^T", ("Jᵀ", "J^T", r"J^{\top}")),
+]
+_COMPILED = [(re.compile(p + r"\Z"), forms) for p, forms in DISPLAY]
+_STYLE = {"unicode": 0, "ascii": 1, "latex": 2}
+
+
+def display_name(name: str, style: str = "unicode") -> str:
+    """How a symbol of the derivation is written in ``style`` (unicode, ascii or latex).
+
+    >>> display_name("dxhat3"), display_name("dxhat3", "ascii"), display_name("sigma2_B", "latex")
+    ('∂ℓ/∂x̂₃', 'dl/dxhat3', '\\\\sigma_{B}^{2}')
+    """
+    col = _STYLE[style]
+    for pattern, forms in _COMPILED:
+        hit = pattern.match(name)
+        if hit:
+            index = hit.group(1) if hit.groups() else ""
+            index = index.lstrip("_")
+            if style == "unicode":
+                index = index.translate(_SUB) if index.isdigit() else "ᵢ" if index == "i" else index
+            return forms[col].format(i=index)
+    return name
+
+
+class _TextPrinter(StrPrinter):
+    """SymPy's str printer with the derivation's notation for symbols."""
+
+    def __init__(self, style: str) -> None:
+        super().__init__({"order": "none"})
+        self.style = style
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:  # noqa: N802 - SymPy's naming
+        return display_name(expr.name, self.style)
+
+
+_POWERS = {"**2": "²", "**3": "³", "**4": "⁴", "**(3/2)": "^(3/2)", "**(-1/2)": "^(-1/2)"}
+
+
+def expr_text(expr: Any, ascii: bool = False) -> str:
+    """One-line text of an expression: Unicode (√, ², ·, −) or plain ASCII."""
+    if expr is None:
+        return "—" if not ascii else "-"
+    text = _TextPrinter("ascii" if ascii else "unicode").doprint(sp.sympify(expr))
+    if ascii:
+        return text
+    for k, v in _POWERS.items():
+        text = text.replace(k, v)
+    return text.replace("sqrt(", "√(").replace("**", "^").replace("*", "·").replace("-", "−")
+
+
+# --- sections: what every renderer shows, in order -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled part of the derivation: prose, then equations (Steps), then prose."""
+
+    key: str
+    title: str
+    intro: str
+    steps: tuple[Step, ...] = ()
+    outro: str = ""
+
+
+def describe(d: Derivation) -> str:
+    """One line naming the variant, e.g. 'train mode, biased variance (1/m), ε inside √'."""
+    o = d.options
+    if o.mode == "eval":
+        parts = ["eval mode (running statistics)"]
+    else:
+        parts = [
+            "train mode",
+            "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m−1))",
+            "ε inside the root" if o.eps_placement == "inside" else "ε outside the root (σ + ε)",
+        ]
+    parts.append("symbolic ε" if o.eps is None else f"ε = {o.eps}")
+    if not o.affine:
+        parts.append("no γ, β")
+    return ", ".join(parts)
+
+
+def sections(d: Derivation) -> Iterator[Section]:
+    """The derivation as sections, in the order notes and the terminal show them."""
+    o, s = d.options, d.symbols
+    train = o.mode == "train"
+    yield Section(
+        "forward",
+        "Forward pass (Algorithm 1)",
+        "Mini-batch statistics, normalize, then scale and shift."
+        if train
+        else "Eval mode: the running mean and variance are constants.",
+        d.forward,
+    )
+    yield Section(
+        "backward",
+        "Backward pass by the chain rule",
+        "Each step is sympy.diff of one node of the graph, times the gradients of the nodes "
+        "that consume it, in the paper's order.",
+        d.backward,
+        "The ∂ℓ/∂σ²_B term of ∂ℓ/∂μ_B vanishes because Σᵢ(xᵢ − μ_B) = 0." if train else "",
+    )
+    generic, *per_element = d.closed_form
+    yield Section(
+        "closed_form",
+        "Closed form",
+        "Collecting the chain rule into one expression per element:",
+        (generic, *per_element),
+        ("✓ proved: " if d.verified.get("closed_form") else "✗ NOT proved: ")
+        + d.proof_methods["closed_form"]
+        + ".",
+    )
+    if d.m <= EXPLICIT_MAX_M and train and o.values is None:
+        yield Section(
+            "explicit",
+            f"Per-element results, fully in x₁..x{str(d.m).translate(_SUB)}",
+            "",
+            tuple(Step(sym, val) for sym, val in zip(s.dx, d.dx, strict=True)),
+        )
+    yield Section(
+        "jacobian",
+        "Jacobian ∂y/∂x",
+        "The m×m matrix J with J_ji = ∂y_j/∂x_i has this structure:",
+        (d.jacobian_structure,),
+        "Every entry is proved against the chain rule."
+        if d.jacobian is not None
+        else "Proved through the closed form (∂ℓ/∂x = Jᵀ·∂ℓ/∂y for every ∂ℓ/∂y).",
+    )
+    if d.identities:
+        yield Section(
+            "identities",
+            "Identities",
+            "",
+            d.identities,
+        )
+    if o.values is not None:
+        steps: list[Step] = []
+        for f, feat in enumerate(d.features):
+            label = f" (feature {f + 1})" if len(d.features) > 1 else ""
+            steps.append(Step(s.mu, feat["mean"], f"mean{label}"))
+            steps.append(Step(s.var, feat["var"], f"variance{label}"))
+            steps += [Step(a, b, "") for a, b in zip(s.x_hat, feat["x_hat"], strict=True)]
+            steps += [Step(a, b, "") for a, b in zip(s.y, feat["y"], strict=True)]
+            steps += [Step(a, b, "") for a, b in zip(s.dx, feat["dx"], strict=True)]
+            if o.affine:
+                steps.append(Step(s.dgamma, feat["dgamma"], ""))
+                steps.append(Step(s.dbeta, feat["dbeta"], ""))
+        yield Section("example", "Worked example", _example_intro(d), tuple(steps))
+
+
+def _example_intro(d: Derivation) -> str:
+    o = d.options
+    assert o.values is not None
+    rows = "; ".join(", ".join(str(v) for v in row) for row in o.values)
+    text = f"x = ({rows})"
+    if o.dy is not None:
+        text += "; ∂ℓ/∂y = (" + "; ".join(", ".join(str(v) for v in r) for r in o.dy) + ")"
+    return text + " — exact arithmetic."
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> str:
+    """The derivation for a terminal: Unicode math (or plain ASCII), one section per block.
+
+    >>> from bnsym.symbolic import derive
+    >>> print(to_text(derive(2, eps=0, values="2,4"), ascii=True).splitlines()[0])
+    Batch normalization, m = 2: train mode, biased variance (1/m), eps inside the root, eps = 0
+    """
+    lines = [f"Batch normalization, m = {d.m}: {describe(d)}"]
+    if command:
+        lines.append(f"command: {command}")
+    for sec in sections(d):
+        lines += ["", sec.title, "-" * len(sec.title)]
+        if sec.intro:
+            lines.append(sec.intro)
+        for st in sec.steps:
+            lhs = expr_text(st.lhs, ascii)
+            eq = f"  {lhs} = {expr_text(st.rhs, ascii)}"
+            if sec.key == "identities":
+                mark = "ok" if ascii else "✓"
+                if not d.verified.get(st.rule, False):
+                    mark = "FAILED" if ascii else "✗"
+                eq += f"   [{mark} {st.rule}]"
+                if st.note:
+                    eq += f"\n      {st.note}"
+            elif st.rule:
+                eq += f"      ({st.rule})"
+            lines.append(eq)
+        if sec.outro:
+            lines.append(sec.outro)
+    lines += ["", "Proofs", "------"]
+    for name, ok in d.verified.items():
+        mark = ("ok  " if ok else "FAIL") if ascii else ("✓" if ok else "✗")
+        lines.append(f"  {mark} {name}: {d.proof_methods[name]}")
+    text = "\n".join(lines) + "\n"
+    if ascii:
+        text = _to_ascii(text)
+    return text
+
+
+_ASCII = {
+    "ε": "eps", "γ": "gamma", "β": "beta", "μ": "mu", "σ²": "sigma2", "σ": "sigma", "√": "sqrt",
+    "Σ": "sum", "ᵢ": "_i", "ⱼ": "_j", "∂ℓ/∂": "dl/d", "x̂": "xhat", "−": "-", "·": "*", "—": "-",
+    "≥": ">=", "≤": "<=", "→": "->", "×": "x", "ᵀ": "^T", "✓": "ok", "✗": "X", "₁": "1",
+    "𝟙": "1", "²": "^2", "³": "^3",
+}
+
+
+def _to_ascii(text: str) -> str:
+    for k, v in _ASCII.items():
+        text = text.replace(k, v)
+    text = text.translate(str.maketrans("₀₂₃₄₅₆₇₈₉", "023456789"))
+    return text
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+def to_json(d: Derivation) -> str:
+    """One JSON object; every expression is SymPy's ``str()`` over x1..xm, dy1..dym, gamma,
+    beta, epsilon (and running_mean, running_var in eval mode). Read it back with
+    :func:`load_json`.
+    """
+    obj = _json_obj(d)
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def _json_obj(d: Derivation) -> dict[str, Any]:
+    def exprs(feat: dict[str, Any]) -> dict[str, Any]:
+        def one(e: Any) -> Any:
+            return None if e is None else str(e)
+
+        return {
+            "mean": one(feat["mean"]),
+            "var": one(feat["var"]),
+            "x_hat": [one(e) for e in feat["x_hat"]],
+            "y": [one(e) for e in feat["y"]],
+            "dx": [one(e) for e in feat["dx"]],
+            "dgamma": one(feat["dgamma"]),
+            "dbeta": one(feat["dbeta"]),
+        }
+
+    obj: dict[str, Any] = {"m": d.m, "options": d.options.as_dict()}
+    obj.update(exprs(d.features[0]))
+    if len(d.features) > 1:
+        obj["features"] = [exprs(f) for f in d.features]
+    obj["symbols"] = sorted(symbol_table(d.m), key=_natural)
+    obj["verified"] = dict(d.verified)
+    obj["proof_methods"] = dict(d.proof_methods)
+    return obj
+
+
+def _natural(name: str) -> tuple[str, int]:
+    hit = re.match(r"([a-z_]+?)(\d*)\Z", name)
+    assert hit
+    return hit.group(1), int(hit.group(2) or 0)
+
+
+_EXPR_KEYS = ("mean", "var", "dgamma", "dbeta")
+_LIST_KEYS = ("x_hat", "y", "dx")
+
+
+def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
+    """Read ``bnsym derive --format json`` output back, with SymPy expressions in place of
+    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions).
+
+    >>> from bnsym.symbolic import derive
+    >>> data = load_json(derive(2, eps=0).to_json())
+    >>> data["x_hat"][0]
+    (x1 - x2)/Abs(x1 - x2)
+    """
+    obj = json.loads(source) if isinstance(source, str) else dict(source)
+    table = symbol_table(int(obj["m"]))
+
+    def parse(text: Any) -> Any:
+        return None if text is None else sp.sympify(text, locals=table)
+
+    def convert(part: dict[str, Any]) -> dict[str, Any]:
+        out = dict(part)
+        for k in _EXPR_KEYS:
+            if k in out:
+                out[k] = parse(out[k])
+        for k in _LIST_KEYS:
+            if k in out:
+                out[k] = [parse(t) for t in out[k]]
+        return out
+
+    result = convert(obj)
+    if "features" in result:
+        result["features"] = [convert(f) for f in result["features"]]
+    return result

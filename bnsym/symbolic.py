@@ -1,0 +1,637 @@
+"""The symbolic batch-normalization derivation for a batch of m values (SymPy only).
+
+``derive(m, **options)`` builds the computation graph of the paper's Algorithm 1 (Ioffe and
+Szegedy, 2015) with one SymPy symbol per node (μ_B, σ²_B, x̂_i, y_i), differentiates each node
+with ``sympy.diff`` and walks the graph backwards (the chain rule in the paper's order:
+∂ℓ/∂x̂_i, ∂ℓ/∂σ²_B, ∂ℓ/∂μ_B, ∂ℓ/∂x_i, ∂ℓ/∂γ, ∂ℓ/∂β), then proves the closed form and the
+identities exactly (:mod:`bnsym._proofs`). Nothing is expanded or ``simplify``-ed along the
+way, which is what keeps m = 128 within seconds.
+
+The derivation is always carried out with a symbolic ε and symbolic inputs; a numeric ε,
+``values`` (a worked example) and ``dy`` (upstream gradients) are substituted afterwards, so
+the proofs hold for every ε and every batch.
+
+>>> d = derive(4, eps=0, values=[[2, 0, 2, 4]])
+>>> d.mean, d.var, d.x_hat
+(2, 2, (0, -sqrt(2), 0, sqrt(2)))
+>>> all(d.verified.values())
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import sympy as sp
+
+__all__ = [
+    "MAX_M",
+    "EXPLICIT_MAX_M",
+    "Derivation",
+    "DerivationError",
+    "Options",
+    "Step",
+    "Symbols",
+    "derive",
+]
+
+#: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
+#: cost grows as m² (the proofs expand O(m) terms for each of m elements).
+MAX_M = 128
+#: Up to this m, the per-element results are also shown fully in terms of x_1..x_m.
+EXPLICIT_MAX_M = 3
+#: Up to this m, the m×m Jacobian is built entry by entry and compared with its structure.
+JACOBIAN_MAX_M = 16
+#: Up to this m, the chain-rule result is also checked against direct differentiation of the
+#: fully explicit forward pass (that costs O(m³)).
+DIRECT_MAX_M = 8
+
+Variance = Literal["biased", "unbiased"]
+Placement = Literal["inside", "outside"]
+Mode = Literal["train", "eval"]
+
+
+class DerivationError(ValueError):
+    """Bad input to :func:`derive`: the message names the value and says what to do."""
+
+
+# --- symbols -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Symbols:
+    """The SymPy symbols of a derivation for batch size m.
+
+    Inputs: ``x`` (x1..xm), ``dy`` (dy1..dym, the upstream gradients ∂ℓ/∂y_i), ``gamma``,
+    ``beta``, ``eps`` (named ``epsilon``), and in eval mode ``running_mean``, ``running_var``.
+    Graph nodes: ``mu`` (μ_B), ``var`` (σ²_B), ``sigma`` (σ_B = √σ²_B), ``x_hat``, ``y``.
+    Adjoints: ``d_x_hat``, ``d_var``, ``d_mu``, ``dx``, ``dgamma``, ``dbeta`` — the names
+    that the steps of the backward pass assign to.
+    """
+
+    m: int
+    x: tuple[sp.Symbol, ...]
+    dy: tuple[sp.Symbol, ...]
+    gamma: sp.Symbol
+    beta: sp.Symbol
+    eps: sp.Symbol
+    mu: sp.Symbol
+    var: sp.Symbol
+    sigma: sp.Symbol
+    running_mean: sp.Symbol
+    running_var: sp.Symbol
+    x_hat: tuple[sp.Symbol, ...]
+    y: tuple[sp.Symbol, ...]
+    d_x_hat: tuple[sp.Symbol, ...]
+    d_var: sp.Symbol
+    d_mu: sp.Symbol
+    dx: tuple[sp.Symbol, ...]
+    dgamma: sp.Symbol
+    dbeta: sp.Symbol
+
+    @staticmethod
+    @functools.cache
+    def of(m: int) -> Symbols:
+        def seq(name: str, **assumptions: bool) -> tuple[sp.Symbol, ...]:
+            return tuple(sp.Symbol(f"{name}{i}", **assumptions) for i in range(1, m + 1))
+
+        return Symbols(
+            m=m,
+            x=seq("x", real=True),
+            dy=seq("dy", real=True),
+            gamma=sp.Symbol("gamma", real=True),
+            beta=sp.Symbol("beta", real=True),
+            eps=sp.Symbol("epsilon", positive=True),
+            mu=sp.Symbol("mu_B", real=True),
+            var=sp.Symbol("sigma2_B", positive=True),
+            sigma=sp.Symbol("sigma_B", positive=True),
+            running_mean=sp.Symbol("running_mean", real=True),
+            running_var=sp.Symbol("running_var", positive=True),
+            x_hat=seq("xhat", real=True),
+            y=seq("y", real=True),
+            d_x_hat=seq("dxhat", real=True),
+            d_var=sp.Symbol("dsigma2_B", real=True),
+            d_mu=sp.Symbol("dmu_B", real=True),
+            dx=seq("dx", real=True),
+            dgamma=sp.Symbol("dgamma", real=True),
+            dbeta=sp.Symbol("dbeta", real=True),
+        )
+
+    def public(self) -> dict[str, sp.Symbol]:
+        """Name -> symbol for every symbol that can appear in an exported expression."""
+        names = {s.name: s for s in (*self.x, *self.dy, self.gamma, self.beta, self.eps)}
+        names.update(running_mean=self.running_mean, running_var=self.running_var)
+        return names
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """The variant being derived, validated. See :func:`derive` for the meaning of each field."""
+
+    m: int
+    eps: sp.Rational | None = None
+    variance: Variance = "biased"
+    eps_placement: Placement = "inside"
+    affine: bool = True
+    mode: Mode = "train"
+    values: tuple[tuple[sp.Rational, ...], ...] | None = None
+    dy: tuple[tuple[sp.Rational, ...], ...] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ε and values as exact strings (``"1/100000"``), None as null."""
+
+        def rows(v: tuple[tuple[sp.Rational, ...], ...] | None) -> Any:
+            return None if v is None else [[str(n) for n in row] for row in v]
+
+        return {
+            "m": self.m,
+            "eps": None if self.eps is None else str(self.eps),
+            "variance": self.variance,
+            "eps_placement": self.eps_placement,
+            "affine": self.affine,
+            "mode": self.mode,
+            "values": rows(self.values),
+            "dy": rows(self.dy),
+        }
+
+
+def exact_number(value: object, what: str) -> sp.Rational:
+    """Read a number exactly: ``"8.9"`` -> 89/10, ``1e-5`` -> 1/100000, ``"1/3"`` -> 1/3.
+
+    Floats are read through their shortest decimal form (``repr``), which is what the user
+    typed, rather than their binary expansion.
+
+    >>> exact_number("8.9", "values"), exact_number(1e-5, "eps")
+    (89/10, 1/100000)
+    """
+    if isinstance(value, bool):
+        raise DerivationError(f"{what} must be a number, not {value!r}.")
+    if isinstance(value, sp.Rational):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise DerivationError(f"{what} must be finite, not {value!r}.")
+        value = repr(value)
+    text = str(value).strip()
+    try:
+        frac = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise DerivationError(
+            f"{what}: {text!r} is not a number; write integers, decimals or fractions "
+            "such as 2, 8.9, 1e-5 or 1/3."
+        ) from None
+    return sp.Rational(frac.numerator, frac.denominator)
+
+
+def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]:
+    """Parse ``values``/``dy``: one row of m numbers per feature (a flat list is one row)."""
+    if isinstance(raw, str):
+        rows: list[Any] = [r.split(",") for r in raw.split(";")]
+    else:
+        seq = list(raw)  # type: ignore[call-overload]
+        rows = seq if seq and not isinstance(seq[0], str | int | float | sp.Basic) else [seq]
+        rows = [list(r) for r in rows]
+    out = []
+    for f, row in enumerate(rows, start=1):
+        nums = tuple(exact_number(v, what) for v in row if not (isinstance(v, str) and not v))
+        if len(nums) != m:
+            where = f" (feature {f})" if len(rows) > 1 else ""
+            raise DerivationError(
+                f"{what}{where} has {len(nums)} value(s) but m = {m}; give exactly m "
+                "comma-separated numbers per feature, features separated by ';'."
+            )
+        out.append(nums)
+    return tuple(out)
+
+
+def make_options(
+    m: object,
+    *,
+    eps: object = None,
+    variance: str = "biased",
+    eps_placement: str = "inside",
+    affine: bool = True,
+    mode: str = "train",
+    values: object = None,
+    dy: object = None,
+    force: bool = False,
+) -> Options:
+    """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
+    if isinstance(m, bool) or not isinstance(m, int):
+        try:
+            as_float = float(str(m))
+        except ValueError:
+            as_float = math.nan
+        if not as_float.is_integer():
+            raise DerivationError(f"m must be a whole number, not {m!r}; try m = 4.")
+        m = int(as_float)
+    assert isinstance(m, int)
+    if m < 1:
+        raise DerivationError(f"m must be at least 1, not {m}; the batch needs values.")
+    if mode not in ("train", "eval"):
+        raise DerivationError(f"mode must be 'train' or 'eval', not {mode!r}.")
+    if variance not in ("biased", "unbiased"):
+        raise DerivationError(f"variance must be 'biased' or 'unbiased', not {variance!r}.")
+    if eps_placement not in ("inside", "outside"):
+        raise DerivationError(
+            f"eps_placement must be 'inside' or 'outside', not {eps_placement!r}."
+        )
+    if m == 1 and mode == "train":
+        raise DerivationError(
+            "m = 1 in train mode: the variance of one value is 0, so x̂ = 0/√ε and there is "
+            "nothing to learn (PyTorch refuses it too); use mode 'eval' (--mode eval) or m ≥ 2."
+        )
+    if m > MAX_M and not force:
+        raise DerivationError(
+            f"m = {m} is above the limit of {MAX_M} (the derivation would take minutes); "
+            "pass force=True (--force) to derive it anyway."
+        )
+    if mode == "eval" and (variance != "biased" or eps_placement != "inside"):
+        raise DerivationError(
+            "variance and eps placement describe batch statistics, which eval mode does not "
+            "use; drop --variance/--eps-placement or use --mode train."
+        )
+    eps_r = None if eps is None else exact_number(eps, "eps")
+    if eps_r is not None and eps_r < 0:
+        raise DerivationError(f"eps must be ≥ 0, not {eps_r}; ε is a small positive constant.")
+    if eps_r == 0 and mode == "eval":
+        pass  # running_var is symbolic and positive: no division by zero
+    value_rows = None if values is None else _rows(values, m, "values")
+    dy_rows = None if dy is None else _rows(dy, m, "dy")
+    if value_rows is not None and dy_rows is not None and len(dy_rows) != len(value_rows):
+        raise DerivationError(
+            f"dy has {len(dy_rows)} feature(s) but values has {len(value_rows)}; give one row "
+            "of upstream gradients per row of values."
+        )
+    if value_rows is not None and mode == "train":
+        for f, row in enumerate(value_rows, start=1):
+            if len(set(row)) == 1:
+                where = f" (feature {f})" if len(value_rows) > 1 else ""
+                if eps_r == 0:
+                    raise DerivationError(
+                        f"values{where} all equal {row[0]}: their variance is 0 and ε = 0, so "
+                        "x̂ divides by zero; give ε > 0 (--eps 1e-5) or values that differ."
+                    )
+                if eps_placement == "outside":
+                    raise DerivationError(
+                        f"values{where} all equal {row[0]}: σ_B = √σ²_B has no derivative at 0, "
+                        "so with ε outside the root the gradient does not exist; use "
+                        "eps_placement 'inside' or values that differ."
+                    )
+    return Options(
+        m=m,
+        eps=eps_r,
+        variance=variance,  # type: ignore[arg-type]
+        eps_placement=eps_placement,  # type: ignore[arg-type]
+        affine=affine,
+        mode=mode,  # type: ignore[arg-type]
+        values=value_rows,
+        dy=dy_rows,
+    )
+
+
+# --- the derivation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One equation ``lhs = rhs`` of the derivation, with the rule that produced it.
+
+    ``rhs`` is in terms of graph symbols (μ_B, σ²_B, x̂_i and the adjoints of later nodes), as
+    the paper writes it; ``value``, where set, is the same quantity after substituting every
+    earlier step, and ``note`` a sentence on what the step means.
+    """
+
+    lhs: sp.Expr
+    rhs: sp.Expr
+    rule: str = ""
+    value: sp.Expr | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """The derivation of batch normalization for a batch of m values. Immutable.
+
+    Graph form (as the paper writes it): ``forward`` and ``backward`` are tuples of
+    :class:`Step`; ``closed_form`` holds ∂ℓ/∂x_i per element in terms of x̂_i and the sums.
+
+    Explicit form (inputs only — x1..xm, dy1..dym, gamma, beta, epsilon — with ε, values
+    and dy substituted when given): ``mean``, ``var``, ``x_hat``, ``y``, ``dx``, ``dgamma``,
+    ``dbeta``. With several features (rows of ``values``), these hold the first feature and
+    ``features`` holds one dict per feature.
+
+    ``jacobian`` is the m×m matrix ∂y_j/∂x_i in graph symbols (None above m = 16),
+    ``jacobian_structure`` its structured form, ``identities`` the proved statements, and
+    ``verified`` maps each proof's name to True/False.
+    """
+
+    options: Options
+    symbols: Symbols
+    forward: tuple[Step, ...]
+    backward: tuple[Step, ...]
+    closed_form: tuple[Step, ...]
+    jacobian: sp.Matrix | None
+    jacobian_structure: Step
+    identities: tuple[Step, ...]
+    verified: dict[str, bool]
+    proof_methods: dict[str, str]
+    mean: sp.Expr
+    var: sp.Expr
+    x_hat: tuple[sp.Expr, ...]
+    y: tuple[sp.Expr, ...]
+    dx: tuple[sp.Expr, ...]
+    dgamma: sp.Expr | None
+    dbeta: sp.Expr | None
+    explicit_dx: tuple[sp.Expr, ...] | None
+    features: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def m(self) -> int:
+        return self.options.m
+
+    def subs_numbers(self, expr: sp.Expr, feature: int = 0) -> sp.Expr:
+        """``expr`` with the numeric ε, values and dy of this derivation substituted."""
+        return expr.xreplace(_number_map(self.options, self.symbols, feature))
+
+    # Rendering lives in bnsym.render (text, JSON) and bnsym.notes (LaTeX, Markdown); these
+    # methods import lazily so that the derivation itself needs SymPy only.
+    def to_text(self, ascii: bool = False) -> str:
+        from bnsym.render import to_text
+
+        return to_text(self, ascii=ascii)
+
+    def to_json(self) -> str:
+        from bnsym.render import to_json
+
+        return to_json(self)
+
+    def to_latex(self, standalone: bool = False) -> str:
+        from bnsym.notes import to_latex
+
+        return to_latex(self, standalone=standalone)
+
+    def to_markdown(self) -> str:
+        from bnsym.notes import to_markdown
+
+        return to_markdown(self)
+
+    def _repr_latex_(self) -> str:
+        from bnsym.notes import to_latex
+
+        return to_latex(self, standalone=False, notebook=True)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (
+            f"<Derivation m={o.m} mode={o.mode} variance={o.variance} "
+            f"eps={'symbolic' if o.eps is None else o.eps} placement={o.eps_placement} "
+            f"affine={o.affine} verified={sum(self.verified.values())}/{len(self.verified)}>"
+        )
+
+
+def _number_map(o: Options, s: Symbols, feature: int = 0) -> dict[sp.Basic, sp.Basic]:
+    mapping: dict[sp.Basic, sp.Basic] = {}
+    if o.eps is not None:
+        mapping[s.eps] = o.eps
+    if o.values is not None:
+        mapping.update(zip(s.x, o.values[feature], strict=True))
+    if o.dy is not None:
+        mapping.update(zip(s.dy, o.dy[feature], strict=True))
+    return mapping
+
+
+def derive(
+    m: int,
+    *,
+    eps: object = None,
+    variance: str = "biased",
+    eps_placement: str = "inside",
+    affine: bool = True,
+    mode: str = "train",
+    values: object = None,
+    dy: object = None,
+    force: bool = False,
+) -> Derivation:
+    """Derive batch normalization's forward and backward pass for a batch of ``m`` values.
+
+    Args:
+        m: batch size, 1 ≤ m ≤ MAX_M (more with ``force=True``); m = 1 only in eval mode.
+        eps: None for a symbolic ε (default), or a number ≥ 0 read exactly (1e-5 -> 1/100000).
+        variance: ``"biased"`` (1/m, the paper and PyTorch) or ``"unbiased"`` (1/(m-1)).
+        eps_placement: ``"inside"`` the square root, √(σ²_B + ε) (default), or ``"outside"``,
+            σ_B + ε, as some lecture notes write it.
+        affine: False drops γ and β (y_i = x̂_i).
+        mode: ``"train"`` (batch statistics) or ``"eval"`` (running mean and variance are
+            constants, so the gradient is a per-feature scaling).
+        values: a worked example: m numbers per feature, as a string ``"2,0,2,4"`` (features
+            separated by ``;``), a list, or a list of lists. Decimals are exact (8.9 -> 89/10).
+        dy: upstream gradients ∂ℓ/∂y_i, in the same layout as ``values``.
+        force: allow m above MAX_M.
+
+    Returns:
+        an immutable :class:`Derivation`; ``verified`` maps each proof to True/False.
+
+    Raises:
+        DerivationError: bad input, with one sentence naming the value and what to do.
+
+    >>> d = derive(2)
+    >>> d.dx[0]
+    2*epsilon*gamma*(dy1 - dy2)/(4*epsilon + x1**2 - 2*x1*x2 + x2**2)**(3/2)
+    """
+    opts = make_options(
+        m,
+        eps=eps,
+        variance=variance,
+        eps_placement=eps_placement,
+        affine=affine,
+        mode=mode,
+        values=values,
+        dy=dy,
+        force=force,
+    )
+    base = _derive_symbolic(opts.m, opts.variance, opts.eps_placement, opts.affine, opts.mode)
+    return _instantiate(base, opts)
+
+
+# --- the graph and the chain rule --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Symbolic:
+    """The derivation with symbolic ε and inputs, shared by every instantiation (cached)."""
+
+    symbols: Symbols
+    forward: tuple[Step, ...]
+    backward: tuple[Step, ...]
+    closed_form: tuple[Step, ...]
+    jacobian: sp.Matrix | None
+    jacobian_structure: Step
+    identities: tuple[Step, ...]
+    verified: dict[str, bool]
+    proof_methods: dict[str, str]
+    explicit: dict[str, Any]
+
+
+def _normalizer(m: int, variance: str) -> sp.Rational:
+    """k in σ²_B = k·Σ(x_i − μ_B)²: 1/m (biased) or 1/(m − 1) (unbiased)."""
+    return sp.Rational(1, m) if variance == "biased" else sp.Rational(1, m - 1)
+
+
+def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -> list[Step]:
+    """The forward computation graph, one Step per node, in the paper's order."""
+    m = s.m
+    nodes: list[Step] = []
+    if mode == "train":
+        k = _normalizer(m, variance)
+        nodes.append(Step(s.mu, sp.Add(*s.x) / m, "mini-batch mean"))
+        nodes.append(
+            Step(s.var, k * sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]), "mini-batch variance")
+        )
+        mu, var = s.mu, s.var
+    else:
+        mu, var = s.running_mean, s.running_var
+    denom = sp.sqrt(var + s.eps) if placement == "inside" else sp.sqrt(var) + s.eps
+    for xi, xh in zip(s.x, s.x_hat, strict=True):
+        nodes.append(Step(xh, (xi - mu) / denom, "normalize"))
+    for xh, yi in zip(s.x_hat, s.y, strict=True):
+        nodes.append(Step(yi, s.gamma * xh + s.beta if affine else xh, "scale and shift"))
+    return nodes
+
+
+def _chain_rule(s: Symbols, nodes: list[Step], affine: bool) -> list[Step]:
+    """Reverse-mode differentiation of the graph, one step per node, as the paper does it.
+
+    The adjoint of a node v is Σ over the nodes c that consume v of ∂ℓ/∂c · ∂c/∂v, where
+    ∂c/∂v is ``sympy.diff`` of c's definition. Each step is written in terms of the adjoint
+    symbols of later nodes (``rhs``) and, substituted, in terms of the inputs (``value``).
+    """
+    definition = {n.lhs: n.rhs for n in nodes}
+    consumers: dict[sp.Symbol, list[sp.Symbol]] = {}
+    # The part of each definition that involves v: σ²_B = k·Σ(x_j − μ_B)² has m terms, of
+    # which ∂/∂x_i needs one, so differentiating only that term keeps the walk O(m).
+    part: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
+    for n in nodes:
+        for term in sp.Add.make_args(n.rhs):
+            for v in term.free_symbols:
+                part[n.lhs, v] = part.get((n.lhs, v), sp.Integer(0)) + term
+        for v in n.rhs.free_symbols:
+            consumers.setdefault(v, []).append(n.lhs)
+    adjoint_symbol = dict(zip(s.y, s.dy, strict=True))
+    adjoint_value: dict[sp.Basic, sp.Expr] = {}
+
+    def step(v: sp.Symbol, name: sp.Symbol, rule: str) -> Step:
+        terms = [adjoint_symbol[c] * sp.diff(part[c, v], v) for c in consumers.get(v, [])]
+        rhs = sp.Add(*terms)
+        value = rhs.xreplace(adjoint_value)
+        adjoint_symbol[v] = name
+        adjoint_value[name] = value
+        return Step(name, rhs, rule, value)
+
+    steps = [
+        step(xh, dxh, "∂y_i/∂x̂_i = γ" if affine else "∂y_i/∂x̂_i = 1")
+        for xh, dxh in zip(s.x_hat, s.d_x_hat, strict=True)
+    ]
+    if s.var in definition:
+        steps.append(step(s.var, s.d_var, "σ²_B feeds every x̂_i: sum over i"))
+        steps.append(step(s.mu, s.d_mu, "μ_B feeds every x̂_i and σ²_B"))
+    steps += [
+        step(xi, dxi, "x_i feeds x̂_i, σ²_B and μ_B" if s.var in definition else "x_i feeds x̂_i")
+        for xi, dxi in zip(s.x, s.dx, strict=True)
+    ]
+    if affine:
+        steps.append(step(s.gamma, s.dgamma, "γ scales every x̂_i"))
+        steps.append(step(s.beta, s.dbeta, "β shifts every y_i"))
+    return steps
+
+
+@functools.cache
+def _derive_symbolic(m: int, variance: str, placement: str, affine: bool, mode: str) -> _Symbolic:
+    from bnsym import _proofs
+
+    s = Symbols.of(m)
+    forward = _graph(s, variance, placement, affine, mode)
+    backward = _chain_rule(s, forward, affine)
+    result = _proofs.prove(s, forward, backward, variance, placement, affine, mode)
+    return _Symbolic(symbols=s, forward=tuple(forward), backward=tuple(backward), **result)
+
+
+def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
+    """Substitute ε, values and dy into the symbolic derivation."""
+    s = base.symbols
+    ex = base.explicit
+    features = []
+    n_features = 1 if opts.values is None and opts.dy is None else len(opts.values or opts.dy or ())
+    for f in range(n_features):
+        mapping = _number_map(opts, s, f)
+
+        def num(e: sp.Expr | None, mapping: dict[sp.Basic, sp.Basic] = mapping) -> Any:
+            if e is None:
+                return None
+            out = e.xreplace(mapping)
+            # Numbers in, numbers out: collapse radicals such as 2/sqrt(2) -> sqrt(2).
+            return sp.nsimplify(out) if out.is_number and not out.is_Rational else out
+
+        def num_all(es: Iterable[sp.Expr], num: Any = num) -> tuple[Any, ...]:
+            return tuple(num(e) for e in es)
+
+        features.append(
+            {
+                "mean": num(ex["mean"]),
+                "var": num(ex["var"]),
+                "x_hat": num_all(ex["x_hat"]),
+                "y": num_all(ex["y"]),
+                "dx": num_all(ex["dx"]),
+                "dgamma": num(ex["dgamma"]),
+                "dbeta": num(ex["dbeta"]),
+            }
+        )
+    first = features[0]
+    explicit_dx = None
+    if opts.m <= EXPLICIT_MAX_M and ex["dx_factored"] is not None:
+        explicit_dx = tuple(e.xreplace(_number_map(opts, s, 0)) for e in ex["dx_factored"])
+    return Derivation(
+        options=opts,
+        symbols=s,
+        forward=base.forward,
+        backward=base.backward,
+        closed_form=base.closed_form,
+        jacobian=base.jacobian,
+        jacobian_structure=base.jacobian_structure,
+        identities=base.identities,
+        verified=dict(base.verified),
+        proof_methods=dict(base.proof_methods),
+        mean=first["mean"],
+        var=first["var"],
+        x_hat=first["x_hat"],
+        y=first["y"],
+        dx=first["dx"],
+        dgamma=first["dgamma"],
+        dbeta=first["dbeta"],
+        explicit_dx=explicit_dx,
+        features=tuple(features),
+    )
+
+
+def symbol_table(m: int) -> dict[str, sp.Symbol]:
+    """The name -> symbol map that reads exported expressions back (see render.load_json)."""
+    return Symbols.of(m).public()
+
+
+def explicit_forward(s: Symbols, forward: Sequence[Step]) -> dict[sp.Basic, sp.Expr]:
+    """Graph symbol -> its definition in terms of the inputs, each node substituted in turn."""
+    values: dict[sp.Basic, sp.Expr] = {}
+    for n in forward:
+        values[n.lhs] = n.rhs.xreplace(values)
+    return values
