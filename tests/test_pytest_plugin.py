@@ -1,0 +1,85 @@
+"""The pytest plugin, run the way a user runs it: a test file in a fresh directory, no
+configuration, the fixture found through the pytest11 entry point."""
+
+from __future__ import annotations
+
+import numpy  # noqa: F401 - imported before pytester's in-process runs, which cannot re-import it
+import pytest
+
+pytest_plugins = ["pytester"]
+
+LAYER = """
+import numpy as np
+
+def affine_forward(x, w, b):
+    return x @ w + b, (x, w)
+
+def affine_backward(dout, cache):
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+def affine_backward_scaled(dout, cache):
+    x, w = cache
+    return dout @ w.T * 1.001, x.T @ dout, dout.sum(axis=0)
+
+rng = np.random.default_rng(0)
+x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+"""
+
+
+@pytest.fixture
+def layer_tests(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(
+        layers=LAYER,
+        test_layers="""
+from layers import affine_backward, affine_backward_scaled, affine_forward, b, w, x
+import numpy as np
+
+def test_right(gradcheck):
+    report = gradcheck(affine_forward, affine_backward, x, w, b)
+    assert report.passed
+
+def test_wrong(gradcheck):
+    gradcheck(affine_forward, affine_backward_scaled, x, w, b)
+
+def test_function(gradcheck):
+    gradcheck.function(np.sin, lambda dout, x: dout * np.cos(x), x)
+""",
+    )
+    return pytester
+
+
+def test_fixture_passes_right_and_shows_the_report_for_wrong(layer_tests):
+    result = layer_tests.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*GradientCheckError: gradient check FAILED: affine_backward_scaled*",
+            "*x: 12 of 12 checked entries differ beyond*",
+            "*hint: analytic = 1.001 x numerical for every entry of x*",
+            "*reproduce with seed=0*",
+        ]
+    )
+    # the report, not whole matrices, and no frames from inside the checker
+    assert "bnsym/gradcheck.py" not in result.stdout.str()
+
+
+def test_command_line_options_set_the_defaults(layer_tests):
+    result = layer_tests.runpytest("-p", "no:cacheprovider", "--gradcheck-seed=5", "-k", "wrong")
+    result.assert_outcomes(failed=1, deselected=2)
+    result.stdout.fnmatch_lines(["*reproduce with seed=5*"])
+    result = layer_tests.runpytest(
+        "-p", "no:cacheprovider", "--gradcheck-rtol=1e-2", "--gradcheck-atol=1e-6"
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_ini_file_sets_the_defaults(layer_tests):
+    layer_tests.makeini("[pytest]\ngradcheck_rtol = 1e-2\ngradcheck_mode = probe\n")
+    result = layer_tests.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_options_are_documented_in_help(pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*bnsym gradient checker*", "*--gradcheck-seed*"])
