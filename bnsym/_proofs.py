@@ -234,7 +234,9 @@ def prove(
 
     # --- chain rule against direct differentiation of the explicit forward pass ---------------
     if m <= DIRECT_MAX_M:
-        verified["chain_rule"] = _direct_matches_chain(s, forward, dx_chain, frame, placement)
+        verified["chain_rule"] = _direct_matches_chain(
+            s, forward, dx_chain, frame, placement, k, train
+        )
         methods["chain_rule"] = (
             "the chain-rule ∂ℓ/∂x_i equals Σ_j ∂ℓ/∂y_j · ∂y_j/∂x_i with y_j differentiated "
             "directly as a function of x_1..x_m (exact, expanded in the centred frame)"
@@ -383,12 +385,29 @@ def prove(
 
 
 def _direct_matches_chain(
-    s: Symbols, forward: Sequence[Step], dx_chain: list[sp.Expr], frame: Frame, placement: str
+    s: Symbols,
+    forward: Sequence[Step],
+    dx_chain: list[sp.Expr],
+    frame: Frame,
+    placement: str,
+    k: sp.Expr,
+    train: bool,
 ) -> bool:
     """Differentiate the fully explicit y_j(x_1..x_m) directly and compare with the chain rule."""
-    values = explicit_forward(s, forward)
-    y_explicit = [values[yj] for yj in s.y]
-    var_x = values.get(s.var)
+    # y_j as a function of x_1..x_m alone; σ²_B written k·(Σx_i² − (Σx_i)²/m), which is
+    # the same function as k·Σ(x_i − μ_B)² with O(m) instead of O(m²) terms.
+    m = s.m
+    mean_x = sp.Add(*s.x) / m
+    var_x: sp.Expr | None = None
+    if train:
+        var_x = k * (sp.Add(*[xi**2 for xi in s.x]) - sp.Add(*s.x) ** 2 / m)
+        if frame(forward[1].rhs.xreplace({s.mu: mean_x})) != frame(var_x):
+            return False  # the two forms of σ²_B differ: cannot happen unless the graph is wrong
+    to_x = {s.mu: mean_x, s.var: var_x} if var_x is not None else {}
+    x_hat_x = {
+        xh: n.rhs.xreplace(to_x) for xh, n in zip(s.x_hat, forward[-2 * m : -m], strict=True)
+    }
+    y_explicit = [n.rhs.xreplace(x_hat_x) for n in forward[-m:]]
     direct_frame = copy.copy(frame)  # the same ring, its own substitutions
     direct_frame.values = dict(frame.values)
     direct_frame.overrides = {}
