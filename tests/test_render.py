@@ -1,0 +1,80 @@
+"""Text and JSON rendering: the JSON contract, reading it back, and the text's content."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from bnsym.render import display_name, load_json, to_json, to_text
+from bnsym.symbolic import derive
+
+REQUIRED = {"m", "options", "mean", "var", "x_hat", "y", "dx", "dgamma", "dbeta", "verified"}
+
+
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_json_contract_and_round_trip_against_numpy(m):
+    d = derive(m)
+    obj = json.loads(to_json(d))
+    assert REQUIRED <= obj.keys()
+    assert obj["m"] == m and len(obj["x_hat"]) == len(obj["y"]) == len(obj["dx"]) == m
+    assert all(obj["verified"].values())
+    allowed = {f"x{i}" for i in range(1, m + 1)} | {f"dy{i}" for i in range(1, m + 1)}
+    allowed |= {"gamma", "beta", "epsilon"}
+    data = load_json(to_json(d))
+    for e in [data["mean"], data["var"], *data["x_hat"], *data["y"], *data["dx"], data["dgamma"]]:
+        assert {s.name for s in e.free_symbols} <= allowed
+        assert not e.atoms(sp.Function)  # gamma/beta read as symbols, not SymPy's functions
+    # numbers: a NumPy batch norm written out here, and its Jacobian-vector product
+    rng = np.random.default_rng(m)
+    x, dy = rng.normal(size=m), rng.normal(size=m)
+    gamma, beta, eps = 1.5, 0.25, 1e-2
+    sym = {s.name: s for e in data["dx"] for s in e.free_symbols}
+    sub = {sym.get(f"x{i+1}", sp.Symbol(f"x{i+1}")): x[i] for i in range(m)}
+    sub.update({sym.get(f"dy{i+1}", sp.Symbol(f"dy{i+1}")): dy[i] for i in range(m)})
+    sub.update({sym.get("gamma", sp.Symbol("gamma")): gamma, sym.get("epsilon", sp.Symbol("epsilon")): eps})
+    mu, var = x.mean(), x.var()
+    x_hat = (x - mu) / np.sqrt(var + eps)
+    dx_np = gamma / np.sqrt(var + eps) * (dy - dy.mean() - x_hat * (dy @ x_hat) / m)
+    dx = [float(e.xreplace(sub)) for e in data["dx"]]
+    np.testing.assert_allclose(dx, dx_np, rtol=1e-10)
+
+
+def test_json_reads_back_with_plain_sympify_locals():
+    obj = json.loads(to_json(derive(3)))
+    names = {n: sp.Symbol(n) for n in obj["symbols"]}
+    e = sp.sympify(obj["dbeta"], locals=names)
+    assert e == sp.Symbol("dy1") + sp.Symbol("dy2") + sp.Symbol("dy3")
+
+
+def test_json_of_a_worked_example_holds_exact_numbers():
+    obj = json.loads(to_json(derive(4, eps=0, values="2,0,2,4")))
+    assert obj["mean"] == "2" and obj["var"] == "2"
+    assert obj["x_hat"] == ["0", "-sqrt(2)", "0", "sqrt(2)"]
+    assert obj["options"]["values"] == [["2", "0", "2", "4"]]
+
+
+def test_json_of_several_features_lists_each():
+    obj = json.loads(to_json(derive(2, eps=0, values="1,2;10,11")))
+    assert [f["x_hat"] for f in obj["features"]] == [["-1", "1"], ["-1", "1"]]
+
+
+def test_text_has_every_section_and_proof_marks():
+    text = to_text(derive(4))
+    for title in ("Forward pass", "Backward pass", "Closed form", "Jacobian", "Identities", "Proofs"):
+        assert title in text
+    assert "∂ℓ/∂σ²_B" in text and "✓ closed_form" in text and "✗" not in text
+
+
+def test_ascii_text_is_ascii():
+    text = to_text(derive(3, values="1,2,4", dy="1,0,0"), ascii=True)
+    assert text.isascii()
+    assert "Worked example" in text
+
+
+def test_display_names():
+    assert display_name("dy12") == "∂ℓ/∂y₁₂"
+    assert display_name("xhat_i", "latex") == r"\hat{x}_{i}"
+    assert display_name("gamma", "ascii") == "gamma"
