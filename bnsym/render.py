@@ -90,7 +90,8 @@ def display_name(name: str, style: str = "unicode") -> str:
             index = index.lstrip("_")
             if style == "unicode":
                 index = index.translate(_SUB) if index.isdigit() else "ᵢ" if index == "i" else index
-            return forms[col].format(i=index)
+            # Only the indexed forms are format strings; μ_B's \mu_{B} has literal braces.
+            return forms[col].format(i=index) if hit.groups() else forms[col]
     return name
 
 
