@@ -45,7 +45,7 @@ def pattern_hints(
         ratio = analytic[significant] / numerical[significant]
         med = float(np.median(ratio))
         spread = float(np.max(np.abs(ratio - med)))
-        if spread <= max(1e-6, 0.01 * abs(med - 1)) and abs(med - 1) > 1e-12:
+        if spread <= max(1e-6, 0.01 * abs(med - 1)) and abs(med - 1) > 1e-6:
             hints.append(_ratio_hint(name, med, sizes))
     if (
         len(shape) == 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Entry:
-    """One compared entry: ``index`` into the input, the two values and the numerical error estimate.
+    """One compared entry: ``index`` into the input, both values, the numerical error estimate.
 
     ``index`` is a multi-index such as ``(2, 1)``, or ``("direction", k)`` for the k-th random
     direction of the probe mode (then the values are directional derivatives).
