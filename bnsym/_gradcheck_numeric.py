@@ -27,9 +27,10 @@ internally gets a step sized for float32 rather than a wrong derivative.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,14 @@ def input_scale(x: np.ndarray) -> float:
     std = float(np.std(x)) if x.size > 1 else 0.0
     scale = std if std > 1e-3 * rms else rms
     return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+@contextlib.contextmanager
+def complex_errors() -> Iterator[None]:
+    """A context in which dropping an imaginary part (a cast to float) raises, not warns."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        yield
 
 
 class Loss:
@@ -99,7 +108,12 @@ class Loss:
 
     def value(self, args: Sequence[Any]) -> Any:
         outs = self.outputs(args)
-        return sum(np.sum(d * o) for d, o in zip(self.dout, outs, strict=True))
+        total = 0.0
+        for d, o in zip(self.dout, outs, strict=True):
+            if d.shape != o.shape:
+                raise ValueError(f"the output changed shape from {d.shape} to {o.shape}")
+            total = total + np.dot(d.reshape(-1), o.reshape(-1))
+        return total
 
     def at(self, i: int, v: np.ndarray, t: float) -> float:
         """L at ``x_i + t v`` (real)."""
@@ -149,19 +163,21 @@ class Loss:
         return self.cplx
 
     def complex_value(self, args: Sequence[Any]) -> complex:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            outs = self.outputs(args)
-        for o in outs:
+        """L at complex arguments; call inside :func:`complex_errors`."""
+        outs = self.outputs(args)
+        total = 0j
+        for d, o in zip(self.dout, outs, strict=True):
             if not np.iscomplexobj(o):
                 raise TypeError(f"the forward returned a real {o.dtype} array for complex input")
-        return complex(sum(np.sum(d * o) for d, o in zip(self.dout, outs, strict=True)))
+            total += complex(np.dot(d.reshape(-1), o.reshape(-1)))
+        return total
 
     def complex_directional(self, i: int, v: np.ndarray) -> tuple[float, float]:
         args = list(self._complex_args())
         h = COMPLEX_STEP * self.scale[i]
         args[i] = self.base[i] + 1j * h * v
-        value = self.complex_value(args).imag / h
+        with complex_errors():
+            value = self.complex_value(args).imag / h
         return value, 0.0
 
     def complex_coordinates(self, i: int, flat_idx: Sequence[int]) -> np.ndarray:
@@ -171,11 +187,12 @@ class Loss:
         flat = work.reshape(-1)
         h = COMPLEX_STEP * self.scale[i]
         out = np.empty(len(flat_idx))
-        for k, j in enumerate(flat_idx):
-            x0 = flat[j]
-            flat[j] = x0 + 1j * h
-            out[k] = self.complex_value(args).imag / h
-            flat[j] = x0
+        with complex_errors():
+            for k, j in enumerate(flat_idx):
+                x0 = flat[j]
+                flat[j] = x0 + 1j * h
+                out[k] = self.complex_value(args).imag / h
+                flat[j] = x0
         return out
 
     def complex_step_usable(self, rng: np.random.Generator) -> str | None:

@@ -1,0 +1,259 @@
+"""Benchmark: bnsym's gradient checker against torch.autograd.gradcheck, in one process and run.
+
+    python benchmarks/bench_gradcheck.py            # about a minute on two cores
+    python benchmarks/bench_gradcheck.py --repeat 1 # quicker, noisier timings
+
+1. Speed: batch norm (float64) at (4, 3), (64, 32) and (512, 256), checked by torch's slow mode
+   (the dense Jacobians), torch's fast mode (one random projection), bnsym ``mode="full"`` and
+   bnsym's default (``mode="auto"``). Torch checks the layer written in torch operations (its
+   best case: autograd computes the backward); bnsym checks the same layer written in NumPy
+   (tests/corpus.py). The best of ``--repeat`` runs is reported, and the ratios from those.
+2. Accuracy: every layer of tests/corpus.py (right and wrong backward passes), plus one wrong
+   column of dx (1e-3 added to one column) at (64, 32) and (512, 256), checked by each tool.
+   Torch checks the NumPy layer wrapped in a torch.autograd.Function; a torch error counts as
+   "caught" for a wrong layer and as a failure for a right one.
+
+Prints Markdown tables (docs/gradcheck.md quotes them). Needs torch; it is not a dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import bnsym
+from bnsym.gradcheck import check_layer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_corpus() -> Any:
+    spec = importlib.util.spec_from_file_location("corpus", ROOT / "tests" / "corpus.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["corpus"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+corpus = load_corpus()
+
+
+# --- torch's side -----------------------------------------------------------------------------
+
+
+def torch_bn(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    mu = x.mean(0)
+    xc = x - mu
+    var = (xc * xc).mean(0)
+    return gamma * xc / torch.sqrt(var + corpus.EPS) + beta
+
+
+def as_torch_function(forward: Any, backward: Any, n_inputs: int) -> Any:
+    """A NumPy layer as a torch function: torch.autograd.gradcheck then checks its backward."""
+
+    class Layer(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, *tensors: torch.Tensor) -> Any:
+            arrays = [t.detach().numpy() for t in tensors]
+            out, cache = forward(*arrays)
+            ctx.cache = cache
+            ctx.shapes = [a.shape for a in arrays]
+            if isinstance(out, tuple):
+                return tuple(torch.from_numpy(np.array(o)) for o in out)
+            return torch.from_numpy(np.array(out))
+
+        @staticmethod
+        def backward(ctx: Any, *douts: torch.Tensor) -> Any:
+            d = [g.detach().numpy() for g in douts]
+            grads = backward(tuple(d) if len(d) > 1 else d[0], ctx.cache)
+            if isinstance(grads, dict):
+                names = ["x", "gamma", "beta", "w", "b"]
+                grads = [grads.get(k, grads.get("d" + k)) for k in names][:n_inputs]
+            elif not isinstance(grads, tuple | list):
+                grads = [grads]
+            return tuple(None if g is None else torch.from_numpy(np.array(g)) for g in grads)
+
+    return Layer.apply
+
+
+def torch_check(fn: Any, inputs: tuple[Any, ...], fast: bool) -> bool:
+    tensors = tuple(
+        torch.tensor(a, requires_grad=np.asarray(a).dtype.kind == "f")
+        if isinstance(a, np.ndarray)
+        else a
+        for a in inputs
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(torch.autograd.gradcheck(fn, tensors, fast_mode=fast, raise_exception=False))
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+
+def best_time(fn: Any, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def speed(repeat: int) -> list[tuple[str, dict[str, float | None]]]:
+    rows = []
+    for n, d in [(4, 3), (64, 32), (512, 256)]:
+        x, gamma, beta = corpus.bn_inputs(n, d)(np.random.default_rng(0))
+        tensors = tuple(torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+        times: dict[str, float | None] = {}
+        size = x.size + gamma.size + beta.size
+        if size <= 5000:  # the dense Jacobian of (512, 256) has 131,584**2 entries (138 GB)
+            times["torch slow"] = best_time(
+                lambda t=tensors: torch.autograd.gradcheck(torch_bn, t, fast_mode=False),
+                1 if size > 1000 else repeat,
+            )
+        else:
+            times["torch slow"] = None
+        times["torch fast"] = best_time(
+            lambda t=tensors: torch.autograd.gradcheck(torch_bn, t, fast_mode=True), repeat
+        )
+        if size <= 5000:
+            times["bnsym full"] = best_time(
+                lambda a=(x, gamma, beta): check_layer(
+                    corpus.bn_forward, corpus.bn_backward, *a, mode="full"
+                ),
+                repeat,
+            )
+        else:
+            times["bnsym full"] = None
+        times["bnsym default"] = best_time(
+            lambda a=(x, gamma, beta): check_layer(corpus.bn_forward, corpus.bn_backward, *a),
+            repeat,
+        )
+        rows.append((f"({n}, {d})", times))
+    return rows
+
+
+# --- accuracy ---------------------------------------------------------------------------------
+
+
+def one_column_case(n: int, d: int) -> Any:
+    def backward(dout: np.ndarray, cache: Any) -> Any:
+        dx, dgamma, dbeta = corpus.bn_backward(dout, cache)
+        dx = dx.copy()
+        dx[:, d // 3] += 1e-3
+        return dx, dgamma, dbeta
+
+    return corpus.Case(
+        f"bn: 1e-3 in one column of dx at ({n}, {d})",
+        corpus.bn_forward,
+        backward,
+        corpus.bn_inputs(n, d),
+        "one wrong column",
+    )
+
+
+TOOLS = ["torch slow", "torch fast", "bnsym full", "bnsym default"]
+
+
+def run_tool(tool: str, case: Any) -> bool | None:
+    """True if the tool passes the layer, False if it fails it, None if not run."""
+    inputs = case.inputs()
+    size = sum(a.size for a in inputs if isinstance(a, np.ndarray))
+    if tool.startswith("torch"):
+        if tool == "torch slow" and size > 5000:
+            return None
+        fn = as_torch_function(case.forward, case.backward, len(inputs))
+        try:
+            return torch_check(fn, inputs, fast=tool == "torch fast")
+        except Exception:  # an error in the check: the layer did not pass
+            return False
+    if tool == "bnsym full" and size > 5000:
+        return None
+    mode = "full" if tool == "bnsym full" else "auto"
+    return check_layer(case.forward, case.backward, *inputs, mode=mode).passed
+
+
+def accuracy() -> tuple[list[tuple[str, bool, dict[str, bool | None]]], dict[str, str]]:
+    cases = corpus.WRONG + [one_column_case(64, 32), one_column_case(512, 256)] + corpus.CORRECT
+    rows = []
+    for case in cases:
+        right = case.bug is None
+        rows.append((case.name, right, {tool: run_tool(tool, case) for tool in TOOLS}))
+    summary = {}
+    n_wrong = sum(1 for _, right, _ in rows if not right)
+    n_right = len(rows) - n_wrong
+    for tool in TOOLS:
+        caught = sum(1 for _, right, r in rows if not right and r[tool] is False)
+        ran_wrong = sum(1 for _, right, r in rows if not right and r[tool] is not None)
+        passed = sum(1 for _, right, r in rows if right and r[tool] is True)
+        ran_right = sum(1 for _, right, r in rows if right and r[tool] is not None)
+        summary[tool] = (
+            f"{caught}/{ran_wrong} bugs caught, {passed}/{ran_right} correct layers passed"
+            + (
+                f" ({n_wrong - ran_wrong + n_right - ran_right} not run)"
+                if ran_wrong < n_wrong or ran_right < n_right
+                else ""
+            )
+        )
+    return rows, summary
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def fmt_time(t: float | None) -> str:
+    return "cannot run" if t is None else f"{t * 1e3:.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timing runs; the best is shown")
+    args = parser.parse_args()
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"bnsym {bnsym.__version__}, {platform.machine()}, torch threads "
+        f"{torch.get_num_threads()}"
+    )
+    print("\n## Speed: batch norm, float64 (best of runs)\n")
+    print(
+        "| shape | "
+        + " | ".join(TOOLS)
+        + " | torch slow / bnsym full | bnsym default / torch fast |"
+    )
+    print("|---|" + "---|" * (len(TOOLS) + 2))
+    for shape, t in speed(args.repeat):
+        slow, fast, full, default = (t[k] for k in TOOLS)
+        r1 = f"{slow / full:.1f}x" if slow and full else "-"
+        r2 = f"{default / fast:.2f}" if default and fast else "-"
+        print(f"| {shape} | " + " | ".join(fmt_time(t[k]) for k in TOOLS) + f" | {r1} | {r2} |")
+
+    print("\n## Accuracy: the corpus (tests/corpus.py)\n")
+    rows, summary = accuracy()
+    mark = {True: "pass", False: "FAIL", None: "-"}
+    print("| layer | right? | " + " | ".join(TOOLS) + " |")
+    print("|---|---|" + "---|" * len(TOOLS))
+    for name, right, results in rows:
+        cells = []
+        for tool in TOOLS:
+            r = results[tool]
+            ok = r is None or r == right
+            cells.append(mark[r] + ("" if ok else " (wrong)"))
+        print(f"| {name} | {'right' if right else 'wrong'} | " + " | ".join(cells) + " |")
+    print("\n## Summary\n")
+    for tool in TOOLS:
+        print(f"- {tool}: {summary[tool]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
