@@ -205,11 +205,22 @@ def prove(
 
     # --- the closed form ---------------------------------------------------------------------
     c_outer = m * k * r  # 1 for the paper's variant
+    # Shown with σ_B for √σ²_B (ε outside the root), as the notes write it.
+    D_shown, c_shown = D, c_outer
+    if train and placement == "outside":
+        D_shown = s.sigma + s.eps
+        c_shown = m * k * D_shown / s.sigma
+
+    def closed(dy_i: sp.Expr, x_hat_i: sp.Expr) -> sp.Expr:
+        """The closed form for one element, its terms kept in the order the notes write them."""
+        if not train:
+            return sp.Mul(gamma / D, dy_i, evaluate=False)
+        inner = sp.Add(m * dy_i, -SUM_DY, -sp.Mul(c_shown, x_hat_i, SUM_DY_XHAT), evaluate=False)
+        return sp.Mul(gamma / (m * D_shown), inner, evaluate=False)
+
     generic = Step(
         DX_I,
-        gamma / (m * D) * (m * DY_I - SUM_DY - c_outer * XHAT_I * SUM_DY_XHAT)
-        if train
-        else gamma * DY_I / D,
+        closed(DY_I, XHAT_I),
         "closed form" if train else "eval mode: a per-feature scaling",
     )
     sum_dy = sp.Add(*s.dy)
@@ -217,9 +228,14 @@ def prove(
     closed_values = []
     per_element = []
     for i in range(m):
-        shown = generic.rhs.xreplace({DY_I: s.dy[i], XHAT_I: s.x_hat[i]})
+        shown = closed(s.dy[i], s.x_hat[i])
         value = shown.xreplace(
-            {SUM_DY: sum_dy, SUM_DY_XHAT: sum_dy_xhat_graph, s.x_hat[i]: x_hat_graph[i]}
+            {
+                SUM_DY: sum_dy,
+                SUM_DY_XHAT: sum_dy_xhat_graph,
+                s.x_hat[i]: x_hat_graph[i],
+                s.sigma: sp.sqrt(var),
+            }
         )
         closed_values.append(value)
         per_element.append(Step(s.dx[i], shown, "closed form", value))
@@ -229,7 +245,13 @@ def prove(
     )
     methods["closed_form"] = (
         "for each i, the closed form minus the chain-rule result, written in the centred frame "
-        "(x_i = μ_B + d_i, Σd_i = 0, √(σ²_B+ε) = S) and expanded, is the zero polynomial"
+        + (
+            "(x_i = μ_B + d_i, Σd_i = 0, "
+            + ("√(σ²_B+ε) = S)" if placement == "inside" else "σ_B + ε = T)")
+            if train
+            else "(√(σ²_run+ε) = S)"
+        )
+        + " and expanded, is the zero polynomial"
     )
 
     # --- chain rule against direct differentiation of the explicit forward pass ---------------
@@ -372,7 +394,7 @@ def prove(
             )
         )
 
-    explicit = _explicit(s, forward, dx_chain, gamma, mu, var, D, k, r, affine, train)
+    explicit = _explicit(s, forward, dx_chain, gamma, mu, var, D, k, r, affine, train, placement)
     return {
         "closed_form": (generic, *per_element),
         "jacobian": jacobian,
@@ -463,6 +485,7 @@ def _explicit(
     r: sp.Expr,
     affine: bool,
     train: bool,
+    placement: str,
 ) -> dict[str, Any]:
     """Every result in terms of the inputs only, each of size O(m) (for JSON and codegen).
 
@@ -493,7 +516,10 @@ def _explicit(
         ]
     else:
         dx = [gamma * dyi / D_x for dyi in s.dy]
-    if m <= EXPLICIT_MAX_M and train:
+    # Fully in x_1..x_m for small m; with ε outside the root that form is all |x_i − x_j| and
+    # nested roots, so only the inside variant gets it.
+    explicit_ok = m <= EXPLICIT_MAX_M and train and placement == "inside"
+    if explicit_ok:
         values = explicit_forward(s, forward)
         full = {s.mu: values[s.mu], s.var: values[s.var]}
         dx = [sp.factor(sp.together(d.xreplace(full))) for d in dx_chain]
@@ -508,5 +534,5 @@ def _explicit(
         "dx": tuple(dx),
         "dgamma": sum_dy_centred / D_x if affine else None,
         "dbeta": sum_dy if affine else None,
-        "dx_factored": tuple(dx) if m <= EXPLICIT_MAX_M else None,
+        "dx_factored": tuple(dx) if explicit_ok else None,
     }

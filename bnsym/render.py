@@ -49,7 +49,7 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (
         r"sum_dy_xhat",
         (
-            "Σⱼ∂ℓ/∂yⱼ·x̂ⱼ",
+            "(Σⱼ∂ℓ/∂yⱼ·x̂ⱼ)",
             "sum_j(dl/dy_j*xhat_j)",
             r"\sum_{j} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
         ),
@@ -118,7 +118,8 @@ def expr_text(expr: Any, ascii: bool = False) -> str:
         return text
     for k, v in _POWERS.items():
         text = text.replace(k, v)
-    return text.replace("sqrt(", "√(").replace("**", "^").replace("*", "·").replace("-", "−")
+    text = text.replace("sqrt(", "√(").replace("**", "^").replace("*", "·").replace("-", "−")
+    return re.sub(r"√\((\d+)\)", r"√\1", text)  # √(2) -> √2
 
 
 # --- sections: what every renderer shows, in order -------------------------------------------
@@ -153,7 +154,26 @@ def describe(d: Derivation) -> str:
 
 
 def sections(d: Derivation) -> Iterator[Section]:
-    """The derivation as sections, in the order notes and the terminal show them."""
+    """The derivation as sections, in the order notes and the terminal show them.
+
+    Expressions are shown as the notes write them: √σ²_B as σ_B (ε outside the root).
+    """
+    var, sigma = d.symbols.var, d.symbols.sigma
+
+    def shown(e: Any) -> Any:
+        if not isinstance(e, sp.Basic) or not e.has(sp.sqrt(var), 1 / sp.sqrt(var)):
+            return e  # leave unevaluated expressions (term order as written) alone
+        return e.replace(
+            lambda p: p.is_Pow and p.base == var and p.exp.is_Rational and p.exp.q == 2,
+            lambda p: sigma ** (2 * p.exp),
+        )
+
+    for sec in _sections(d):
+        steps = tuple(Step(st.lhs, shown(st.rhs), st.rule, st.value, st.note) for st in sec.steps)
+        yield Section(sec.key, sec.title, sec.intro, steps, sec.outro)
+
+
+def _sections(d: Derivation) -> Iterator[Section]:
     o, s = d.options, d.symbols
     train = o.mode == "train"
     yield Section(
@@ -182,7 +202,7 @@ def sections(d: Derivation) -> Iterator[Section]:
         + d.proof_methods["closed_form"]
         + ".",
     )
-    if d.m <= EXPLICIT_MAX_M and train and o.values is None:
+    if d.m <= EXPLICIT_MAX_M and train and o.values is None and o.eps_placement == "inside":
         yield Section(
             "explicit",
             f"Per-element results, fully in x₁..x{str(d.m).translate(_SUB)}",
