@@ -105,6 +105,49 @@ class _TextPrinter(StrPrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:  # noqa: N802 - SymPy's naming
         return display_name(expr.name, self.style)
 
+    def _print_Mul(self, expr: sp.Mul) -> str:  # noqa: N802
+        # An unevaluated (sum)·(1/m), as the forward pass writes μ_B and σ²_B: "(sum)/m".
+        fractions = [a for a in expr.args if a.is_Rational and a.p == 1 and a.q > 1]
+        if len(expr.args) == 2 and fractions:
+            (other,) = [a for a in expr.args if a is not fractions[0]]
+            return f"({self._print(other)})/{fractions[0].q}"
+        return super()._print_Mul(expr)
+
+    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:  # noqa: N802
+        """Terms in index order (x₁ + x₂ + … + x₁₆, not x₁ + x₁₀ + …); a sum of more than
+        MAX_TERMS terms shows its first two and its last, joined by "…"."""
+        terms = sorted(expr.args, key=term_key) if expr.is_commutative else list(expr.args)
+        if len(terms) > MAX_TERMS:
+            terms = [*terms[:2], _ELLIPSIS, terms[-1]]
+        out = ""
+        for i, term in enumerate(terms):
+            text = "…" if term is _ELLIPSIS else self._print(term)
+            if i == 0:
+                out = text
+            elif text.startswith("-"):
+                out += " - " + text[1:]
+            else:
+                out += " + " + text
+        return out
+
+
+#: Sums longer than this are abbreviated in text (first two terms, …, last term).
+MAX_TERMS = 8
+_ELLIPSIS = object()
+
+
+def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
+    """Sort key for the terms of a sum: terms with indexed symbols (x₃, ∂ℓ/∂y₁₂) by index,
+    others (γ, β, ε) first in their usual order."""
+    indices = [int(m.group(1)) for s in term.free_symbols
+               if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))]
+    constant = bool(term.free_symbols & _ADDED_LAST)
+    return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
+
+
+_ADDED_LAST = {sp.Symbol("epsilon", positive=True), sp.Symbol("beta", real=True),
+               sp.Symbol("mu_B", real=True), sp.Symbol("running_mean", real=True)}
+
 
 _POWERS = {"**2": "²", "**3": "³", "**4": "⁴", "**(3/2)": "^(3/2)", "**(-1/2)": "^(-1/2)"}
 

@@ -495,9 +495,12 @@ def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -
     nodes: list[Step] = []
     if mode == "train":
         k = _normalizer(m, variance)
-        nodes.append(Step(s.mu, sp.Add(*s.x) / m, "mini-batch mean"))
+        # Unevaluated, so that they read (x₁ + … + x_m)/m; _chain_rule evaluates them.
+        nodes.append(Step(s.mu, sp.Mul(sp.Add(*s.x), sp.Rational(1, m), evaluate=False),
+                          "mini-batch mean"))
         nodes.append(
-            Step(s.var, k * sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]), "mini-batch variance")
+            Step(s.var, sp.Mul(sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]), k, evaluate=False),
+                 "mini-batch variance")
         )
         mu, var = s.mu, s.var
     else:
@@ -517,17 +520,17 @@ def _chain_rule(s: Symbols, nodes: list[Step], affine: bool) -> list[Step]:
     ∂c/∂v is ``sympy.diff`` of c's definition. Each step is written in terms of the adjoint
     symbols of later nodes (``rhs``) and, substituted, in terms of the inputs (``value``).
     """
-    definition = {n.lhs: n.rhs for n in nodes}
+    definition = {n.lhs: n.rhs.func(*n.rhs.args) for n in nodes}  # evaluated
     consumers: dict[sp.Symbol, list[sp.Symbol]] = {}
     # The part of each definition that involves v: σ²_B = k·Σ(x_j − μ_B)² has m terms, of
     # which ∂/∂x_i needs one, so differentiating only that term keeps the walk O(m).
     part: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
-    for n in nodes:
-        for term in sp.Add.make_args(n.rhs):
+    for c, rhs in definition.items():
+        for term in sp.Add.make_args(rhs):
             for v in term.free_symbols:
-                part[n.lhs, v] = part.get((n.lhs, v), sp.Integer(0)) + term
-        for v in n.rhs.free_symbols:
-            consumers.setdefault(v, []).append(n.lhs)
+                part[c, v] = part.get((c, v), sp.Integer(0)) + term
+        for v in rhs.free_symbols:
+            consumers.setdefault(v, []).append(c)
     adjoint_symbol = dict(zip(s.y, s.dy, strict=True))
     adjoint_value: dict[sp.Basic, sp.Expr] = {}
 
