@@ -520,7 +520,7 @@ def _chain_rule(s: Symbols, nodes: list[Step], affine: bool) -> list[Step]:
     ∂c/∂v is ``sympy.diff`` of c's definition. Each step is written in terms of the adjoint
     symbols of later nodes (``rhs``) and, substituted, in terms of the inputs (``value``).
     """
-    definition = {n.lhs: n.rhs.func(*n.rhs.args) for n in nodes}  # evaluated
+    definition = {n.lhs: n.rhs if n.rhs.is_Atom else n.rhs.func(*n.rhs.args) for n in nodes}
     consumers: dict[sp.Symbol, list[sp.Symbol]] = {}
     # The part of each definition that involves v: σ²_B = k·Σ(x_j − μ_B)² has m terms, of
     # which ∂/∂x_i needs one, so differentiating only that term keeps the walk O(m).
