@@ -26,6 +26,8 @@ class _OneLineErrors(click.Group):
     """A group whose usage errors are one line (``Error: ...``, exit 2), without the usage."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        argv = kwargs.get("args", args[0] if args else None)
+        _INVOKED[:] = list(sys.argv[1:] if argv is None else argv)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -51,9 +53,12 @@ def main() -> None:
     """Batch normalization: derived exactly, generated as NumPy code, checked numerically."""
 
 
+_INVOKED: list[str] = []  # the arguments of this invocation (not sys.argv under CliRunner)
+
+
 def _command_line() -> str:
-    """The command as typed, for the header of generated files (argv, shell-quoted)."""
-    return "bnsym " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The command as typed, for the header of generated files (shell-quoted)."""
+    return " ".join(["bnsym", *(shlex.quote(a) for a in _INVOKED)])
 
 
 def _variant_options(f: Any) -> Any:
@@ -183,7 +188,63 @@ def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str) -> s
 
 # --- codegen ---------------------------------------------------------------------------------
 
+
+@main.command("codegen")
+@_variant_options
+@click.option("-o", "--output", default=None, metavar="FILE",
+              help="Write the module to FILE (atomically); '-' or none prints it.")
+def codegen_command(
+    m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
+    force: bool, output: str | None,
+) -> None:
+    """Generate a standalone NumPy module with forward() and backward() for batch size m."""
+    from bnsym._io import OutputError, check_writable
+    from bnsym.codegen import generate
+
+    if output not in (None, "-"):
+        try:
+            check_writable(output)
+        except OutputError as exc:
+            raise BadInput(str(exc)) from None
+    d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
+                mode=mode, force=force)
+    module = generate(d, command=_command_line())
+    if output in (None, "-"):
+        click.echo(module.source, nl=False)
+        return
+    try:
+        module.write(output)
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
+
+
 # --- check -----------------------------------------------------------------------------------
+
+
+@main.command("check")
+@_variant_options
+@click.option("--features", "-D", type=click.IntRange(min=1), default=3, show_default=True,
+              help="D, the number of features (columns of x) in the random batch.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random batch and of the gradient check.")
+def check_command(
+    m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
+    force: bool, features: int, seed: int,
+) -> None:
+    """Compare generated code, the hand-written reference (fused, staged), numerical
+    derivatives and, where installed, PyTorch on seeded random data.
+
+    Prints a table. Exit status 0 if all agree, 1 if any pair disagrees, 2 for bad input.
+    """
+    from bnsym.check import run_check
+
+    d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
+                mode=mode, force=force)
+    result = run_check(d, features=features, seed=seed)
+    click.echo(result.table(), nl=False)
+    if not result.passed:
+        raise SystemExit(1)
+
 
 # --- gradcheck -------------------------------------------------------------------------------
 

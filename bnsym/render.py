@@ -162,7 +162,8 @@ def expr_text(expr: Any, ascii: bool = False) -> str:
     for k, v in _POWERS.items():
         text = text.replace(k, v)
     text = text.replace("sqrt(", "√(").replace("**", "^").replace("*", "·").replace("-", "−")
-    return re.sub(r"√\((\d+)\)", r"√\1", text)  # √(2) -> √2
+    text = re.sub(r"√\((\d+)\)", r"√\1", text)  # √(2) -> √2
+    return re.sub(r"\((√\d+)\)", r"\1", text)  # (√2)/4 -> √2/4
 
 
 # --- sections: what every renderer shows, in order -------------------------------------------
@@ -272,8 +273,9 @@ def _sections(d: Derivation) -> Iterator[Section]:
         steps: list[Step] = []
         for f, feat in enumerate(d.features):
             label = f" (feature {f + 1})" if len(d.features) > 1 else ""
-            steps.append(Step(s.mu, feat["mean"], f"mean{label}"))
-            steps.append(Step(s.var, feat["var"], f"variance{label}"))
+            if train:  # in eval mode they are the running statistics, constants
+                steps.append(Step(s.mu, feat["mean"], f"mean{label}"))
+                steps.append(Step(s.var, feat["var"], f"variance{label}"))
             steps += [Step(a, b, "") for a, b in zip(s.x_hat, feat["x_hat"], strict=True)]
             steps += [Step(a, b, "") for a, b in zip(s.y, feat["y"], strict=True)]
             steps += [Step(a, b, "") for a, b in zip(s.dx, feat["dx"], strict=True)]

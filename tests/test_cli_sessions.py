@@ -1,0 +1,85 @@
+"""Replay the recorded command-line sessions in cli/ and fail on any difference.
+
+Each file in cli/ is one session: a first line ``$ bnsym ...`` (the command, shell-quoted),
+then the exact output (standard output and standard error, as a terminal shows them), then a
+last line ``[exit N]``. They are the README's examples, so they cannot go stale.
+
+Refresh them after an intended change of output with:  python tests/test_cli_sessions.py
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bnsym.cli import main
+
+CLI_DIR = Path(__file__).resolve().parent.parent / "cli"
+SESSIONS = sorted(CLI_DIR.glob("*.txt"))
+
+
+def parse(path: Path) -> tuple[list[str], str, int]:
+    text = path.read_text(encoding="utf-8")
+    first, _, rest = text.partition("\n")
+    assert first.startswith("$ bnsym "), f"{path.name}: first line must be '$ bnsym ...'"
+    body, _, last = rest.rstrip("\n").rpartition("\n")
+    assert last.startswith("[exit ") and last.endswith("]"), f"{path.name}: no [exit N] line"
+    return shlex.split(first[len("$ bnsym ") :]), body + "\n" if body else "", int(last[6:-1])
+
+
+def run(args: list[str], cwd: Path) -> tuple[str, int]:
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=cwd):
+        result = runner.invoke(main, args, catch_exceptions=False)
+    return result.output, result.exit_code
+
+
+def render(args: list[str], output: str, code: int) -> str:
+    return f"$ bnsym {shlex.join(args)}\n{output}[exit {code}]\n"
+
+
+def test_there_are_sessions():
+    assert len(SESSIONS) >= 8
+
+
+@pytest.mark.parametrize("path", SESSIONS, ids=lambda p: p.stem)
+def test_session_replays_exactly(path, tmp_path):
+    args, expected, code = parse(path)
+    output, exit_code = run(args, tmp_path)
+    assert output == expected, f"{path.name}: output differs; refresh with python {__file__}"
+    assert exit_code == code
+
+
+# The sessions, by file name: the examples of the lecture notes in ../shared/seeds/ among them.
+RECORD = {
+    "derive_m4": "derive --m 4",
+    "derive_m2_json": "derive --m 2 --format json",
+    "derive_m3_ascii": "derive --m 3 --ascii",
+    "example_2_0_2_4": "derive --m 4 --values 2,0,2,4 --eps 0",
+    "example_scaled_200": "derive --m 4 --values 200,0,200,400 --eps 0",
+    "example_2_0_2_4_unbiased": "derive --m 4 --values 2,0,2,4 --eps 0 --variance unbiased",
+    "example_with_dy": "derive --m 4 --values 2,0,2,4 --eps 0 --dy 1,0,0,0",
+    "example_gpa_iq": "derive --m 4 --values '8.9,6.2,8.3,9.2;100,25,2,70' --eps-placement outside",
+    "example_two_nodes": "derive --m 2 --values '1,2;10,11' --eps 0",
+    "example_cgpa_iq": "derive --m 4 --values '7,8,9,6;70,80,90,60' --eps-placement outside",
+    "example_test_time": "derive --m 4 --mode eval --values '8,7,6,9;80,70,60,90'",
+    "example_algorithm1": "derive --m 4 --values '6,9,8,5;8,9,8,6' --eps 1e-5 --format json",
+    "error_m1": "derive --m 1",
+    "error_values": "derive --m 4 --values 1,2,3",
+}
+
+
+if __name__ == "__main__":
+    CLI_DIR.mkdir(exist_ok=True)
+    import tempfile
+
+    for name, command in RECORD.items():
+        args = shlex.split(command)
+        with tempfile.TemporaryDirectory() as tmp:
+            output, code = run(args, Path(tmp))
+        (CLI_DIR / f"{name}.txt").write_text(render(args, output, code), encoding="utf-8")
+        print(f"cli/{name}.txt  [exit {code}]", file=sys.stderr)
