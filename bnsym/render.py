@@ -428,9 +428,10 @@ def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     strings (``gamma`` and ``beta`` become symbols, not SymPy's functions).
 
     >>> from bnsym.symbolic import derive
-    >>> data = load_json(derive(2, eps=0).to_json())
-    >>> data["x_hat"][0]
-    (x1 - x2)/Abs(x1 - x2)
+    >>> load_json(derive(4, eps=0, values="2,0,2,4").to_json())["x_hat"]
+    [0, -sqrt(2), 0, sqrt(2)]
+    >>> load_json(derive(2).to_json())["dbeta"]
+    dy1 + dy2
     """
     obj = json.loads(source) if isinstance(source, str) else dict(source)
     table = symbol_table(int(obj["m"]))

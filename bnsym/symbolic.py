@@ -448,7 +448,7 @@ def derive(
 
     >>> d = derive(2)
     >>> d.dx[0]
-    2*epsilon*gamma*(dy1 - dy2)/(4*epsilon + x1**2 - 2*x1*x2 + x2**2)**(3/2)
+    4*epsilon*gamma*(dy1 - dy2)/(4*epsilon + x1**2 - 2*x1*x2 + x2**2)**(3/2)
     """
     opts = make_options(
         m,
