@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,11 @@ COMPLEX_STEP = 1e-20
 
 def _copy(a: Any) -> Any:
     return a.copy() if isinstance(a, np.ndarray) else a
+
+
+def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Random +-1.0 of the given shape (a Rademacher direction)."""
+    return rng.integers(0, 2, size=shape) * 2.0 - 1.0
 
 
 def input_scale(x: np.ndarray) -> float:
@@ -93,10 +98,12 @@ class Loss:
         ]
         self.real = self.base  # the forward is checked not to modify its inputs beforehand
         self.cplx: list[Any] | None = None
+        self.dout_complex: list[np.ndarray] | None = None
         self.scale = {i: input_scale(self.base[i]) for i in self.wrt}
         self.evals = 0
         self.eps_eval = EPS64  # relative rounding noise of L, measured by noise()
         self.noise_abs = 0.0  # absolute rounding noise of L
+        self.magnitude = 1.0  # the 2-norm of the terms of L
 
     # -- evaluating L ------------------------------------------------------------------------
 
@@ -115,13 +122,24 @@ class Loss:
             total = total + np.dot(d.reshape(-1), o.reshape(-1))
         return total
 
-    def at(self, i: int, v: np.ndarray, t: float) -> float:
-        """L at ``x_i + t v`` (real)."""
+    def at(self, ws: Mapping[int, np.ndarray], t: float) -> float:
+        """L at ``x_i + t w_i`` for the inputs i of the direction ``ws`` (real)."""
         args = list(self.real)
-        args[i] = self.base[i] + t * v
+        for i, w in ws.items():
+            args[i] = self.base[i] + t * w
         return float(self.value(args))
 
     # -- estimates of the precision of the forward ----------------------------------------
+
+    def set_outputs(self, outs: Sequence[np.ndarray]) -> None:
+        """Size the rounding of L from the outputs at x: float64 rounding until noise() runs."""
+        # the 2-norm of the terms of L: the size of its rounding error in float64
+        magnitude = math.sqrt(
+            sum(float(np.sum(np.abs(d * o) ** 2)) for d, o in zip(self.dout, outs, strict=True))
+        )
+        self.magnitude = max(magnitude, float(np.finfo(np.float64).tiny))
+        self.noise_abs = 2.0 * EPS64 * self.magnitude
+        self.eps_eval = EPS64
 
     def noise(self, rng: np.random.Generator) -> float:
         """Measure the relative rounding noise of L and store it as ``eps_eval``.
@@ -131,22 +149,14 @@ class Loss:
         deviation of sqrt(70) times that of L. A forward that computes in float32 internally
         shows up here as eps_eval ~ 1e-7 instead of 1e-16.
         """
-        outs = self.outputs(self.real)
-        # the 2-norm of the terms of L: the size of its rounding error in float64
-        magnitude = float(
-            np.sqrt(sum(np.sum(np.abs(d * o) ** 2) for d, o in zip(self.dout, outs, strict=True)))
-        )
-        magnitude = max(magnitude, np.finfo(np.float64).tiny)
-        sigma = 0.0
-        if self.wrt:
-            i = self.wrt[0]
-            v = rng.choice([-1.0, 1.0], size=self.base[i].shape)
-            delta = 1e-7 * self.scale[i]
-            vals = np.array([self.at(i, v, k * delta) for k in range(6)])
-            d4 = np.diff(vals, 4)
-            sigma = float(np.sqrt(np.mean(d4 * d4)) / math.sqrt(70.0))
-        self.noise_abs = max(2.0 * sigma, 2.0 * EPS64 * magnitude)
-        self.eps_eval = self.noise_abs / magnitude
+        if not self.wrt:
+            return self.eps_eval
+        ws = {i: signs(rng, self.base[i].shape) * self.scale[i] for i in self.wrt}
+        vals = np.array([self.at(ws, k * 1e-7) for k in range(6)])
+        d4 = np.diff(vals, 4)
+        sigma = float(np.sqrt(np.mean(d4 * d4)) / math.sqrt(70.0))
+        self.noise_abs = max(2.0 * sigma, 2.0 * EPS64 * self.magnitude)
+        self.eps_eval = self.noise_abs / self.magnitude
         return self.eps_eval
 
     def step(self, i: int) -> float:
@@ -165,20 +175,32 @@ class Loss:
     def complex_value(self, args: Sequence[Any]) -> complex:
         """L at complex arguments; call inside :func:`complex_errors`."""
         outs = self.outputs(args)
+        if self.dout_complex is None:  # np.dot of real and complex would convert on every call
+            self.dout_complex = [d.reshape(-1).astype(np.complex128) for d in self.dout]
         total = 0j
-        for d, o in zip(self.dout, outs, strict=True):
+        for d, o in zip(self.dout_complex, outs, strict=True):
             if not np.iscomplexobj(o):
                 raise TypeError(f"the forward returned a real {o.dtype} array for complex input")
-            total += complex(np.dot(d.reshape(-1), o.reshape(-1)))
+            total += complex(np.dot(d, o.reshape(-1)))
         return total
 
-    def complex_directional(self, i: int, v: np.ndarray) -> tuple[float, float]:
-        args = list(self._complex_args())
-        h = COMPLEX_STEP * self.scale[i]
-        args[i] = self.base[i] + 1j * h * v
-        with complex_errors():
-            value = self.complex_value(args).imag / h
-        return value, 0.0
+    def directional(self, ws: Mapping[int, np.ndarray], use_complex: bool) -> tuple[float, float]:
+        """(value, error estimate) of the derivative of L along ``x_i + t w_i`` at t = 0.
+
+        ``ws`` maps input positions to directions in the inputs' own units (one input, or
+        several at once: the derivative is then the sum of their directional derivatives).
+        """
+        if use_complex:
+            args = list(self._complex_args())
+            for i, w in ws.items():
+                args[i] = self.base[i] + 1j * COMPLEX_STEP * w
+            with complex_errors():
+                value = self.complex_value(args).imag / COMPLEX_STEP
+            return value, 4 * EPS64 * abs(value)
+        h = self.eps_eval ** (1.0 / 3.0)
+        d1 = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
+        d2 = (self.at(ws, h / 2) - self.at(ws, -h / 2)) / h
+        return (4 * d2 - d1) / 3, abs(d2 - d1) / 3 + 2 * self.noise_abs / h
 
     def complex_coordinates(self, i: int, flat_idx: Sequence[int]) -> np.ndarray:
         args = list(self._complex_args())
@@ -198,37 +220,29 @@ class Loss:
     def complex_step_usable(self, rng: np.random.Generator) -> str | None:
         """None if the complex step agrees with finite differences for every input, else why not.
 
-        One random signed direction per input; the complex step and the Richardson derivative
-        must agree to 1e-6 relative (they agree to ~1e-10 for analytic code; the non-analytic
-        operations lose whole terms of the derivative, an O(1) difference).
+        One random signed direction through all inputs; the complex step and the Richardson
+        derivative must agree to 1e-6 relative (they agree to ~1e-10 for analytic code; the
+        non-analytic operations lose whole terms of the derivative, an O(1) difference).
         """
-        for i in self.wrt:
-            if self.base[i].size == 0:
-                continue
-            v = rng.choice([-1.0, 1.0], size=self.base[i].shape)
-            try:
-                cs, _ = self.complex_directional(i, v)
-            except Exception as exc:  # any failure on complex input means: not usable
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                return f"the forward fails on complex input ({type(exc).__name__}: {first})"
-            fd, err = self.richardson_directional(i, v)
-            if not abs(cs - fd) <= 8.0 * err + 1e-6 * abs(fd) + 1e-300:
-                return (
-                    f"the forward is not complex-analytic in input {i} (complex step {cs:.6g} vs "
-                    f"finite differences {fd:.6g}: np.abs, np.var, a cast or a comparison?)"
-                )
+        ws = {
+            i: signs(rng, self.base[i].shape) * self.scale[i] for i in self.wrt if self.base[i].size
+        }
+        if not ws:
+            return None
+        try:
+            cs, _ = self.directional(ws, use_complex=True)
+        except Exception as exc:  # any failure on complex input means: not usable
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return f"the forward fails on complex input ({type(exc).__name__}: {first})"
+        fd, err = self.directional(ws, use_complex=False)
+        if not abs(cs - fd) <= 8.0 * err + 1e-6 * abs(fd) + 1e-300:
+            return (
+                f"the forward is not complex-analytic (complex step {cs:.6g} vs finite "
+                f"differences {fd:.6g} along a random direction: np.abs, np.var, a cast?)"
+            )
         return None
 
     # -- finite differences ------------------------------------------------------------------
-
-    def richardson_directional(self, i: int, v: np.ndarray) -> tuple[float, float]:
-        """(value, error estimate) of the derivative of L along v in input i."""
-        h = self.step(i)
-        d1 = (self.at(i, v, h) - self.at(i, v, -h)) / (2 * h)
-        d2 = (self.at(i, v, h / 2) - self.at(i, v, -h / 2)) / h
-        value = (4 * d2 - d1) / 3
-        err = abs(d2 - d1) / 3 + 2 * self.noise_abs / h
-        return value, err
 
     def richardson_coordinates(
         self, i: int, flat_idx: Sequence[int]
