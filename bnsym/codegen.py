@@ -1,0 +1,437 @@
+"""NumPy code from the derivation: ``generate(d)`` writes batch norm for a batch of m rows.
+
+The generated module is standalone (it imports NumPy only) and reads as the derivation does:
+one line per node of the computation graph (``mu_B``, ``sigma2_B``, ``xhat1`` .. ``xhatm``,
+then ``sum_dy``, ``sum_dy_xhat`` and the closed form of ``dx1`` .. ``dxm``), with the
+subexpressions that several lines share pulled out as temporaries ``_t0``, ``_t1``, ...
+(``sympy.cse``), printed by ``sympy.lambdify``'s NumPy printer. Each symbol stands for a
+whole row, ``x1 = x[0]``, so one generated function serves every feature at once.
+
+Why the graph, not the explicit expressions: written in terms of x1..xm alone, every x̂_i
+repeats the mean and the variance and SymPy distributes the constants (``x1 - (x1 + x2)/2``
+becomes ``x1/2 - x2/2``), so that CSE can no longer find the shared sums and the code costs
+O(m²) row operations. Handing ``lambdify`` the graph's own definitions as the first
+replacements keeps the mean, the variance and 1/√(σ²+ε) computed once: O(m) row operations,
+as a person would write it.
+
+>>> mod = generate(2)
+>>> import numpy as np
+>>> mod.forward(np.array([[0.0], [2.0]]), np.ones(1), np.zeros(1), eps=0.0)
+array([[-1.],
+       [ 1.]])
+>>> print(mod.source.splitlines()[1])
+# Batch normalization for a batch of m = 2 rows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from bnsym import __version__
+from bnsym.symbolic import Derivation, derive
+
+__all__ = ["GeneratedModule", "generate"]
+
+DEFAULT_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class GeneratedModule:
+    """A generated NumPy module: its ``source`` and the functions compiled from it.
+
+    ``forward(x, gamma, beta, eps=1e-5) -> y`` and
+    ``backward(dout, x, gamma, beta, eps=1e-5) -> (dx, dgamma, dbeta)`` take ``x`` and
+    ``dout`` of shape (m, D) and ``gamma``, ``beta`` of shape (D,); eval mode adds
+    ``running_mean, running_var`` (shape (D,)) after ``beta``, and ``affine=False`` drops
+    ``gamma`` and ``beta`` (then ``backward`` returns ``dx`` alone). ``inspect.getsource``
+    works on both. ``write(path)`` saves ``source`` atomically.
+    """
+
+    derivation: Derivation
+    source: str
+    forward: Callable[..., Any] = field(repr=False)
+    backward: Callable[..., Any] = field(repr=False)
+
+    @property
+    def m(self) -> int:
+        return self.derivation.m
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write :attr:`source` to ``path`` atomically; raises ``OutputError`` if it cannot."""
+        from bnsym._io import atomic_write
+
+        return atomic_write(path, self.source)
+
+    def __repr__(self) -> str:
+        return f"<GeneratedModule {_variant_text(self.derivation)}>"
+
+
+def generate(
+    derivation_or_m: Derivation | int | str, *, command: str | None = None, **options: Any
+) -> GeneratedModule:
+    """Generate NumPy ``forward`` and ``backward`` functions from a derivation.
+
+    Args:
+        derivation_or_m: a :class:`~bnsym.symbolic.Derivation`, or the batch size m, in
+            which case ``options`` go to :func:`~bnsym.symbolic.derive` (variance,
+            eps_placement, affine, mode, eps).
+        command: the command shown in the header comment; by default the Python call.
+
+    The derivation's numeric ε, if any, becomes the default of the ``eps`` argument (else
+    1e-5); it is never baked into the expressions. Worked-example ``values`` and ``dy`` are
+    ignored.
+
+    Returns:
+        a :class:`GeneratedModule`.
+
+    >>> import numpy as np
+    >>> mod = generate(4, variance="unbiased")
+    >>> print(mod.source.splitlines()[2])  # doctest: +ELLIPSIS
+    # Variant: train mode, unbiased variance (1/(m-1)), eps inside the square root, ...
+    >>> dx, dgamma, dbeta = mod.backward(np.ones((4, 3)), np.eye(4, 3), np.ones(3), np.zeros(3))
+    >>> dx.shape, dgamma.shape, float(abs(dx).max()) < 1e-12   # a constant dout shifts y only
+    ((4, 3), (3,), True)
+    """
+    if isinstance(derivation_or_m, Derivation):
+        if options:
+            raise TypeError("generate(derivation) takes no derive options; they are fixed by it")
+        d = derivation_or_m
+    else:
+        d = derive(derivation_or_m, **options)  # type: ignore[arg-type]
+    if command is None:
+        command = _python_call(d)
+    source = _module_source(d, command)
+    filename = f"<bnsym-generated {_variant_text(d)}>"
+    # Registered with linecache, as lambdify does, so that inspect.getsource works.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"__name__": "bnsym_generated"}
+    exec(compile(source, filename, "exec"), namespace)
+    return GeneratedModule(d, source, namespace["forward"], namespace["backward"])
+
+
+# --- the expressions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """One function for lambdify: arguments, outputs, and the graph definitions behind them."""
+
+    name: str
+    args: tuple[sp.Symbol, ...]
+    outputs: tuple[sp.Expr, ...]
+    definitions: tuple[tuple[sp.Symbol, sp.Expr], ...]
+
+
+def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
+    """The forward and backward kernels, in the graph symbols of the derivation."""
+    s, o = d.symbols, d.options
+    eps = sp.Symbol("eps", positive=True)  # the argument's name, not the paper's ε
+    rename = {s.eps: eps}
+    params: tuple[sp.Symbol, ...] = (s.gamma, s.beta) if o.affine else ()
+    if o.mode == "eval":
+        params += (s.running_mean, s.running_var)
+    # The forward graph: mu_B, sigma2_B (train mode), xhat_i; the outputs y_i.
+    nodes = {step.lhs: step.rhs.xreplace(rename) for step in d.forward}
+    graph = tuple((lhs, rhs) for lhs, rhs in nodes.items() if lhs not in s.y)
+    if s.var in nodes:
+        # sigma_B = sqrt(sigma2_B), by name wherever it appears (the closed form uses it)
+        by_name = {sp.sqrt(s.var): s.sigma}
+        rename.update(by_name)
+        graph = tuple((lhs, rhs.xreplace(by_name)) for lhs, rhs in graph)
+        graph = graph[:2] + ((s.sigma, sp.sqrt(s.var)),) + graph[2:]
+    y = tuple(nodes[yi] for yi in s.y)
+    forward = _Kernel("_forward", (*s.x, *params, eps), y, graph)
+
+    # The backward: the two sums of the closed form, then dx_i, dgamma, dbeta.
+    closed = {step.lhs: step.rhs.xreplace(rename) for step in d.closed_form[1:]}
+    dx = tuple(closed[dxi] for dxi in s.dx)
+    named = {sym.name: sym for e in dx for sym in e.free_symbols}
+    sums = {
+        "sum_dy": sp.Add(*s.dy),
+        "sum_dy_xhat": sp.Add(*[dyi * xh for dyi, xh in zip(s.dy, s.x_hat, strict=True)]),
+    }
+    sum_defs = tuple((named.get(n, sp.Symbol(n, real=True)), e) for n, e in sums.items())
+    outputs = dx
+    if o.affine:
+        by_value = {e: sym for sym, e in sum_defs}
+        adjoint = {step.lhs: step.rhs for step in d.backward}
+        # dgamma = sum(dy_i * xhat_i), dbeta = sum(dy_i): the sums already defined.
+        outputs += tuple(adjoint[a].xreplace(by_value) for a in (s.dgamma, s.dbeta))
+    backward = _Kernel("_backward", (*s.dy, *s.x, *params, eps), outputs, graph + sum_defs)
+    for kernel in (forward, backward):
+        known = set(kernel.args) | {sym for sym, _ in kernel.definitions}
+        used = {
+            sym
+            for e in (*kernel.outputs, *(e for _, e in kernel.definitions))
+            for sym in e.free_symbols
+        }
+        if used - known:  # a symbol of the derivation that the code would not define
+            names = ", ".join(sorted(str(sym) for sym in used - known))
+            raise RuntimeError(f"the derivation uses {names}, which codegen does not define")
+    return forward, backward
+
+
+def _cse(definitions: Sequence[tuple[sp.Symbol, sp.Expr]]) -> Callable[[Any], Any]:
+    """A ``cse=`` function for lambdify: the graph definitions first, then ``sympy.cse``.
+
+    ``sympy.cse`` runs over the definitions and the outputs together, naming what they share
+    ``_t0``, ``_t1``, ... (a prefix no input or graph symbol has); the assignments are then
+    ordered so that each follows everything it reads.
+    """
+
+    def cse(exprs: Any) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
+        exprs = list(exprs)
+        lhs = [sym for sym, _ in definitions]
+        temps, reduced = sp.cse(
+            [rhs for _, rhs in definitions] + exprs,
+            symbols=sp.numbered_symbols("_t"),
+            order="none",
+        )
+        assignments = list(temps) + list(zip(lhs, reduced[: len(lhs)], strict=True))
+        outputs = [_tidy(e) for e in reduced[len(lhs) :]]
+        needed = _needed(assignments, outputs)
+        ordered = _in_dependency_order([(a, _tidy(e)) for a, e in assignments if a in needed])
+        return ordered, outputs
+
+    return cse
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """``x1/3 + x2/3 + x3/3`` -> ``(x1 + x2 + x3)/3``: one multiplication, not m."""
+    return sp.factor_terms(e, radical=False, clear=False)
+
+
+def _needed(
+    assignments: list[tuple[sp.Symbol, sp.Expr]], outputs: Iterable[sp.Expr]
+) -> set[sp.Symbol]:
+    """The assigned symbols the outputs read, directly or through other assignments."""
+    definition = dict(assignments)
+    needed: set[sp.Symbol] = set()
+    todo = [sym for e in outputs for sym in e.free_symbols]
+    while todo:
+        sym = todo.pop()
+        if sym in definition and sym not in needed:
+            needed.add(sym)
+            todo.extend(definition[sym].free_symbols)
+    return needed
+
+
+def _in_dependency_order(
+    assignments: list[tuple[sp.Symbol, sp.Expr]],
+) -> list[tuple[sp.Symbol, sp.Expr]]:
+    """Order assignments so that each comes after those it reads, else keeping their order."""
+    assigned = {sym for sym, _ in assignments}
+    done: set[sp.Symbol] = set()
+    pending = list(assignments)
+    ordered = []
+    while pending:
+        for k, (sym, rhs) in enumerate(pending):
+            if (rhs.free_symbols & assigned) <= done:
+                ordered.append(pending.pop(k))
+                done.add(sym)
+                break
+        else:  # pragma: no cover - the graph is acyclic
+            raise RuntimeError("cyclic definitions in the generated code")
+    return ordered
+
+
+def _kernel_source(kernel: _Kernel) -> str:
+    """The kernel's Python source, printed by lambdify's NumPy printer with our CSE."""
+    fn = sp.lambdify(
+        kernel.args,
+        list(kernel.outputs),
+        modules="numpy",
+        # fully qualified: numpy.sqrt, as the module imports numpy and nothing from it
+        printer=NumPyPrinter(
+            {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True}
+        ),
+        cse=_cse(kernel.definitions),
+        dummify=False,
+        docstring_limit=None,
+    )
+    text = inspect.getsource(fn)
+    text = re.sub(r"^def _lambdifygenerated\(", f"def {kernel.name}(", text)
+    if "_Dummy" in text:  # pragma: no cover - every argument is a named Symbol
+        raise RuntimeError("lambdify introduced a dummy name")
+    return text.rstrip() + "\n"
+
+
+# --- the module -------------------------------------------------------------------------------
+
+
+def _module_source(d: Derivation, command: str) -> str:
+    o = d.options
+    fwd_kernel, bwd_kernel = _kernels(d)
+    params = (["gamma", "beta"] if o.affine else []) + (
+        ["running_mean", "running_var"] if o.mode == "eval" else []
+    )
+    eps = DEFAULT_EPS if o.eps is None else float(o.eps)
+    sig = ", ".join(["x", *params, f"eps={eps!r}"])
+    checks = [f"    {p} = _vector({p!r}, {p}, D)" for p in params]
+    if o.mode == "eval":
+        checks.append("    _nonnegative('running_var', running_var)")
+    call = ", ".join(["*x", *params, "eps"])
+    returns = "(dx, dgamma, dbeta)" if o.affine else "dx"
+    lines = [
+        f"# Generated by bnsym {__version__} from its derivation; regenerate rather than edit.",
+        f"# Batch normalization for a batch of m = {o.m} rows.",
+        f"# Variant: {_variant_text(d, long=True)}.",
+        f"# Command: {command}",
+        "#",
+        "# forward and backward check their arguments and call the kernels _forward and",
+        "# _backward, printed by sympy.lambdify (NumPy printer) from the computation graph:",
+        "# x1..xm and dy1..dym are the rows of x and dout, each (D,); in train mode mu_B is the",
+        "# batch mean, sigma2_B the batch variance, sigma_B its root; xhat_i the normalized rows,",
+        "# sum_dy = sum(dy_i), sum_dy_xhat = sum(dy_i * xhat_i); _t0, _t1, ... are shared",
+        "# subexpressions.",
+        f'"""Batch normalization for m = {o.m} rows, generated by bnsym (NumPy only)."""',
+        "",
+        "import numpy",
+        "",
+        f"M = {o.m}",
+        "",
+        "",
+        f"def forward({sig}):",
+        '    """The forward pass: x of shape (m, D) -> y of shape (m, D)."""',
+        "    x = _matrix('x', x)",
+        "    D = x.shape[1]",
+        *checks,
+        "    eps = _eps(eps)",
+        "    with numpy.errstate(divide='ignore', invalid='ignore'):",
+        f"        y = numpy.stack(_forward({call}))",
+        "    _finite_result('y', y, eps)",
+        "    return y",
+        "",
+        "",
+        f"def backward(dout, {sig}):",
+        f'    """The backward pass: dout of shape (m, D) -> {returns}.',
+        "",
+        "    dx has the shape of x"
+        + (', dgamma and dbeta the shape (D,)."""' if o.affine else '."""'),
+        "    x = _matrix('x', x)",
+        "    dout = _matrix('dout', dout)",
+        "    D = x.shape[1]",
+        "    if dout.shape != x.shape:",
+        "        raise ValueError(f'dout must have the shape of x {x.shape}; got {dout.shape}')",
+        *checks,
+        "    eps = _eps(eps)",
+        "    with numpy.errstate(divide='ignore', invalid='ignore'):",
+        f"        grads = _backward(*dout, {call})",
+        "    dx = numpy.stack(grads[:M])",
+        "    _finite_result('dx', dx, eps)",
+        "    return (dx, grads[M], grads[M + 1])" if o.affine else "    return dx",
+        "",
+        "",
+        _kernel_source(fwd_kernel),
+        "",
+        _kernel_source(bwd_kernel),
+        "",
+        _CHECKS,
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_CHECKS = """\
+# --- argument checks: a ValueError naming the argument -------------------------------------
+
+
+def _array(name, a):
+    a = numpy.asarray(a)
+    if a.dtype.kind in "iu":
+        a = a.astype(numpy.float64)
+    elif a.dtype.kind not in "fc":
+        raise ValueError(f"{name} must be an array of numbers; got dtype {a.dtype}")
+    # One pass instead of two: a sum is finite only if every entry is (inf and nan spread).
+    if not numpy.isfinite(a.sum()):
+        bad = numpy.argwhere(~numpy.isfinite(a))
+        if bad.size:
+            where = tuple(int(i) for i in bad[0])
+            raise ValueError(
+                f"{name} has {len(bad)} non-finite value(s), the first {a[where]} at index {where}"
+            )
+    return a
+
+
+def _matrix(name, a):
+    a = _array(name, a)
+    if a.ndim != 2 or a.shape[0] != M or a.shape[1] < 1:
+        raise ValueError(
+            f"{name} must have shape (m, D) = ({M}, D), D >= 1, for this module generated "
+            f"for m = {M}; got {a.shape}"
+        )
+    return a
+
+
+def _vector(name, a, D):
+    a = _array(name, a)
+    if a.shape != (D,):
+        raise ValueError(f"{name} must have shape (D,) = ({D},) to match x; got {a.shape}")
+    return a
+
+
+def _nonnegative(name, a):
+    if numpy.any(a.real < 0):
+        raise ValueError(f"{name} must be >= 0; got {a.real.min()} in it")
+
+
+def _eps(eps):
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, numpy.integer, numpy.floating)):
+        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    if not numpy.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
+    return float(eps)
+
+
+def _finite_result(name, a, eps):
+    if not numpy.isfinite(a.sum()):
+        raise ValueError(
+            f"{name} is not finite: a feature of x has zero variance and eps = {eps} leaves "
+            "0/0 (or a square root without a derivative at 0); use eps > 0"
+        )
+"""
+
+
+# --- naming the variant -----------------------------------------------------------------------
+
+
+def _variant_text(d: Derivation, long: bool = False) -> str:
+    o = d.options
+    if not long:
+        parts = [f"m={o.m}", o.mode]
+        if o.mode == "train":
+            parts += [o.variance, f"eps-{o.eps_placement}"]
+        parts.append("affine" if o.affine else "no-affine")
+        return " ".join(parts)
+    parts = [f"{o.mode} mode"]
+    if o.mode == "train":
+        parts.append(
+            "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m-1))"
+        )
+        parts.append(
+            "eps inside the square root" if o.eps_placement == "inside" else "eps outside the root"
+        )
+    else:
+        parts.append("running statistics")
+    parts.append("affine (gamma, beta)" if o.affine else "no affine")
+    return ", ".join(parts)
+
+
+def _python_call(d: Derivation) -> str:
+    o = d.options
+    defaults = {"variance": "biased", "eps_placement": "inside", "affine": True, "mode": "train"}
+    args: Iterable[str] = [str(o.m)] + [
+        f"{k}={getattr(o, k)!r}" for k, v in defaults.items() if getattr(o, k) != v
+    ]
+    if o.eps is not None:
+        args = [*args, f"eps={str(o.eps)!r}"]
+    return f"bnsym.generate({', '.join(args)})"

@@ -1,0 +1,177 @@
+"""``bnsym codegen`` and ``bnsym check`` through CliRunner: passes when right, fails when not."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bnsym.check
+from bnsym import reference
+from bnsym.cli import main
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+# --- bnsym check ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--m", "4"],
+        ["--m", "2", "--features", "5", "--seed", "3"],
+        ["--m", "3", "--variance", "unbiased", "--eps-placement", "outside", "--no-affine"],
+        ["--m", "4", "--mode", "eval"],
+        ["--m", "1", "--mode", "eval", "--no-affine"],
+    ],
+    ids=["default", "m2", "unbiased-outside-noaffine", "eval", "eval-m1"],
+)
+def test_check_passes_for_correct_code(runner: CliRunner, args: list[str]) -> None:
+    result = runner.invoke(main, ["check", *args])
+    assert result.exit_code == 0, result.output
+    assert "OK: all" in result.output and "DISAGREE" not in result.output
+    for pair in (
+        "generated vs fused",
+        "generated vs staged",
+        "fused vs staged",
+        "generated vs numerical",
+    ):
+        assert pair in result.output
+    assert "max rel error" in result.output and "size of the terms" in result.output
+
+
+def test_check_fails_when_the_reference_is_off_by_0_1_percent(runner, monkeypatch) -> None:
+    backward = reference.batchnorm_backward
+
+    def broken(dout, cache):
+        dx, dgamma, dbeta = backward(dout, cache)
+        return 1.001 * dx, dgamma, dbeta
+
+    monkeypatch.setattr(reference, "batchnorm_backward", broken)
+    result = runner.invoke(main, ["check", "--m", "4"])
+    assert result.exit_code == 1, result.output
+    rows = [line for line in result.output.splitlines() if "DISAGREE" in line]
+    assert any(r.startswith("dx") and "generated vs fused" in r for r in rows), result.output
+    assert any(r.startswith("dx") and "fused vs staged" in r for r in rows)
+    assert not any("generated vs staged" in r for r in rows)
+    assert "worst at (" in rows[0]
+    assert "FAILED: " in result.output
+    assert "hint: fused disagrees with the others on dx" in result.output
+
+
+def test_check_fails_when_the_generated_code_is_broken(runner, monkeypatch) -> None:
+    generate = bnsym.check.generate
+
+    def broken_generate(*args, **kwargs):
+        module = generate(*args, **kwargs)
+        # break the generated source itself: dgamma off by 0.1%
+        source = module.source.replace(
+            "return [_t", "sum_dy_xhat = 1.001 * sum_dy_xhat\n    return [_t", 1
+        )
+        namespace: dict = {}
+        exec(compile(source, "<broken>", "exec"), namespace)
+        return dataclasses.replace(module, source=source, backward=namespace["backward"])
+
+    monkeypatch.setattr(bnsym.check, "generate", broken_generate)
+    result = runner.invoke(main, ["check", "--m", "4", "--features", "2"])
+    assert result.exit_code == 1, result.output
+    bad = [line for line in result.output.splitlines() if "DISAGREE" in line]
+    assert any("generated vs numerical" in line for line in bad), result.output
+    assert any("generated vs fused" in line for line in bad)
+    assert not any("fused vs staged" in line for line in bad)
+
+
+def test_check_says_when_torch_is_missing(runner, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = runner.invoke(main, ["check", "--m", "3"])
+    assert result.exit_code == 0, result.output
+    assert "torch: not installed" in result.output
+    assert "vs torch" not in result.output
+
+
+def test_check_compares_with_torch_where_installed(runner) -> None:
+    pytest.importorskip("torch")
+    result = runner.invoke(main, ["check", "--m", "4"])
+    assert result.exit_code == 0, result.output
+    assert "generated vs torch" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--m", "1.5"], "whole number"),
+        (["--m", "0"], "at least 1"),
+        (["--m", "1"], "m = 1 in train mode"),
+        (["--features", "0"], "--features"),
+        (["--variance", "odd"], "variance"),
+    ],
+    ids=["m-fraction", "m-zero", "m-one-train", "features-zero", "variance"],
+)
+def test_check_bad_input(runner: CliRunner, args: list[str], words: str) -> None:
+    assert words in _one_line_error(runner.invoke(main, ["check", *args]))
+
+
+def test_run_check_api() -> None:
+    result = bnsym.check.run_check(2, features=4, seed=1, torch=False)
+    assert result.passed
+    dx_rows = [r for r in result.rows if r.quantity == "dx" and "numerical" not in r.pair]
+    assert all(r.max_rel_error < 1e-14 for r in dx_rows)
+
+
+# --- bnsym codegen ----------------------------------------------------------------------------
+
+
+def test_codegen_prints_the_module(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["codegen", "--m", "3", "--no-affine"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("# Generated by bnsym")
+    assert "def forward(x, eps=1e-05):" in result.output
+    dash = runner.invoke(main, ["codegen", "--m", "3", "--no-affine", "-o", "-"])
+    assert "# Command: bnsym codegen --m 3 --no-affine -o -\n" in dash.output
+
+    def body(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("# Command:")]
+
+    assert body(dash.output) == body(result.output)
+
+
+def test_codegen_writes_a_working_file(runner: CliRunner, tmp_path) -> None:
+    path = tmp_path / "bn_m4.py"
+    result = runner.invoke(main, ["codegen", "--m", "4", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    namespace: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    x = np.arange(8.0).reshape(4, 2) ** 2
+    y = namespace["forward"](x, np.ones(2), np.zeros(2))
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-12)
+    assert [p.name for p in tmp_path.iterdir()] == ["bn_m4.py"]  # no temporary left
+
+
+def test_codegen_bad_output_leaves_no_file(runner: CliRunner, tmp_path) -> None:
+    missing = tmp_path / "no" / "such" / "bn.py"
+    line = _one_line_error(runner.invoke(main, ["codegen", "--m", "4", "-o", str(missing)]))
+    assert "does not exist" in line and not missing.parent.exists()
+    line = _one_line_error(runner.invoke(main, ["codegen", "--m", "4", "-o", str(tmp_path)]))
+    assert "is a directory" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("m", ["x", "2.5", "-3"])
+def test_codegen_bad_m(runner: CliRunner, tmp_path, m: str) -> None:
+    path = tmp_path / "bn.py"
+    line = _one_line_error(runner.invoke(main, ["codegen", "--m", m, "-o", str(path)]))
+    assert "m must" in line and not path.exists()
