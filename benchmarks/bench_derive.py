@@ -52,8 +52,10 @@ def main() -> None:
     a = interleaved({"import sympy": IMPORT_SYMPY, "derive --m 4": derive(4)}, args.repeat)
     ratio_a = a["derive --m 4"] / a["import sympy"]
     print("(a) bnsym derive --m 4 vs bare `import sympy`  (goal ≤ 2×)")
-    print(f"    import sympy {a['import sympy']:.3f} s, derive {a['derive --m 4']:.3f} s: "
-          f"{ratio_a:.2f}×\n")
+    print(
+        f"    import sympy {a['import sympy']:.3f} s, derive {a['derive --m 4']:.3f} s: "
+        f"{ratio_a:.2f}×\n"
+    )
 
     b = interleaved(
         {"derive --m 16": derive(16), "newcomer 16": [PY, str(HERE / "newcomer.py"), "16"]},
@@ -61,16 +63,21 @@ def main() -> None:
     )
     ratio_b = b["newcomer 16"] / b["derive --m 16"]
     print("(b) m = 16: bnsym derive (proofs included) vs expand-the-loss-and-diff  (goal ≥ 5×)")
-    print(f"    newcomer {b['newcomer 16']:.2f} s, derive {b['derive --m 16']:.2f} s: "
-          f"bnsym {ratio_b:.1f}× faster\n")
+    print(
+        f"    newcomer {b['newcomer 16']:.2f} s, derive {b['derive --m 16']:.2f} s: "
+        f"bnsym {ratio_b:.1f}× faster\n"
+    )
 
     print("(c) bnsym derive --m M vs bare `import sympy`  (goal: m = 128 within 30×)")
     print("    | m | derive (s) | import sympy (s) | ratio |")
     print("    |---|---|---|---|")
     for m in (2, 4, 8, 16, 32, 64, 128):
         c = interleaved({"import": IMPORT_SYMPY, "derive": derive(m)}, 3 if m <= 32 else 1)
-        print(f"    | {m} | {c['derive']:.2f} | {c['import']:.2f} | "
-              f"{c['derive'] / c['import']:.1f}× |", flush=True)
+        print(
+            f"    | {m} | {c['derive']:.2f} | {c['import']:.2f} | "
+            f"{c['derive'] / c['import']:.1f}× |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,6 @@ eps = sp.Symbol("epsilon", positive=True)
 mu = sum(x) / m
 var = sp.expand(sum((xi - mu) ** 2 for xi in x) / m)
 y = [gamma * (xi - mu) / sp.sqrt(var + eps) + beta for xi in x]
-loss = sp.expand(sum(d * yi for d, yi in zip(dy, y)))
+loss = sp.expand(sum(d * yi for d, yi in zip(dy, y, strict=True)))
 dx = [sp.diff(loss, xi) for xi in x]
 print(len(dx), "gradients")

@@ -37,7 +37,25 @@ _LAZY = {
     "batchnorm_backward": "bnsym.reference",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "BatchNorm",
+    "Derivation",
+    "DerivationError",
+    "GeneratedModule",
+    "GradientCheckError",
+    "Report",
+    "__version__",
+    "assert_layer_gradients",
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "check_function",
+    "check_layer",
+    "derive",
+    "generate",
+    "load_json",
+    "numerical_vjp",
+]
+assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from bnsym.codegen import GeneratedModule, generate

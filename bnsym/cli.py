@@ -137,8 +137,9 @@ def derive_command(
     if fmt == "pdf":
         from bnsym import notes
 
+        tex = notes.to_latex(d, standalone=True, command=command)
         try:
-            data: str | bytes = notes.compile_pdf(notes.to_latex(d, standalone=True, command=command))
+            data: str | bytes = notes.compile_pdf(tex)
         except notes.LatexError as exc:
             raise BadInput(str(exc)) from None
     else:

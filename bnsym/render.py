@@ -139,14 +139,21 @@ _ELLIPSIS = object()
 def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
     """Sort key for the terms of a sum: terms with indexed symbols (x₃, ∂ℓ/∂y₁₂) by index,
     others (γ, β, ε) first in their usual order."""
-    indices = [int(m.group(1)) for s in term.free_symbols
-               if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))]
+    indices = [
+        int(m.group(1))
+        for s in term.free_symbols
+        if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))
+    ]
     constant = bool(term.free_symbols & _ADDED_LAST)
     return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
 
 
-_ADDED_LAST = {sp.Symbol("epsilon", positive=True), sp.Symbol("beta", real=True),
-               sp.Symbol("mu_B", real=True), sp.Symbol("running_mean", real=True)}
+_ADDED_LAST = {
+    sp.Symbol("epsilon", positive=True),
+    sp.Symbol("beta", real=True),
+    sp.Symbol("mu_B", real=True),
+    sp.Symbol("running_mean", real=True),
+}
 
 
 _POWERS = {"**2": "²", "**3": "³", "**4": "⁴", "**(3/2)": "^(3/2)", "**(-1/2)": "^(-1/2)"}

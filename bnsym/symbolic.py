@@ -496,11 +496,15 @@ def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -
     if mode == "train":
         k = _normalizer(m, variance)
         # Unevaluated, so that they read (x₁ + … + x_m)/m; _chain_rule evaluates them.
-        nodes.append(Step(s.mu, sp.Mul(sp.Add(*s.x), sp.Rational(1, m), evaluate=False),
-                          "mini-batch mean"))
         nodes.append(
-            Step(s.var, sp.Mul(sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]), k, evaluate=False),
-                 "mini-batch variance")
+            Step(s.mu, sp.Mul(sp.Add(*s.x), sp.Rational(1, m), evaluate=False), "mini-batch mean")
+        )
+        nodes.append(
+            Step(
+                s.var,
+                sp.Mul(sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]), k, evaluate=False),
+                "mini-batch variance",
+            )
         )
         mu, var = s.mu, s.var
     else:

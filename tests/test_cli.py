@@ -97,7 +97,9 @@ def test_python_dash_m_and_no_numpy_for_derive():
     subprocess.run([sys.executable, "-c", code], check=True)
     out = subprocess.run(
         [sys.executable, "-m", "bnsym", "derive", "--m", "2", "--ascii"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     assert out.startswith("Batch normalization, m = 2") and out.isascii()
 

@@ -30,11 +30,12 @@ def test_json_contract_and_round_trip_against_numpy(m):
     # numbers: a NumPy batch norm written out here, and its Jacobian-vector product
     rng = np.random.default_rng(m)
     x, dy = rng.normal(size=m), rng.normal(size=m)
-    gamma, beta, eps = 1.5, 0.25, 1e-2
+    gamma, eps = 1.5, 1e-2
     sym = {s.name: s for e in data["dx"] for s in e.free_symbols}
-    sub = {sym.get(f"x{i+1}", sp.Symbol(f"x{i+1}")): x[i] for i in range(m)}
-    sub.update({sym.get(f"dy{i+1}", sp.Symbol(f"dy{i+1}")): dy[i] for i in range(m)})
-    sub.update({sym.get("gamma", sp.Symbol("gamma")): gamma, sym.get("epsilon", sp.Symbol("epsilon")): eps})
+    sub = {sym.get(f"x{i + 1}", sp.Symbol(f"x{i + 1}")): x[i] for i in range(m)}
+    sub.update({sym.get(f"dy{i + 1}", sp.Symbol(f"dy{i + 1}")): dy[i] for i in range(m)})
+    sub[sym.get("gamma", sp.Symbol("gamma"))] = gamma
+    sub[sym.get("epsilon", sp.Symbol("epsilon"))] = eps
     mu, var = x.mean(), x.var()
     x_hat = (x - mu) / np.sqrt(var + eps)
     dx_np = gamma / np.sqrt(var + eps) * (dy - dy.mean() - x_hat * (dy @ x_hat) / m)
@@ -63,7 +64,14 @@ def test_json_of_several_features_lists_each():
 
 def test_text_has_every_section_and_proof_marks():
     text = to_text(derive(4))
-    for title in ("Forward pass", "Backward pass", "Closed form", "Jacobian", "Identities", "Proofs"):
+    for title in (
+        "Forward pass",
+        "Backward pass",
+        "Closed form",
+        "Jacobian",
+        "Identities",
+        "Proofs",
+    ):
         assert title in text
     assert "∂ℓ/∂σ²_B" in text and "✓ closed_form" in text and "✗" not in text
 

@@ -55,8 +55,8 @@ def np_vjp_fd(x, dy, gamma, beta, eps, h=1e-6, **variant):
 def evaluate(d: Derivation, expr, x, dy, gamma, beta, eps, running=None):
     s = d.symbols
     sub = {s.gamma: gamma, s.beta: beta, s.eps: eps}
-    sub.update(zip(s.x, x))
-    sub.update(zip(s.dy, dy))
+    sub.update(zip(s.x, x, strict=True))
+    sub.update(zip(s.dy, dy, strict=True))
     if running is not None:
         sub.update({s.running_mean: running[0], s.running_var: running[1]})
     return float(sp.sympify(expr).xreplace({k: sp.Float(v, 30) for k, v in sub.items()}).evalf(30))
@@ -242,7 +242,7 @@ def test_jacobian_matrix_has_the_stated_structure_numerically():
     x_hat = np_forward(x, 1.0, 0.0, eps)
     D = math.sqrt(((x - x.mean()) ** 2).mean() + eps)
     s = d.symbols
-    sub = {s.gamma: gamma, s.eps: eps, **dict(zip(s.x_hat, x_hat)), s.var: D**2 - eps}
+    sub = {s.gamma: gamma, s.eps: eps, **dict(zip(s.x_hat, x_hat, strict=True)), s.var: D**2 - eps}
     J = np.array(d.jacobian.xreplace(sub).evalf(), dtype=float)
     J_fd = np.array([np_vjp_fd(x, np.eye(m)[j], gamma, 0.0, eps) for j in range(m)])
     np.testing.assert_allclose(J, J_fd, atol=1e-7)
