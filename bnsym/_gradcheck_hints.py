@@ -41,7 +41,7 @@ def pattern_hints(
             "was it never computed, or overwritten by a fresh zeros array?"
         ]
     significant = np.abs(numerical) > 10 * atol
-    if significant.sum() >= 1:
+    if significant.sum() >= min(2, analytic.size):
         ratio = analytic[significant] / numerical[significant]
         med = float(np.median(ratio))
         spread = float(np.max(np.abs(ratio - med)))
@@ -82,7 +82,7 @@ def _ratio_hint(name: str, ratio: float, sizes: Sequence[int]) -> str:
 def _confined_hints(
     name: str, shape: tuple[int, ...], indices: Sequence[tuple[int, ...]], failed: np.ndarray
 ) -> list[str]:
-    bad = [indices[k] for k in np.flatnonzero(failed)]
+    bad = [indices[int(k)] for k in np.flatnonzero(failed)]
     if not bad or len(bad) == len(indices) or len(shape) == 0:
         return []
     if len(bad) == 1:

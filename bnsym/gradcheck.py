@@ -373,14 +373,16 @@ def _check(
         use_complex = why_not is None
         if why_not:
             notes.append(f"complex step not used: {why_not}; Richardson finite differences instead")
+        if loss.cross_check_note:
+            notes.append(loss.cross_check_note)
     if not use_complex:
         # finite differences need the forward's rounding noise for their steps; code that
         # passes the complex-step cross-check computes in float64
         loss.noise(rng)
     if loss.eps_eval > 1e-13:
         notes.append(
-            f"the forward's rounding noise is {loss.eps_eval:.2g} relative (float32 inside?); "
-            "steps and tolerances are sized for it"
+            f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
+            "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
         )
 
     results: list[InputResult] = []
@@ -521,8 +523,8 @@ class _Comparison:
         numeric, errs = self.coordinates(range(size))
         self.numeric_all = numeric.reshape(self.shape)
         a = self.analytic.reshape(-1)
-        gscale = float(np.max(np.abs(numeric), initial=0.0))
-        atol = self.atol(gscale, float(np.max(errs, initial=0.0)))
+        gscale = _finite_max(np.abs(numeric))
+        atol = self.atol(gscale, _finite_max(errs))
         indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in range(size)]
         return self._result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
 
@@ -536,8 +538,8 @@ class _Comparison:
             | {int(np.argmax(np.abs(a)))}
         )
         numeric, errs = self.coordinates(flat_idx)
-        gscale = max(float(np.max(np.abs(numeric))), float(np.sqrt(np.mean(a * a))))
-        atol = self.atol(gscale, float(np.max(errs)))
+        gscale = max(_finite_max(np.abs(numeric)), float(np.sqrt(np.mean(a * a))))
+        atol = self.atol(gscale, _finite_max(errs))
         # directions: the error of a sum of `size` entries, each within about rtol * gscale
         dir_entries: list[Entry] = []
         for k in range(n_directions):
@@ -613,9 +615,19 @@ class _Comparison:
     ) -> InputResult:
         tol = atol + self.rtol * np.abs(n)
         abs_err = np.abs(a - n)
-        failed = abs_err > tol
+        nonfinite = ~np.isfinite(n)
+        failed = (abs_err > tol) | nonfinite
         notes: list[str] = []
         hints: list[str] = []
+        if nonfinite.any():
+            k = int(np.flatnonzero(nonfinite)[0])
+            where = ", ".join(str(t) for t in indices[k])
+            hints.append(
+                f"the numerical derivative is NaN/inf at {self.name}[{where}] "
+                f"({int(nonfinite.sum())} entries): the steps leave the forward's domain "
+                "(sqrt or log near 0?); not a verdict on the backward there"
+            )
+        abs_err = np.where(nonfinite, np.inf, abs_err)
         # kinks: a jump between the one-sided derivatives that does not shrink with the step
         for k in np.flatnonzero(failed)[np.argsort(-abs_err[failed])][:16]:
             j = flat_idx[k] if flat_idx is not None else int(k)
@@ -640,6 +652,7 @@ class _Comparison:
             notes.append("the failing random directions cross these kinks; not counted")
             dir_failed = []
         rel = abs_err / np.maximum(np.abs(n), max(1e-3 * gscale, np.finfo(np.float64).tiny))
+        rel = np.where(nonfinite, np.inf, rel)
         entries = [
             Entry(indices[k], float(a[k]), float(n[k]), float(errs[k]), float(tol[k]))
             for k in np.argsort(-abs_err, kind="stable")[:N_WORST]
@@ -747,6 +760,18 @@ def _backward_rounding(
             diff = np.abs(g.astype(np.float64) - g64.astype(np.float64))
             found[i] = float(np.max(diff, initial=0.0))
     return found
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
+
+
+def _finite_max(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.max(finite, initial=0.0))
 
 
 def _rms(arrays: Sequence[np.ndarray]) -> float:
@@ -912,6 +937,8 @@ def _normalize_grads(
                 hint = " - the transpose: return the gradient, not its .T?"
             elif g.size == int(np.prod(shape)):
                 hint = " - same size: a reshape is missing?"
+            elif _broadcasts_to(shape, g.shape):
+                hint = " - the input is broadcast in the forward: sum the gradient over those axes"
             problems[i] = (
                 f"the gradient of {name!r} has shape {g.shape}, "
                 f"expected {shape} like the input{hint}"

@@ -207,7 +207,7 @@ def test_float32_noise_inside_float64_layer_is_measured_not_failed():
     case = next(c for c in CORRECT if c.name == "bn computing in float32 inside")
     report = check_layer(case.forward, case.backward, *case.inputs())
     assert report.passed
-    assert "float32 inside?" in str(report)
+    assert "(float32 inside, or a kink" in str(report)
 
 
 def test_kink_is_flagged_not_failed():
@@ -272,6 +272,26 @@ def test_nan_in_the_output_is_reported():
     report = check_layer(forward, lambda dout, x: dout / x, np.array([1.0, -1.0, 2.0]))
     assert not report.passed
     assert "has 1 NaN/inf entries, first at index (1,)" in str(report)
+
+
+def test_numerical_nan_outside_the_domain_fails_that_entry_with_a_hint():
+    def f(x):
+        return np.sqrt(np.abs(x)) * 0 + np.log(x)  # log: not defined left of a tiny x
+
+    def vjp(dout, x):
+        return dout / x
+
+    report = check_function(f, vjp, np.array([1.0, 1e-12, 2.0]), method="richardson")
+    assert not report.passed
+    assert "the numerical derivative is NaN/inf at x[1]" in str(report)
+
+
+def test_broadcast_input_with_unsummed_gradient_is_named():
+    report = check_function(
+        lambda x, a: a * x**2, lambda d, x, a: (2 * a * x * d, d * x**2), np.ones(3), 2.0
+    )
+    assert "the gradient of 'a' has shape (3,), expected ()" in str(report)
+    assert "sum the gradient over those axes" in str(report)
 
 
 # --- options and the report's interface ------------------------------------------------------
