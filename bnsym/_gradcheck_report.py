@@ -7,7 +7,7 @@ tolerance and the error estimate behind it, the hints, and the seed. Never a who
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class InputResult:
 
     passed: the analytic gradient matches within ``atol + rtol * |numerical|`` everywhere checked
         (True for constant inputs, which are not checked: ``checked`` is False).
-    max_abs_error, max_rel_error: over the checked entries; the relative error of an entry is
+    max_abs_error, max_rel_error: over the checked entries (in probe mode the sampled ones, and
+        the worst entry a failing direction was traced to); the relative error of an entry is
         ``|analytic - numerical| / max(|numerical|, 1e-3 * max|numerical|)``.
     atol, rtol: the tolerances used. ``atol = rtol * max|numerical| + 4 * (largest error estimate)``
         unless given by the caller.
@@ -87,7 +88,6 @@ class Report:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     evaluations: int = 0
-    extra: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def __getitem__(self, name: str) -> InputResult:
         """The result for the input called ``name``."""
