@@ -522,8 +522,9 @@ def to_latex(
     title = prose_tex(f"Batch normalization for a batch of m = {d.m}")
     return (
         _PREAMBLE
-        + rf"\title{{{title}}}"
-        + "\n\\author{}\n\\date{}\n\\begin{document}\n\\maketitle\n"
+        + "\\begin{document}\n"
+        + rf"\begin{{center}}{{\LARGE {title}\par}}\medskip{{\large {prose_tex(describe(d))}\par}}"
+        + "\\end{center}\n"
         + made
         + fragment
         + "\\end{document}\n"

@@ -126,7 +126,7 @@ def test_markdown_maths_is_the_latex_that_compiled(
         assert _aligned_bodies(md) == in_tex, name
         # and the blocks, as Markdown holds them, compile within the same page width
         body = "\n".join(rf"\[\begin{{aligned}}{b}\end{{aligned}}\]" for b in _aligned_bodies(md))
-        head = tex.split(r"\maketitle")[0]
+        head = tex.split(r"\begin{document}")[0] + "\\begin{document}\n"
         documents[name] = f"{head}\\allowdisplaybreaks\n{body}\n\\end{{document}}\n"
     with ThreadPoolExecutor(max_workers=4) as pool:
         compiled_logs = pool.map(lambda n: _compile(documents[n], tmp_path / n), documents)
