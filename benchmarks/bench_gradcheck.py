@@ -7,7 +7,8 @@
    (the dense Jacobians), torch's fast mode (one random projection), bnsym ``mode="full"`` and
    bnsym's default (``mode="auto"``). Torch checks the layer written in torch operations (its
    best case: autograd computes the backward); bnsym checks the same layer written in NumPy
-   (tests/corpus.py). The best of ``--repeat`` runs is reported, and the ratios from those.
+   (tests/corpus.py). The tools take turns in every timing round; the best time of each is
+   reported, and the ratios from those.
 2. Accuracy: every layer of tests/corpus.py (right and wrong backward passes), plus one wrong
    column of dx (1e-3 added to one column) at (64, 32) and (512, 256), checked by each tool.
    Torch checks the NumPy layer wrapped in a torch.autograd.Function; a torch error counts as
@@ -34,6 +35,7 @@ import bnsym
 from bnsym.gradcheck import check_layer
 
 ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ["torch slow", "torch fast", "bnsym full", "bnsym default"]
 
 
 def load_corpus() -> Any:
@@ -101,45 +103,39 @@ def torch_check(fn: Any, inputs: tuple[Any, ...], fast: bool) -> bool:
 # --- timing -----------------------------------------------------------------------------------
 
 
-def best_time(fn: Any, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def speed(repeat: int) -> list[tuple[str, dict[str, float | None]]]:
+    """Best time per tool and shape; the tools take turns in every round, so that a burst of
+    load on the machine hits all of them alike."""
     rows = []
     for n, d in [(4, 3), (64, 32), (512, 256)]:
         x, gamma, beta = corpus.bn_inputs(n, d)(np.random.default_rng(0))
         tensors = tuple(torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
-        times: dict[str, float | None] = {}
         size = x.size + gamma.size + beta.size
-        if size <= 5000:  # the dense Jacobian of (512, 256) has 131,584**2 entries (138 GB)
-            times["torch slow"] = best_time(
-                lambda t=tensors: torch.autograd.gradcheck(torch_bn, t, fast_mode=False),
-                1 if size > 1000 else repeat,
-            )
-        else:
-            times["torch slow"] = None
-        times["torch fast"] = best_time(
-            lambda t=tensors: torch.autograd.gradcheck(torch_bn, t, fast_mode=True), repeat
-        )
-        if size <= 5000:
-            times["bnsym full"] = best_time(
-                lambda a=(x, gamma, beta): check_layer(
-                    corpus.bn_forward, corpus.bn_backward, *a, mode="full"
-                ),
-                repeat,
-            )
-        else:
-            times["bnsym full"] = None
-        times["bnsym default"] = best_time(
-            lambda a=(x, gamma, beta): check_layer(corpus.bn_forward, corpus.bn_backward, *a),
-            repeat,
-        )
+        runs: dict[str, Any] = {
+            "torch slow": lambda t=tensors: torch.autograd.gradcheck(torch_bn, t, fast_mode=False),
+            "torch fast": lambda t=tensors: torch.autograd.gradcheck(torch_bn, t, fast_mode=True),
+            "bnsym full": lambda a=(x, gamma, beta): check_layer(
+                corpus.bn_forward, corpus.bn_backward, *a, mode="full"
+            ),
+            "bnsym default": lambda a=(x, gamma, beta): check_layer(
+                corpus.bn_forward, corpus.bn_backward, *a
+            ),
+        }
+        if size > 5000:  # the dense Jacobian of (512, 256) has 131,584**2 entries (138 GB)
+            del runs["torch slow"], runs["bnsym full"]
+        times: dict[str, float | None] = dict.fromkeys(TOOLS)
+        for fn in runs.values():
+            fn()  # warm up: imports, caches
+        for round_ in range(repeat * 4):
+            for tool, fn in runs.items():
+                slow = tool in ("torch slow", "bnsym full") and size > 1000
+                if slow and round_ >= repeat // 2 + 1:  # seconds per run: fewer rounds
+                    continue
+                start = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - start
+                best = times[tool]
+                times[tool] = elapsed if best is None else min(best, elapsed)
         rows.append((f"({n}, {d})", times))
     return rows
 
@@ -161,9 +157,6 @@ def one_column_case(n: int, d: int) -> Any:
         corpus.bn_inputs(n, d),
         "one wrong column",
     )
-
-
-TOOLS = ["torch slow", "torch fast", "bnsym full", "bnsym default"]
 
 
 def run_tool(tool: str, case: Any) -> bool | None:
@@ -218,7 +211,9 @@ def fmt_time(t: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timing runs; the best is shown")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="timing rounds (x4 for the fast tools); best shown"
+    )
     args = parser.parse_args()
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "

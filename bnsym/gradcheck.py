@@ -390,6 +390,7 @@ def _check(
     numeric_full: list[np.ndarray | None] = [None] * len(inputs)
     sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
     checks: dict[int, _Comparison] = {}
+    rms_terms = _rms(douts) * _rms(outs_a)
     for i in ok_idx:
         a, g = inputs[i], grads[i]
         assert g is not None  # guaranteed by _normalize_grads when i has no problem
@@ -398,7 +399,7 @@ def _check(
         # rounding of the analytic formula relative to the size of its terms, which for a
         # gradient that cancels almost exactly (batch norm of two rows) exceeds rtol * |dx|:
         # the terms scale like |dout| * |out| / |x|
-        natural = _rms(douts) * _rms(outs_a) / loss.scale[i]
+        natural = rms_terms / loss.scale[i]
         floor = 64 * eps_a * natural + rounding.get(i, 0.0)
         checks[i] = _Comparison(
             loss,
@@ -533,10 +534,10 @@ class _Comparison:
     ) -> InputResult:
         size = self.analytic.size
         a = self.analytic.reshape(-1)
-        flat_idx = sorted(
-            set(rng.choice(size, size=min(size, n_samples), replace=False).tolist())
-            | {int(np.argmax(np.abs(a)))}
-        )
+        sampled: set[int] = set()
+        if n_samples:
+            sampled = set(rng.choice(size, size=min(size, n_samples), replace=False).tolist())
+        flat_idx = sorted(sampled | {int(np.argmax(np.abs(a)))})
         numeric, errs = self.coordinates(flat_idx)
         gscale = max(_finite_max(np.abs(numeric)), float(np.sqrt(np.mean(a * a))))
         atol = self.atol(gscale, _finite_max(errs))
@@ -699,15 +700,18 @@ def _joint_directions_agree(
     if not checks:
         return True
     worst = 0.0
+    tol_inputs = sum(
+        loss.scale[i] * c.direction_tolerance(float(np.max(np.abs(c.analytic), initial=0.0)))
+        for i, c in checks.items()
+    )
+    bounds = np.cumsum([0] + [c.analytic.size for c in checks.values()])
     for _ in range(N_DIRECTIONS):
-        ws, analytic, tol = {}, 0.0, 0.0
-        for i, check in checks.items():
-            v = signs(rng, check.shape)
-            scale = loss.scale[i]
-            ws[i] = scale * v
-            analytic += scale * float(np.sum(check.analytic * v))
-            gscale = float(np.max(np.abs(check.analytic), initial=0.0))
-            tol += scale * check.direction_tolerance(gscale)
+        all_signs = signs(rng, (int(bounds[-1]),))  # one draw for all inputs
+        ws, analytic, tol = {}, 0.0, tol_inputs
+        for k, (i, check) in enumerate(checks.items()):
+            v = all_signs[bounds[k] : bounds[k + 1]].reshape(check.shape)
+            ws[i] = loss.scale[i] * v
+            analytic += loss.scale[i] * float(np.dot(check.analytic.reshape(-1), v.reshape(-1)))
         numerical, err = loss.directional(ws, checks[next(iter(checks))].use_complex)
         tol += 4 * err
         if not abs(analytic - numerical) <= tol:
