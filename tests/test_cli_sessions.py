@@ -9,6 +9,7 @@ Refresh them after an intended change of output with:  python tests/test_cli_ses
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -46,11 +47,25 @@ def test_there_are_sessions():
     assert len(SESSIONS) >= 8
 
 
+# Errors printed by the numerical checks (2.22e-16 and the like) are floating-point rounding,
+# which may differ in the last digits on another CPU or NumPy build; they are compared as
+# "some number in scientific notation". Everything else, verdicts included, is exact.
+_ROUNDING = re.compile(r"\b\d(?:\.\d+)?e[-+]\d\d\b")
+
+
+def comparable(path: Path, text: str) -> str:
+    if path.stem.startswith(("check_", "gradcheck_")):
+        return _ROUNDING.sub("<x.xxe±xx>", text)
+    return text
+
+
 @pytest.mark.parametrize("path", SESSIONS, ids=lambda p: p.stem)
 def test_session_replays_exactly(path, tmp_path):
     args, expected, code = parse(path)
     output, exit_code = run(args, tmp_path)
-    assert output == expected, f"{path.name}: output differs; refresh with python {__file__}"
+    assert comparable(path, output) == comparable(path, expected), (
+        f"{path.name}: output differs; refresh with python {__file__}"
+    )
     assert exit_code == code
 
 
@@ -70,6 +85,17 @@ RECORD = {
     "example_algorithm1": "derive --m 4 --values '6,9,8,5;8,9,8,6' --eps 1e-5 --format json",
     "error_m1": "derive --m 1",
     "error_values": "derive --m 4 --values 1,2,3",
+    "codegen_m2": "codegen --m 2",
+    "error_codegen_output": "codegen --m 4 -o missing-dir/bn_m4.py",
+    "check_m4": "check --m 4 --no-torch",
+    "check_m3_outside_unbiased": (
+        "check --m 3 --variance unbiased --eps-placement outside --no-torch"
+    ),
+    "gradcheck_reference": (
+        "gradcheck bnsym.reference:batchnorm_forward bnsym.reference:batchnorm_backward "
+        "--input 4,3 --input 3 --input 3"
+    ),
+    "error_gradcheck_spec": "gradcheck nomodule forward --input 4,3",
 }
 
 
