@@ -228,9 +228,11 @@ def codegen_command(
               help="D, the number of features (columns of x) in the random batch.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random batch and of the gradient check.")
+@click.option("--torch/--no-torch", "use_torch", default=None,
+              help="Compare with PyTorch too (default: when it is importable).")
 def check_command(
     m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
-    force: bool, features: int, seed: int,
+    force: bool, features: int, seed: int, use_torch: bool | None,
 ) -> None:
     """Compare generated code, the hand-written reference (fused, staged), numerical
     derivatives and, where installed, PyTorch on seeded random data.
@@ -241,7 +243,7 @@ def check_command(
 
     d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
                 mode=mode, force=force)
-    result = run_check(d, features=features, seed=seed)
+    result = run_check(d, features=features, seed=seed, torch=use_torch)
     click.echo(result.table(), nl=False)
     if not result.passed:
         raise SystemExit(1)
