@@ -179,7 +179,7 @@ def exact_number(value: object, what: str) -> sp.Rational:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise DerivationError(f"{what} must be finite, not {value!r}.")
-        value = repr(value)
+        value = repr(float(value))  # float(): NumPy 2 reprs np.float64 as "np.float64(8.9)"
     text = str(value).strip()
     try:
         frac = Fraction(text)

@@ -86,6 +86,8 @@ def test_decimals_are_read_exactly():
     )
     assert d.mean == sp.Rational(163, 20)  # (8.9 + 6.2 + 8.3 + 9.2)/4 = 32.6/4
     assert exact_number(1e-5, "eps") == sp.Rational(1, 100000)
+    assert exact_number(np.float64(8.9), "values") == sp.Rational(89, 10)
+    assert derive(2, values=np.array([[1.5, 2.5]]), eps=0).x_hat == (-1, 1)
 
 
 def test_several_features_use_their_own_statistics():
