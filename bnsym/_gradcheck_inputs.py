@@ -1,0 +1,179 @@
+"""Calling conventions and safety checks of the gradient checker.
+
+How inputs and gradients are accepted (a tuple, a list, a dict keyed by name, one array), named
+(after the forward's parameters), selected (``wrt``), copied and compared, and the messages for
+what is wrong with them: the count, shape or dtype of a gradient, NaN/inf, an input changed in
+place.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bnsym._gradcheck_report import InputResult
+
+
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
+
+
+def unchecked(name: str, a: Any, checked: bool) -> InputResult:
+    arr = np.asarray(a)
+    return InputResult(name, tuple(arr.shape), str(arr.dtype), not checked, checked=checked)
+
+
+def copy_input(a: Any) -> Any:
+    return a.copy() if isinstance(a, np.ndarray) else a
+
+
+def same(p: Any, q: Any) -> bool:
+    p, q = np.asarray(p), np.asarray(q)
+    if p.shape != q.shape:
+        return False
+    if p.dtype.kind in "fc" and q.dtype.kind in "fc":
+        return bool(np.array_equal(p, q, equal_nan=True))
+    return bool(np.array_equal(p, q))
+
+
+def where_differs(a: np.ndarray, orig: np.ndarray) -> str:
+    diff = np.argwhere(~np.isclose(a, orig, rtol=0, atol=0, equal_nan=True))
+    if diff.size == 0:
+        return "its values changed"
+    first = tuple(int(t) for t in diff[0])
+    return (
+        f"{len(diff)} entries changed, first at index {first}: "
+        f"{float(orig[first]):.6g} -> {float(a[first]):.6g}"
+    )
+
+
+def nonfinite(o: np.ndarray) -> str:
+    bad = np.argwhere(~np.isfinite(o))
+    first = tuple(int(t) for t in bad[0])
+    return f"{len(bad)} NaN/inf entries, first at index {first} ({float(o[first])})"
+
+
+def output_label(k: int, outs: Sequence[Any]) -> str:
+    return f" {k}" if len(outs) > 1 else ""
+
+
+def as_outputs(out: Any) -> list[np.ndarray]:
+    return [np.asarray(o) for o in (out if isinstance(out, tuple | list) else [out])]
+
+
+def float_dtype(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def eps_of(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) if np.dtype(dtype).kind in "fc" else 0.0
+
+
+def callable_name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def param_names(fn: Callable[..., Any], n: int) -> list[str]:
+    """The forward's positional parameter names when they match the inputs, else x0, x1, ..."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= n and not any(p.kind == p.VAR_POSITIONAL for p in params[:n]):
+        return positional[:n]
+    return [f"x{i}" for i in range(n)]
+
+
+def resolve_wrt(
+    wrt: Sequence[int | str] | None, inputs: Sequence[Any], names: Sequence[str]
+) -> list[int]:
+    floating = [i for i, a in enumerate(inputs) if np.asarray(a).dtype.kind == "f"]
+    if wrt is None:
+        return floating
+    idx = []
+    for w in [wrt] if isinstance(wrt, int | str) else wrt:
+        if isinstance(w, str):
+            if w not in names:
+                raise ValueError(f"wrt={w!r} is not an input; inputs are {list(names)}")
+            i = list(names).index(w)
+        else:
+            if not -len(inputs) <= w < len(inputs):
+                raise ValueError(f"wrt={w} is out of range for {len(inputs)} inputs")
+            i = w % len(inputs)
+        if i not in floating:
+            raise ValueError(
+                f"input {names[i]!r} has dtype {np.asarray(inputs[i]).dtype}; "
+                "only floating-point inputs can be differentiated"
+            )
+        idx.append(i)
+    return sorted(set(idx))
+
+
+def normalize_grads(
+    raw: Any, inputs: Sequence[Any], names: Sequence[str], wrt_idx: Sequence[int]
+) -> tuple[list[np.ndarray | None], dict[int, str], str | None]:
+    """One gradient per input (None for constants), a problem per input, a problem for all."""
+    n = len(inputs)
+    grads: list[Any] = [None] * n
+    problems: dict[int, str] = {}
+    if isinstance(raw, Mapping):
+        for i in range(n):
+            for key in (names[i], "d" + names[i], i):
+                if key in raw:
+                    grads[i] = raw[key]
+                    break
+    elif isinstance(raw, tuple | list):
+        if len(raw) == n:
+            grads = list(raw)
+        elif len(raw) == len(wrt_idx):
+            for i, g in zip(wrt_idx, raw, strict=True):
+                grads[i] = g
+        else:
+            msg = f"the backward returned {len(raw)} gradients for {n} inputs ({', '.join(names)})"
+            return grads, dict.fromkeys(wrt_idx, ""), msg
+    elif n == 1 or len(wrt_idx) == 1:
+        grads[wrt_idx[0] if wrt_idx else 0] = raw
+    else:
+        msg = (
+            f"the backward returned one {type(raw).__name__} for {n} inputs "
+            f"({', '.join(names)}); return a tuple with one gradient per input"
+        )
+        return grads, dict.fromkeys(wrt_idx, ""), msg
+    out: list[np.ndarray | None] = [None] * n
+    for i in wrt_idx:
+        g = grads[i]
+        name = names[i]
+        shape = tuple(np.shape(inputs[i]))
+        if g is None:
+            problems[i] = f"no gradient was returned for {name!r}"
+            continue
+        g = np.asarray(g)
+        if g.dtype.kind != "f":
+            problems[i] = (
+                f"the gradient of {name!r} has dtype {g.dtype}; "
+                "a gradient must be a real floating-point array"
+            )
+        elif g.shape != shape:
+            hint = ""
+            if g.shape == shape[::-1] and len(shape) == 2:
+                hint = " - the transpose: return the gradient, not its .T?"
+            elif g.size == int(np.prod(shape)):
+                hint = " - same size: a reshape is missing?"
+            elif broadcasts_to(shape, g.shape):
+                hint = " - the input is broadcast in the forward: sum the gradient over those axes"
+            problems[i] = (
+                f"the gradient of {name!r} has shape {g.shape}, "
+                f"expected {shape} like the input{hint}"
+            )
+        elif not np.all(np.isfinite(g)):
+            problems[i] = f"the gradient of {name!r} has {nonfinite(g)}"
+        else:
+            out[i] = g
+    return out, problems, None
