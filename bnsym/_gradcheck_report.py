@@ -42,8 +42,9 @@ class InputResult:
     max_abs_error, max_rel_error: over the checked entries (in probe mode the sampled ones, and
         the worst entry a failing direction was traced to); the relative error of an entry is
         ``|analytic - numerical| / max(|numerical|, 1e-3 * max|numerical|)``.
-    atol, rtol: the tolerances used. ``atol = rtol * max|numerical| + 4 * (largest error estimate)``
-        unless given by the caller.
+    atol, rtol: the tolerances used. ``rtol`` is 1000 units of the working precision (at least
+        1e-9); ``atol = rtol * max|numerical| + 4 * (largest error estimate) + 4 * (rounding
+        floor of the user's own arithmetic)``, unless given by the caller.
     method: how the numerical gradient was computed (``"complex-step"``, ``"richardson"``).
     n_checked, n_failed: entries (or directions) compared and failed.
     worst: the worst entries, largest error first.
