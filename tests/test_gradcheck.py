@@ -233,6 +233,23 @@ def test_kink_with_analytic_value_outside_is_failed_with_hint():
     assert report["x"].n_failed == 1
 
 
+def test_probe_mode_takes_kinks_out_of_its_directions_and_still_finds_a_wrong_entry():
+    x = np.random.default_rng(0).normal(size=(64, 32))
+    x[1, 2] = x[10, 20] = 0.0  # two kinks of the leaky ReLU
+    report = check_layer(leaky_relu_forward, leaky_relu_backward, x)
+    assert report.mode == "probe" and report.passed, str(report)
+    assert "x[1, 2] sits at a kink" in str(report) and "x[10, 20] sits at a kink" in str(report)
+
+    def backward(dout, x):
+        dx = leaky_relu_backward(dout, x).copy()
+        dx[30, 3] *= 1.01
+        return dx
+
+    report = check_layer(leaky_relu_forward, backward, x)
+    assert not report.passed
+    assert report["x"].worst[0].index == (30, 3)
+
+
 # --- safety -------------------------------------------------------------------------------------
 
 
