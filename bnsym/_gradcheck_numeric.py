@@ -109,8 +109,7 @@ class Loss:
     # -- evaluating L ------------------------------------------------------------------------
 
     def outputs(self, args: Sequence[Any]) -> list[np.ndarray]:
-        with np.errstate(all="ignore"):  # NaN from a step outside the domain is reported instead
-            out = self.f(*args)
+        out = self.f(*args)  # under np.errstate(all="ignore"): NaN is reported, not warned
         self.evals += 1
         outs = list(out) if isinstance(out, tuple | list) else [out]
         return [np.asarray(o) for o in outs]

@@ -268,7 +268,18 @@ def numerical_vjp(
            [3., 3.]]), array([[1., 1., 1.],
            [1., 1., 1.]]))
     """
-    inputs = list(inputs)
+    with np.errstate(all="ignore"):  # NaN from a step outside the domain shows in the result
+        return _numerical_vjp(f, list(inputs), dout, wrt, method, seed)
+
+
+def _numerical_vjp(
+    f: Callable[..., Any],
+    inputs: list[Any],
+    dout: Any,
+    wrt: Sequence[int | str] | None,
+    method: str,
+    seed: int,
+) -> list[np.ndarray | None]:
     names = param_names(f, len(inputs))
     wrt_idx = resolve_wrt(wrt, inputs, names)
     douts = list(dout) if isinstance(dout, tuple | list) else [dout]
@@ -294,7 +305,14 @@ def numerical_vjp(
 # --- the check --------------------------------------------------------------------------------
 
 
-def _check(
+def _check(*args: Any, **kwargs: Any) -> Report:
+    # NaN and inf, at the inputs or from a step outside the domain, are reported with their
+    # index; NumPy's warnings about them would only repeat that, once per evaluation
+    with np.errstate(all="ignore"):
+        return _check_quietly(*args, **kwargs)
+
+
+def _check_quietly(
     run_forward: Callable[[Sequence[Any]], tuple[Any, Any]],
     run_backward: Callable[[Any, Any, Sequence[Any]], Any],
     f: Callable[..., Any],
@@ -512,15 +530,14 @@ def _backward_rounding(
     if not low:
         return {}
     try:
-        with np.errstate(all="ignore"):
-            args = [
-                np.asarray(a, dtype=np.float64) if i in wrt_idx else copy_input(a)
-                for i, a in enumerate(inputs)
-            ]
-            out, cache = run_forward(args)
-            d64 = [np.asarray(d, dtype=np.float64) for d in douts]
-            dout: Any = tuple(d64) if isinstance(out, tuple | list) else d64[0]
-            raw = run_backward(dout, cache, args)
+        args = [
+            np.asarray(a, dtype=np.float64) if i in wrt_idx else copy_input(a)
+            for i, a in enumerate(inputs)
+        ]
+        out, cache = run_forward(args)
+        d64 = [np.asarray(d, dtype=np.float64) for d in douts]
+        dout: Any = tuple(d64) if isinstance(out, tuple | list) else d64[0]
+        raw = run_backward(dout, cache, args)
         grads64, problems, count = normalize_grads(raw, inputs, names, wrt_idx)
     except Exception:  # the check itself reports what is wrong with the layer
         return {}
