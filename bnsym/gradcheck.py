@@ -7,15 +7,20 @@ compares each returned gradient with numerical derivatives of ``L``:
 
 - ``mode="full"``: every entry of every input (one complex-step evaluation per entry, or four
   finite-difference evaluations);
-- ``mode="probe"``: a few random signed directions per input, which see an error anywhere in
-  the gradient, plus sampled entries; a failing direction is localized by bisection to an entry;
+- ``mode="probe"``: random signed directions through all inputs at once, which see an error
+  anywhere in a gradient; where they disagree, directions per input, sampled entries, and a
+  bisection of the failing direction down to a wrong entry;
 - ``mode="auto"``: ``full`` up to ``FULL_LIMIT`` checked entries, ``probe`` above.
 
-The numerical derivatives and their error estimates are described in
-:mod:`bnsym._gradcheck_numeric`; the tolerance of each input is ``atol + rtol * |numerical|``
-with ``rtol`` 1000 units of the working precision (at least 1e-9) and ``atol`` from the error
-estimate, so a correct float64 layer is held to about 1e-9 and a correct float32 one to about
-1e-4.
+The tolerance of each input is ``atol + rtol * |numerical|`` with ``rtol`` 1000 units of the
+working precision (at least 1e-9) and ``atol`` from the error estimates, so a correct float64
+layer is held to about 1e-9 and a correct float32 one to about 1e-4.
+
+This module holds the public API and the sequence of the check (safety, analytic gradients,
+tolerances, comparison, report). The parts, one idea each: ``_gradcheck_numeric`` (the
+numerical derivatives and their error estimates), ``_gradcheck_compare`` (one input's
+comparison), ``_gradcheck_hints`` (patterns of common bugs), ``_gradcheck_inputs`` (calling
+conventions and safety messages), ``_gradcheck_report`` (the report and its text).
 
 >>> import numpy as np
 >>> def scale_forward(x, w):
@@ -366,7 +371,10 @@ def _check_quietly(
     if len(outs_a) != len(outs_b) or not all(
         same(p, q) for p, q in zip(outs_a, outs_b, strict=True)
     ):
-        diff = max(float(np.max(np.abs(p - q))) for p, q in zip(outs_a, outs_b, strict=True))
+        try:
+            diff = max(float(np.max(np.abs(p - q))) for p, q in zip(outs_a, outs_b, strict=True))
+        except ValueError:  # different numbers or shapes of outputs
+            diff = float("nan")
         return stopped(
             f"{forward_name} is nondeterministic: two calls on the same inputs differ by up to "
             f"{diff:.3g} (random numbers without a fixed seed, e.g. dropout?); "
@@ -387,6 +395,12 @@ def _check_quietly(
             f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
             "so a backward must not write into it"
         )
+    for i, (a, orig) in enumerate(zip(args_a, originals, strict=True)):
+        if isinstance(orig, np.ndarray) and not same(a, orig):
+            problems.append(
+                f"{backward_name} modifies the input {names[i]!r} (through the cache) in place "
+                f"({where_differs(a, orig)})"
+            )
     grads, grad_problems, count_problem = normalize_grads(grads_raw, inputs, names, wrt_idx)
     if count_problem:
         problems.append(count_problem)

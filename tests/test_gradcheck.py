@@ -272,6 +272,21 @@ def test_backward_writing_into_dout_is_reported():
     assert "modifies dout in place" in str(report)
 
 
+def test_backward_writing_into_a_cached_input_is_reported():
+    def forward(x):
+        return np.maximum(x, 0), x
+
+    def backward(dout, x):
+        x[x < 0] = 0  # in place on the caller's x, through the cache
+        return dout * (x > 0)
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    before = x.copy()
+    report = check_layer(forward, backward, x)
+    assert "backward modifies the input 'x' (through the cache) in place" in str(report)
+    np.testing.assert_array_equal(x, before)
+
+
 def test_wrong_dtype_is_reported_naming_the_input():
     def backward(dout, cache):
         dx, dgamma, dbeta = bn_backward(dout, cache)
