@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -25,13 +26,19 @@ class BadInput(click.ClickException):
 class _OneLineErrors(click.Group):
     """A group whose usage errors are one line (``Error: ...``, exit 2), without the usage."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        argv = kwargs.get("args", args[0] if args else None)
-        _INVOKED[:] = list(sys.argv[1:] if argv is None else argv)
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        _INVOKED[:] = list(sys.argv[1:] if args is None else args)
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
             hint = ""
             if exc.ctx is not None and exc.ctx.command_path:
@@ -64,20 +71,49 @@ def _command_line() -> str:
 def _variant_options(f: Any) -> Any:
     """The options that choose the variant, shared by derive, codegen and check."""
     options = [
-        click.option("--m", "m", default="4", show_default=True, metavar="M",
-                     help="Batch size m (1 only with --mode eval)."),
-        click.option("--eps", default=None, metavar="EPS",
-                     help="ε as a number ≥ 0 read exactly (1e-5, 0); symbolic when omitted."),
-        click.option("--variance", default="biased", show_default=True,
-                     help="biased (1/m, the paper and PyTorch) or unbiased (1/(m-1))."),
-        click.option("--eps-placement", default="inside", show_default=True,
-                     help="inside the root √(σ²+ε), or outside it, σ+ε."),
-        click.option("--affine/--no-affine", default=True, show_default=True,
-                     help="Scale and shift by γ and β (--no-affine: y = x̂)."),
-        click.option("--mode", default="train", show_default=True,
-                     help="train (batch statistics) or eval (running statistics)."),
-        click.option("--force", is_flag=True,
-                     help="Allow m above the limit of 128 (slow: the cost grows as m²)."),
+        click.option(
+            "--m",
+            "m",
+            default="4",
+            show_default=True,
+            metavar="M",
+            help="Batch size m (1 only with --mode eval).",
+        ),
+        click.option(
+            "--eps",
+            default=None,
+            metavar="EPS",
+            help="ε as a number ≥ 0 read exactly (1e-5, 0); symbolic when omitted.",
+        ),
+        click.option(
+            "--variance",
+            default="biased",
+            show_default=True,
+            help="biased (1/m, the paper and PyTorch) or unbiased (1/(m-1)).",
+        ),
+        click.option(
+            "--eps-placement",
+            default="inside",
+            show_default=True,
+            help="inside the root √(σ²+ε), or outside it, σ+ε.",
+        ),
+        click.option(
+            "--affine/--no-affine",
+            default=True,
+            show_default=True,
+            help="Scale and shift by γ and β (--no-affine: y = x̂).",
+        ),
+        click.option(
+            "--mode",
+            default="train",
+            show_default=True,
+            help="train (batch statistics) or eval (running statistics).",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Allow m above the limit of 128 (slow: the cost grows as m²).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -90,7 +126,7 @@ def _derive(**kwargs: Any) -> Any:
 
     m = kwargs.pop("m")
     try:
-        return derive(m, **kwargs)  # type: ignore[arg-type]
+        return derive(m, **kwargs)
     except DerivationError as exc:
         raise BadInput(str(exc)) from None
 
@@ -102,21 +138,51 @@ _FORMATS = {".txt": "text", ".json": "json", ".tex": "latex", ".md": "markdown",
 
 @main.command("derive")
 @_variant_options
-@click.option("--values", default=None, metavar="X1,X2,...",
-              help="A worked example: m numbers per feature, features separated by ';'.")
-@click.option("--dy", default=None, metavar="DY1,DY2,...",
-              help="Upstream gradients ∂ℓ/∂y_i, laid out as --values.")
-@click.option("--format", "fmt", default=None,
-              help="text (default), json, latex or markdown; taken from -o's extension if omitted.")
+@click.option(
+    "--values",
+    default=None,
+    metavar="X1,X2,...",
+    help="A worked example: m numbers per feature, features separated by ';'.",
+)
+@click.option(
+    "--dy",
+    default=None,
+    metavar="DY1,DY2,...",
+    help="Upstream gradients ∂ℓ/∂y_i, laid out as --values.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    help="text (default), json, latex or markdown; taken from -o's extension if omitted.",
+)
 @click.option("--ascii", "ascii_", is_flag=True, help="Plain ASCII text instead of Unicode math.")
-@click.option("--standalone", is_flag=True,
-              help="LaTeX: a complete document rather than a fragment to \\input.")
-@click.option("-o", "--output", default=None, metavar="FILE",
-              help="Write to FILE (.txt, .json, .tex, .md, .pdf) instead of standard output.")
+@click.option(
+    "--standalone",
+    is_flag=True,
+    help="LaTeX: a complete document rather than a fragment to \\input.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write to FILE (.txt, .json, .tex, .md, .pdf) instead of standard output.",
+)
 def derive_command(
-    m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
-    force: bool, values: str | None, dy: str | None, fmt: str | None, ascii_: bool,
-    standalone: bool, output: str | None,
+    m: str,
+    eps: str | None,
+    variance: str,
+    eps_placement: str,
+    affine: bool,
+    mode: str,
+    force: bool,
+    values: str | None,
+    dy: str | None,
+    fmt: str | None,
+    ascii_: bool,
+    standalone: bool,
+    output: str | None,
 ) -> None:
     """Derive batch normalization for a batch of m values, step by step, with proofs."""
     from bnsym._io import OutputError, atomic_write, check_writable
@@ -131,8 +197,17 @@ def derive_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
-    d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
-                mode=mode, values=values, dy=dy, force=force)
+    d = _derive(
+        m=m,
+        eps=eps,
+        variance=variance,
+        eps_placement=eps_placement,
+        affine=affine,
+        mode=mode,
+        values=values,
+        dy=dy,
+        force=force,
+    )
     command = _command_line()
     if fmt == "pdf":
         from bnsym import notes
@@ -192,11 +267,22 @@ def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str) -> s
 
 @main.command("codegen")
 @_variant_options
-@click.option("-o", "--output", default=None, metavar="FILE",
-              help="Write the module to FILE (atomically); '-' or none prints it.")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write the module to FILE (atomically); '-' or none prints it.",
+)
 def codegen_command(
-    m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
-    force: bool, output: str | None,
+    m: str,
+    eps: str | None,
+    variance: str,
+    eps_placement: str,
+    affine: bool,
+    mode: str,
+    force: bool,
+    output: str | None,
 ) -> None:
     """Generate a standalone NumPy module with forward() and backward() for batch size m."""
     from bnsym._io import OutputError, check_writable
@@ -207,8 +293,15 @@ def codegen_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
-    d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
-                mode=mode, force=force)
+    d = _derive(
+        m=m,
+        eps=eps,
+        variance=variance,
+        eps_placement=eps_placement,
+        affine=affine,
+        mode=mode,
+        force=force,
+    )
     module = generate(d, command=_command_line())
     if output in (None, "-"):
         click.echo(module.source, nl=False)
@@ -224,15 +317,38 @@ def codegen_command(
 
 @main.command("check")
 @_variant_options
-@click.option("--features", "-D", type=click.IntRange(min=1), default=3, show_default=True,
-              help="D, the number of features (columns of x) in the random batch.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the random batch and of the gradient check.")
-@click.option("--torch/--no-torch", "use_torch", default=None,
-              help="Compare with PyTorch too (default: when it is importable).")
+@click.option(
+    "--features",
+    "-D",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="D, the number of features (columns of x) in the random batch.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random batch and of the gradient check.",
+)
+@click.option(
+    "--torch/--no-torch",
+    "use_torch",
+    default=None,
+    help="Compare with PyTorch too (default: when it is importable).",
+)
 def check_command(
-    m: str, eps: str | None, variance: str, eps_placement: str, affine: bool, mode: str,
-    force: bool, features: int, seed: int, use_torch: bool | None,
+    m: str,
+    eps: str | None,
+    variance: str,
+    eps_placement: str,
+    affine: bool,
+    mode: str,
+    force: bool,
+    features: int,
+    seed: int,
+    use_torch: bool | None,
 ) -> None:
     """Compare generated code, the hand-written reference (fused, staged), numerical
     derivatives and, where installed, PyTorch on seeded random data.
@@ -241,8 +357,15 @@ def check_command(
     """
     from bnsym.check import run_check
 
-    d = _derive(m=m, eps=eps, variance=variance, eps_placement=eps_placement, affine=affine,
-                mode=mode, force=force)
+    d = _derive(
+        m=m,
+        eps=eps,
+        variance=variance,
+        eps_placement=eps_placement,
+        affine=affine,
+        mode=mode,
+        force=force,
+    )
     result = run_check(d, features=features, seed=seed, torch=use_torch)
     click.echo(result.table(), nl=False)
     if not result.passed:
@@ -252,7 +375,7 @@ def check_command(
 # --- gradcheck -------------------------------------------------------------------------------
 
 
-def _gradcheck_load(spec: str) -> object:
+def _gradcheck_load(spec: str) -> Callable[..., Any]:
     """The object named by ``PKG.MODULE:NAME``; BadInput naming the spec otherwise."""
     import importlib
     import os
