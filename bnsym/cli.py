@@ -7,6 +7,7 @@ Bad input is reported as one line, ``Error: <what> — <what to do>``, with exit
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -115,18 +116,29 @@ def _variant_options(f: Any) -> Any:
             help="Allow m above the limit of 128 (slow: the cost grows as m²).",
         ),
     ]
+
+    @functools.wraps(f)
+    def command(**kwargs: Any) -> Any:
+        # The command receives the variant as one dict, ready for _derive.
+        variant = {name: kwargs.pop(name) for name in _VARIANT}
+        return f(variant=variant, **kwargs)
+
     for option in reversed(options):
-        f = option(f)
-    return f
+        command = option(command)
+    return command
 
 
-def _derive(**kwargs: Any) -> Any:
-    """Call bnsym.derive, turning DerivationError into BadInput."""
+_VARIANT = ("m", "eps", "variance", "eps_placement", "affine", "mode", "force")
+
+
+def _derive(variant: dict[str, Any], **examples: Any) -> Any:
+    """Call bnsym.derive with the variant (and values, dy), turning errors into BadInput."""
     from bnsym.symbolic import DerivationError, derive
 
-    m = kwargs.pop("m")
+    options = dict(variant)
+    m = options.pop("m")
     try:
-        return derive(m, **kwargs)
+        return derive(m, **options, **examples)
     except DerivationError as exc:
         raise BadInput(str(exc)) from None
 
@@ -170,13 +182,7 @@ _FORMATS = {".txt": "text", ".json": "json", ".tex": "latex", ".md": "markdown",
     help="Write to FILE (.txt, .json, .tex, .md, .pdf) instead of standard output.",
 )
 def derive_command(
-    m: str,
-    eps: str | None,
-    variance: str,
-    eps_placement: str,
-    affine: bool,
-    mode: str,
-    force: bool,
+    variant: dict[str, Any],
     values: str | None,
     dy: str | None,
     fmt: str | None,
@@ -197,17 +203,7 @@ def derive_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
-    d = _derive(
-        m=m,
-        eps=eps,
-        variance=variance,
-        eps_placement=eps_placement,
-        affine=affine,
-        mode=mode,
-        values=values,
-        dy=dy,
-        force=force,
-    )
+    d = _derive(variant, values=values, dy=dy)
     command = _command_line()
     if fmt == "pdf":
         from bnsym import notes
@@ -275,13 +271,7 @@ def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str) -> s
     help="Write the module to FILE (atomically); '-' or none prints it.",
 )
 def codegen_command(
-    m: str,
-    eps: str | None,
-    variance: str,
-    eps_placement: str,
-    affine: bool,
-    mode: str,
-    force: bool,
+    variant: dict[str, Any],
     output: str | None,
 ) -> None:
     """Generate a standalone NumPy module with forward() and backward() for batch size m."""
@@ -293,15 +283,7 @@ def codegen_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
-    d = _derive(
-        m=m,
-        eps=eps,
-        variance=variance,
-        eps_placement=eps_placement,
-        affine=affine,
-        mode=mode,
-        force=force,
-    )
+    d = _derive(variant)
     module = generate(d, command=_command_line())
     if output in (None, "-"):
         click.echo(module.source, nl=False)
@@ -339,13 +321,7 @@ def codegen_command(
     help="Compare with PyTorch too (default: when it is importable).",
 )
 def check_command(
-    m: str,
-    eps: str | None,
-    variance: str,
-    eps_placement: str,
-    affine: bool,
-    mode: str,
-    force: bool,
+    variant: dict[str, Any],
     features: int,
     seed: int,
     use_torch: bool | None,
@@ -357,15 +333,7 @@ def check_command(
     """
     from bnsym.check import run_check
 
-    d = _derive(
-        m=m,
-        eps=eps,
-        variance=variance,
-        eps_placement=eps_placement,
-        affine=affine,
-        mode=mode,
-        force=force,
-    )
+    d = _derive(variant)
     result = run_check(d, features=features, seed=seed, torch=use_torch)
     click.echo(result.table(), nl=False)
     if not result.passed:
