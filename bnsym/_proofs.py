@@ -265,7 +265,16 @@ def prove(
         )
 
     # --- the Jacobian -----------------------------------------------------------------------------
-    structure = gamma / D * (EYE - ONES / m - k * r * XHAT_OUTER) if train else gamma / D * EYE
+    # Unevaluated, so that it reads (γ/D)·(I − 𝟙𝟙ᵀ/m − x̂x̂ᵀ/m) as the notes write it.
+    structure = (
+        sp.Mul(
+            gamma / D_shown,
+            sp.Add(EYE, -ONES / m, -c_shown / m * XHAT_OUTER, evaluate=False),
+            evaluate=False,
+        )
+        if train
+        else sp.Mul(gamma / D, EYE, evaluate=False)
+    )
     jacobian_structure = Step(J, structure, "structure of ∂y/∂x")
 
     def structured(j: int, i: int) -> sp.Expr:

@@ -35,7 +35,7 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym.render import describe, display_name, sections
+from bnsym.render import describe, display_name, factored_jacobian, sections
 from bnsym.symbolic import Derivation, Step, derive
 
 __all__ = ["LatexError", "compile_pdf", "math_width", "refresh", "to_latex", "to_markdown"]
@@ -378,21 +378,7 @@ def _step_rows(steps: tuple[Step, ...], with_rules: bool = True) -> tuple[str, .
 
 def _jacobian_rows(d: Derivation) -> tuple[str, ...] | None:
     """``J = c·(matrix)`` with the factor common to every entry taken out; None if too wide."""
-    jac = d.jacobian
-    assert jac is not None
-    entries = list(jac)
-    common = set(sp.Mul.make_args(entries[0]))
-    for e in entries[1:]:
-        common &= set(sp.Mul.make_args(e))
-    factor = sp.Mul(*sorted(common, key=sp.default_sort_key))
-    inner = jac.applyfunc(lambda e: e / factor)
-    # Clear the denominators of the entries too (3/4 − x̂₁²/4 -> 3 − x̂₁², over 4 outside):
-    # fractions inside a matrix are set in small type.
-    denominators = [sp.Rational(t.as_coeff_Mul()[0]).q for e in inner for t in sp.Add.make_args(e)]
-    scale = sp.ilcm(*denominators) if len(denominators) > 1 else denominators[0]
-    if scale != 1:
-        inner = inner.applyfunc(lambda e: sp.expand(e * scale))
-        factor = factor / scale
+    factor, inner = factored_jacobian(d)
     cells = [[tex(inner[i, j]) for j in range(inner.cols)] for i in range(inner.rows)]
     cols = [max(math_width(cells[i][j]) for i in range(inner.rows)) for j in range(inner.cols)]
     prefix = "" if factor == 1 else tex(factor)

@@ -116,7 +116,9 @@ class _TextPrinter(StrPrinter):
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:  # noqa: N802
         """Terms in index order (x₁ + x₂ + … + x₁₆, not x₁ + x₁₀ + …); a sum of more than
         MAX_TERMS terms shows its first two and its last, joined by "…"."""
-        terms = sorted(expr.args, key=term_key) if expr.is_commutative else list(expr.args)
+        terms = list(expr.args)
+        if expr.args == sp.Add(*expr.args).args:  # canonical order: sort by index instead
+            terms.sort(key=term_key)  # (an unevaluated sum keeps the order it was written in)
         if len(terms) > MAX_TERMS:
             terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
@@ -144,10 +146,13 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
         for s in term.free_symbols
         if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))
     ]
+    if term.is_Number or term == _EYE:
+        return (-1, 0, 0, str(term))  # 2 − x̂₁² and I − 𝟙𝟙ᵀ/m, as a person writes them
     constant = bool(term.free_symbols & _ADDED_LAST)
     return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
 
 
+_EYE = sp.Symbol("I")
 _ADDED_LAST = {
     sp.Symbol("epsilon", positive=True),
     sp.Symbol("beta", real=True),
@@ -209,19 +214,23 @@ def sections(d: Derivation) -> Iterator[Section]:
 
     Expressions are shown as the notes write them: √σ²_B as σ_B (ε outside the root).
     """
-    var, sigma = d.symbols.var, d.symbols.sigma
-
-    def shown(e: Any) -> Any:
-        if not isinstance(e, sp.Basic) or not e.has(sp.sqrt(var), 1 / sp.sqrt(var)):
-            return e  # leave unevaluated expressions (term order as written) alone
-        return e.replace(
-            lambda p: p.is_Pow and p.base == var and p.exp.is_Rational and p.exp.q == 2,
-            lambda p: sigma ** (2 * p.exp),
-        )
-
     for sec in _sections(d):
-        steps = tuple(Step(st.lhs, shown(st.rhs), st.rule, st.value, st.note) for st in sec.steps)
+        steps = tuple(
+            Step(st.lhs, _sigma_shown(d, st.rhs), st.rule, st.value, st.note) for st in sec.steps
+        )
         yield Section(sec.key, sec.title, sec.intro, steps, sec.outro)
+
+
+def _sigma_shown(d: Derivation, e: Any) -> Any:
+    """``e`` with √σ²_B written σ_B (its powers too); other expressions are left as they are,
+    unevaluated ones (whose term order is as the notes write it) included."""
+    var, sigma = d.symbols.var, d.symbols.sigma
+    if not isinstance(e, sp.Basic) or not e.has(sp.sqrt(var), 1 / sp.sqrt(var)):
+        return e
+    return e.replace(
+        lambda p: p.is_Pow and p.base == var and p.exp.is_Rational and p.exp.q == 2,
+        lambda p: sigma ** (2 * p.exp),
+    )
 
 
 def _sections(d: Derivation) -> Iterator[Section]:
@@ -332,6 +341,8 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
             elif st.rule:
                 eq += f"      ({st.rule})"
             lines.append(eq)
+        if sec.key == "jacobian" and d.jacobian is not None and d.m <= JACOBIAN_SHOWN_M:
+            lines += _jacobian_entries(d, ascii)
         if sec.outro:
             lines.append(sec.outro)
     lines += ["", "Proofs", "------"]
@@ -342,6 +353,44 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
     if ascii:
         text = _to_ascii(text)
     return text
+
+
+#: Up to this m the text also lists the Jacobian entry by entry.
+JACOBIAN_SHOWN_M = 3
+
+
+def factored_jacobian(d: Derivation) -> tuple[sp.Expr, sp.Matrix]:
+    """The Jacobian as ``factor · M``: the factor common to every entry taken out, and the
+    denominators of the entries cleared into it (3/4 − x̂₁²/4 -> 3 − x̂₁², over 4 outside).
+    √σ²_B is written σ_B, as everywhere in the notes. Requires ``d.jacobian``."""
+    jac = d.jacobian
+    assert jac is not None
+    jac = jac.applyfunc(lambda e: _sigma_shown(d, e))
+    entries = [e for e in jac if e != 0]
+    common = set(sp.Mul.make_args(entries[0]))
+    for e in entries[1:]:
+        common &= set(sp.Mul.make_args(e))
+    factor = sp.Mul(*sorted(common, key=sp.default_sort_key))
+    inner = jac.applyfunc(lambda e: sp.expand(e / factor))
+    denominators = [sp.Rational(t.as_coeff_Mul()[0]).q for e in inner for t in sp.Add.make_args(e)]
+    scale = sp.ilcm(*denominators) if len(denominators) > 1 else denominators[0]
+    if scale != 1:
+        inner = inner.applyfunc(lambda e: sp.expand(e * scale))
+        factor = factor / scale
+    return factor, inner
+
+
+def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
+    """J_ji = ∂y_j/∂x_i, one entry a line, the common factor taken out."""
+    factor, inner = factored_jacobian(d)
+    out = [f"  entry by entry, J = {expr_text(factor, ascii)} × M with"]
+    for j in range(d.m):
+        for i in range(d.m):
+            name = f"M{j + 1}{i + 1}"
+            out.append(
+                f"    {name if ascii else name.translate(_SUB)} = {expr_text(inner[j, i], ascii)}"
+            )
+    return out
 
 
 _ASCII = {
