@@ -7,6 +7,7 @@ expression. Symbol display names live in one table, :data:`DISPLAY`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -117,8 +118,11 @@ class _TextPrinter(StrPrinter):
         """Terms in index order (x₁ + x₂ + … + x₁₆, not x₁ + x₁₀ + …); a sum of more than
         MAX_TERMS terms shows its first two and its last, joined by "…"."""
         terms = list(expr.args)
-        if expr.args == sp.Add(*expr.args).args:  # canonical order: sort by index instead
-            terms.sort(key=term_key)  # (an unevaluated sum keeps the order it was written in)
+        # A sum in SymPy's canonical order is sorted by index instead; an unevaluated sum keeps
+        # the order it was written in. (Compared directly, not through Add(): SymPy's cache
+        # ignores the global evaluate flag, so Add(*args) may return an unevaluated sum.)
+        if terms == sorted(terms, key=_CANONICAL):
+            terms.sort(key=term_key)
         if len(terms) > MAX_TERMS:
             terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
@@ -152,6 +156,7 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
     return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
 
 
+_CANONICAL = functools.cmp_to_key(sp.Basic.compare)
 _EYE = sp.Symbol("I")
 _ADDED_LAST = {
     sp.Symbol("epsilon", positive=True),
