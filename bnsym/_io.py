@@ -6,7 +6,9 @@ target only once it is complete (``os.replace`` is atomic on POSIX within one fi
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -23,19 +25,28 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise OutputError(f"{str(target)!r} is a directory; give a file name.")
-    if not parent.is_dir():
-        raise OutputError(
-            f"directory {str(parent)!r} does not exist; create it first or choose another path."
-        )
-    if not os.access(parent, os.W_OK):
+    try:
+        if target.is_dir():
+            raise OutputError(f"{str(target)!r} is a directory; give a file name.")
+        if not parent.is_dir():
+            raise OutputError(
+                f"directory {str(parent)!r} does not exist; create it first or choose another path."
+            )
+        writable = os.access(parent, os.W_OK)
+    except OSError as exc:  # a name too long, a loop of links, ...
+        raise OutputError(f"cannot write {str(target)!r}: {exc.strerror or exc}.") from exc
+    if not writable:
         raise OutputError(f"directory {str(parent)!r} is not writable; choose another path.")
     return target
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file beside it, then rename).
+
+    An existing target keeps its permission bits; a new file gets ``0o666`` less the umask,
+    as ``open(path, "w")`` would give it. Every OSError (no permission, no such directory, a
+    full disk, a read-only filesystem) becomes an :class:`OutputError` naming the path, and
+    no temporary file is left behind.
 
     >>> import tempfile, pathlib
     >>> d = tempfile.mkdtemp()
@@ -44,16 +55,34 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
     """
     target = check_writable(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp: str | None = None
     try:
+        mode = _mode_for(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)  # mkstemp creates 0o600
         os.replace(tmp, target)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise OutputError(f"cannot write {str(target)!r}: {exc.strerror or exc}.") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise
     return target
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits the written file should have: the target's own, else the umask's."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it back at once
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
