@@ -243,15 +243,20 @@ def prove(
     verified["closed_form"] = all(
         frame(c) == d for c, d in zip(closed_values, chain_in_frame, strict=True)
     )
+    # The denominator, the mean and the variance as the notes write them, for the sentences.
+    den_txt = (
+        "√(σ²_run + ε)" if not train else "√(σ²_B + ε)" if placement == "inside" else "σ_B + ε"
+    )
+    mu_txt = "μ_B" if train else "μ_run"
+    n_txt = "m" if variance == "biased" else "m − 1"
     methods["closed_form"] = (
-        "for each i, the closed form minus the chain-rule result, written in the centred frame "
+        "for each i, the closed form minus the chain-rule ∂ℓ/∂x_i is the zero polynomial "
         + (
-            "(x_i = μ_B + d_i, Σd_i = 0, "
-            + ("√(σ²_B+ε) = S)" if placement == "inside" else "σ_B + ε = T)")
+            f"once x_i = μ_B + d_i with Σd_i = 0 (the definition of μ_B) and {den_txt} is "
+            "one positive symbol"
             if train
-            else "(√(σ²_run+ε) = S)"
+            else f"once {den_txt} is one positive symbol"
         )
-        + " and expanded, is the zero polynomial"
     )
 
     # --- chain rule against direct differentiation of the explicit forward pass ---------------
@@ -260,8 +265,8 @@ def prove(
             s, forward, dx_chain, frame, placement, k, train
         )
         methods["chain_rule"] = (
-            "the chain-rule ∂ℓ/∂x_i equals Σ_j ∂ℓ/∂y_j · ∂y_j/∂x_i with y_j differentiated "
-            "directly as a function of x_1..x_m (exact, expanded in the centred frame)"
+            "the chain-rule ∂ℓ/∂x_i equals Σ_j ∂ℓ/∂y_j·∂y_j/∂x_i with each y_j differentiated "
+            "directly as a function of x_1..x_m, as polynomials (the same substitutions)"
         )
 
     # --- the Jacobian -----------------------------------------------------------------------------
@@ -308,7 +313,7 @@ def prove(
         )
         methods["jacobian_structure"] = (
             "each entry ∂y_j/∂x_i (the coefficient of ∂ℓ/∂y_j in the chain-rule ∂ℓ/∂x_i) "
-            "equals the structured entry as a polynomial in the centred frame"
+            "equals the entry of the structured matrix, as polynomials"
         )
         methods["jacobian_symmetric"] = "J_ij = J_ji for every pair, as polynomials, exactly"
     else:
@@ -326,7 +331,7 @@ def prove(
     identities = []
     if train:
         verified["sum_dx_zero"] = frame.is_zero(sp.Add(*dx_chain))
-        methods["sum_dx_zero"] = "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial (any ε)"
+        methods["sum_dx_zero"] = "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial, for any ε"
         identities.append(
             Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε: the gradient is centred")
         )
@@ -348,9 +353,10 @@ def prove(
             and frame.is_zero(lhs - residual_shown)
         )
         methods["sum_dx_xhat"] = (
-            "with the closed form, Σ_i x̂_i·∂ℓ/∂x_i = (γ/D)(A − (B/m)Σx̂_i − k·r·A·Σx̂_i²); "
-            "Σx̂_i = 0 and Σx̂_i² = σ²_B/(k·D²) are checked as polynomials, and what remains "
-            "equals the residual exactly; it is 0 exactly when ε = 0 (or Σ_j ∂ℓ/∂y_j x̂_j = 0)"
+            "multiplying the (proved) closed form by x̂_i and summing needs two facts, checked "
+            f"as polynomials: Σ_i x̂_i = 0 and Σ_i x̂_i² = ({n_txt})·σ²_B/({den_txt})²; what "
+            "remains equals the residual exactly, and it is 0 exactly when ε = 0 "
+            "(or when Σ_j ∂ℓ/∂y_j·x̂_j = 0)"
         )
         identities.append(
             Step(
@@ -364,7 +370,9 @@ def prove(
         verified["mean_output_beta"] = frame.is_zero(
             sp.Add(*y_graph) / m - (s.beta if affine else 0)
         )
-        methods["mean_output_beta"] = "(1/m)·Σ_i y_i − β is the zero polynomial in the frame"
+        methods["mean_output_beta"] = (
+            "(1/m)·Σ_i y_i − β is the zero polynomial once Σ_i (x_i − μ_B) = 0 is used"
+        )
         identities.append(
             Step(
                 MEAN_Y,
@@ -375,15 +383,16 @@ def prove(
         )
         verified["scale_shift_invariance"] = _scale_shift_invariant(s, forward, k)
         methods["scale_shift_invariance"] = (
-            "with ε = 0 and x_i → a·x_i + c (a > 0): μ_B → a·μ_B + c and σ²_B → a²·σ²_B "
-            "(each expanded to zero difference), so x̂_i is unchanged since √(a²σ²_B) = a·σ_B"
+            "with ε = 0, replacing every x_i by a·x_i + c, where a > 0, turns μ_B into "
+            "a·μ_B + c and σ²_B into a²·σ²_B (each difference expands to zero), so x̂_i is "
+            "unchanged since √(a²·σ²_B) = a·σ_B"
         )
         identities.append(
             Step(
                 Y_SCALED,
                 Y_I,
                 "scale_shift_invariance",
-                note="with ε = 0, for a > 0: the layer ignores the scale and shift of its input",
+                note="with ε = 0: x_i → a·x_i + c, where a > 0, leaves every y_i unchanged",
             )
         )
     if affine:
@@ -392,14 +401,16 @@ def prove(
             frame.is_zero((s.gamma * xh + s.beta).xreplace(undo) - xi)
             for xh, xi in zip(x_hat_graph, s.x, strict=True)
         )
-        methods["undo_normalization"] = "γ = D and β = μ substituted into y_i give x_i exactly"
+        methods["undo_normalization"] = (
+            f"γ = {den_txt} and β = {mu_txt} substituted into y_i give x_i exactly"
+        )
         identities.append(
             Step(
                 Y_UNDONE,
                 X_I,
                 "undo_normalization",
-                note=f"with γ = {'√(σ²+ε)' if placement == 'inside' else 'σ+ε'} and β = μ "
-                "the layer returns its input: γ and β can undo the normalization",
+                note=f"with γ = {den_txt} and β = {mu_txt} the layer returns its input: "
+                "γ and β can undo the normalization",
             )
         )
 

@@ -66,7 +66,7 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     ),
     (r"mean_y", ("(1/m)·Σᵢyᵢ", "mean_i(y_i)", r"\frac{1}{m}\sum_{i} y_{i}")),
     (r"y_i\(a\*x \+ c\)", ("yᵢ(a·x + c)", "y_i(a*x + c)", r"y_{i}(a x + c)")),
-    (r"y_i\|undo", ("yᵢ|γ=D,β=μ", "y_i|gamma=D,beta=mu", r"y_{i}\big|_{\gamma = D,\ \beta = \mu}")),
+    (r"y_i\|undo", ("yᵢ", "y_i", r"y_{i}")),  # the condition is in the identity's note
     (r"I", ("I", "I", r"I")),
     (r"11T", ("𝟙𝟙ᵀ", "11^T", r"\mathbf{1}\mathbf{1}^{\top}")),
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
@@ -99,9 +99,10 @@ def display_name(name: str, style: str = "unicode") -> str:
 class _TextPrinter(StrPrinter):
     """SymPy's str printer with the derivation's notation for symbols."""
 
-    def __init__(self, style: str) -> None:
+    def __init__(self, style: str, abbreviate: bool = True) -> None:
         super().__init__({"order": "none"})
         self.style = style
+        self.abbreviate = abbreviate
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:  # noqa: N802 - SymPy's naming
         return display_name(expr.name, self.style)
@@ -123,7 +124,7 @@ class _TextPrinter(StrPrinter):
         # ignores the global evaluate flag, so Add(*args) may return an unevaluated sum.)
         if terms == sorted(terms, key=_CANONICAL):
             terms.sort(key=term_key)
-        if len(terms) > MAX_TERMS:
+        if self.abbreviate and len(terms) > MAX_TERMS:
             terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
         for i, term in enumerate(terms):
@@ -169,11 +170,12 @@ _ADDED_LAST = {
 _POWERS = {"**2": "²", "**3": "³", "**4": "⁴", "**(3/2)": "^(3/2)", "**(-1/2)": "^(-1/2)"}
 
 
-def expr_text(expr: Any, ascii: bool = False) -> str:
+def expr_text(expr: Any, ascii: bool = False, abbreviate: bool = True) -> str:
     """One-line text of an expression: Unicode (√, ², ·, −) or plain ASCII."""
     if expr is None:
         return "—" if not ascii else "-"
-    text = _TextPrinter("ascii" if ascii else "unicode").doprint(sp.sympify(expr))
+    printer = _TextPrinter("ascii" if ascii else "unicode", abbreviate)
+    text = printer.doprint(sp.sympify(expr))
     if ascii:
         return text
     for k, v in _POWERS.items():
@@ -226,6 +228,31 @@ def sections(d: Derivation) -> Iterator[Section]:
         yield Section(sec.key, sec.title, sec.intro, steps, sec.outro)
 
 
+def _tidy(st: Step) -> Step:
+    """A backward step with each local derivative's common factor taken out, as the notes
+    write it: ∂ℓ/∂σ²_B·(x₁ − μ_B)/2 rather than ∂ℓ/∂σ²_B·(x₁/2 − μ_B/2). Display only."""
+
+    def tidy(term: sp.Expr) -> sp.Expr:
+        if not term.is_Mul or not any(f.is_Add for f in term.args):
+            return term
+        coeff, rest = sp.Integer(1), []
+        for f in term.args:
+            if f.is_Add:
+                content, f = f.as_content_primitive()
+                coeff *= content
+            if f.is_Number:
+                coeff *= f
+            else:
+                rest.append(f)
+        # Unevaluated: evaluating would distribute the coefficient over the sum again.
+        return sp.Mul(coeff, *rest, evaluate=False) if coeff != 1 else sp.Mul(*rest)
+
+    terms = [tidy(t) for t in sp.Add.make_args(st.rhs)]
+    if len(terms) > MAX_TERMS * 4:  # long sums are abbreviated anyway; keep them cheap
+        return st
+    return Step(st.lhs, sp.Add(*terms), st.rule, st.value, st.note)
+
+
 def _sigma_shown(d: Derivation, e: Any) -> Any:
     """``e`` with √σ²_B written σ_B (its powers too); other expressions are left as they are,
     unevaluated ones (whose term order is as the notes write it) included."""
@@ -241,20 +268,21 @@ def _sigma_shown(d: Derivation, e: Any) -> Any:
 def _sections(d: Derivation) -> Iterator[Section]:
     o, s = d.options, d.symbols
     train = o.mode == "train"
+    then = ", then scale and shift" if o.affine else " (no γ, β: the output is x̂)"
     yield Section(
         "forward",
-        "Forward pass (Algorithm 1)",
-        "Mini-batch statistics, normalize, then scale and shift."
+        "Forward pass (Algorithm 1)" if train else "Forward pass at inference",
+        f"Mini-batch statistics, normalize{then}."
         if train
-        else "Eval mode: the running mean and variance are constants.",
+        else f"The running mean μ_run and variance σ²_run are constants; normalize{then}.",
         d.forward,
     )
     yield Section(
         "backward",
         "Backward pass by the chain rule",
-        "Each step is sympy.diff of one node of the graph, times the gradients of the nodes "
-        "that consume it, in the paper's order.",
-        d.backward,
+        "Each step differentiates one node of the computation graph (sympy.diff) and "
+        "multiplies by the gradients of the nodes that use it, in the order of the paper.",
+        tuple(_tidy(st) for st in d.backward),
         "The ∂ℓ/∂σ²_B term of ∂ℓ/∂μ_B vanishes because Σᵢ(xᵢ − μ_B) = 0." if train else "",
     )
     generic, *per_element = d.closed_form
@@ -335,7 +363,9 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
             lines.append(sec.intro)
         for st in sec.steps:
             lhs = expr_text(st.lhs, ascii)
-            eq = f"  {lhs} = {expr_text(st.rhs, ascii)}"
+            # Results fully in x_1..x_m and numbers are shown whole; long symbolic sums abridged.
+            whole = sec.key in ("explicit", "example")
+            eq = f"  {lhs} = {expr_text(st.rhs, ascii, abbreviate=not whole)}"
             if sec.key == "identities":
                 mark = "ok" if ascii else "✓"
                 if not d.verified.get(st.rule, False):

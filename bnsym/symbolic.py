@@ -513,7 +513,10 @@ def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -
     for xi, xh in zip(s.x, s.x_hat, strict=True):
         nodes.append(Step(xh, (xi - mu) / denom, "normalize"))
     for xh, yi in zip(s.x_hat, s.y, strict=True):
-        nodes.append(Step(yi, s.gamma * xh + s.beta if affine else xh, "scale and shift"))
+        if affine:
+            nodes.append(Step(yi, s.gamma * xh + s.beta, "scale and shift"))
+        else:
+            nodes.append(Step(yi, xh, "no scale and shift"))
     return nodes
 
 
