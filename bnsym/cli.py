@@ -166,7 +166,7 @@ _FORMATS = {".txt": "text", ".json": "json", ".tex": "latex", ".md": "markdown",
     "--format",
     "fmt",
     default=None,
-    help="text (default), json, latex or markdown; taken from -o's extension if omitted.",
+    help="text (default), json, latex, markdown or pdf; taken from -o's extension if omitted.",
 )
 @click.option("--ascii", "ascii_", is_flag=True, help="Plain ASCII text instead of Unicode math.")
 @click.option(
@@ -225,15 +225,26 @@ def derive_command(
 
 
 def _output_format(fmt: str | None, output: str | None) -> str:
-    if fmt is not None:
-        if fmt not in ("text", "json", "latex", "markdown"):
-            raise BadInput(f"--format {fmt!r} is not known; use text, json, latex or markdown.")
-        return fmt
-    if output in (None, "-"):
-        return "text"
+    """The output format: --format if given, else -o's extension, else text."""
     from pathlib import Path
 
-    ext = Path(output).suffix.lower()
+    to_file = output not in (None, "-")
+    ext = Path(output).suffix.lower() if to_file and output else ""
+    if fmt is not None:
+        if fmt not in ("text", "json", "latex", "markdown", "pdf"):
+            raise BadInput(
+                f"--format {fmt!r} is not known; use text, json, latex, markdown or pdf."
+            )
+        if fmt == "pdf" and not to_file:
+            raise BadInput("--format pdf writes a file; add -o FILE.pdf.")
+        if (ext == ".pdf") != (fmt == "pdf"):
+            raise BadInput(
+                f"-o {output!r} and --format {fmt} disagree: a .pdf file holds the compiled "
+                "notes only; drop --format or change the file name."
+            )
+        return fmt
+    if not to_file:
+        return "text"
     if ext not in _FORMATS:
         raise BadInput(
             f"cannot tell the format of {output!r} from its extension {ext or '(none)'!r}; "
@@ -309,10 +320,10 @@ def codegen_command(
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Seed of the random batch and of the gradient check.",
+    help="Seed (≥ 0) of the random batch and of the gradient check.",
 )
 @click.option(
     "--torch/--no-torch",
@@ -331,10 +342,13 @@ def check_command(
 
     Prints a table. Exit status 0 if all agree, 1 if any pair disagrees, 2 for bad input.
     """
-    from bnsym.check import run_check
+    from bnsym.check import CheckError, run_check
 
     d = _derive(variant)
-    result = run_check(d, features=features, seed=seed, torch=use_torch)
+    try:
+        result = run_check(d, features=features, seed=seed, torch=use_torch)
+    except CheckError as exc:
+        raise BadInput(f"--torch: {exc}") from None
     click.echo(result.table(), nl=False)
     if not result.passed:
         raise SystemExit(1)

@@ -43,8 +43,9 @@ def render(args: list[str], output: str, code: int) -> str:
     return f"$ bnsym {shlex.join(args)}\n{output}[exit {code}]\n"
 
 
-def test_there_are_sessions():
-    assert len(SESSIONS) >= 8
+def test_sessions_are_the_recorded_ones():
+    # A session file that RECORD no longer makes would replay forever without being refreshed.
+    assert {p.stem for p in SESSIONS} == set(RECORD)
 
 
 # Errors printed by the numerical checks (2.22e-16 and the like) are floating-point rounding,
@@ -85,6 +86,9 @@ RECORD = {
     "example_algorithm1": "derive --m 4 --values '6,9,8,5;8,9,8,6' --eps 1e-5 --format json",
     "error_m1": "derive --m 1",
     "error_values": "derive --m 4 --values 1,2,3",
+    "notes_markdown_m2": "derive --m 2 --format markdown",
+    "notes_latex_eval": "derive --m 2 --mode eval --format latex",
+    "error_notes_extension": "derive --m 4 -o notes.docx",
     "codegen_m2": "codegen --m 2",
     "error_codegen_output": "codegen --m 4 -o missing-dir/bn_m4.py",
     "check_m4": "check --m 4 --no-torch",
