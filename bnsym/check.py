@@ -28,7 +28,12 @@ import numpy as np
 from bnsym.codegen import DEFAULT_EPS, GeneratedModule, generate
 from bnsym.symbolic import Derivation
 
-__all__ = ["RTOL", "CheckResult", "Row", "run_check"]
+__all__ = ["RTOL", "CheckError", "CheckResult", "Row", "run_check"]
+
+
+class CheckError(ValueError):
+    """The check cannot run as asked; the message is one sentence for the user."""
+
 
 #: Agreement required between two implementations, relative to the size of the terms (float64
 #: rounding of a few dozen operations is ~1e-15; 1e-12 leaves room for m up to a few hundred).
@@ -106,10 +111,14 @@ def run_check(
         derivation_or_m: a Derivation, or m with ``options`` for :func:`bnsym.derive`.
         features: D, the number of columns of x.
         seed: seeds x, gamma, beta, dout (and running statistics) and the gradient check.
-        torch: None compares with PyTorch when it is importable, False never.
+        torch: None compares with PyTorch where it can (it is importable and has the
+            variant), False never, True always: then CheckError says why it cannot.
 
     Returns:
         a :class:`CheckResult`; ``passed`` is the verdict, ``table()`` the report.
+
+    Raises:
+        CheckError: ``torch=True`` and no torch column is possible.
     """
     gen = generate(derivation_or_m, **options)
     o = gen.derivation.options
@@ -121,11 +130,13 @@ def run_check(
         "staged": _reference(gen, staged=True),
     }
     notes = []
-    torch_impl, why_not = _torch(gen) if torch is not False else (None, "")
+    torch_impl, why_not = _torch(gen, eps) if torch is not False else (None, "")
     if torch_impl is not None:
         impls["torch"] = torch_impl
+    elif torch:
+        raise CheckError(f"no torch column is possible: {why_not}")
     elif torch is None:
-        notes.append(why_not)
+        notes.append(f"torch: no column; {why_not}")
     results = {name: f(data, eps) for name, f in impls.items()}
     scales = _scales(gen, data, eps)
     rows = []
@@ -226,19 +237,21 @@ def _reference(
 
 
 def _torch(
-    gen: GeneratedModule,
+    gen: GeneratedModule, eps: float
 ) -> tuple[Callable[[dict[str, Any], float], dict[str, Any]] | None, str]:
     """torch.nn.functional.batch_norm with autograd, or None and the reason why not."""
     o = gen.derivation.options
     try:
         import torch
     except ImportError:
-        return None, "torch: not installed, so no independent column (pip install torch)."
+        return None, "PyTorch is not installed (pip install torch)."
     if o.mode == "train" and (o.variance != "biased" or o.eps_placement != "inside"):
         return None, (
-            "torch: not compared; torch.nn.functional.batch_norm normalizes with the biased "
-            "variance and eps inside the square root only."
+            "torch.nn.functional.batch_norm normalizes with the biased variance and eps "
+            "inside the square root only."
         )
+    if o.mode == "train" and eps == 0:
+        return None, "torch.nn.functional.batch_norm refuses eps = 0 in training."
 
     def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
         def leaf(name: str) -> Any:
@@ -360,14 +373,29 @@ def _numerical(gen: GeneratedModule, data: dict[str, Any], eps: float, seed: int
 
 
 def _odd_one_out(failed: list[Row], rows: Sequence[Row]) -> list[str]:
-    """A hint when one implementation disagrees with all the others that agree among themselves."""
-    sides = {side for r in rows if " vs " in r.pair for side in r.pair.split(" vs ")}
+    """A hint when one implementation disagrees with all the others that agree among themselves.
+
+    A side is blamed only if, on some quantity, every comparison involving it failed while
+    the comparisons without it passed: torch is compared with the generated code alone, so
+    when torch is off, generated vs fused and generated vs staged still pass and the
+    generated code is not blamed.
+    """
+    exact = [r for r in rows if " vs " in r.pair and "numerical" not in r.pair]
+    sides = {side for r in exact for side in r.pair.split(" vs ")}
     hints = []
-    for side in sorted(sides - {"numerical"}):
+    for side in sorted(sides):
+        mine = [r for r in exact if side in r.pair.split(" vs ")]
+        others = [r for r in exact if side not in r.pair.split(" vs ")]
         bad = [r for r in failed if side in r.pair.split(" vs ")]
-        others = [r for r in rows if side not in r.pair.split(" vs ") and "numerical" not in r.pair]
-        if bad and len(bad) == len(failed) and others and all(r.passed for r in others):
-            quantities = sorted({r.quantity for r in bad}, key=lambda q: q)
+        if not bad or len(bad) != len(failed) or not others or not all(r.passed for r in others):
+            continue
+        quantities = [
+            q
+            for q in QUANTITIES
+            if any(r.quantity == q for r in bad)
+            and all(not r.passed for r in mine if r.quantity == q)
+        ]
+        if quantities:
             hints.append(
                 f"hint: {side} disagrees with the others on {', '.join(quantities)}, "
                 "which agree among themselves."

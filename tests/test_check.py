@@ -99,8 +99,62 @@ def test_check_says_when_torch_is_missing(runner, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
     result = runner.invoke(main, ["check", "--m", "3"])
     assert result.exit_code == 0, result.output
-    assert "torch: not installed" in result.output
+    assert "torch: no column; PyTorch is not installed (pip install torch)." in result.output
     assert "vs torch" not in result.output
+
+
+def test_torch_asked_for_but_not_installed_is_bad_input(runner, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    line = _one_line_error(runner.invoke(main, ["check", "--m", "3", "--torch"]))
+    assert line == "Error: --torch: no torch column is possible: PyTorch is not installed " + (
+        "(pip install torch)."
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--variance", "unbiased"], "biased variance and eps inside"),
+        (["--eps-placement", "outside"], "biased variance and eps inside"),
+        (["--eps", "0"], "refuses eps = 0 in training"),
+    ],
+    ids=["unbiased", "outside", "eps-0"],
+)
+def test_torch_asked_for_without_a_torch_variant_is_bad_input(runner, args, words) -> None:
+    pytest.importorskip("torch")
+    line = _one_line_error(runner.invoke(main, ["check", "--m", "3", "--torch", *args]))
+    assert line.startswith("Error: --torch: no torch column is possible: ") and words in line
+
+
+def test_eps_0_skips_the_torch_column_with_a_reason(runner) -> None:
+    pytest.importorskip("torch")  # F.batch_norm raises ValueError for eps = 0 in training
+    result = runner.invoke(main, ["check", "--m", "3", "--eps", "0"])
+    assert result.exit_code == 0, result.output
+    assert "torch: no column; torch.nn.functional.batch_norm refuses eps = 0" in result.output
+    assert "vs torch" not in result.output
+    # eval mode has no such limit
+    result = runner.invoke(main, ["check", "--m", "3", "--eps", "0", "--mode", "eval"])
+    assert result.exit_code == 0 and "generated vs torch" in result.output, result.output
+
+
+def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:
+    pytest.importorskip("torch")
+    torch_column = bnsym.check._torch
+
+    def broken(gen, eps):
+        run, why = torch_column(gen, eps)
+
+        def off(data, eps):
+            out = run(data, eps)
+            out["dx"] = out["dx"] * 1.001
+            return out
+
+        return off, why
+
+    monkeypatch.setattr(bnsym.check, "_torch", broken)
+    table = bnsym.check.run_check(4, features=2, seed=0).table()
+    assert "hint: torch disagrees with the others on dx, which agree among themselves." in table
+    assert "hint: generated" not in table
 
 
 def test_check_compares_with_torch_where_installed(runner) -> None:
@@ -118,8 +172,9 @@ def test_check_compares_with_torch_where_installed(runner) -> None:
         (["--m", "1"], "m = 1 in train mode"),
         (["--features", "0"], "--features"),
         (["--variance", "odd"], "variance"),
+        (["--seed", "-1"], "--seed"),
     ],
-    ids=["m-fraction", "m-zero", "m-one-train", "features-zero", "variance"],
+    ids=["m-fraction", "m-zero", "m-one-train", "features-zero", "variance", "seed-negative"],
 )
 def test_check_bad_input(runner: CliRunner, args: list[str], words: str) -> None:
     assert words in _one_line_error(runner.invoke(main, ["check", *args]))
