@@ -8,20 +8,26 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import sympy as sp
 from click.testing import CliRunner
 
 from bnsym import notes
+from bnsym._prose import ProseError, prose_tex, text_tex
+from bnsym._texexpr import tex
 from bnsym.cli import main
-from bnsym.symbolic import derive
+from bnsym.render import sections
+from bnsym.symbolic import Symbols, derive
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Every standalone variant the issue names, and some beyond it (m = 5..16 break long sums).
-VARIANTS = {
+VARIANTS: dict[str, dict[str, object]] = {
     f"m{m}-{var}-{place}-{'affine' if affine else 'plain'}": dict(
         m=m, variance=var, eps_placement=place, affine=affine
     )
@@ -116,17 +122,17 @@ def _aligned_bodies(markdown: str) -> list[str]:
     return bodies
 
 
-def test_markdown_maths_is_the_latex_that_compiled(
-    compiled: dict[str, tuple[str, str, str]], tmp_path: Path
-) -> None:
+def test_markdown_maths_is_the_latex_that_compiled(tmp_path: Path) -> None:
     documents = {}
     for name in ("m4-biased-inside-affine", "m4-example", "m3-example-features", "m16-unbiased"):
-        tex, md, _ = compiled[name]
-        in_tex = re.findall(r"\\begin\{align\*\}\n(.*?)\n\\end\{align\*\}", tex, flags=re.S)
+        m, kw = _options(name)
+        d = derive(m, **kw)  # type: ignore[arg-type]
+        fragment, md = notes.to_latex(d), notes.to_markdown(d)
+        in_tex = re.findall(r"\\begin\{align\*\}\n(.*?)\n\\end\{align\*\}", fragment, re.S)
         assert _aligned_bodies(md) == in_tex, name
-        # and the blocks, as Markdown holds them, compile within the same page width
+        # and the blocks, as Markdown holds them, fit a plain article's 345pt
         body = "\n".join(rf"\[\begin{{aligned}}{b}\end{{aligned}}\]" for b in _aligned_bodies(md))
-        head = tex.split(r"\begin{document}")[0] + "\\begin{document}\n"
+        head = "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n"
         documents[name] = f"{head}\\allowdisplaybreaks\n{body}\n\\end{{document}}\n"
     with ThreadPoolExecutor(max_workers=4) as pool:
         compiled_logs = pool.map(lambda n: _compile(documents[n], tmp_path / n), documents)
@@ -139,15 +145,20 @@ def test_markdown_maths_is_the_latex_that_compiled(
 def test_every_option_is_visible(compiled: dict[str, tuple[str, str, str]]) -> None:
     tex, md, _ = compiled["m3-example-features"]
     for text in (tex, md):
-        for needle in ("m = 3", "unbiased variance", "1/(m", "inside the root", "exact arithmetic"):
+        for needle in ("m = 3", "unbiased variance", "1/(m", "inside the root", "exact"):
             assert needle.replace("/(m", "") in text.replace("$", ""), needle
     assert r"\epsilon = 0" in tex and "ε = 0" in md
     assert "x = (1, 2, 4)" in md and "∂ℓ/∂y = (0, 0, 1)" in md
-    assert r"$x = (0, 1, 5)$" in tex and r"\partial\ell/\partial y = (1, 0, 2)" in tex
+    assert r"$x = (0, 1, 5)$" in tex and r"\partial \ell /\partial y = (1, 0, 2)" in tex
     outside, _, _ = compiled["m2-biased-outside-plain"]
     assert "outside the root" in outside and r"no $\gamma$, $\beta$" in outside
     assert "eval mode" in compiled["m2-eval"][0]
     assert "affine: $y_{i} = \\gamma" in compiled["m2-biased-inside-affine"][0]
+    # the variant is said once: under the title of a document, in a paragraph of a fragment
+    body = compiled["m2-biased-inside-affine"][0].split(r"\begin{document}")[1]
+    lines = [line for line in body.splitlines() if not line.startswith("%")]
+    assert [line for line in lines if "biased variance" in line][1:] == []
+    assert notes.to_latex(derive(2)).count("Variant: $m = 2$") == 1
 
 
 def test_content_reads_like_notes(compiled: dict[str, tuple[str, str, str]]) -> None:
@@ -158,6 +169,7 @@ def test_content_reads_like_notes(compiled: dict[str, tuple[str, str, str]]) -> 
     assert r"\text{(}x_{i}\text{ feeds }\hat{x}_{i}" in tex  # the rule of each backward step
     assert r"\begin{pmatrix}" in tex  # the Jacobian entry by entry for small m
     assert tex.count(r"$\checkmark$ proved") >= 6  # the closed form and each identity
+    assert tex.count("centred frame") <= 1 or "closed\\_form" not in tex  # said once
     assert "Made by \\texttt{bnsym derive --m 4" in tex
     example = compiled["m4-example"][0]
     assert r"\section*{Worked example}" in example and r"\mu_{B} &= 2" in example
@@ -171,16 +183,20 @@ def test_long_sums_are_broken_within_the_budget() -> None:
     assert max(notes.math_width(r.split("&&")[0]) for r in rows) <= notes.WIDTH + 2
 
 
-def test_fragment_inputs_into_a_plain_amsmath_document(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name", ["m3-example-outside", "m4-biased-inside-affine", "m16-unbiased", "m5-example"]
+)
+def test_fragment_inputs_into_a_plain_amsmath_document(tmp_path: Path, name: str) -> None:
     _pdflatex()
-    fragment = notes.to_latex(derive(3, values="1,2,4"))
+    m, kw = _options(name)
+    fragment = notes.to_latex(derive(m, **kw))  # type: ignore[arg-type]
     assert r"\documentclass" not in fragment
     (tmp_path / "frag.tex").write_text(fragment, encoding="utf-8")
     doc = (
         "\\documentclass{article}\\usepackage{amsmath}\\begin{document}\\input{frag}\\end{document}"
     )
     log = _compile(doc, tmp_path)
-    assert [p for p in _problems(log) if "Output written" not in p and "Overfull" not in p] == []
+    assert [p for p in _problems(log) if "Output written" not in p] == []
 
 
 def test_notebook_reprs_hold_the_maths() -> None:
@@ -188,7 +204,10 @@ def test_notebook_reprs_hold_the_maths() -> None:
     latex = d._repr_latex_()
     assert latex.startswith("$$\\begin{aligned}") and latex.rstrip().endswith("\\end{aligned}$$")
     assert r"\section" not in latex and r"\begin{align*}" not in latex and "\\texttt" not in latex
-    assert r"\hat{x}_{1} &= \frac{x_{1} - \mu_{B}}{\sqrt{\epsilon + \sigma_{B}^{2}}}" in latex
+    assert r"\hat{x}_{1} &= \frac{x_{1} - \mu_{B}}{\sqrt{\sigma_{B}^{2} + \epsilon}}" in latex
+    assert r"\text{✓ proved" in latex  # the proof statements are not dropped
+    example = derive(2, values="1,3")._repr_latex_()
+    assert r"\text{Input: x = (1, 3).}" in example
     markdown = d._repr_markdown_()
     assert (
         "$$\n\\begin{aligned}" in markdown and r"\frac{\partial \ell}{\partial x_{1}}" in markdown
@@ -227,6 +246,109 @@ def test_compile_pdf_without_pdflatex_says_how_to_install(monkeypatch: pytest.Mo
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(notes.LatexError, match="apt-get install texlive-latex-base"):
         notes.compile_pdf("\\documentclass{article}\\begin{document}x\\end{document}")
+
+
+# --- what the notes print: no conversion garbage, no nested fractions, natural order ------
+
+
+def _sweep() -> Iterator[tuple[str, str]]:
+    """(name, LaTeX and Markdown) of every variant for m = 1..5, with and without numbers."""
+    for m in range(1, 6):
+        kinds: list[dict[str, object]] = [
+            dict(mode="eval", affine=affine) for affine in (True, False)
+        ]
+        if m > 1:
+            kinds += [
+                dict(variance=var, eps_placement=place, affine=affine)
+                for var in ("biased", "unbiased")
+                for place in ("inside", "outside")
+                for affine in (True, False)
+            ]
+            values = ",".join(str(k * k) for k in range(m))
+            kinds += [
+                dict(values=values, eps="1e-5"),
+                dict(values=values, dy=",".join("1" for _ in range(m)), mode="eval"),
+            ]
+        for kw in kinds:
+            d = derive(m, **kw)  # type: ignore[arg-type]
+            text = notes.to_latex(d, standalone=True) + notes.to_latex(d) + notes.to_markdown(d)
+            yield f"m{m}-{kw}", text + notes.to_latex(d, notebook=True)
+
+
+@pytest.fixture(scope="module")
+def sweep() -> dict[str, str]:
+    return dict(_sweep())
+
+
+def test_no_character_is_lost_in_conversion(sweep: dict[str, str]) -> None:
+    # '?' was what an unknown character became (μ_run in eval mode); nothing prints one now
+    bad = {name: re.findall(r".{0,30}\?.{0,30}", text) for name, text in sweep.items()}
+    assert {k: v for k, v in bad.items() if v} == {}
+    assert r"\mu _{\mathrm{run}}" in sweep["m2-{'mode': 'eval', 'affine': True}"]
+
+
+def test_unknown_characters_raise_instead_of_printing_question_marks() -> None:
+    with pytest.raises(ProseError, match="U\\+2603"):
+        text_tex("a snowman ☃")
+    with pytest.raises(ProseError, match="U\\+2603"):
+        prose_tex("x_i ☃ y")
+    assert prose_tex("μ_run and σ²_B") == r"$\mu _{\mathrm{run}}$ and $\sigma ^{2}_{B}$"
+
+
+def test_no_fraction_is_nested_in_a_numerator(sweep: dict[str, str]) -> None:
+    assert [name for name, text in sweep.items() if r"\frac{\frac" in text] == []
+    s = Symbols.of(2)
+    grad = -s.d_x_hat[0] * (s.x[0] - s.mu) / (2 * (s.var + s.eps) ** sp.Rational(3, 2))
+    assert tex(grad) == (
+        r"- \frac{x_{1} - \mu_{B}}{2 \left(\sigma_{B}^{2} + \epsilon\right)^{3/2}}"
+        r" \frac{\partial \ell}{\partial \hat{x}_{1}}"
+    )
+
+
+def test_sums_print_in_natural_order() -> None:
+    s = Symbols.of(12)
+    assert tex(sum(s.x)).startswith("x_{1} + x_{2} + x_{3}")
+    assert "x_{9} + x_{10} + x_{11} + x_{12}" in tex(sum(s.x))
+    assert tex(s.x[0] / 8 - s.mu / 8) == r"\frac{x_{1}}{8} - \frac{\mu_{B}}{8}"
+    assert tex(s.var + s.eps) == r"\sigma_{B}^{2} + \epsilon"
+    # an unevaluated sum keeps the order it was written in: the closed form as written
+    closed = derive(4).closed_form[0].rhs
+    assert r"\left(4 \frac{\partial \ell}{\partial y_{i}} - \sum_{j}" in tex(closed)
+
+
+def test_a_rule_does_not_break_a_row_that_fits_without_it() -> None:
+    d = derive(4)
+    (backward,) = [sec for sec in sections(d) if sec.key == "backward"]
+    rows = notes._step_rows(backward.steps, notes.WIDTH)
+    dx1 = [r for r in rows if r.startswith(r"\frac{\partial \ell}{\partial x_{1}} &=")]
+    assert len(dx1) == 1 and r"\text{(}x_{i}\text{ feeds" in dx1[0]
+    follows = rows[rows.index(dx1[0]) + 1]
+    assert not follows.startswith(r"&\quad {}+")  # the equation itself is not broken
+
+
+def test_worked_example_reads_like_notes() -> None:
+    d = derive(2, values="8.9,1/3;1,2", eps="1e-5")
+    tex_, md = notes.to_latex(d), notes.to_markdown(d)
+    assert tex_.count(r"&&\text{(mean)}") == 2  # one block per feature
+    assert "((" not in tex_ and "(feature" not in tex_
+    assert "Feature 1: x = (8.9, 1/3)." in md and r"Feature 1: $x = (8.9, 1/3)$." in tex_
+    assert r"\approx" in tex_  # irrational results get a decimal value beside them
+    assert tex(sp.Rational(1, 10**5), decimals=True) == "10^{-5}"  # ε = 1e-5 as typed
+    assert r"\approx -0.999" in notes.to_latex(derive(2, values="0,1", eps="1e-5"))
+
+
+def test_closed_form_labelled_once_and_proofs_said_once() -> None:
+    tex_ = notes.to_latex(derive(4))
+    assert r"\text{(closed form)}" not in tex_ and tex_.count(r"\text{(any }i\text{)}") == 1
+    methods = derive(4).proof_methods.values()
+    assert all(tex_.count(prose_tex(method)) <= 1 for method in methods)
+
+
+def test_refresh_rejects_unknown_flags() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bnsym.notes", "--refresh", "x"], capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "usage: python -m bnsym.notes DIRECTORY" in done.stderr
 
 
 # --- the CLI --------------------------------------------------------------------------------
