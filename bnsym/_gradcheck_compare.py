@@ -3,14 +3,15 @@
 ``full`` compares every entry; ``probe`` random signed directions and sampled entries, with a
 failing direction bisected to a wrong entry and the lines through that entry sampled. Both end
 in :meth:`Comparison.result`, which applies the tolerance, looks at kinks, and collects the worst
-entries and the hints. :func:`joint_directions_agree` is the cheap first pass of probe mode:
-random directions through all inputs at once.
+entries and the hints.
+
+Each input is judged on its own directions against its own tolerance: a direction through all
+inputs at once would hold a small gradient to the tolerance of a large one.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,15 +19,33 @@ from bnsym._gradcheck_hints import pattern_hints
 from bnsym._gradcheck_numeric import EPS64, Loss, signs
 from bnsym._gradcheck_report import Entry, InputResult
 
-N_DIRECTIONS = 3  # random signed directions per input, and through all inputs, in probe mode
+N_DIRECTIONS = 3  # random signed directions per input in probe mode
 N_SAMPLES = 24  # sampled entries per input in probe mode where a direction fails
-N_PASS_SAMPLES = 0  # random entries per input (besides its largest) where directions agree
+N_PASS_SAMPLES = 4  # random entries per input (besides its largest) where directions agree
 N_WORST = 5  # entries shown per failing input
-MAX_KINKS = 8  # kinks taken out of one probe direction before its failure is reported
+MAX_KINKS = 8  # kinks off the candidates taken out of one direction before it is reported
+MAX_SMOOTH = 16  # failing entries found smooth before the rest are no longer tested for kinks
+
+
+def kink_candidates(x: np.ndarray) -> np.ndarray:
+    """Flat indices where a kink is likely: exact zeros (ReLU, abs) and exact ties (max)."""
+    flat = np.asarray(x, dtype=np.float64).reshape(-1)
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    return np.flatnonzero((flat == 0) | (counts[inverse] > 1))
 
 
 class Comparison:
-    """Analytic vs numerical gradient of one input, in full or probe mode."""
+    """Analytic vs numerical gradient of one input, in full or probe mode.
+
+    loss: the scalar L whose gradient the backward returns; i: the input's position.
+    analytic: the backward's gradient of the input, as float64, shaped like the input.
+    rtol: the relative tolerance of an entry (from the input's dtype); atol: the caller's, or
+        None to derive it from the error estimates.
+    floor: the rounding of the analytic formula itself, per entry (joins atol).
+    rounding_error: for a float32 input, the analytic gradient minus the same backward run in
+        float64 (shape of the input), when that difference is within plain rounding; random
+        directions then hold the gradient to float64 precision plus this known difference.
+    """
 
     def __init__(
         self,
@@ -39,6 +58,9 @@ class Comparison:
         rtol: float,
         atol: float | None,
         floor: float = 0.0,
+        rounding_error: np.ndarray | None = None,
+        rtol_work: float | None = None,
+        floor_work: float | None = None,
     ) -> None:
         self.loss, self.i, self.name = loss, i, name
         self.analytic = analytic
@@ -49,7 +71,12 @@ class Comparison:
         self.rtol, self.atol_user = rtol, atol
         self.numeric_all: np.ndarray | None = None
         self.floor = floor
-        self.kink_notes: list[str] = []  # kinks met by probe directions
+        self.rounding_error = rounding_error
+        self.rtol_work = rtol if rtol_work is None else rtol_work
+        self.floor_work = floor if floor_work is None else floor_work
+        self.kink_notes: list[str] = []  # about kinks found before the comparison
+
+    # -- numerical values --------------------------------------------------------------------
 
     def coordinates(self, flat_idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         if self.use_complex:
@@ -58,21 +85,39 @@ class Comparison:
             return values, 4 * EPS64 * np.abs(values)
         return self.loss.richardson_coordinates(self.i, flat_idx)
 
-    def directional(self, v: np.ndarray) -> tuple[float, float]:
-        """(value, error estimate) of the derivative of L along v in this input."""
-        scale = self.loss.scale[self.i]
-        value, err = self.loss.directional({self.i: scale * v}, self.use_complex)
-        return value / scale, err / scale
+    def directional(self, v: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+        """(analytic, numerical, error estimate, direction) of dL along the signs v.
 
-    def direction_tolerance(self, gscale: float) -> float:
-        """Allowed error of a sum of all entries times +-1: each within about rtol * gscale."""
-        per_entry = 4 * self.rtol * gscale + 4 * self.floor + (self.atol_user or 0.0)
-        return per_entry * math.sqrt(self.analytic.size)
+        The direction is in the input's units (:meth:`Loss.direction`) as actually taken.
+        """
+        ws = {self.i: self.loss.direction(self.i, v)}
+        numerical, err, taken = self.loss.directional(ws, self.use_complex)
+        w = taken[self.i]
+        return float(np.dot(self.analytic.reshape(-1), w.reshape(-1))), numerical, err, w
+
+    # -- tolerances --------------------------------------------------------------------------
+
+    def direction_tolerance(self, w: np.ndarray, gscale: float) -> float:
+        """Allowed error of <g, w>: each entry within its tolerance, errors of random sign.
+
+        For a float32 input whose float64 run is known, the float32 rounding is not guessed:
+        it is <g32 - g64, w>, and the rest is held to float64 precision, so that an error of
+        1e-2 in one column of a float32 dx is not lost in 4 * rtol32 * |g| * sqrt(size).
+        """
+        wflat = w.reshape(-1)
+        norm = float(np.sqrt(np.dot(wflat, wflat)))
+        user = (self.atol_user or 0.0) * float(np.sum(np.abs(wflat)))
+        if self.rounding_error is not None:
+            known = 2 * abs(float(np.dot(self.rounding_error.reshape(-1), wflat)))
+            return known + (4 * self.rtol_work * gscale + 4 * self.floor_work) * norm + user
+        return (4 * self.rtol * gscale + 4 * self.floor) * norm + user
 
     def atol(self, gscale: float, max_err: float) -> float:
         if self.atol_user is not None:
             return self.atol_user
         return self.rtol * gscale + 4 * max_err + 4 * self.floor
+
+    # -- the two modes -------------------------------------------------------------------------
 
     def full(self, sizes: Sequence[int]) -> InputResult:
         size = self.analytic.size
@@ -84,27 +129,32 @@ class Comparison:
         indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in range(size)]
         return self.result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
 
-    def probe(
-        self, rng: np.random.Generator, sizes: Sequence[int], n_samples: int, n_directions: int
-    ) -> InputResult:
+    def probe(self, rng: np.random.Generator, sizes: Sequence[int]) -> InputResult:
+        """Random signed directions through this input, plus sampled entries.
+
+        Kinks are found first among the exact zeros and ties and left out of the directions
+        (a sample of them is compared entry by entry); where a direction fails, more entries
+        are sampled and the direction is bisected down to a wrong entry.
+        """
         size = self.analytic.size
         a = self.analytic.reshape(-1)
-        sampled: set[int] = set()
-        if n_samples:
-            sampled = set(rng.choice(size, size=min(size, n_samples), replace=False).tolist())
-        flat_idx = sorted(sampled | {int(np.argmax(np.abs(a)))})
+        flat_idx = self._sample(rng, N_PASS_SAMPLES, [int(np.argmax(np.abs(a)))])
         numeric, errs = self.coordinates(flat_idx)
         gscale = max(finite_max(np.abs(numeric)), float(np.sqrt(np.mean(a * a))))
-        atol = self.atol(gscale, finite_max(errs))
-        # directions: the error of a sum of `size` entries, each within about rtol * gscale
+        excluded = self._kinks_up_front(rng, gscale)
+        if excluded.size:
+            extra = self._sample_from(rng, excluded, N_SAMPLES, flat_idx)
+            nj, ej = self.coordinates(extra)
+            flat_idx += extra
+            numeric, errs = np.append(numeric, nj), np.append(errs, ej)
         dir_entries: list[Entry] = []
         kinks: set[int] = set()
-        for k in range(n_directions):
+        for k in range(N_DIRECTIONS):
             v = signs(rng, self.shape)
+            v.reshape(-1)[excluded] = 0.0
             v.reshape(-1)[sorted(kinks)] = 0.0  # kinks found by earlier directions
-            nv, ev = self.directional(v)
-            av = float(np.sum(self.analytic * v))
-            tol = 4 * ev + self.direction_tolerance(gscale)
+            av, nv, ev, w = self.directional(v)
+            tol = 4 * ev + self.direction_tolerance(w, gscale)
             for _ in range(MAX_KINKS):
                 if abs(av - nv) <= tol:
                     break
@@ -112,22 +162,32 @@ class Comparison:
                 # out of the direction and the search repeated
                 j = self._localize(v, av - nv, size)
                 kink = self.kink(j, float(a[j]), float(tol))
-                if kink is None or not kink[1]:
+                if kink is None or not kink[2]:
                     # sample the lines through it, so that the report can tell one wrong
                     # column from one wrong entry
                     extra = [j] + self._lines_through(j, rng)
                     extra = [t for t in dict.fromkeys(extra) if t not in flat_idx]
                     nj, ej = self.coordinates(extra)
                     flat_idx.extend(extra)
-                    numeric = np.append(numeric, nj)
-                    errs = np.append(errs, ej)
+                    numeric, errs = np.append(numeric, nj), np.append(errs, ej)
                     break
-                self.kink_notes.append(kink[0])
+                left, right, _ = kink
+                self.kink_notes.append(
+                    f"{self.name}[{self._where(j)}] (one-sided derivatives {_num(left)} and "
+                    f"{_num(right)}) sits at a kink a random direction met; left out of it"
+                )
                 kinks.add(j)
                 v.reshape(-1)[j] = 0.0
-                nv, ev = self.directional(v)
-                av = float(np.sum(self.analytic * v))
+                av, nv, ev, w = self.directional(v)
+                tol = 4 * ev + self.direction_tolerance(w, gscale)
             dir_entries.append(Entry(("direction", k), av, nv, ev, tol))
+        if any(not e.passed for e in dir_entries):
+            # a wrong gradient: enough sampled entries for its pattern (a ratio, a transpose)
+            extra = self._sample(rng, N_SAMPLES, flat_idx)[len(flat_idx) :]
+            nj, ej = self.coordinates(extra)
+            flat_idx += extra
+            numeric, errs = np.append(numeric, nj), np.append(errs, ej)
+        atol = self.atol(gscale, finite_max(errs))
         values = a[flat_idx]
         indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in flat_idx]
         return self.result(
@@ -138,13 +198,54 @@ class Comparison:
             atol,
             gscale,
             sizes,
-            len(flat_idx) + n_directions,
+            len(flat_idx) + N_DIRECTIONS,
             dir_entries,
             flat_idx,
         )
 
-    def kink(self, j: int, analytic: float, tol: float) -> tuple[str, bool] | None:
-        """None if flat entry j is smooth, else (message, whether the analytic value is allowed).
+    def _sample(self, rng: np.random.Generator, n: int, have: list[int]) -> list[int]:
+        """``have`` followed by up to n random flat indices not in it."""
+        size = self.analytic.size
+        picked = rng.choice(size, size=min(size, n + len(have)), replace=False).tolist()
+        new = [int(j) for j in picked if j not in set(have)][:n]
+        return list(have) + new
+
+    def _sample_from(
+        self, rng: np.random.Generator, pool: np.ndarray, n: int, have: Sequence[int]
+    ) -> list[int]:
+        chosen = rng.choice(pool, size=min(pool.size, n), replace=False).tolist()
+        return [int(j) for j in chosen if j not in set(have)]
+
+    def _kinks_up_front(self, rng: np.random.Generator, gscale: float) -> np.ndarray:
+        """The exact zeros and ties if one direction through them all meets a kink, else none.
+
+        A kink sends a probe direction's error far beyond its tolerance, and bisecting to one
+        kink at a time costs log2(size) evaluations each: with half the entries of a
+        post-ReLU input at 0 that never ends. Five evaluations tell whether any candidate is a
+        kink; then all of them leave the directions and a sample is compared one by one.
+        """
+        candidates = kink_candidates(self.loss.base[self.i])
+        if candidates.size == 0:
+            return candidates
+        v = np.zeros(self.analytic.size)
+        v[candidates] = signs(rng, (candidates.size,))
+        w = self.loss.direction(self.i, v.reshape(self.shape))
+        left, right, change = self.loss.one_sided_along({self.i: w})
+        jump = abs(right - left)
+        tol = self.direction_tolerance(w, gscale) + 1e-300
+        if not (jump > 10 * tol and abs(change) < 0.25 * jump):
+            return np.zeros(0, dtype=int)
+        self.kink_notes.append(
+            f"{candidates.size} entries of {self.name} sit exactly at 0 or at a tie and L has "
+            f"a kink there; they are left out of the random directions, "
+            f"{min(candidates.size, N_SAMPLES)} of them compared one by one"
+        )
+        return candidates
+
+    # -- kinks and localization ------------------------------------------------------------
+
+    def kink(self, j: int, analytic: float, tol: float) -> tuple[float, float, bool] | None:
+        """None if flat entry j is smooth, else (left, right, whether the analytic is allowed).
 
         A kink (ReLU at 0, a tie in a max) is a jump between the one-sided derivatives that
         does not shrink with the step; any value between them (a subgradient) is allowed.
@@ -153,14 +254,11 @@ class Comparison:
         jump = abs(right - left)
         if not (jump > 10 * tol and abs(change) < 0.25 * jump):
             return None
-        index = ", ".join(str(int(t)) for t in np.unravel_index(j, self.shape))
-        sides = (
-            f"{self.name}[{index}] sits at a kink "
-            f"(one-sided derivatives {left:.6g} and {right:.6g})"
-        )
-        if min(left, right) - tol <= analytic <= max(left, right) + tol:
-            return f"{sides}; the analytic {analytic:.6g} is between them, not counted", True
-        return f"{sides} and the analytic {analytic:.6g} is neither", False
+        allowed = min(left, right) - tol <= analytic <= max(left, right) + tol
+        return left, right, allowed
+
+    def _where(self, j: int) -> str:
+        return ", ".join(str(int(t)) for t in np.unravel_index(j, self.shape))
 
     def _lines_through(self, j: int, rng: np.random.Generator, per_axis: int = 8) -> list[int]:
         """Flat indices of up to ``per_axis`` entries on each axis-parallel line through j."""
@@ -175,19 +273,73 @@ class Comparison:
 
     def _localize(self, v: np.ndarray, discrepancy: float, size: int) -> int:
         """Bisect the entries of direction v to one whose gradient is wrong; log2(size) steps."""
-        a, vflat = self.analytic.reshape(-1), v.reshape(-1)
-        idx = np.arange(size)
+        vflat = v.reshape(-1)
+        idx = np.flatnonzero(vflat)
         while idx.size > 1:
             half = idx[: idx.size // 2]
             vh = np.zeros(size)
             vh[half] = vflat[half]
-            nh, _ = self.directional(vh.reshape(self.shape))
-            d_half = float(np.dot(a[half], vflat[half])) - nh
+            ah, nh, _, _ = self.directional(vh.reshape(self.shape))
+            d_half = ah - nh
             if abs(d_half) >= abs(discrepancy - d_half):
                 idx, discrepancy = half, d_half
             else:
                 idx, discrepancy = idx[idx.size // 2 :], discrepancy - d_half
-        return int(idx[0])
+        return int(idx[0]) if idx.size else 0
+
+    # -- the verdict ---------------------------------------------------------------------------
+
+    def _kinks_among_failures(
+        self,
+        a: np.ndarray,
+        abs_err: np.ndarray,
+        tol: np.ndarray,
+        failed: np.ndarray,
+        flat_idx: Sequence[int] | None,
+    ) -> tuple[np.ndarray, list[str], list[str]]:
+        """Test failing entries, worst first, for a kink: (exempt mask, notes, hints).
+
+        Every failing entry is tested until MAX_SMOOTH of them turned out smooth: a correct
+        layer on post-ReLU activations has dozens of kinks and nothing else failing, while a
+        wrong layer's failures are smooth, and testing all of them would only cost time.
+        """
+        exempt = np.zeros(failed.shape, dtype=bool)
+        allowed_at: list[tuple[str, float, float]] = []
+        wrong_at: list[tuple[str, float, float, float]] = []
+        smooth = 0
+        for k in np.flatnonzero(failed)[np.argsort(-abs_err[failed], kind="stable")]:
+            if smooth >= MAX_SMOOTH:
+                break
+            j = int(flat_idx[k]) if flat_idx is not None else int(k)
+            kink = self.kink(j, float(a[k]), float(tol[k]))
+            if kink is None:
+                smooth += 1
+                continue
+            left, right, allowed = kink
+            where = f"{self.name}[{self._where(j)}]"
+            if allowed:
+                exempt[k] = True
+                allowed_at.append((where, left, right))
+            else:
+                wrong_at.append((where, left, right, float(a[k])))
+        notes, hints = [], []
+        if allowed_at:
+            where, left, right = allowed_at[0]
+            count = len(allowed_at)
+            notes.append(
+                f"{count} {'entry' if count == 1 else 'entries'} at kinks, e.g. {where} "
+                f"(one-sided derivatives {_num(left)} and {_num(right)}); the analytic values "
+                "lie between the one-sided derivatives, not counted"
+            )
+        if wrong_at:
+            where, left, right, value = wrong_at[0]
+            count = len(wrong_at)
+            hints.append(
+                f"{count} {'entry' if count == 1 else 'entries'} at kinks with an analytic "
+                f"value outside the one-sided derivatives, e.g. {where} (one-sided "
+                f"{_num(left)} and {_num(right)}, analytic {_num(value)})"
+            )
+        return exempt, notes, hints
 
     def result(
         self,
@@ -202,11 +354,13 @@ class Comparison:
         dir_entries: list[Entry],
         flat_idx: Sequence[int] | None = None,
     ) -> InputResult:
+        """The verdict on compared entries: flat arrays ``a`` (analytic), ``n`` (numerical),
+        ``errs`` (error estimates) at multi-indices ``indices`` (flat ones ``flat_idx``, or
+        0..size-1 in full mode), plus the probe directions ``dir_entries``."""
         tol = atol + self.rtol * np.abs(n)
         abs_err = np.abs(a - n)
         nonfinite = ~np.isfinite(n)
         failed = (abs_err > tol) | nonfinite
-        notes: list[str] = []
         hints: list[str] = []
         if nonfinite.any():
             k = int(np.flatnonzero(nonfinite)[0])
@@ -217,25 +371,26 @@ class Comparison:
                 "(sqrt or log near 0?); not a verdict on the backward there"
             )
         abs_err = np.where(nonfinite, np.inf, abs_err)
-        for k in np.flatnonzero(failed)[np.argsort(-abs_err[failed])][:16]:
-            j = flat_idx[k] if flat_idx is not None else int(k)
-            kink = self.kink(int(j), float(a[k]), float(tol[k]))
-            if kink is not None:
-                message, allowed = kink
-                if allowed:
-                    failed[k] = False
-                (notes if allowed else hints).append(message)
-        notes = list(dict.fromkeys(notes + self.kink_notes))
+        exempt, notes, kink_hints = self._kinks_among_failures(a, abs_err, tol, failed, flat_idx)
+        failed &= ~exempt
+        hints += kink_hints
+        notes = list(dict.fromkeys(self.kink_notes + notes))
+        judged_err = np.where(exempt, 0.0, abs_err)  # kinks' subgradients are not errors
         dir_failed = [e for e in dir_entries if not e.passed]
-        rel = abs_err / np.maximum(np.abs(n), max(1e-3 * gscale, np.finfo(np.float64).tiny))
+        rel = judged_err / np.maximum(np.abs(n), max(1e-3 * gscale, np.finfo(np.float64).tiny))
         rel = np.where(nonfinite, np.inf, rel)
+        order = [k for k in np.argsort(-judged_err, kind="stable") if not exempt[k]]
         entries = [
             Entry(indices[k], float(a[k]), float(n[k]), float(errs[k]), float(tol[k]))
-            for k in np.argsort(-abs_err, kind="stable")[:N_WORST]
+            for k in order[:N_WORST]
         ]
         if dir_failed:
             entries = [e for e in entries if not e.passed] + dir_failed
-        hints = pattern_hints(self.name, self.shape, a, n, indices, failed, atol, sizes) + hints
+        analytic_all = self.analytic if flat_idx is not None else None
+        hints = (
+            pattern_hints(self.name, self.shape, a, n, indices, failed, atol, sizes, analytic_all)
+            + hints
+        )
         if dir_failed and not failed.any():
             hints.append(
                 f"random directions through {self.name} fail but no sampled entry does: an "
@@ -248,7 +403,7 @@ class Comparison:
             self.dtype,
             n_failed == 0,
             method=self.method,
-            max_abs_error=float(np.max(abs_err, initial=0.0)),
+            max_abs_error=float(np.max(judged_err, initial=0.0)),
             max_rel_error=float(np.max(rel, initial=0.0)),
             atol=float(atol),
             rtol=float(self.rtol),
@@ -260,41 +415,9 @@ class Comparison:
         )
 
 
-def joint_directions_agree(
-    loss: Loss, checks: Mapping[int, Comparison], rng: np.random.Generator, notes: list[str]
-) -> bool:
-    """True if N_DIRECTIONS random signed directions through all inputs agree within tolerance.
-
-    An error e in one input's gradient shows up in a direction v as <e, v>: exactly |e_j| for
-    one wrong entry, and with a spread of |e| for many, so a few directions see any error
-    above the tolerance of a sum of ``size`` entries.
-    """
-    if not checks:
-        return True
-    worst = 0.0
-    tol_inputs = sum(
-        loss.scale[i] * c.direction_tolerance(float(np.max(np.abs(c.analytic), initial=0.0)))
-        for i, c in checks.items()
-    )
-    bounds = np.cumsum([0] + [c.analytic.size for c in checks.values()])
-    for _ in range(N_DIRECTIONS):
-        all_signs = signs(rng, (int(bounds[-1]),))  # one draw for all inputs
-        ws, analytic, tol = {}, 0.0, tol_inputs
-        for k, (i, check) in enumerate(checks.items()):
-            v = all_signs[bounds[k] : bounds[k + 1]].reshape(check.shape)
-            ws[i] = loss.scale[i] * v
-            analytic += loss.scale[i] * float(np.dot(check.analytic.reshape(-1), v.reshape(-1)))
-        numerical, err = loss.directional(ws, checks[next(iter(checks))].use_complex)
-        tol += 4 * err
-        if not abs(analytic - numerical) <= tol:
-            return False
-        worst = max(worst, abs(analytic - numerical) / tol if tol else 0.0)
-    notes.append(
-        f"{N_DIRECTIONS} random directions through all inputs agree "
-        f"(largest error {worst:.2g} of its tolerance); the largest entry of each gradient "
-        "checked on its own"
-    )
-    return True
+def _num(value: float) -> str:
+    """A number for the report; -0 shows as 0."""
+    return f"{value + 0.0:.6g}"
 
 
 def finite_max(values: np.ndarray) -> float:

@@ -26,11 +26,14 @@ def pattern_hints(
     failed: np.ndarray,
     atol: float,
     sizes: Sequence[int] = (),
+    analytic_all: np.ndarray | None = None,
 ) -> list[str]:
     """Hints for input ``name`` from compared entries (flat arrays ``analytic``, ``numerical``).
 
     indices: the multi-index of each entry; failed: a boolean mask of the failing ones;
     sizes: axis sizes of all inputs (candidates for a missing ``1/m``).
+    analytic_all: the whole analytic gradient (shape ``shape``) when only sampled entries were
+        compared: a transposed matrix is then seen at the sampled entries, ``a[q, p] == n[p, q]``.
     """
     hints: list[str] = []
     if not failed.any():
@@ -47,17 +50,36 @@ def pattern_hints(
         spread = float(np.max(np.abs(ratio - med)))
         if spread <= max(1e-6, 0.01 * abs(med - 1)) and abs(med - 1) > 1e-6:
             hints.append(_ratio_hint(name, med, sizes))
-    if (
-        len(shape) == 2
-        and shape[0] == shape[1]
-        and len(indices) == analytic.size == shape[0] * shape[1]
-    ):
-        a2 = analytic.reshape(shape)
-        n2 = numerical.reshape(shape)
-        if np.allclose(a2, n2.T, rtol=1e-6, atol=atol) and not np.allclose(a2, n2, atol=atol):
-            hints.append(f"the analytic gradient of {name} is the numerical one transposed")
+    if _transposed(shape, analytic, numerical, indices, atol, analytic_all):
+        hints.append(f"the analytic gradient of {name} is the numerical one transposed")
     hints.extend(_confined_hints(name, shape, indices, failed))
     return hints
+
+
+def _transposed(
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numerical: np.ndarray,
+    indices: Sequence[tuple[int, ...]],
+    atol: float,
+    analytic_all: np.ndarray | None,
+) -> bool:
+    """True if the compared entries fit ``analytic == numerical.T`` and not ``analytic ==
+    numerical``: for a square matrix, from every entry or from sampled ones."""
+    if len(shape) != 2 or shape[0] != shape[1]:
+        return False
+    if analytic_all is None:
+        if len(indices) != analytic.size or analytic.size != shape[0] * shape[1]:
+            return False
+        analytic_all = analytic.reshape(shape)
+    mirrored = np.array([analytic_all[q, p] for p, q in indices])
+    off_diagonal = np.array([p != q for p, q in indices])
+    if not off_diagonal.any():
+        return False
+    return bool(
+        np.allclose(mirrored, numerical, rtol=1e-6, atol=atol)
+        and not np.allclose(analytic, numerical, atol=atol)
+    )
 
 
 def _ratio_hint(name: str, ratio: float, sizes: Sequence[int]) -> str:

@@ -51,18 +51,38 @@ def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def input_scale(x: np.ndarray) -> float:
-    """The scale of an input's variation: its standard deviation, else its magnitude, else 1.
+    """The spread of an input's entries: the scale on which the layer's output bends.
 
-    Steps are sized by this, not by one absolute epsilon, so that inputs of size 1e4 or 1e-4
-    are perturbed by the same relative amount.
+    The median absolute deviation (robust to one outlier such as ``x[0, 0] = 1e5``), else the
+    standard deviation, else the magnitude, else 1. Not the magnitude first: batch norm of
+    ``x = 1e4 + N(0, 1)`` bends on the scale 1, and a step sized from 1e4 is all truncation
+    error. Entries far from the rest get a larger step of their own (:func:`step_floor`).
     """
     if x.size == 0:
         return 1.0
-    absx = np.abs(x)
-    rms = float(np.sqrt(np.mean(absx * absx)))
-    std = float(np.std(x)) if x.size > 1 else 0.0
-    scale = std if std > 1e-3 * rms else rms
-    return scale if scale > 0 and math.isfinite(scale) else 1.0
+    x = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        mad = 1.4826 * float(np.median(np.abs(x - np.median(x)))) if x.size > 2 else 0.0
+        std = float(np.std(x)) if x.size > 1 else 0.0
+        rms = float(np.sqrt(np.mean(x * x)))
+    for scale in (mad, std, rms):
+        if scale > 0 and math.isfinite(scale):
+            return scale
+    return 1.0
+
+
+def step_floor(x: np.ndarray) -> np.ndarray:
+    """The smallest step at each entry: sqrt(eps) * |x|.
+
+    ``x + h`` is rounded at ``|x|``; a step at least sqrt(eps) * |x| keeps that rounding below
+    sqrt(eps) of the step, so the step actually taken is the step intended.
+    """
+    return math.sqrt(EPS64) * np.abs(x)
+
+
+def power_of_two(h: float) -> float:
+    """The power of two nearest to h: multiples t * w of it are exact in binary."""
+    return float(2.0 ** round(math.log2(h)))
 
 
 @contextlib.contextmanager
@@ -124,7 +144,7 @@ class Loss:
         return total
 
     def at(self, ws: Mapping[int, np.ndarray], t: float) -> float:
-        """L at ``x_i + t w_i`` for the inputs i of the direction ``ws`` (real)."""
+        """L at ``x_i + t w_i`` for the inputs i of the direction ``ws`` (real; snap it first)."""
         args = list(self.real)
         for i, w in ws.items():
             args[i] = self.base[i] + t * w
@@ -152,13 +172,15 @@ class Loss:
         """
         if not self.wrt:
             return self.eps_eval
-        ws = {i: signs(rng, self.base[i].shape) * self.scale[i] for i in self.wrt}
+        spacing = power_of_two(1e-6)
+        ws = {i: self.direction(i, signs(rng, self.base[i].shape)) for i in self.wrt}
+        ws = self.snap(ws, spacing)
         # sixteen values, twelve fourth differences: a kink crossed by the series (ReLU input
         # next to 0) spoils at most four of them, so their median still measures the noise;
         # the spacing is large enough that a forward computing in float32 inside shows its
         # rounding rather than a staircase, and small enough that the smooth part (~1e-24) is not
         # seen even in float64. NaN (a step outside the domain) leaves the float64 floor.
-        vals = np.array([self.at(ws, k * 1e-6) for k in range(16)])
+        vals = np.array([self.at(ws, k * spacing) for k in range(16)])
         d4 = np.abs(np.diff(vals, 4))
         d4 = d4[np.isfinite(d4)]
         sigma = float(np.median(d4)) / (0.6745 * math.sqrt(70.0)) if d4.size else 0.0
@@ -166,8 +188,28 @@ class Loss:
         self.eps_eval = self.noise_abs / self.magnitude
         return self.eps_eval
 
-    def step(self, i: int) -> float:
-        return self.eps_eval ** (1.0 / 3.0) * self.scale[i]
+    def fd_step(self) -> float:
+        """The central-difference step in units of the direction: the optimum eps ** (1/3)."""
+        return power_of_two(self.eps_eval ** (1.0 / 3.0))
+
+    def step(self, i: int, x0: float) -> float:
+        """The step at an entry x0 of input i: the spread's, at least the rounding floor."""
+        return max(self.fd_step() * self.scale[i], float(step_floor(np.array(x0))))
+
+    def direction(self, i: int, v: np.ndarray) -> np.ndarray:
+        """Signs ``v`` of input i as a direction in the input's units: the spread, and at an
+        entry far from the rest (an outlier, a large mean) enough to clear its rounding."""
+        unit = np.maximum(self.scale[i], step_floor(self.base[i]) / self.fd_step())
+        return v * unit
+
+    def snap(self, ws: Mapping[int, np.ndarray], t: float) -> dict[int, np.ndarray]:
+        """The direction actually taken from x at the step t (a power of two).
+
+        ``x + t w`` is rounded at ``|x|``: w' = (fl(x + t w) - x) / t is exact, and so are the
+        points x + k t w' (k = 1, 2, ...) of a difference quotient, which then is the derivative
+        along w' without the rounding of x; callers compare with the analytic <g, w'>.
+        """
+        return {i: ((self.base[i] + t * w) - self.base[i]) / t for i, w in ws.items()}
 
     # -- complex step ----------------------------------------------------------------------
 
@@ -191,23 +233,28 @@ class Loss:
             total += complex(np.dot(d, o.reshape(-1)))
         return total
 
-    def directional(self, ws: Mapping[int, np.ndarray], use_complex: bool) -> tuple[float, float]:
-        """(value, error estimate) of the derivative of L along ``x_i + t w_i`` at t = 0.
+    def directional(
+        self, ws: Mapping[int, np.ndarray], use_complex: bool
+    ) -> tuple[float, float, dict[int, np.ndarray]]:
+        """(value, error estimate, direction taken) of the derivative of L along ``x_i + t w_i``.
 
         ``ws`` maps input positions to directions in the inputs' own units (one input, or
         several at once: the derivative is then the sum of their directional derivatives).
+        Finite differences go along the snapped direction (:meth:`snap`), returned as the third
+        element: the analytic side is ``sum_i <g_i, w_i>`` over it.
         """
-        if use_complex:
+        if use_complex:  # x + i h w: the real part is not rounded
             args = list(self._complex_args())
             for i, w in ws.items():
                 args[i] = self.base[i] + 1j * COMPLEX_STEP * w
             with complex_errors():
                 value = self.complex_value(args).imag / COMPLEX_STEP
-            return value, 4 * EPS64 * abs(value)
-        h = self.eps_eval ** (1.0 / 3.0)
+            return value, 4 * EPS64 * abs(value), dict(ws)
+        h = self.fd_step()
+        ws = self.snap(ws, h / 2)
         d1 = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
         d2 = (self.at(ws, h / 2) - self.at(ws, -h / 2)) / h
-        return (4 * d2 - d1) / 3, abs(d2 - d1) / 3 + 2 * self.noise_abs / h
+        return (4 * d2 - d1) / 3, abs(d2 - d1) / 3 + 2 * self.noise_abs / h, ws
 
     def complex_coordinates(self, i: int, flat_idx: Sequence[int]) -> np.ndarray:
         args = list(self._complex_args())
@@ -232,20 +279,23 @@ class Loss:
         non-analytic operations lose whole terms of the derivative, an O(1) difference).
         """
         ws = {
-            i: signs(rng, self.base[i].shape) * self.scale[i] for i in self.wrt if self.base[i].size
+            i: self.direction(i, signs(rng, self.base[i].shape))
+            for i in self.wrt
+            if self.base[i].size
         }
         if not ws:
             return None
+        # both sides along the direction finite differences actually take from x
+        ws = self.snap(ws, self.fd_step() / 2)
         try:
-            cs, _ = self.directional(ws, use_complex=True)
+            cs, _, _ = self.directional(ws, use_complex=True)
         except Exception as exc:  # any failure on complex input means: not usable
             first = str(exc).splitlines()[0] if str(exc) else ""
             return f"the forward fails on complex input ({type(exc).__name__}: {first})"
-        # one central difference (two evaluations) is accurate to ~1e-10 at this step: enough
-        # to see the O(1) difference of non-analytic code
-        h = self.eps_eval ** (1.0 / 3.0)
-        fd = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
-        err = 2 * self.noise_abs / h
+        # Richardson (four evaluations) with its error estimate: accurate to ~1e-10 also when
+        # the rounding floor of a large |x| makes the step large against the spread, and the
+        # O(1) difference of non-analytic code is far outside it
+        fd, err, _ = self.directional(ws, use_complex=False)
         if math.isfinite(cs) and not math.isfinite(fd):
             self.cross_check_note = (
                 "finite differences leave the forward's domain (NaN/inf), so the complex step "
@@ -269,7 +319,6 @@ class Loss:
         work = self.base[i].copy()
         args[i] = work
         flat = work.reshape(-1)
-        h = self.step(i)
         values = np.empty(len(flat_idx))
         errs = np.empty(len(flat_idx))
 
@@ -286,6 +335,7 @@ class Loss:
 
         for k, j in enumerate(flat_idx):
             x0 = float(flat[j])
+            h = self.step(i, x0)
             d1, h1 = central(j, x0, h)
             d2, h2 = central(j, x0, h / 2)
             values[k] = (4 * d2 - d1) / 3
@@ -306,7 +356,7 @@ class Loss:
         l0 = float(self.value(args))
         jumps = []
         left = right = 0.0
-        for hh in (self.step(i), self.step(i) / 4):
+        for hh in (self.step(i, x0), self.step(i, x0) / 4):
             tp = (x0 + hh) - x0
             tm = x0 - (x0 - hh)
             flat[j] = x0 + tp
@@ -314,5 +364,22 @@ class Loss:
             flat[j] = x0 - tm
             left = (l0 - float(self.value(args))) / tm
             flat[j] = x0
+            jumps.append(right - left)
+        return left, right, jumps[1] - jumps[0]
+
+    def one_sided_along(self, ws: Mapping[int, np.ndarray]) -> tuple[float, float, float]:
+        """:meth:`one_sided` along a direction: (left, right, jump at h/4 minus jump at h).
+
+        A direction through many candidate kinks at once (every exact zero of a post-ReLU
+        input) tells in five evaluations whether any of them is one.
+        """
+        h = self.fd_step()
+        ws = self.snap(ws, h / 4)
+        l0 = self.at(ws, 0.0)
+        jumps = []
+        left = right = 0.0
+        for t in (h, h / 4):
+            right = (self.at(ws, t) - l0) / t
+            left = (l0 - self.at(ws, -t)) / t
             jumps.append(right - left)
         return left, right, jumps[1] - jumps[0]

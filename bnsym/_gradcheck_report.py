@@ -187,7 +187,8 @@ def _format_input(r: InputResult) -> list[str]:
         for e in r.worst:
             mark = "" if e.passed else "  <-"
             lines.append(
-                f"    {_index(e.index).ljust(idx_w)}  {e.analytic:>20.12e}  {e.numerical:>20.12e}  "
+                f"    {_index(e.index).ljust(idx_w)}  {e.analytic + 0.0:>20.12e}  "
+                f"{e.numerical + 0.0:>20.12e}  "
                 f"{_g(e.abs_error):>8}  {_g(e.error_estimate):>8}  {_g(e.tolerance):>8}{mark}"
             )
     for hint in r.hints:

@@ -198,6 +198,12 @@ def bn_inputs(n, d, dtype=np.float64, scale=1.0, shift=0.0):
     return make
 
 
+def bn_inputs_with_outlier(rng):
+    x, gamma, beta = bn_inputs(8, 3)(rng)
+    x[0, 0] = 1e5  # one entry far from the rest: its column's spread is ~3e4, the others' ~1
+    return x, gamma, beta
+
+
 # --- affine -------------------------------------------------------------------------------------
 
 
@@ -575,6 +581,8 @@ CORRECT: list[Case] = [
         "bn float32 large scale", bn_forward, bn_backward, bn_inputs(16, 4, np.float32, scale=1e3)
     ),
     Case("bn variance near eps", bn_forward, bn_backward, bn_inputs(8, 3, scale=1e-3)),
+    Case("bn mean far above spread", bn_forward, bn_backward, bn_inputs(8, 3, shift=1e4)),
+    Case("bn with an outlier", bn_forward, bn_backward, bn_inputs_with_outlier),
     Case("bn with np.var", bn_forward_npvar, bn_backward, BN),
     Case(
         "bn computing in float32 inside", bn_forward_float32_inside, bn_backward_float32_inside, BN

@@ -17,8 +17,10 @@ from corpus import (
     abs_scale_backward,
     abs_scale_forward,
     affine_backward,
+    affine_backward_dw_transposed,
     affine_forward,
     bn_backward,
+    bn_backward_swapped,
     bn_forward,
     bn_forward_mutating,
     bn_forward_npvar,
@@ -128,6 +130,135 @@ def test_auto_mode_at_512_by_256_probes_and_finds_one_wrong_column():
     assert len(str(report).splitlines()) < 30  # the worst entries, never whole matrices
 
 
+def _with_dx(change):
+    """bn_backward with ``change(dx)`` applied to a copy of its dx."""
+
+    def backward(dout, cache):
+        dx, dgamma, dbeta = bn_backward(dout, cache)
+        dx = dx.copy()
+        change(dx)
+        return dx, dgamma, dbeta
+
+    return backward
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "delta"),
+    [((64, 32), np.float64, 1e-3), ((512, 256), np.float64, 1e-3), ((64, 32), np.float32, 1e-2)],
+    ids=["64x32", "512x256", "64x32-float32"],
+)
+def test_one_wrong_column_is_caught_in_the_default_mode(shape, dtype, delta):
+    # float32 was missed in probe mode: its directions were held to 4 * rtol32 * |g| * sqrt(size)
+    inputs = bn_inputs(*shape, dtype=dtype)(np.random.default_rng(0))
+
+    def add(dx):
+        dx[:, 5] += delta
+
+    report = check_layer(bn_forward, _with_dx(add), *inputs)
+    assert not report.passed and not report["x"].passed, str(report)
+    assert "x[:, 5]" in str(report)
+
+
+def test_one_input_does_not_hide_another_in_probe_mode():
+    # the directions through all inputs at once were held to the sum of their tolerances,
+    # dominated by x ~ 1e4: db[3] off by 0.1 passed
+    rng = np.random.default_rng(7)
+    x, w, b = rng.normal(size=(256, 64)) * 1e4, rng.normal(size=(64, 32)), rng.normal(size=32)
+
+    def backward(dout, cache):
+        dx, dw, db = affine_backward(dout, cache)
+        db = db.copy()
+        db[3] += 0.1
+        return dx, dw, db
+
+    report = check_layer(affine_forward, backward, x, w, b)
+    assert report.mode == "probe" and not report.passed
+    assert not report["b"].passed and report["x"].passed and report["w"].passed
+    assert "only b[3] differs" in str(report)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda x: x + 1e4, lambda x: x.__setitem__((0, 0), 1e5) or x],
+    ids=["mean 1e4, spread 1", "one outlier 1e5"],
+)
+def test_steps_follow_the_spread_of_the_input_not_its_magnitude(change):
+    # steps sized from |x| = 1e4 failed a correct batch norm (rel err 34) and called it
+    # "not complex-analytic"
+    x, gamma, beta = bn_inputs(8, 3)(np.random.default_rng(0))
+    x = change(x)
+    report = check_layer(bn_forward, bn_backward, x, gamma, beta)
+    assert report.passed, str(report)
+    assert report["x"].method == "complex-step" and "not complex-analytic" not in str(report)
+    assert check_layer(bn_forward, bn_backward, x, gamma, beta, method="richardson").passed
+    assert not check_layer(bn_forward, _with_dx(lambda dx: dx.__imul__(1.001)), x, gamma, beta)
+    dout = np.random.default_rng(1).normal(size=x.shape)
+    dx = numerical_vjp(lambda *a: bn_forward(*a)[0], [x, gamma, beta], dout, method="richardson")
+    expected = bn_backward(dout, bn_forward(x, gamma, beta)[1])[0]
+    np.testing.assert_allclose(dx[0], expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_a_float32_backward_far_from_its_float64_self_fails_with_a_hint():
+    # the variance as E[x^2] - E[x]^2 cancels in float32 at x = 3000 + N(0, 1): dx wrong by
+    # 1e7 passed, the difference from float64 joining atol without a bound
+    def backward(dout, cache):
+        x_hat, gamma, std, xc, _ = cache
+        x = xc + 3000
+        mu = x.mean(0)
+        var = (x * x).mean(0) - mu * mu
+        std = np.sqrt(np.maximum(var, 0) + 1e-5)
+        x_hat = (x - mu) / std
+        dx_hat = dout * gamma
+        dx = (dx_hat - dx_hat.mean(0) - x_hat * (dx_hat * x_hat).mean(0)) / std
+        return dx, (dout * x_hat).sum(0), dout.sum(0)
+
+    inputs = bn_inputs(16, 4, np.float32, shift=3000)(np.random.default_rng(8))
+    assert check_layer(bn_forward, bn_backward, *inputs).passed
+    report = check_layer(bn_forward, backward, *inputs)
+    assert not report.passed and not report["x"].passed
+    assert "your float32 backward differs from the same code in float64 by" in str(report)
+    assert "an unstable formula" in str(report)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (64, 32)])
+def test_a_relu_on_post_relu_activations_passes_with_its_kinks_in_one_line(shape):
+    # only the 16 worst failures were looked at for a kink: (8, 8) failed 22 entries
+    def relu_forward(x):
+        return np.maximum(x, 0), x
+
+    def relu_backward(dout, x):
+        return dout * (x > 0)
+
+    h = np.maximum(np.random.default_rng(5).normal(size=shape), 0)  # half exactly 0
+    report = check_layer(relu_forward, relu_backward, h)
+    assert report.passed, str(report)
+    kink_lines = [line for line in str(report).splitlines() if "at kinks, e.g. x[" in line]
+    assert len(kink_lines) == 1
+
+    wrong = tuple(int(k) for k in np.unravel_index(np.argmax(h), h.shape))
+
+    def wrong_backward(dout, x):
+        dx = relu_backward(dout, x)
+        dx[wrong] *= 1.01
+        return dx
+
+    text = str(check_layer(relu_forward, wrong_backward, h))
+    marked = [line for line in text.splitlines() if line.endswith("<-")]
+    assert "FAILED" in text and " -0.0" not in text
+    assert all("direction" in line or str(list(wrong)) in line for line in marked), text
+    assert any(str(list(wrong)) in line for line in marked), text
+
+
+def test_swapped_and_transposed_gradients_are_named_in_the_default_mode():
+    inputs = bn_inputs(64, 32)(np.random.default_rng(0))
+    report = check_layer(bn_forward, bn_backward_swapped, *inputs)
+    assert report.mode == "probe" and "gradients of gamma and beta look swapped" in str(report)
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(32, 32)), rng.normal(size=(32, 32)), np.zeros(32)
+    report = check_layer(affine_forward, affine_backward_dw_transposed, x, w, b)
+    assert report.mode == "probe" and "w is the numerical one transposed" in str(report)
+
+
 # --- independent references ---------------------------------------------------------------------
 
 
@@ -218,7 +349,7 @@ def test_kink_is_flagged_not_failed():
         *leaky_relu_inputs_with_zeros(np.random.default_rng(0)),
     )
     assert report.passed
-    assert "x[1, 2] sits at a kink" in str(report)
+    assert "1 entry at kinks, e.g. x[1, 2] (one-sided derivatives" in str(report)
 
 
 def test_kink_with_analytic_value_outside_is_failed_with_hint():
@@ -229,7 +360,10 @@ def test_kink_with_analytic_value_outside_is_failed_with_hint():
     inputs = leaky_relu_inputs_with_zeros(np.random.default_rng(0))
     report = check_layer(leaky_relu_forward, backward, *inputs)
     assert not report.passed
-    assert "x[1, 2] sits at a kink" in str(report) and "is neither" in str(report)
+    assert (
+        "1 entry at kinks with an analytic value outside the one-sided derivatives, e.g. x[1, 2]"
+        in str(report)
+    )
     assert report["x"].n_failed == 1
 
 
@@ -238,7 +372,8 @@ def test_probe_mode_takes_kinks_out_of_its_directions_and_still_finds_a_wrong_en
     x[1, 2] = x[10, 20] = 0.0  # two kinks of the leaky ReLU
     report = check_layer(leaky_relu_forward, leaky_relu_backward, x)
     assert report.mode == "probe" and report.passed, str(report)
-    assert "x[1, 2] sits at a kink" in str(report) and "x[10, 20] sits at a kink" in str(report)
+    assert "2 entries of x sit exactly at 0 or at a tie and L has a kink there" in str(report)
+    assert "2 entries at kinks, e.g. x[" in str(report)
 
     def backward(dout, x):
         dx = leaky_relu_backward(dout, x).copy()
@@ -442,6 +577,9 @@ def f(x):
 
 def vjp(dout, x):
     return dout * np.cos(x)
+
+def broken_backward(dout, cache):
+    raise RuntimeError("oops in the backward")
 """
 
 
@@ -487,6 +625,20 @@ def test_cli_bad_input_shapes(layers_module):
         + ["--input", "4,3", "--input", "4,2", "--input", "2"],
     )
     assert result.exit_code == 2 and "check the --input shapes" in result.output
+
+
+def test_cli_names_the_function_that_raised(layers_module):
+    runner = CliRunner()
+    shapes = ["--input", "4,3", "--input", "3,2", "--input", "2"]
+    result = runner.invoke(
+        main, ["gradcheck", "gc_layers:affine_forward", "gc_layers:broken_backward", *shapes]
+    )
+    assert result.exit_code == 2
+    assert "gc_layers:broken_backward raised (RuntimeError: oops in the backward)" in result.output
+    assert "check the --input shapes" not in result.output
+    result = runner.invoke(main, ["gradcheck", "gc_layers:f", "gc_layers:vjp", "--input", "5"])
+    assert result.exit_code == 2 and "pass --function" in result.output
+    assert "check_function" not in result.output
 
 
 def test_cli_function_flag_and_float32(layers_module):
