@@ -395,6 +395,17 @@ def _gradcheck_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _gradcheck_raised_in(exc: BaseException, fn: Callable[..., Any]) -> bool:
+    """True if the traceback of ``exc`` passes through the body of ``fn``."""
+    code = getattr(fn, "__code__", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 @main.command("gradcheck")
 @click.argument("forward", metavar="PKG.MODULE:FORWARD")
 @click.argument("backward", metavar="PKG.MODULE:BACKWARD")
@@ -458,7 +469,7 @@ def gradcheck(
     """
     import numpy as np
 
-    from bnsym.gradcheck import check_function, check_layer
+    from bnsym.gradcheck import NotALayerError, check_function, check_layer
 
     fwd, bwd = _gradcheck_load(forward), _gradcheck_load(backward)
     sizes = [_gradcheck_shape(s) for s in shapes]
@@ -467,13 +478,25 @@ def gradcheck(
     check = check_function if as_function else check_layer
     try:
         report = check(fwd, bwd, *inputs, seed=seed, mode=mode, method=method, rtol=rtol, atol=atol)
+    except NotALayerError:
+        raise BadInput(
+            f"{forward} does not return (out, cache); if it is f(*inputs) -> out with "
+            f"{backward} as vjp(dout, *inputs), pass --function"
+        ) from None
     except Exception as exc:
         shown = ", ".join(str(s) for s in sizes)
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise BadInput(
-            f"{forward} failed on random inputs of shapes {shown} ({type(exc).__name__}: {first});"
-            " check the --input shapes"
-        ) from None
+        raised = f"({type(exc).__name__}: {first})"
+        if _gradcheck_raised_in(exc, bwd) and not _gradcheck_raised_in(exc, fwd):
+            raise BadInput(
+                f"{backward} raised {raised} on random inputs of shapes {shown}"
+            ) from None
+        if _gradcheck_raised_in(exc, fwd):
+            raise BadInput(
+                f"{forward} raised {raised} on random inputs of shapes {shown}; "
+                "check the --input shapes"
+            ) from None
+        raise BadInput(f"the check failed on random inputs of shapes {shown} {raised}") from None
     click.echo(str(report))
     if not report.passed:
         raise SystemExit(1)
