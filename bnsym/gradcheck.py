@@ -9,8 +9,8 @@ compares each returned gradient with numerical derivatives of ``L``:
   finite-difference evaluations);
 - ``mode="probe"``: per input, random signed directions, which see an error anywhere in its
   gradient, and a few sampled entries; where a direction disagrees, more sampled entries and a
-  bisection of the direction down to a wrong entry. Inputs of up to ``SMALL_INPUT`` entries
-  (gamma, beta, a bias) are compared entry by entry, so that swapped gradients are named;
+  bisection of the direction down to a wrong entry. A failing input of up to ``SMALL_INPUT``
+  entries (gamma, beta, a bias) is compared entry by entry, so that swapped gradients are named;
 - ``mode="auto"``: ``full`` up to ``FULL_LIMIT`` checked entries, ``probe`` above.
 
 The tolerance of each input is ``atol + rtol * |numerical|`` with ``rtol`` 1000 units of the
@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 FULL_LIMIT = 512  # mode="auto": "full" up to this many checked entries, "probe" above
-SMALL_INPUT = 64  # mode="probe": inputs up to this size are still compared entry by entry
+SMALL_INPUT = 64  # mode="probe": failing inputs up to this size are compared entry by entry
 # a float32 gradient may differ from the same backward in float64 by this many float32
 # roundings of its terms; more is an unstable formula, not rounding
 ROUNDINGS_ALLOWED = 64
@@ -512,11 +512,12 @@ def _check_quietly(
             )
             continue
         check, g_dtype = checks[i], grads[i].dtype  # type: ignore[union-attr]
-        if chosen_mode == "full" or check.analytic.size <= SMALL_INPUT:
+        if chosen_mode == "probe":
+            result = check.probe(rng, sizes)
+        if chosen_mode == "full" or (not result.passed and check.analytic.size <= SMALL_INPUT):
+            # a small input that fails is compared entry by entry: swapped gradients show
             result = check.full(sizes)
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
-        else:
-            result = check.probe(rng, sizes)
         if g_dtype != np.asarray(a).dtype:
             input_notes[i].append(
                 f"gradient dtype {g_dtype} differs from the input's {np.asarray(a).dtype}"
