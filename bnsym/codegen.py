@@ -25,10 +25,12 @@ array([[-1.],
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import linecache
 import os
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +113,9 @@ def generate(
     if command is None:
         command = _python_call(d)
     source = _module_source(d, command)
-    filename = f"<bnsym-generated {_variant_text(d)}>"
+    # one name per distinct source (two modules may differ in their command line only)
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
+    filename = f"<bnsym-generated {_variant_text(d)} {digest}>"
     # Registered with linecache, as lambdify does, so that inspect.getsource works.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {"__name__": "bnsym_generated"}
@@ -133,28 +137,58 @@ class _Kernel:
 
 
 def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
-    """The forward and backward kernels, in the graph symbols of the derivation."""
+    """The forward and backward kernels, in the graph symbols of the derivation.
+
+    The graph, in the order it is computed: ``mu_B``; the centred rows ``xmu_i = x_i - mu_B``
+    (eval mode: ``x_i - running_mean``); ``sigma2_B``; ``sigma_B`` where ε is outside the root;
+    the denominator ``std`` of x̂ and ``inv_std = 1/std``; ``xhat_i = xmu_i*inv_std``.
+    """
     s, o = d.symbols, d.options
     eps = sp.Symbol("eps", positive=True)  # the argument's name, not the paper's ε
-    rename = {s.eps: eps}
+    rename: dict[sp.Expr, sp.Expr] = {s.eps: eps}
+    if s.var is not None:
+        rename[sp.sqrt(s.var)] = s.sigma  # sigma_B by name wherever it appears
     params: tuple[sp.Symbol, ...] = (s.gamma, s.beta) if o.affine else ()
     if o.mode == "eval":
         params += (s.running_mean, s.running_var)
-    # The forward graph: mu_B, sigma2_B (train mode), xhat_i; the outputs y_i.
     nodes = {step.lhs: step.rhs.xreplace(rename) for step in d.forward}
-    graph = tuple((lhs, rhs) for lhs, rhs in nodes.items() if lhs not in s.y)
+    xmu = tuple(sp.Symbol(f"xmu{i}", real=True) for i in range(1, o.m + 1))
+    centred = {sp.numer(nodes[xh]): c for xh, c in zip(s.x_hat, xmu, strict=True)}
+    stds = {sp.denom(nodes[xh]) for xh in s.x_hat}
+    if len(stds) != 1:  # pragma: no cover - every row is divided by the same denominator
+        raise RuntimeError("the rows of x_hat do not share one denominator")
+    std_expr = stds.pop()
+    std = sp.Symbol("std", positive=True)
+    inv_std = sp.Symbol("inv_std", positive=True)
+    graph: list[tuple[sp.Symbol, sp.Expr]] = []
+    if s.mu in nodes:
+        graph.append((s.mu, nodes[s.mu]))
+    graph += [(c, numer) for numer, c in centred.items()]
     if s.var in nodes:
-        # sigma_B = sqrt(sigma2_B), by name wherever it appears (the closed form uses it)
-        by_name = {sp.sqrt(s.var): s.sigma}
-        rename.update(by_name)
-        graph = tuple((lhs, rhs.xreplace(by_name)) for lhs, rhs in graph)
-        graph = graph[:2] + ((s.sigma, sp.sqrt(s.var)),) + graph[2:]
+        graph.append((s.var, nodes[s.var].xreplace(centred)))
+        if std_expr.has(s.sigma):
+            graph.append((s.sigma, sp.sqrt(s.var)))
+    graph += [(std, std_expr), (inv_std, 1 / std)]
+    graph += [(xh, c * inv_std) for xh, c in zip(s.x_hat, xmu, strict=True)]
     y = tuple(nodes[yi] for yi in s.y)
-    forward = _Kernel("_forward", (*s.x, *params, eps), y, graph)
+    forward = _Kernel("_forward", (*s.x, *params, eps), y, tuple(graph))
 
-    # The backward: the two sums of the closed form, then dx_i, dgamma, dbeta.
-    closed = {step.lhs: step.rhs.xreplace(rename) for step in d.closed_form[1:]}
-    dx = tuple(closed[dxi] for dxi in s.dx)
+    # The backward: the two sums of the closed form, then dx_i, dgamma, dbeta; the closed
+    # form written with std and inv_std, and, where eps is outside the root, with
+    # inv_sigma_B for 1/sigma_B (see _INV_SIGMA).
+    inverses: dict[sp.Expr, sp.Expr] = {1 / std: inv_std}
+    defs: list[tuple[sp.Symbol, sp.Expr]] = []
+    if std_expr.has(s.sigma):
+        inv_sigma = sp.Symbol("inv_sigma_B", nonnegative=True)
+        inverses[1 / s.sigma] = inv_sigma
+        defs.append((inv_sigma, _InverseOrZero(s.sigma)))
+
+    def in_graph_terms(e: sp.Expr) -> sp.Expr:
+        e = sp.factor_terms(e.xreplace(rename), radical=False, clear=False)
+        return e.subs(std_expr, std).xreplace(inverses)
+
+    closed = {step.lhs: step.rhs for step in d.closed_form[1:]}
+    dx = tuple(in_graph_terms(closed[dxi]) for dxi in s.dx)
     named = {sym.name: sym for e in dx for sym in e.free_symbols}
     sums = {
         "sum_dy": sp.Add(*s.dy),
@@ -167,7 +201,9 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
         adjoint = {step.lhs: step.rhs for step in d.backward}
         # dgamma = sum(dy_i * xhat_i), dbeta = sum(dy_i): the sums already defined.
         outputs += tuple(adjoint[a].xreplace(by_value) for a in (s.dgamma, s.dbeta))
-    backward = _Kernel("_backward", (*s.dy, *s.x, *params, eps), outputs, graph + sum_defs)
+    backward = _Kernel(
+        "_backward", (*s.dy, *s.x, *params, eps), outputs, (*graph, *defs, *sum_defs)
+    )
     for kernel in (forward, backward):
         known = set(kernel.args) | {sym for sym, _ in kernel.definitions}
         used = {
@@ -201,7 +237,11 @@ def _cse(definitions: Sequence[tuple[sp.Symbol, sp.Expr]]) -> Callable[[Any], An
         outputs = [_tidy(e) for e in reduced[len(lhs) :]]
         needed = _needed(assignments, outputs)
         ordered = _in_dependency_order([(a, _tidy(e)) for a, e in assignments if a in needed])
-        return ordered, outputs
+        # number the temporaries in the order they are computed: _t0, _t1, ...
+        temp_names = (sym for sym, _ in ordered if sym.name.startswith("_t"))
+        renumber = {sym: sp.Symbol(f"_t{k}") for k, sym in enumerate(temp_names)}
+        ordered = [(renumber.get(a, a), e.xreplace(renumber)) for a, e in ordered]
+        return ordered, [e.xreplace(renumber) for e in outputs]
 
     return cse
 
@@ -245,6 +285,51 @@ def _in_dependency_order(
     return ordered
 
 
+def _natural(name: str) -> tuple[str, int]:
+    """``x10`` -> ("x", 10): rows sort as 1, 2, ..., 10, not as strings."""
+    match = re.fullmatch(r"(.*?)(\d*)", name)
+    assert match is not None  # the pattern matches every string
+    prefix, digits = match.groups()
+    return prefix, int(digits) if digits else -1
+
+
+class _Printer(NumPyPrinter):
+    """lambdify's NumPy printer, with terms in row order and a few spellings a person uses."""
+
+    def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
+        # Row order (x1 + x2 + ... + x10), positive terms first (x1 - mu_B), then simpler
+        # terms first (4*dy1 - sum_dy - _t1*xhat1, as the textbook writes it).
+        def key(term: Any) -> tuple[Any, ...]:
+            names = sorted((_natural(sym.name) for sym in term.free_symbols), key=str)
+            names.sort()
+            return (term.could_extract_minus_sign(), len(term.free_symbols), names, str(term))
+
+        return sorted(expr.args, key=key)
+
+    def _print_Pow(self, expr: Any, rational: bool = False) -> str:
+        if expr.exp == -1:  # 1/std, not std**(-1.0)
+            return f"1/{self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE['Pow'])}"
+        return str(super()._print_Pow(expr, rational=rational))
+
+    def _print__InverseOrZero(self, expr: Any) -> str:
+        a = self._print(expr.args[0])
+        return f"numpy.where({a} > 0, 1/{a}, 0.0)"
+
+
+class _InverseOrZero(sp.Function):
+    """1/a where a > 0, else 0 (a Piecewise would collapse: sigma_B is declared positive)."""
+
+    is_real = True
+
+
+# Where eps is outside the root, the closed form of dx has the term
+# x̂_i·sum_dy_xhat·std/sigma_B, which is 0·∞ for a constant feature; its limit is 0 (x̂ = 0).
+_INV_SIGMA = (
+    "    # 1/sigma_B, or 0 for a constant feature (sigma_B = 0): there x_hat = 0, and the term\n"
+    "    # xhat_i*sum_dy_xhat*std/sigma_B of dx tends to 0, its limit (as in bnsym.reference)\n"
+)
+
+
 def _kernel_source(kernel: _Kernel) -> str:
     """The kernel's Python source, printed by lambdify's NumPy printer with our CSE."""
     fn = sp.lambdify(
@@ -252,7 +337,7 @@ def _kernel_source(kernel: _Kernel) -> str:
         list(kernel.outputs),
         modules="numpy",
         # fully qualified: numpy.sqrt, as the module imports numpy and nothing from it
-        printer=NumPyPrinter(
+        printer=_Printer(
             {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True}
         ),
         cse=_cse(kernel.definitions),
@@ -263,7 +348,64 @@ def _kernel_source(kernel: _Kernel) -> str:
     text = re.sub(r"^def _lambdifygenerated\(", f"def {kernel.name}(", text)
     if "_Dummy" in text:  # pragma: no cover - every argument is a named Symbol
         raise RuntimeError("lambdify introduced a dummy name")
-    return text.rstrip() + "\n"
+    lines = []
+    for line in text.rstrip().splitlines():
+        if line.startswith("    inv_sigma_B = "):
+            lines.append(_INV_SIGMA.rstrip())
+        if line.startswith("    return [") and line.endswith("]"):
+            items = _split_top_level(line[len("    return [") : -1], ", ")
+            lines += ["    return [", *(f"        {item}," for item in items), "    ]"]
+        else:
+            lines.append(_wrap(line))
+    return "\n".join(lines) + "\n"
+
+
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """Split ``text`` at each ``sep`` outside parentheses and brackets."""
+    parts, depth, start, k = [], 0, 0, 0
+    while k < len(text):
+        ch = text[k]
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and text.startswith(sep, k):
+            parts.append(text[start:k])
+            k += len(sep)
+            start = k
+            continue
+        k += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _wrap(line: str, width: int = 99) -> str:
+    """Break a long line inside its parentheses before ``+``/``-`` or after ``,``.
+
+    A sum over m = 64 rows would otherwise be one line of 700 characters.
+    """
+    if len(line) <= width:
+        return line
+    lhs, equals, rhs = line.partition(" = ")
+    if equals and len(_split_top_level(rhs, " + ")) > 1:  # a sum: parenthesize to break it
+        line = f"{lhs} = ({rhs})"
+    indent = " " * (len(line) - len(line.lstrip()) + 8)
+    out, current, depth = [], "", 0
+    k = 0
+    while k < len(line):
+        ch = line[k]
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        current += ch
+        k += 1
+        at_break = depth > 0 and (
+            ch == "," or line.startswith(" + ", k) or line.startswith(" - ", k)
+        )
+        if at_break and len(current) > width - 20 and len(current) > len(indent) + 20:
+            out.append(current.rstrip())
+            current = indent
+            while k < len(line) and line[k] == " ":
+                k += 1
+    out.append(current)
+    return "\n".join(out)
 
 
 # --- the module -------------------------------------------------------------------------------
@@ -281,20 +423,32 @@ def _module_source(d: Derivation, command: str) -> str:
     if o.mode == "eval":
         checks.append("    _nonnegative('running_var', running_var)")
     call = ", ".join(["*x", *params, "eps"])
+    finite_args = "running_var, eps" if o.mode == "eval" else "x, eps"
     returns = "(dx, dgamma, dbeta)" if o.affine else "dx"
     lines = [
         f"# Generated by bnsym {__version__} from its derivation; regenerate rather than edit.",
         f"# Batch normalization for a batch of m = {o.m} rows.",
-        f"# Variant: {_variant_text(d, long=True)}.",
-        f"# Command: {command}",
+        *textwrap.wrap(
+            f"Variant: {_variant_text(d, long=True)}.",
+            width=97,
+            initial_indent="# ",
+            subsequent_indent="#   ",
+            break_on_hyphens=False,
+        ),
+        f"# Command: {_comment_text(command)}",
         "#",
         "# forward and backward check their arguments and call the kernels _forward and",
         "# _backward, printed by sympy.lambdify (NumPy printer) from the computation graph:",
         "# x1..xm and dy1..dym are the rows of x and dout, each (D,); in train mode mu_B is the",
-        "# batch mean, sigma2_B the batch variance, sigma_B its root; xhat_i the normalized rows,",
-        "# sum_dy = sum(dy_i), sum_dy_xhat = sum(dy_i * xhat_i); _t0, _t1, ... are shared",
-        "# subexpressions.",
-        f'"""Batch normalization for m = {o.m} rows, generated by bnsym (NumPy only)."""',
+        "# batch mean, sigma2_B the batch variance, sigma_B its root; xmu_i = x_i - mu_B the",
+        "# centred rows, std the denominator of x_hat and inv_std = 1/std; xhat_i the normalized",
+        "# rows, sum_dy = sum(dy_i), sum_dy_xhat = sum(dy_i * xhat_i); _t0, _t1, ... are",
+        "# shared subexpressions.",
+        f'"""Batch normalization for m = {o.m} rows, generated by bnsym (NumPy only).',
+        "",
+        "Arguments are array-likes of real numbers (integers are converted to float64); complex",
+        "input is accepted too and carried through, for the complex-step derivative check.",
+        '"""',
         "",
         "import numpy",
         "",
@@ -307,9 +461,9 @@ def _module_source(d: Derivation, command: str) -> str:
         "    D = x.shape[1]",
         *checks,
         "    eps = _eps(eps)",
-        "    with numpy.errstate(divide='ignore', invalid='ignore'):",
+        _ERRSTATE,
         f"        y = numpy.stack(_forward({call}))",
-        "    _finite_result('y', y, eps)",
+        f"    _finite_result('y', y, {finite_args})",
         "    return y",
         "",
         "",
@@ -325,10 +479,10 @@ def _module_source(d: Derivation, command: str) -> str:
         "        raise ValueError(f'dout must have the shape of x {x.shape}; got {dout.shape}')",
         *checks,
         "    eps = _eps(eps)",
-        "    with numpy.errstate(divide='ignore', invalid='ignore'):",
+        _ERRSTATE,
         f"        grads = _backward(*dout, {call})",
         "    dx = numpy.stack(grads[:M])",
-        "    _finite_result('dx', dx, eps)",
+        f"    _finite_result('dx', dx, {finite_args})",
         "    return (dx, grads[M], grads[M + 1])" if o.affine else "    return dx",
         "",
         "",
@@ -337,6 +491,7 @@ def _module_source(d: Derivation, command: str) -> str:
         _kernel_source(bwd_kernel),
         "",
         _CHECKS,
+        _FINITE_EVAL if o.mode == "eval" else _FINITE_TRAIN,
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -346,13 +501,19 @@ _CHECKS = """\
 
 
 def _array(name, a):
-    a = numpy.asarray(a)
+    try:
+        a = numpy.asarray(a)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular array of numbers; {exc}") from None
     if a.dtype.kind in "iu":
         a = a.astype(numpy.float64)
     elif a.dtype.kind not in "fc":
         raise ValueError(f"{name} must be an array of numbers; got dtype {a.dtype}")
-    # One pass instead of two: a sum is finite only if every entry is (inf and nan spread).
-    if not numpy.isfinite(a.sum()):
+    # One pass instead of two: a sum is finite only if every entry is (inf and nan spread);
+    # a sum that overflows is looked at entry by entry, without a warning.
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        total = a.sum()
+    if not numpy.isfinite(total):
         bad = numpy.argwhere(~numpy.isfinite(a))
         if bad.size:
             where = tuple(int(i) for i in bad[0])
@@ -385,19 +546,50 @@ def _nonnegative(name, a):
 
 
 def _eps(eps):
+    if isinstance(eps, numpy.ndarray) and eps.shape == ():
+        eps = eps[()]  # a 0-d array, numpy.array(1e-5): its scalar
     if isinstance(eps, bool) or not isinstance(eps, (int, float, numpy.integer, numpy.floating)):
         raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
     if not numpy.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
     return float(eps)
+"""
 
+_ERRSTATE = (
+    "    # 0/0 and overflow are reported by _finite_result, by feature, not as warnings\n"
+    "    with numpy.errstate(divide='ignore', invalid='ignore', over='ignore'):"
+)
 
-def _finite_result(name, a, eps):
-    if not numpy.isfinite(a.sum()):
+_FINITE_TRAIN = """
+def _finite_result(name, a, x, eps):
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        if numpy.isfinite(a.sum()):
+            return
+    constant = numpy.flatnonzero((x == x[0]).all(axis=0))
+    if eps == 0 and constant.size:
         raise ValueError(
-            f"{name} is not finite: a feature of x has zero variance and eps = {eps} leaves "
-            "0/0 (or a square root without a derivative at 0); use eps > 0"
+            f"{name} is not finite: feature {int(constant[0])} of x is constant (zero variance) "
+            "and eps = 0 leaves 0/0; use eps > 0"
         )
+    raise ValueError(
+        f"{name} is not finite: the computation overflowed float64; scale x (and dout) down"
+    )
+"""
+
+_FINITE_EVAL = """
+def _finite_result(name, a, running_var, eps):
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        if numpy.isfinite(a.sum()):
+            return
+    zero = numpy.flatnonzero(running_var + eps == 0)
+    if zero.size:
+        raise ValueError(
+            f"{name} is not finite: running_var + eps = 0 for feature {int(zero[0])}, "
+            "a division by zero; use eps > 0"
+        )
+    raise ValueError(
+        f"{name} is not finite: the computation overflowed float64; scale x (and dout) down"
+    )
 """
 
 
@@ -424,6 +616,15 @@ def _variant_text(d: Derivation, long: bool = False) -> str:
         parts.append("running statistics")
     parts.append("affine (gamma, beta)" if o.affine else "no affine")
     return ", ".join(parts)
+
+
+def _comment_text(text: str) -> str:
+    """``text`` fit for one comment line: line breaks and other control characters escaped.
+
+    A newline in a command-line argument would otherwise end the comment and leave the rest
+    of the command as code.
+    """
+    return re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]", lambda c: repr(c.group())[1:-1], text)
 
 
 def _python_call(d: Derivation) -> str:

@@ -80,8 +80,11 @@ def test_check_fails_when_the_generated_code_is_broken(runner, monkeypatch) -> N
         module = generate(*args, **kwargs)
         # break the generated source itself: dgamma off by 0.1%
         source = module.source.replace(
-            "return [_t", "sum_dy_xhat = 1.001 * sum_dy_xhat\n    return [_t", 1
+            "    return [\n        _t0*",
+            "    sum_dy_xhat = 1.001 * sum_dy_xhat\n    return [\n        _t0*",
+            1,
         )
+        assert source != module.source
         namespace: dict = {}
         exec(compile(source, "<broken>", "exec"), namespace)
         return dataclasses.replace(module, source=source, backward=namespace["backward"])
