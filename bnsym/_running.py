@@ -159,7 +159,7 @@ def batchnorm_forward_eval(
         eps, eps_placement, affine: as in :func:`batchnorm_forward`.
 
     Returns:
-        ``(out, cache)`` with ``out = gamma * (x - running_mean) / D + beta``, ``D`` being
+        ``(out, cache)`` with ``out = gamma * (x - running_mean) / std + beta``, ``std`` being
         ``sqrt(running_var + eps)`` or ``sqrt(running_var) + eps``.
 
     >>> out, cache = batchnorm_forward_eval([[3.0]], [2.0], [1.0], [1.0], [4.0], eps=0.0)
@@ -177,7 +177,7 @@ def batchnorm_forward_eval(
 def batchnorm_backward_eval(
     dout: ArrayLike, cache: EvalCache
 ) -> tuple[Array, Array | None, Array | None]:
-    """Backward pass of :func:`batchnorm_forward_eval`: ``dx = gamma * dout / D``.
+    """Backward pass of :func:`batchnorm_forward_eval`: ``dx = gamma * dout / std``.
 
     ``dgamma = sum(dout * x_hat)`` and ``dbeta = sum(dout)`` as in training mode (``None``
     without affine).  Same shapes as :func:`batchnorm_backward`.
@@ -303,13 +303,13 @@ class BatchNorm:
                 "momentum=None (a cumulative average) exists only for convention='torch'"
             )
         if momentum is not None and (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
+            isinstance(momentum, (bool, np.bool_))
+            or not isinstance(momentum, (int, float, np.integer, np.floating))
             or not 0 <= momentum <= 1
         ):
             raise BatchNormError(f"momentum must be a number in [0, 1] or None; got {momentum!r}")
         self.num_features = int(num_features)
-        self.momentum: float | None = momentum
+        self.momentum: float | None = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.convention: Convention = convention
         D = self.num_features

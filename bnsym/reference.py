@@ -5,7 +5,7 @@ Three readings of the same layer, in the CS231n layer contract (``forward -> (ou
 (m, D) and ``gamma``, ``beta`` of shape (D,):
 
 - **fused**: :func:`batchnorm_forward` / :func:`batchnorm_backward`, the closed-form gradient
-  ``dx = gamma / D * (dout - mean(dout) - k * x_hat * sum(dout * x_hat))`` the way a person
+  ``dx = gamma / std * (dout - mean(dout) - k * x_hat * sum(dout * x_hat))`` the way a person
   simplifies it on paper;
 - **staged**: :func:`batchnorm_forward_staged` / :func:`batchnorm_backward_staged`, the
   computation graph walked one node at a time (mean, centre, square, variance, sqrt, invert,
@@ -198,7 +198,7 @@ class FusedCache:
 
     x_hat: Array  # (N, D)
     gamma: Array | None  # (D,), a copy
-    inv_std: Array  # (D,), 1 / D where D is the denominator of x_hat
+    inv_std: Array  # (D,), 1 / std where std is the denominator of x_hat
     c: Array  # (D,), coefficient of x_hat * sum(dout * x_hat) in dx, see batchnorm_backward
 
 
@@ -260,15 +260,15 @@ def batchnorm_backward(
 ) -> tuple[Array, Array | None, Array | None]:
     """Backward pass of :func:`batchnorm_forward`, in closed form.
 
-    With ``g = gamma * dout`` and ``D`` the denominator of ``x_hat``::
+    With ``g = gamma * dout`` and ``std`` the denominator of ``x_hat``::
 
-        dx     = (g - mean(g) - c * x_hat * sum(g * x_hat)) / D
+        dx     = (g - mean(g) - c * x_hat * sum(g * x_hat)) / std
         dgamma = sum(dout * x_hat)
         dbeta  = sum(dout)
 
     (sums and means over the batch axis), where ``c = k`` for ``eps`` inside the square root
-    and ``c = k * D / sqrt(var)`` for ``eps`` outside it.  For the default variant this is the
-    textbook ``dx = gamma/(m*D) * (m*dout - sum(dout) - x_hat*sum(dout*x_hat))``.
+    and ``c = k * std / sqrt(var)`` for ``eps`` outside it.  For the default variant this is the
+    textbook ``dx = gamma/(m*std) * (m*dout - sum(dout) - x_hat*sum(dout*x_hat))``.
 
     Args:
         dout: upstream gradient, shape (N, D), as ``out``.

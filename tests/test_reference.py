@@ -579,3 +579,31 @@ def test_finite_differences_catch_the_classic_mistakes():
         f = lambda z: batchnorm_forward(z, gamma, beta, eps, **variant)[0]  # noqa: E731, B023
         num_dx = numerical_grad(f, x, dout, FD_H)
         assert rel_err(dx, num_dx, dx_scale(x, gamma, dout, eps)) > 100 * FD_TOL, variant
+
+
+@pytest.mark.parametrize("momentum", [np.float32(0.1), np.float64(0.1), np.int64(1)], ids=repr)
+def test_momentum_may_be_a_numpy_number(momentum):
+    layer = BatchNorm(3, momentum=momentum)
+    assert layer.momentum == float(momentum) and type(layer.momentum) is float
+    x = np.arange(12.0).reshape(4, 3)
+    layer.forward(x)
+    expected = float(momentum) * x.mean(0)  # (1 - momentum) * 0 + momentum * mean
+    np.testing.assert_allclose(layer.running_mean, expected, rtol=1e-15)
+    with pytest.raises(BatchNormError, match="momentum"):
+        BatchNorm(3, momentum=np.bool_(True))
+    with pytest.raises(BatchNormError, match="momentum"):
+        BatchNorm(3, momentum=np.float64("nan"))
+
+
+def test_docstrings_call_the_denominator_std_not_d():
+    # D is the number of features; the denominator of x_hat is std (STYLE.md, section 3).
+    import bnsym._running as running
+    import bnsym.reference as ref
+
+    for module in (ref, running):
+        for name, obj in vars(module).items():
+            doc = getattr(obj, "__doc__", None) or ""
+            if getattr(obj, "__module__", module.__name__) != module.__name__:
+                continue
+            assert "/ D" not in doc and "D the denominator" not in doc, (module.__name__, name)
+            assert "``D`` being" not in doc and "(m*D)" not in doc, (module.__name__, name)
