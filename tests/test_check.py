@@ -233,3 +233,12 @@ def test_codegen_bad_m(runner: CliRunner, tmp_path, m: str) -> None:
     path = tmp_path / "bn.py"
     line = _one_line_error(runner.invoke(main, ["codegen", "--m", m, "-o", str(path)]))
     assert "m must" in line and not path.exists()
+
+
+def test_codegen_header_survives_a_newline_in_an_argument(runner: CliRunner, tmp_path) -> None:
+    path = tmp_path / "a\nb.py"
+    result = runner.invoke(main, ["codegen", "--m", "2", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    source = path.read_text()
+    compile(source, "bn.py", "exec")  # a SyntaxError before the header was escaped
+    assert "a\\nb.py" in source.splitlines()[3]
