@@ -68,11 +68,14 @@ def main() -> None:
         f"bnsym {ratio_b:.1f}× faster\n"
     )
 
-    print("(c) bnsym derive --m M vs bare `import sympy`  (goal: m = 128 within 30×)")
+    print("(c) bnsym derive --m M vs bare `import sympy`  (goal: m = 128 within 30×;")
+    print("    medians of --repeat runs up to m = 32, one run above)")
     print("    | m | derive (s) | import sympy (s) | ratio |")
     print("    |---|---|---|---|")
     for m in (2, 4, 8, 16, 32, 64, 128):
-        c = interleaved({"import": IMPORT_SYMPY, "derive": derive(m)}, 3 if m <= 32 else 1)
+        c = interleaved(
+            {"import": IMPORT_SYMPY, "derive": derive(m)}, args.repeat if m <= 32 else 1
+        )
         print(
             f"    | {m} | {c['derive']:.2f} | {c['import']:.2f} | "
             f"{c['derive'] / c['import']:.1f}× |",

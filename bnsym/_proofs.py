@@ -1,17 +1,24 @@
-"""Exact proofs for the batch-norm derivation: the closed form, the Jacobian, the identities.
+"""Exact proofs for the batch-norm derivation: the closed form, the Jacobian, the identities,
+and the explicit results.
 
 Brute force (expand everything in x_1..x_m, then ``simplify``) takes minutes at m = 16. The
 proofs here use the algebraic structure instead, in a *centred frame*:
 
-- x_i = μ + d_i with d_m = −(d_1 + … + d_{m−1}), which is the definition of μ (Σ d_i = 0);
-- σ²_B = σ² for a positive symbol σ, related to the d_i by σ² = k·Σ d_i² (k = 1/m or 1/(m−1));
+- x_i = μ_B + d_i with d_m = −(d_1 + … + d_{m−1}), which is the definition of μ_B (Σd_i = 0);
+- σ²_B = σ² for a positive symbol σ;
 - ε = S² − σ² with S > 0 when ε is inside the root (so √(σ²_B + ε) = S), and ε = T − σ with
   T > 0 when it is outside (so σ_B + ε = T).
 
-Every quantity is then a polynomial in d_i, dy_i, γ, σ and the reciprocals of S, T and σ, and
-an identity holds exactly when the expanded difference is zero after replacing σ² by k·Σ d_i²
-(1 and σ are linearly independent over the rational functions of the d_i, since k·Σ d_i² is
-not a perfect square). Each expansion has O(m) terms per element, so the proofs cost O(m²).
+Every quantity of the graph is then a Laurent polynomial in d_i, dy_i, γ, β, σ, S, T (held as
+SymPy's sparse ``PolyElement``), and an identity holds exactly when the difference is the zero
+polynomial. σ stays a free symbol: the graph's expressions depend on the variance only
+through σ²_B, so no relation between σ and the d_i is needed, except where a proof says so
+and uses the definition of σ²_B explicitly (Σ x̂_i² in the residual of Σ ∂ℓ/∂x_i·x̂_i).
+Each element costs O(m) terms, so the proofs cost O(m²).
+
+Every proof starts from the derivation's own forward graph and chain-rule steps (passed in),
+so a wrong graph or a wrong step makes the proofs that depend on it fail; the tests tamper
+with each of them to check that.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from bnsym.symbolic import (
     DIRECT_MAX_M,
     EXPLICIT_MAX_M,
     JACOBIAN_MAX_M,
+    VALUE_MAX_M,
     Step,
     Symbols,
     _normalizer,
@@ -47,67 +55,34 @@ class ProofError(RuntimeError):
     """An expression fell outside the frame (a bug in the derivation, not bad input)."""
 
 
-class Frame:
-    """The centred frame of one derivation: maps graph expressions to Laurent polynomials.
+class Laurent:
+    """Maps SymPy expressions to Laurent polynomials over QQ in the generators ``gens``.
 
-    Polynomials are SymPy's sparse ``PolyElement`` over QQ (dicts of exponent tuples), which
-    is two orders of magnitude faster than ``expand`` on ``Expr`` trees. Negative exponents
-    are allowed for S, T and σ (all positive), which makes the ring the Laurent ring in them.
+    Polynomials are SymPy's sparse ``PolyElement`` (dicts of exponent tuples), two orders of
+    magnitude faster than ``expand`` on ``Expr`` trees. Negative exponents are allowed (for
+    positive generators such as S, T and σ), which makes the ring the Laurent ring. ``values``
+    maps symbols to the polynomials they stand for; ``overrides`` maps whole subexpressions.
+    A rational power is taken only of a single monomial whose root is exact.
     """
 
-    def __init__(self, s: Symbols, variance: str, placement: str, mode: str) -> None:
+    def __init__(self, gens: Sequence[sp.Symbol]) -> None:
         from sympy.polys.domains import QQ
         from sympy.polys.rings import ring
 
-        self.s, self.placement, self.mode = s, placement, mode
-        m = s.m
-        self.sigma = s.sigma
-        self.S = sp.Symbol("S", positive=True)
-        self.T = sp.Symbol("T", positive=True)
-        train = mode == "train"
-        free = sp.symbols(f"d1:{m}", real=True) if train else ()
-        self.extra = sp.symbols("a c", real=True)
-        gens = [
-            *free,
-            *s.dy,
-            s.gamma,
-            s.beta,
-            s.mu,
-            self.sigma,
-            self.S,
-            self.T,
-            *self.extra,
-            SUM_DY,
-            SUM_DY_XHAT,
-        ]
-        if not train:
-            gens += [*s.x, s.running_mean]
-        self.ring, *ring_gens = ring(gens, QQ)
-        self.gen = dict(zip(gens, ring_gens, strict=True))
-        self.k = _normalizer(m, variance) if train else sp.Integer(0)
-        values: dict[sp.Basic, Any] = {}
-        if train:
-            d = [self.gen[f] for f in free]
-            d.append(-sum(d, self.ring.zero))  # Σ d_i = 0 is the definition of μ_B
-            self.d = d
-            values.update({xi: self.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
-            values[s.var] = self.gen[self.sigma] ** 2
-        else:
-            values[s.running_var] = self.gen[self.sigma] ** 2
-        sigma_r = self.gen[self.sigma]
-        if placement == "inside":
-            values[s.eps] = self.gen[self.S] ** 2 - sigma_r**2
-        else:
-            values[s.eps] = self.gen[self.T] - sigma_r
-        self.values = values
+        radicals = [sp.Symbol(f"r{p}", positive=True) for p in RADICALS]
+        self.ring, *ring_gens = ring([*gens, *radicals], QQ)
+        self.gen = dict(zip([*gens, *radicals], ring_gens, strict=True))
+        self.radical = {p: self.gen[r] for p, r in zip(RADICALS, radicals, strict=True)}
+        self.radical_index = {len(gens) + i: p for i, p in enumerate(RADICALS)}
+        self.values: dict[sp.Basic, Any] = {}
         self.overrides: dict[sp.Basic, Any] = {}
         # Subtrees are shared between the m elements (∂ℓ/∂σ²_B appears in every ∂ℓ/∂x_i):
         # converting each once keeps the proofs O(m²).
         self.memo: dict[sp.Basic, Any] = {}
 
     def __call__(self, expr: sp.Basic) -> Any:
-        """``expr`` as a Laurent polynomial in the frame (raises ProofError if it cannot be)."""
-        return self._convert(expr, self.memo)
+        """``expr`` as a Laurent polynomial (raises ProofError if it cannot be one)."""
+        return _normalize(self, self._convert(expr, self.memo))
 
     def _convert(self, e: sp.Basic, memo: dict[sp.Basic, Any]) -> Any:
         hit = memo.get(e)
@@ -123,24 +98,66 @@ class Frame:
         elif e.is_Rational:
             out = R(e)
         elif e.is_Add:
-            out = R.zero
+            # Accumulate into one dict: adding term by term would copy the sum each time,
+            # O(n²) for a sum of n terms.
+            acc: dict[Any, Any] = {}
+            zero = R.domain.zero
             for a in e.args:
-                out = out + self._convert(a, memo)
+                for monom, coeff in self._convert(a, memo).items():
+                    acc[monom] = acc.get(monom, zero) + coeff
+            out = R.zero.copy()  # a PolyElement is a dict: fill it without re-converting
+            out.update((k, v) for k, v in acc.items() if v)
         elif e.is_Mul:
+            # Small factors first: multiplying a long sum by each one-term factor in turn
+            # would pass over the sum once per factor.
             out = R.one
-            for a in e.args:
-                out = out * self._convert(a, memo)
+            for factor in sorted((self._convert(a, memo) for a in e.args), key=len):
+                out = out * factor
         elif e.is_Pow:
             base = self._convert(e.base, memo)
             exp = e.exp
             if exp.is_Integer and exp >= 0:
                 out = base ** int(exp)
             else:
-                out = _monomial_power(R, base, exp, e)
+                out = _monomial_power(self, base, exp, e)
         else:
-            raise ProofError(f"cannot put {e} in the centred frame")
+            raise ProofError(f"cannot write {e} as a Laurent polynomial here")
         memo[e] = out
         return out
+
+    def is_zero(self, expr: sp.Basic) -> bool:
+        """True when ``expr`` is identically zero as a Laurent polynomial; exact."""
+        return not self(expr)
+
+
+class Frame(Laurent):
+    """The centred frame of one derivation (see the module docstring)."""
+
+    def __init__(self, s: Symbols, variance: str, placement: str, mode: str) -> None:
+        self.s, self.placement, self.mode = s, placement, mode
+        self.sigma = s.sigma
+        self.S = sp.Symbol("S", positive=True)
+        self.T = sp.Symbol("T", positive=True)
+        train = mode == "train"
+        free = sp.symbols(f"d1:{s.m}", real=True) if train else ()
+        self.extra = (sp.Symbol("a", positive=True), sp.Symbol("c", real=True))
+        gens = [*free, *s.dy, s.gamma, s.beta, s.mu, self.sigma, self.S, self.T, *self.extra]
+        gens += [SUM_DY, SUM_DY_XHAT]
+        if not train:
+            gens += [*s.x, s.running_mean]
+        super().__init__(gens)
+        sigma = self.gen[self.sigma]
+        if train:
+            d = [self.gen[f] for f in free]
+            d.append(-sum(d, self.ring.zero))  # Σ d_i = 0 is the definition of μ_B
+            self.values.update({xi: self.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
+            self.values[s.var] = sigma**2
+        else:
+            self.values[s.running_var] = sigma**2
+        if placement == "inside":
+            self.values[s.eps] = self.gen[self.S] ** 2 - sigma**2
+        else:
+            self.values[s.eps] = self.gen[self.T] - sigma
 
     def coefficients(self, linear: Sequence[Any], of: Sequence[sp.Symbol]) -> list[list[Any]]:
         """For polynomials p_i linear in the symbols ``of`` (c_j), the matrix [j][i] of the
@@ -159,23 +176,117 @@ class Frame:
                 out[where[g]][i] += R({rest: coeff})
         return out
 
-    def is_zero(self, expr: sp.Basic) -> bool:
-        """True when ``expr`` (in graph symbols) is identically zero in the frame; exact."""
-        return not self(expr)
+
+#: Square roots of these primes may appear as coefficients (√2, √3 in the factored results for
+#: small m); each is a generator r_p of the ring with r_p² = p, applied by ``_normalize``.
+RADICALS = (2, 3, 5, 7)
 
 
-def _monomial_power(R: Any, base: Any, exp: sp.Rational, e: sp.Basic) -> Any:
-    """base**exp for a single-term base (S², σ, 4·S²...); rational exponents need exact roots."""
+def _monomial_power(self: Laurent, base: Any, exp: sp.Rational, e: sp.Basic) -> Any:
+    """base**exp for a single-term base (S², σ, 4·S²...); rational exponents need exact roots
+    of the monomial and, for the coefficient, a square root made of the ring's radicals."""
+    R = self.ring
     if len(base) != 1:
         raise ProofError(f"{e}: the base is not a single monomial in the frame")
     ((monom, coeff),) = base.items()
     p, q = int(exp.p), int(exp.q)
     if any(x * p % q for x in monom):
         raise ProofError(f"{e}: the exponent does not divide the monomial's exponents")
+    out = R({tuple(x * p // q for x in monom): 1})
     c = sp.Rational(coeff.numerator, coeff.denominator) ** exp
-    if not c.is_Rational:
+    if c.is_Rational:
+        return out * R(c)
+    if q != 2:
         raise ProofError(f"{e}: the coefficient has no rational root")
-    return R({tuple(x * p // q for x in monom): c})
+    # c = n^(p/2) with n rational: n^p = a/b, √(a/b) = √(a·b)/b, √(a·b) = s·Π √prime
+    ab = sp.Rational(coeff.numerator, coeff.denominator) ** p
+    a_b = int(ab.p * ab.q)
+    out = out * R(sp.Rational(1, int(ab.q)))
+    for prime, power in sp.factorint(a_b).items():
+        out = out * R(sp.Integer(prime) ** (power // 2))
+        if power % 2:
+            r = self.radical.get(prime)
+            if r is None:
+                raise ProofError(f"{e}: √{prime} is not among the ring's radicals")
+            out = out * r
+    return out
+
+
+def _normalize(self: Laurent, poly: Any) -> Any:
+    """Reduce every power of a radical r_p to r_p⁰ or r_p¹ using r_p² = p (exact)."""
+    index = self.radical_index
+    if not any(monom[g] for monom in poly.itermonoms() for g in index):
+        return poly  # the common case: no radicals at all
+    domain = self.ring.domain
+    acc: dict[tuple[int, ...], Any] = {}
+    for monom, coeff in poly.items():
+        exps, factor = list(monom), domain.one
+        for g, prime in index.items():
+            keep = exps[g] % 2
+            factor *= domain.convert(sp.Integer(prime) ** ((exps[g] - keep) // 2))
+            exps[g] = keep
+        key = tuple(exps)
+        acc[key] = acc.get(key, domain.zero) + coeff * factor
+    out = self.ring.zero.copy()
+    out.update((k, v) for k, v in acc.items() if v)
+    return out
+
+
+class _Ctx:
+    """What every proof of one derivation needs: the graph, the chain rule, the frame."""
+
+    def __init__(
+        self,
+        s: Symbols,
+        forward: Sequence[Step],
+        backward: Sequence[Step],
+        variance: str,
+        placement: str,
+        affine: bool,
+        mode: str,
+    ) -> None:
+        self.s, self.forward, self.m = s, forward, s.m
+        self.variance, self.placement, self.affine = variance, placement, affine
+        self.train = mode == "train"
+        self.frame = Frame(s, variance, placement, mode)
+        self.gamma = s.gamma if affine else sp.Integer(1)
+        self.mu, self.var = (s.mu, s.var) if self.train else (s.running_mean, s.running_var)
+        self.D = sp.sqrt(self.var + s.eps) if placement == "inside" else sp.sqrt(self.var) + s.eps
+        self.k = _normalizer(s.m, variance) if self.train else sp.Integer(0)
+        # r: the extra factor of the x̂x̂ᵀ term when ε is outside the root, (σ + ε)/σ.
+        self.r = sp.Integer(1) if placement == "inside" else self.D / sp.sqrt(self.var)
+        self.definition = {n.lhs: n.rhs for n in forward}
+        self.chain_rhs = {st.lhs: st.rhs for st in backward}
+        # The graph's own x̂_i and y_i in terms of x_i, μ_B, σ²_B (not retyped here), so that
+        # every identity is about the derivation as it stands.
+        self.x_hat_graph = [self.definition[xh] for xh in s.x_hat]
+        to_x_hat = dict(zip(s.x_hat, self.x_hat_graph, strict=True))
+        self.y_graph = [self.definition[yi].xreplace(to_x_hat) for yi in s.y]
+        self.frame.values.update({xh: self.frame(d) for xh, d in to_x_hat.items()})
+        self.chain = {st.lhs: st.value for st in backward}
+        # ∂ℓ/∂x_i in the frame: each step's rhs with the earlier adjoints (∂ℓ/∂x̂_i, ∂ℓ/∂σ²_B,
+        # ∂ℓ/∂μ_B) standing for their own polynomials — the chain rule done in the ring.
+        for st in backward:
+            if st.lhs not in s.dx:
+                self.frame.values[st.lhs] = self.frame(st.rhs)
+        self.dx_in_frame = [self.frame(self.chain_rhs[dxi]) for dxi in s.dx]
+        self.dx_chain = [self.chain[dxi] for dxi in s.dx]  # None above VALUE_MAX_M
+        self.verified: dict[str, bool] = {}
+        self.methods: dict[str, str] = {}
+        # The denominator, the mean and the variance's n as the notes write them.
+        self.den_txt = (
+            "√(σ²_run + ε)"
+            if not self.train
+            else "√(σ²_B + ε)"
+            if placement == "inside"
+            else "σ_B + ε"
+        )
+        self.mu_txt = "μ_B" if self.train else "μ_run"
+        self.n_txt = "m" if variance == "biased" else "m − 1"
+
+    def record(self, name: str, ok: bool, method: str) -> None:
+        self.verified[name] = bool(ok)
+        self.methods[name] = method
 
 
 def prove(
@@ -187,207 +298,198 @@ def prove(
     affine: bool,
     mode: str,
 ) -> dict[str, Any]:
-    """Closed form, Jacobian, identities and explicit expressions, with their proofs."""
-    m = s.m
-    frame = Frame(s, variance, placement, mode)
-    train = mode == "train"
-    gamma = s.gamma if affine else sp.Integer(1)
-    mu, var = (s.mu, s.var) if train else (s.running_mean, s.running_var)
-    D = sp.sqrt(var + s.eps) if placement == "inside" else sp.sqrt(var) + s.eps
-    k = _normalizer(m, variance) if train else sp.Integer(0)
-    # r: the extra factor of the x̂x̂ᵀ term when ε is outside the root, (σ + ε)/σ.
-    r = sp.Integer(1) if placement == "inside" else D / sp.sqrt(var)
-    chain = {st.lhs: st.value for st in backward}
-    dx_chain = [chain[dxi] for dxi in s.dx]
-    x_hat_graph = [(xi - mu) / D for xi in s.x]
-    verified: dict[str, bool] = {}
-    methods: dict[str, str] = {}
+    """Closed form, Jacobian, identities and explicit expressions, with their proofs.
 
-    # --- the closed form ---------------------------------------------------------------------
-    c_outer = m * k * r  # 1 for the paper's variant
-    # Shown with σ_B for √σ²_B (ε outside the root), as the notes write it.
-    D_shown, c_shown = D, c_outer
-    if train and placement == "outside":
+    Returns a dict with the keys ``closed_form`` (the generic Step, then one per element),
+    ``jacobian`` (an ImmutableMatrix for m ≤ JACOBIAN_MAX_M, else None),
+    ``jacobian_structure``, ``identities`` (Steps whose rule names their proof),
+    ``verified`` (proof name -> bool), ``proof_methods`` (proof name -> sentence) and
+    ``explicit`` (the results in the inputs only; see :func:`_explicit`).
+    """
+    c = _Ctx(s, forward, backward, variance, placement, affine, mode)
+    closed_form, closed_form_proved = _closed_form(c)
+    if s.m <= DIRECT_MAX_M:
+        c.record(
+            "chain_rule",
+            _direct_matches_chain(c),
+            "the chain-rule ∂ℓ/∂x_i equals Σ_j ∂ℓ/∂y_j·∂y_j/∂x_i with each y_j differentiated "
+            "directly as a function of x_1..x_m, as polynomials (the same substitutions)",
+        )
+    jacobian, structure = _jacobian(c, closed_form_proved)
+    identities = _identities(c)
+    explicit = _explicit(c)
+    c.record(
+        "explicit_results",
+        _explicit_matches(c, explicit),
+        "the results written in x_1..x_m alone (μ_B, σ²_B, x̂_i, y_i, ∂ℓ/∂x_i, ∂ℓ/∂γ, ∂ℓ/∂β) "
+        "equal the forward graph and the chain rule, as polynomials",
+    )
+    return {
+        "closed_form": closed_form,
+        "jacobian": jacobian,
+        "jacobian_structure": structure,
+        "identities": identities,
+        "verified": c.verified,
+        "proof_methods": c.methods,
+        "explicit": explicit,
+    }
+
+
+# --- the closed form ---------------------------------------------------------------------------
+
+
+def _closed_form(c: _Ctx) -> tuple[tuple[Step, ...], bool]:
+    """The closed form ∂ℓ/∂x_i = γ/(m·D)·(m·∂ℓ/∂y_i − Σ_j ∂ℓ/∂y_j − c·x̂_i·Σ_j ∂ℓ/∂y_j·x̂_j)
+    (c = 1 for the paper's variant), shown as written and proved against the chain rule."""
+    s, m = c.s, c.m
+    c_outer = m * c.k * c.r
+    D_shown, c_shown = c.D, c_outer
+    if c.train and c.placement == "outside":  # σ_B for √σ²_B, as the notes write it
         D_shown = s.sigma + s.eps
-        c_shown = m * k * D_shown / s.sigma
+        c_shown = m * c.k * D_shown / s.sigma
 
     def closed(dy_i: sp.Expr, x_hat_i: sp.Expr) -> sp.Expr:
-        """The closed form for one element, its terms kept in the order the notes write them."""
-        if not train:
-            return sp.Mul(gamma / D, dy_i, evaluate=False)
+        if not c.train:
+            return sp.Mul(c.gamma / c.D, dy_i, evaluate=False)
         inner = sp.Add(m * dy_i, -SUM_DY, -sp.Mul(c_shown, x_hat_i, SUM_DY_XHAT), evaluate=False)
-        return sp.Mul(gamma / (m * D_shown), inner, evaluate=False)
+        scale = sp.Pow(sp.Mul(m, D_shown, evaluate=False), -1, evaluate=False)
+        return sp.Mul(sp.Mul(c.gamma, scale, evaluate=False), inner, evaluate=False)
 
-    generic = Step(
-        DX_I,
-        closed(DY_I, XHAT_I),
-        "closed form" if train else "eval mode: a per-feature scaling",
-    )
+    generic = Step(DX_I, closed(DY_I, XHAT_I), "closed form" if c.train else "eval mode: a scaling")
     sum_dy = sp.Add(*s.dy)
-    sum_dy_xhat_graph = sp.Add(*[dyj * xh for dyj, xh in zip(s.dy, x_hat_graph, strict=True)])
-    closed_values = []
-    per_element = []
+    sum_dy_xhat = sp.Add(*[dyj * xh for dyj, xh in zip(s.dy, c.x_hat_graph, strict=True)])
+    # Read the shown form directly: the sums and x̂_i stand for their polynomials.
+    read = copy.copy(c.frame)
+    read.values = {**c.frame.values, SUM_DY: c.frame(sum_dy), SUM_DY_XHAT: c.frame(sum_dy_xhat)}
+    read.memo = {}
+    per_element, ok = [], True
     for i in range(m):
         shown = closed(s.dy[i], s.x_hat[i])
-        value = shown.xreplace(
-            {
-                SUM_DY: sum_dy,
-                SUM_DY_XHAT: sum_dy_xhat_graph,
-                s.x_hat[i]: x_hat_graph[i],
-                s.sigma: sp.sqrt(var),
-            }
-        )
-        closed_values.append(value)
-        per_element.append(Step(s.dx[i], shown, "closed form", value))
-    chain_in_frame = [frame(d) for d in dx_chain]
-    verified["closed_form"] = all(
-        frame(c) == d for c, d in zip(closed_values, chain_in_frame, strict=True)
-    )
-    # The denominator, the mean and the variance as the notes write them, for the sentences.
-    den_txt = (
-        "√(σ²_run + ε)" if not train else "√(σ²_B + ε)" if placement == "inside" else "σ_B + ε"
-    )
-    mu_txt = "μ_B" if train else "μ_run"
-    n_txt = "m" if variance == "biased" else "m − 1"
-    methods["closed_form"] = (
+        value = None
+        if m <= VALUE_MAX_M:
+            value = shown.xreplace(
+                {
+                    SUM_DY: sum_dy,
+                    SUM_DY_XHAT: sum_dy_xhat,
+                    s.x_hat[i]: c.x_hat_graph[i],
+                    s.sigma: sp.sqrt(c.var),
+                }
+            )
+        per_element.append(Step(s.dx[i], shown, f"element {i + 1}", value))
+        ok = ok and read(shown) == c.dx_in_frame[i]
+    c.record(
+        "closed_form",
+        ok,
         "for each i, the closed form minus the chain-rule ∂ℓ/∂x_i is the zero polynomial "
         + (
-            f"once x_i = μ_B + d_i with Σd_i = 0 (the definition of μ_B) and {den_txt} is "
+            f"once x_i = μ_B + d_i with Σd_i = 0 (the definition of μ_B) and {c.den_txt} is "
             "one positive symbol"
-            if train
-            else f"once {den_txt} is one positive symbol"
-        )
+            if c.train
+            else f"once {c.den_txt} is one positive symbol"
+        ),
     )
+    return (generic, *per_element), ok
 
-    # --- chain rule against direct differentiation of the explicit forward pass ---------------
-    if m <= DIRECT_MAX_M:
-        verified["chain_rule"] = _direct_matches_chain(
-            s, forward, dx_chain, frame, placement, k, train
-        )
-        methods["chain_rule"] = (
-            "the chain-rule ∂ℓ/∂x_i equals Σ_j ∂ℓ/∂y_j·∂y_j/∂x_i with each y_j differentiated "
-            "directly as a function of x_1..x_m, as polynomials (the same substitutions)"
-        )
 
-    # --- the Jacobian -----------------------------------------------------------------------------
-    # Unevaluated, so that it reads (γ/D)·(I − 𝟙𝟙ᵀ/m − x̂x̂ᵀ/m) as the notes write it.
-    structure = (
-        sp.Mul(
-            gamma / D_shown,
-            sp.Add(EYE, -ONES / m, -c_shown / m * XHAT_OUTER, evaluate=False),
+# --- the Jacobian ------------------------------------------------------------------------------
+
+
+def _jacobian(c: _Ctx, closed_form_proved: bool) -> tuple[sp.ImmutableMatrix | None, Step]:
+    """J_ji = ∂y_j/∂x_i = (γ/D)·(δ_ij − 1/m − k·r·x̂_i·x̂_j), entry by entry for small m."""
+    s, m = c.s, c.m
+    rk = c.k * c.r
+    if c.train:
+        rk_shown = c.k * (s.sigma + s.eps) / s.sigma if c.placement == "outside" else c.k
+        D_shown = s.sigma + s.eps if c.placement == "outside" else c.D
+        # Unevaluated, so that it reads (γ/D)·(I − 𝟙𝟙ᵀ/m − x̂x̂ᵀ/m) as the notes write it.
+        structure = sp.Mul(
+            c.gamma / D_shown,
+            sp.Add(EYE, -ONES / m, -rk_shown * XHAT_OUTER, evaluate=False),
             evaluate=False,
         )
-        if train
-        else sp.Mul(gamma / D, EYE, evaluate=False)
-    )
-    jacobian_structure = Step(J, structure, "structure of ∂y/∂x")
-
-    def structured(j: int, i: int) -> sp.Expr:
-        delta = 1 if i == j else 0
-        if not train:
-            return gamma * delta / D
-        return gamma / D * (delta - sp.Rational(1, m) - k * r * x_hat_graph[i] * x_hat_graph[j])
-
-    # Shown with x̂ symbols; proved against the entries derived from the chain rule.
-    jacobian = (
-        sp.Matrix(
-            m,
-            m,
-            lambda j, i: (
-                gamma / D * (int(i == j) - sp.Rational(1, m) - k * r * s.x_hat[i] * s.x_hat[j])
-                if train
-                else gamma * int(i == j) / D
-            ),
-        )
-        if m <= JACOBIAN_MAX_M
-        else None
-    )
-    if m <= JACOBIAN_MAX_M:
-        # ∂y_j/∂x_i is the coefficient of ∂ℓ/∂y_j in ∂ℓ/∂x_i (which is linear in the dy).
-        entries = frame.coefficients(chain_in_frame, s.dy)
-        verified["jacobian_structure"] = all(
-            entries[j][i] == frame(structured(j, i)) for j in range(m) for i in range(m)
-        )
-        verified["jacobian_symmetric"] = all(
-            entries[j][i] == entries[i][j] for j in range(m) for i in range(j)
-        )
-        methods["jacobian_structure"] = (
-            "each entry ∂y_j/∂x_i (the coefficient of ∂ℓ/∂y_j in the chain-rule ∂ℓ/∂x_i) "
-            "equals the entry of the structured matrix, as polynomials"
-        )
-        methods["jacobian_symmetric"] = "J_ij = J_ji for every pair, as polynomials, exactly"
     else:
+        structure = sp.Mul(c.gamma / c.D, EYE, evaluate=False)
+
+    def entry(j: int, i: int, x_hat: Sequence[sp.Expr]) -> sp.Expr:
+        delta = 1 if i == j else 0
+        if not c.train:
+            return c.gamma * delta / c.D
+        return c.gamma / c.D * (delta - sp.Rational(1, m) - rk * x_hat[i] * x_hat[j])
+
+    if m > JACOBIAN_MAX_M:
         # ∂ℓ/∂x = Jᵀ ∂ℓ/∂y for every ∂ℓ/∂y, so the closed-form proof (an identity in the
         # symbols dy_j) proves Jᵀ equal to the structured matrix, which is symmetric.
-        verified["jacobian_structure"] = verified["closed_form"]
-        verified["jacobian_symmetric"] = verified["closed_form"]
-        methods["jacobian_structure"] = (
+        c.record(
+            "jacobian_structure",
+            closed_form_proved,
             "∂ℓ/∂x = Jᵀ·∂ℓ/∂y with ∂ℓ/∂y symbolic, so the closed-form proof is an identity in "
-            "the dy_j and proves Jᵀ equal to the structured matrix, entry by entry"
+            "the dy_j and proves Jᵀ equal to the structured matrix, entry by entry",
         )
-        methods["jacobian_symmetric"] = "the structured matrix is a sum of symmetric matrices"
+        c.record(
+            "jacobian_symmetric",
+            closed_form_proved,
+            "the structured matrix is a sum of symmetric matrices",
+        )
+        return None, Step(J, structure, "structure of ∂y/∂x")
+    # ∂y_j/∂x_i is the coefficient of ∂ℓ/∂y_j in ∂ℓ/∂x_i (which is linear in the dy).
+    entries = c.frame.coefficients(c.dx_in_frame, s.dy)
+    c.record(
+        "jacobian_structure",
+        all(
+            entries[j][i] == c.frame(entry(j, i, c.x_hat_graph)) for j in range(m) for i in range(m)
+        ),
+        "each entry ∂y_j/∂x_i (the coefficient of ∂ℓ/∂y_j in the chain-rule ∂ℓ/∂x_i) "
+        "equals the entry of the structured matrix, as polynomials",
+    )
+    c.record(
+        "jacobian_symmetric",
+        all(entries[j][i] == entries[i][j] for j in range(m) for i in range(j)),
+        "J_ij = J_ji for every pair, as polynomials, exactly",
+    )
+    shown = sp.ImmutableMatrix(m, m, lambda j, i: entry(j, i, s.x_hat))
+    return shown, Step(J, structure, "structure of ∂y/∂x")
 
-    # --- identities -------------------------------------------------------------------------------
-    identities = []
-    if train:
-        verified["sum_dx_zero"] = frame.is_zero(sp.Add(*dx_chain))
-        methods["sum_dx_zero"] = "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial, for any ε"
-        identities.append(
-            Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε: the gradient is centred")
+
+# --- identities -------------------------------------------------------------------------------
+
+
+def _identities(c: _Ctx) -> tuple[Step, ...]:
+    """Σ∂ℓ/∂x_i = 0, the ε-residual of Σ∂ℓ/∂x_i·x̂_i, mean(y) = β, invariance under
+    x → a·x + c, and γ, β undoing the normalization — each proved from the graph itself."""
+    s, m, frame = c.s, c.m, c.frame
+    steps: list[Step] = []
+    beta = s.beta if c.affine else sp.Integer(0)
+    if c.train:
+        c.record(
+            "sum_dx_zero",
+            not sum(c.dx_in_frame, frame.ring.zero),
+            "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial, for any ε",
         )
-        # Σ_i x̂_i·∂ℓ/∂x_i with the (proved) closed form is (γ/D)·(A − (B/m)·P1 − k·r·A·P2),
-        # A = Σ_j ∂ℓ/∂y_j x̂_j, B = Σ_j ∂ℓ/∂y_j, P1 = Σ x̂_i = 0 and P2 = Σ x̂_i² = σ²/(k·D²);
-        # the residual is proportional to ε.
-        lemma_p1 = frame.is_zero(sp.Add(*[xi - mu for xi in s.x]))
-        lemma_p2 = sp.expand(sp.Add(*[(xi - mu) ** 2 for xi in s.x]) - forward[1].rhs / k) == 0
-        P2 = var / (k * D**2)
-        lhs = gamma / D * (SUM_DY_XHAT - k * r * SUM_DY_XHAT * P2)
-        if placement == "inside":
-            residual_shown = gamma * s.eps * SUM_DY_XHAT / D**3
-        else:
-            residual_shown = gamma * s.eps * SUM_DY_XHAT / D**2
-        verified["sum_dx_xhat"] = (
-            verified["closed_form"]
-            and lemma_p1
-            and lemma_p2
-            and frame.is_zero(lhs - residual_shown)
-        )
-        methods["sum_dx_xhat"] = (
-            "multiplying the (proved) closed form by x̂_i and summing needs two facts, checked "
-            f"as polynomials: Σ_i x̂_i = 0 and Σ_i x̂_i² = ({n_txt})·σ²_B/({den_txt})²; what "
-            "remains equals the residual exactly, and it is 0 exactly when ε = 0 "
-            "(or when Σ_j ∂ℓ/∂y_j·x̂_j = 0)"
-        )
-        identities.append(
+        steps.append(Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε"))
+        residual = _sum_dx_x_hat(c)
+        steps.append(
             Step(
                 SUM_DX_XHAT,
-                residual_shown,
+                residual,
                 "sum_dx_xhat",
-                note="zero exactly when ε = 0: with ε > 0 the gradient keeps a small x̂ component",
+                note="zero exactly when ε = 0: with ε > 0 the gradient keeps a small x̂ part",
             )
         )
-        y_graph = [gamma * xh + (s.beta if affine else 0) for xh in x_hat_graph]
-        verified["mean_output_beta"] = frame.is_zero(
-            sp.Add(*y_graph) / m - (s.beta if affine else 0)
+        c.record(
+            "mean_output_beta",
+            frame.is_zero(sp.Add(*c.y_graph) / m - beta),
+            "(1/m)·Σ_i y_i − β, with y_i from the forward graph, is the zero polynomial once "
+            "Σ_i (x_i − μ_B) = 0 is used",
         )
-        methods["mean_output_beta"] = (
-            "(1/m)·Σ_i y_i − β is the zero polynomial once Σ_i (x_i − μ_B) = 0 is used"
-        )
-        identities.append(
-            Step(
-                MEAN_Y,
-                s.beta if affine else sp.Integer(0),
-                "mean_output_beta",
-                note="the output mean is β whatever the input",
-            )
-        )
-        verified["scale_shift_invariance"] = _scale_shift_invariant(s, forward, k)
-        methods["scale_shift_invariance"] = (
+        steps.append(Step(MEAN_Y, beta, "mean_output_beta", note="whatever the input"))
+        c.record(
+            "scale_shift_invariance",
+            _scale_shift_invariant(c),
             "with ε = 0, replacing every x_i by a·x_i + c, where a > 0, turns μ_B into "
-            "a·μ_B + c and σ²_B into a²·σ²_B (each difference expands to zero), so x̂_i is "
-            "unchanged since √(a²·σ²_B) = a·σ_B"
+            "a·μ_B + c and σ²_B into a²·σ²_B (each difference expands to zero), and then x̂_i, "
+            "as the graph defines it, is unchanged since √(a²·σ²_B) = a·σ_B",
         )
-        identities.append(
+        steps.append(
             Step(
                 Y_SCALED,
                 Y_I,
@@ -395,141 +497,195 @@ def prove(
                 note="with ε = 0: x_i → a·x_i + c, where a > 0, leaves every y_i unchanged",
             )
         )
-    if affine:
-        undo = {s.gamma: D, s.beta: mu}
-        verified["undo_normalization"] = all(
-            frame.is_zero((s.gamma * xh + s.beta).xreplace(undo) - xi)
-            for xh, xi in zip(x_hat_graph, s.x, strict=True)
+    if c.affine:
+        undo = {s.gamma: c.D, s.beta: c.mu}
+        c.record(
+            "undo_normalization",
+            all(frame.is_zero(y.xreplace(undo) - xi) for y, xi in zip(c.y_graph, s.x, strict=True)),
+            f"γ = {c.den_txt} and β = {c.mu_txt} substituted into the graph's y_i give x_i exactly",
         )
-        methods["undo_normalization"] = (
-            f"γ = {den_txt} and β = {mu_txt} substituted into y_i give x_i exactly"
-        )
-        identities.append(
+        steps.append(
             Step(
                 Y_UNDONE,
                 X_I,
                 "undo_normalization",
-                note=f"with γ = {den_txt} and β = {mu_txt} the layer returns its input: "
+                note=f"with γ = {c.den_txt} and β = {c.mu_txt} the layer returns its input: "
                 "γ and β can undo the normalization",
             )
         )
-
-    explicit = _explicit(s, forward, dx_chain, gamma, mu, var, D, k, r, affine, train, placement)
-    return {
-        "closed_form": (generic, *per_element),
-        "jacobian": jacobian,
-        "jacobian_structure": jacobian_structure,
-        "identities": tuple(identities),
-        "verified": verified,
-        "proof_methods": methods,
-        "explicit": explicit,
-    }
+    return tuple(steps)
 
 
-def _direct_matches_chain(
-    s: Symbols,
-    forward: Sequence[Step],
-    dx_chain: list[sp.Expr],
-    frame: Frame,
-    placement: str,
-    k: sp.Expr,
-    train: bool,
-) -> bool:
-    """Differentiate the fully explicit y_j(x_1..x_m) directly and compare with the chain rule."""
-    # y_j as a function of x_1..x_m alone; σ²_B written k·(Σx_i² − (Σx_i)²/m), which is
-    # the same function as k·Σ(x_i − μ_B)² with O(m) instead of O(m²) terms.
-    m = s.m
-    mean_x = sp.Add(*s.x) / m
-    var_x: sp.Expr | None = None
-    if train:
-        var_x = k * (sp.Add(*[xi**2 for xi in s.x]) - sp.Add(*s.x) ** 2 / m)
-        if frame(forward[1].rhs.xreplace({s.mu: mean_x})) != frame(var_x):
-            return False  # the two forms of σ²_B differ: cannot happen unless the graph is wrong
-    to_x = {s.mu: mean_x, s.var: var_x} if var_x is not None else {}
-    x_hat_x = {
-        xh: n.rhs.xreplace(to_x) for xh, n in zip(s.x_hat, forward[-2 * m : -m], strict=True)
-    }
-    y_explicit = [n.rhs.xreplace(x_hat_x) for n in forward[-m:]]
-    direct_frame = copy.copy(frame)  # the same ring, its own substitutions
-    direct_frame.values = dict(frame.values)
-    direct_frame.overrides = {}
-    direct_frame.memo = {}
+def _sum_dx_x_hat(c: _Ctx) -> sp.Expr:
+    """Prove Σ_i x̂_i·∂ℓ/∂x_i = γ·ε·Σ_j ∂ℓ/∂y_j·x̂_j / D³ (D² with ε outside); return it.
+
+    Three steps, each exact: (1) with the closed form (proved equal to the chain rule) and
+    x̂_i, ∂ℓ/∂y_i free, Σ_i x̂_i·∂ℓ/∂x_i = (γ/D)·(A − (B/m)·Σx̂_i − k·r·A·Σx̂_i²), where
+    A = Σ_j ∂ℓ/∂y_j·x̂_j and B = Σ_j ∂ℓ/∂y_j — an identity of polynomials, O(m²) terms;
+    (2) the graph's x̂_i sum to zero and their squares to σ²_B/(k·D²), by the definitions
+    of μ_B and σ²_B; (3) what remains equals the residual.
+    """
+    s, m, frame = c.s, c.m, c.frame
+    D = c.D
+    residual = c.gamma * s.eps * SUM_DY_XHAT / (D**3 if c.placement == "inside" else D**2)
+    # (1) in a ring of its own, with x̂_i and dy_i free and D one positive symbol
+    u = sp.symbols(f"u1:{m + 1}", real=True)
+    D_sym = sp.Symbol("D", positive=True)
+    ring = Laurent([*u, *s.dy, s.gamma, D_sym, s.sigma, s.eps])
+    if c.placement == "inside":
+        ring.values[c.var] = ring.gen[D_sym] ** 2 - ring.gen[s.eps]  # σ²_B + ε = D²
+    else:
+        ring.values[s.eps] = ring.gen[D_sym] - ring.gen[s.sigma]  # σ_B + ε = D
+        ring.values[c.var] = ring.gen[s.sigma] ** 2
+    # Both sides are linear in the dy_j and symmetric under permuting the elements (every
+    # closed_i is the same formula in i), so the coefficient of dy_1 decides: O(m) terms.
+    # The arithmetic is done in the ring itself: building m SymPy sums of m terms is O(m²)
+    # slow object construction.
+    dy1, ur = ring.gen[s.dy[0]], [ring.gen[ui] for ui in u]
+    A, B = dy1 * ur[0], dy1
+    scale, c_outer = ring(c.gamma / (c.m * D)), ring(c.m * c.k * c.r)
+    lhs = scale * (m * dy1 * ur[0] - B * sum(ur, ring.ring.zero))
+    lhs -= scale * c_outer * A * sum((ui * ui for ui in ur), ring.ring.zero)
+    P1, P2 = sp.Add(*u), sp.Add(*[ui**2 for ui in u])
+    rhs = ring(c.gamma / D) * (A - B * ring(P1) / m - ring(c.k * c.r) * A * ring(P2))
+    step1 = lhs == rhs
+    # (2) Σ x̂_i = 0 and Σ x̂_i² = σ²_B/(k·D²) for the graph's x̂_i
+    step2 = frame.is_zero(sp.Add(*c.x_hat_graph)) and frame.is_zero(
+        sp.Add(*[xh**2 for xh in c.x_hat_graph]) - c.definition[s.var] / (c.k * D**2)
+    )
+    # (3) what remains, with P1 = 0 and P2 = σ²_B/(k·D²), is the residual
+    remains = c.gamma / D * (SUM_DY_XHAT - c.k * c.r * SUM_DY_XHAT * c.var / (c.k * D**2))
+    step3 = frame.is_zero(remains - residual)
+    c.record(
+        "sum_dx_xhat",
+        c.verified["closed_form"] and step1 and step2 and step3,
+        "multiplying the (proved) closed form by x̂_i and summing gives an identity of "
+        "polynomials in which only Σ_i x̂_i and Σ_i x̂_i² appear; with the graph's x̂_i these "
+        f"are 0 and ({c.n_txt})·σ²_B/({c.den_txt})², and what remains equals the residual "
+        "exactly; it is 0 exactly when ε = 0 (or when Σ_j ∂ℓ/∂y_j·x̂_j = 0)",
+    )
+    return residual
+
+
+def _scale_shift_invariant(c: _Ctx) -> bool:
+    """With ε = 0: μ_B(a·x + c) = a·μ_B + c, σ²_B(a·x + c) = a²·σ²_B, x̂_i unchanged."""
+    s = c.s
+    a, shift = c.frame.extra
+    mean_def, var_def = c.definition[s.mu], c.definition[s.var]
+    scaled = {xi: a * xi + shift for xi in s.x}
+    lemma_mean = sp.expand(mean_def.xreplace(scaled) - (a * mean_def + shift)) == 0
+    scaled_var = var_def.xreplace({**scaled, s.mu: a * s.mu + shift})
+    lemma_var = sp.expand(scaled_var - a**2 * var_def) == 0
+    after = {**scaled, s.mu: a * s.mu + shift, s.var: a**2 * s.var, s.eps: 0}
+    unchanged = all(
+        c.frame(xh.xreplace(after)) == c.frame(xh.xreplace({s.eps: 0})) for xh in c.x_hat_graph
+    )
+    return lemma_mean and lemma_var and unchanged
+
+
+# --- the chain rule against direct differentiation, and the explicit results ------------------
+
+
+def _x_frame(c: _Ctx, var_x: sp.Expr | None) -> Frame:
+    """The frame for expressions in x_1..x_m alone, with σ²_B written as ``var_x``."""
+    s, frame = c.s, c.frame
+    xf = copy.copy(frame)  # the same ring, its own substitutions
+    xf.values, xf.overrides, xf.memo = dict(frame.values), {}, {}
     if var_x is None:  # eval mode: the running statistics are constants already
-        pass
-    elif placement == "inside":
+        return xf
+    if c.placement == "inside":
         # ε = S² − σ²(x): then σ²(x) + ε is S² in the ring, whatever the form of σ²(x)
-        direct_frame.values[s.eps] = direct_frame.gen[frame.S] ** 2 - direct_frame(var_x)
+        xf.values[s.eps] = xf.gen[frame.S] ** 2 - xf(var_x)
     else:
         # σ²(x) is the base of √σ²(x): read it as σ², then σ + ε = T as before
-        direct_frame.overrides[var_x] = direct_frame.gen[frame.sigma] ** 2
+        xf.overrides[var_x] = xf.gen[frame.sigma] ** 2
+    return xf
+
+
+def _var_in_x(c: _Ctx) -> sp.Expr:
+    """σ²_B as k·(Σx_i² − (Σx_i)²/m): the same function as k·Σ(x_i − μ_B)², with O(m)
+    instead of O(m²) terms."""
+    x = c.s.x
+    return c.k * (sp.Add(*[xi**2 for xi in x]) - sp.Add(*x) ** 2 / c.m)
+
+
+def _direct_matches_chain(c: _Ctx) -> bool:
+    """Differentiate the fully explicit y_j(x_1..x_m) directly and compare with the chain rule."""
+    s, m, frame = c.s, c.m, c.frame
+    var_x = None
+    to_x: dict[sp.Basic, sp.Expr] = {}
+    if c.train:
+        mean_x, var_x = sp.Add(*s.x) / m, _var_in_x(c)
+        if frame(c.definition[s.var].xreplace({s.mu: mean_x})) != frame(var_x):
+            return False  # the two forms of σ²_B differ: cannot happen unless the graph is wrong
+        to_x = {s.mu: mean_x, s.var: var_x}
+    y_explicit = [y.xreplace(to_x) for y in c.y_graph]
+    xf = _x_frame(c, var_x)
     for i, xi in enumerate(s.x):
         direct = sp.Add(*[dyj * sp.diff(yj, xi) for dyj, yj in zip(s.dy, y_explicit, strict=True)])
-        if direct_frame(direct) != frame(dx_chain[i]):
+        if xf(direct) != c.dx_in_frame[i]:
             return False
     return True
 
 
-def _scale_shift_invariant(s: Symbols, forward: Sequence[Step], k: sp.Expr) -> bool:
-    a = sp.Symbol("a", positive=True)
-    c = sp.Symbol("c", real=True)
-    mean_def = forward[0].rhs
-    scaled = {xi: a * xi + c for xi in s.x}
-    # μ_B(a·x + c) = a·μ_B + c
-    lemma_mean = sp.expand(mean_def.xreplace(scaled) - (a * mean_def + c)) == 0
-    # σ²_B(a·x + c) = a²·σ²_B, term by term (each term is k·(x_i − μ_B)²)
-    lemma_var = all(
-        sp.expand(k * (a * xi + c - (a * s.mu + c)) ** 2 - a**2 * k * (xi - s.mu) ** 2) == 0
-        for xi in s.x
-    )
-    sigma2 = sp.Symbol("sigma2", positive=True)
+def _explicit_matches(c: _Ctx, ex: dict[str, Any]) -> bool:
+    """The explicit results (in x_1..x_m only) equal the graph's forward values and the
+    chain rule's gradients, as polynomials in the frame."""
+    s, frame = c.s, c.frame
     ok = True
-    for xi in s.x:
-        # ε = 0, so inside and outside the root agree: x̂_i = (x_i − μ_B)/σ_B
-        before = (xi - s.mu) / sp.sqrt(sigma2)
-        after = sp.factor_terms(a * xi + c - (a * s.mu + c)) / sp.sqrt(a**2 * sigma2)
-        ok = ok and sp.expand(after - before) == 0
-        if not ok:
-            break
-    return lemma_mean and lemma_var and ok
+    if c.train:
+        # In the frame the mean of the x_i is μ_B itself (Σd_i = 0), so σ²_B's definition
+        # with μ_B replaced by the explicit mean reads the same as the definition.
+        ok = frame(ex["mean"]) == frame(c.definition[s.mu])
+        ok = ok and frame(ex["var"]) == frame(c.definition[s.var])
+    # ε is eliminated against the explicit form of σ²_B itself, whichever it is (the O(m)
+    # form, or the factored one for m ≤ EXPLICIT_MAX_M): equal polynomials, as checked above.
+    xf = _x_frame(c, ex["var"] if c.train else None)
+    pairs: list[tuple[Sequence[Any], Sequence[Any] | None, Frame]] = [
+        (ex["x_hat"], c.x_hat_graph, xf),
+        (ex["y"], c.y_graph, xf),
+        (ex["dx"], None, xf),  # None: the chain rule's ∂ℓ/∂x_i, already in the frame
+    ]
+    if c.affine:
+        pairs.append(((ex["dgamma"],), (c.chain[s.dgamma],), xf))
+        pairs.append(((ex["dbeta"],), (c.chain[s.dbeta],), xf))
+    # Above JACOBIAN_MAX_M only elements 1 and 2 are compared: every explicit result is the
+    # same formula in i (one list comprehension in _explicit), so a permutation of the
+    # elements carries either to any other; the chain rule's are proved element by element.
+    m = c.m
+    chosen = range(m) if m <= JACOBIAN_MAX_M else (0, 1)
+    for explicit, graph, read in pairs:
+        idx = chosen if len(explicit) == m else range(len(explicit))
+        for i in idx:
+            expected = c.dx_in_frame[i] if graph is None else frame(graph[i])
+            ok = ok and read(explicit[i]) == expected
+    return bool(ok)
 
 
-def _explicit(
-    s: Symbols,
-    forward: Sequence[Step],
-    dx_chain: list[sp.Expr],
-    gamma: sp.Expr,
-    mu: sp.Expr,
-    var: sp.Expr,
-    D: sp.Expr,
-    k: sp.Expr,
-    r: sp.Expr,
-    affine: bool,
-    train: bool,
-    placement: str,
-) -> dict[str, Any]:
+def _explicit(c: _Ctx) -> dict[str, Any]:
     """Every result in terms of the inputs only, each of size O(m) (for JSON and codegen).
 
-    The variance is written Σx_i²·k − k·(Σx_i)²/m and Σ_j dy_j·(x_j − μ) as
-    Σ_j dy_j·x_j − μ·Σ_j dy_j, so that no expression repeats an O(m) sum m times.
+    The variance is written k·(Σx_i² − (Σx_i)²/m) and Σ_j dy_j·(x_j − μ) as
+    Σ_j dy_j·x_j − μ·Σ_j dy_j, so that no expression repeats an O(m) sum m times. For
+    m ≤ EXPLICIT_MAX_M (ε inside the root) x̂_i and ∂ℓ/∂x_i are the chain rule's, factored.
+    These are written here, not derived: ``_explicit_matches`` proves them equal to the graph.
     """
-    m = s.m
+    s, m, gamma, k, r, D = c.s, c.m, c.gamma, c.k, c.r, c.D
+    beta = s.beta if c.affine else 0
     sum_dy = sp.Add(*s.dy)
-    if train:
-        mean_x = sp.Add(*s.x) / m
-        var_x = k * (sp.Add(*[xi**2 for xi in s.x]) - sp.Add(*s.x) ** 2 / m)
-        to_inputs = {s.mu: mean_x, s.var: var_x}
+    if c.train:
+        mean_x, var_x = sp.Add(*s.x) / m, _var_in_x(c)
+        to_inputs: dict[sp.Basic, sp.Expr] = {s.mu: mean_x, s.var: var_x}
     else:
         mean_x, var_x = s.running_mean, s.running_var
         to_inputs = {}
-    D_x = D.xreplace(to_inputs)
-    r_x = r.xreplace(to_inputs)
+    D_x, r_x = D.xreplace(to_inputs), r.xreplace(to_inputs)
     centred = [xi - mean_x for xi in s.x]
-    x_hat = [c / D_x for c in centred]
-    y = [gamma * xh + (s.beta if affine else 0) for xh in x_hat]
+    x_hat = [xc / D_x for xc in centred]
     sum_dy_centred = (
         sp.Add(*[dyj * xj for dyj, xj in zip(s.dy, s.x, strict=True)]) - mean_x * sum_dy
     )
-    if train:
+    if c.train:
         dx = [
             gamma / D_x * (s.dy[i] - sum_dy / m - k * r_x * centred[i] * sum_dy_centred / D_x**2)
             for i in range(m)
@@ -538,21 +694,20 @@ def _explicit(
         dx = [gamma * dyi / D_x for dyi in s.dy]
     # Fully in x_1..x_m for small m; with ε outside the root that form is all |x_i − x_j| and
     # nested roots, so only the inside variant gets it.
-    explicit_ok = m <= EXPLICIT_MAX_M and train and placement == "inside"
-    if explicit_ok:
-        values = explicit_forward(s, forward)
+    factored = m <= EXPLICIT_MAX_M and c.train and c.placement == "inside"
+    if factored:
+        values = explicit_forward(s, c.forward)
         full = {s.mu: values[s.mu], s.var: values[s.var]}
-        dx = [sp.factor(sp.together(d.xreplace(full))) for d in dx_chain]
-        x_hat = [sp.factor(sp.together(((xi - s.mu) / D).xreplace(full))) for xi in s.x]
-        y = [gamma * xh + (s.beta if affine else 0) for xh in x_hat]
+        dx = [sp.factor(sp.together(d.xreplace(full))) for d in c.dx_chain if d is not None]
+        x_hat = [sp.factor(sp.together(xh.xreplace(full))) for xh in c.x_hat_graph]
         var_x = sp.factor(values[s.var])
     return {
         "mean": mean_x,
         "var": var_x,
         "x_hat": tuple(x_hat),
-        "y": tuple(y),
+        "y": tuple(gamma * xh + beta for xh in x_hat),
         "dx": tuple(dx),
-        "dgamma": sum_dy_centred / D_x if affine else None,
-        "dbeta": sum_dy if affine else None,
-        "dx_factored": tuple(dx) if explicit_ok else None,
+        "dgamma": sum_dy_centred / D_x if c.affine else None,
+        "dbeta": sum_dy if c.affine else None,
+        "dx_factored": tuple(dx) if factored else None,
     }

@@ -91,6 +91,8 @@ def display_name(name: str, style: str = "unicode") -> str:
             index = index.lstrip("_")
             if style == "unicode":
                 index = index.translate(_SUB) if index.isdigit() else "ᵢ" if index == "i" else index
+            elif style == "ascii" and index == "i":
+                index = "_i"  # dl/dx_i, not dl/dxi
             # Only the indexed forms are format strings; μ_B's \mu_{B} has literal braces.
             return forms[col].format(i=index) if hit.groups() else forms[col]
     return name
@@ -112,7 +114,8 @@ class _TextPrinter(StrPrinter):
         fractions = [a for a in expr.args if a.is_Rational and a.p == 1 and a.q > 1]
         if len(expr.args) == 2 and fractions:
             (other,) = [a for a in expr.args if a is not fractions[0]]
-            return f"({self._print(other)})/{fractions[0].q}"
+            if other.is_Add:
+                return f"({self._print(other)})/{fractions[0].q}"
         return super()._print_Mul(expr)
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:  # noqa: N802
@@ -322,10 +325,13 @@ def _sections(d: Derivation) -> Iterator[Section]:
         steps: list[Step] = []
         for f, feat in enumerate(d.features):
             label = f" (feature {f + 1})" if len(d.features) > 1 else ""
-            if train:  # in eval mode they are the running statistics, constants
+            x_hat = [Step(a, b, "") for a, b in zip(s.x_hat, feat["x_hat"], strict=True)]
+            if train:  # in eval mode the statistics are the running ones, constants
                 steps.append(Step(s.mu, feat["mean"], f"mean{label}"))
                 steps.append(Step(s.var, feat["var"], f"variance{label}"))
-            steps += [Step(a, b, "") for a, b in zip(s.x_hat, feat["x_hat"], strict=True)]
+            elif label:
+                x_hat[0] = Step(x_hat[0].lhs, x_hat[0].rhs, label.strip(" ()"))
+            steps += x_hat
             steps += [Step(a, b, "") for a, b in zip(s.y, feat["y"], strict=True)]
             steps += [Step(a, b, "") for a, b in zip(s.dx, feat["dx"], strict=True)]
             if o.affine:
@@ -482,7 +488,9 @@ def to_json(d: Derivation) -> str:
 def _json_obj(d: Derivation) -> dict[str, Any]:
     def exprs(feat: dict[str, Any]) -> dict[str, Any]:
         def one(e: Any) -> Any:
-            return None if e is None else str(e)
+            # order="none" prints SymPy's own (canonical, deterministic) argument order and
+            # skips the sort that makes str() slow at large m.
+            return None if e is None else sp.sstr(e, order="none")
 
         return {
             "mean": one(feat["mean"]),
@@ -516,7 +524,8 @@ _LIST_KEYS = ("x_hat", "y", "dx")
 
 def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     """Read ``bnsym derive --format json`` output back, with SymPy expressions in place of
-    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions).
+    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions). The expressions
+    go through ``sympy.sympify``, which evaluates Python: read only JSON you trust.
 
     >>> from bnsym.symbolic import derive
     >>> load_json(derive(4, eps=0, values="2,0,2,4").to_json())["x_hat"]

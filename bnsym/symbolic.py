@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any, Literal
 
 import sympy as sp
@@ -47,6 +49,9 @@ MAX_M = 128
 EXPLICIT_MAX_M = 3
 #: Up to this m, the m×m Jacobian is built entry by entry and compared with its structure.
 JACOBIAN_MAX_M = 16
+#: Up to this m, each ∂ℓ/∂x_i step also carries its ``value`` with every earlier step
+#: substituted (above, that is O(m²) SymPy terms that nothing needs).
+VALUE_MAX_M = 16
 #: Up to this m, the chain-rule result is also checked against direct differentiation of the
 #: fully explicit forward pass (that costs O(m³)).
 DIRECT_MAX_M = 8
@@ -163,6 +168,12 @@ class Options:
         }
 
 
+#: Numbers are read exactly, so their size is bounded: digits per number and the exponent.
+MAX_DIGITS = 200
+MAX_EXPONENT = 300
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE](?P<exp>[+-]?\d+))?(/[+-]?\d+)?")
+
+
 def exact_number(value: object, what: str) -> sp.Rational:
     """Read a number exactly: ``"8.9"`` -> 89/10, ``1e-5`` -> 1/100000, ``"1/3"`` -> 1/3.
 
@@ -181,6 +192,17 @@ def exact_number(value: object, what: str) -> sp.Rational:
             raise DerivationError(f"{what} must be finite, not {value!r}.")
         value = repr(float(value))  # float(): NumPy 2 reprs np.float64 as "np.float64(8.9)"
     text = str(value).strip()
+    if len(text) > MAX_DIGITS or not _NUMBER.fullmatch(text):
+        raise DerivationError(
+            f"{what}: {text[:40]!r}{'…' if len(text) > 40 else ''} is not a number; write "
+            "integers, decimals or fractions such as 2, 8.9, 1e-5 or 1/3."
+        )
+    exponent = _NUMBER.fullmatch(text).group("exp")  # type: ignore[union-attr]
+    if exponent and abs(int(exponent)) > MAX_EXPONENT:
+        raise DerivationError(
+            f"{what}: {text!r} has an exponent beyond ±{MAX_EXPONENT}; exact arithmetic with "
+            "such numbers is not useful here: rescale the values."
+        )
     try:
         frac = Fraction(text)
     except (ValueError, ZeroDivisionError):
@@ -197,11 +219,17 @@ def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]
         rows: list[Any] = [r.split(",") for r in raw.split(";")]
     else:
         seq = list(raw)  # type: ignore[call-overload]
-        rows = seq if seq and not isinstance(seq[0], str | int | float | sp.Basic) else [seq]
-        rows = [list(r) for r in rows]
+        # A list of rows, or one row of numbers (NumPy scalars included)?
+        nested = bool(seq) and hasattr(seq[0], "__iter__") and not isinstance(seq[0], str)
+        rows = [list(r) for r in seq] if nested else [seq]
     out = []
     for f, row in enumerate(rows, start=1):
-        nums = tuple(exact_number(v, what) for v in row if not (isinstance(v, str) and not v))
+        if any(isinstance(v, str) and not v.strip() for v in row):
+            raise DerivationError(
+                f"{what} has an empty field in {','.join(map(str, row))!r}; give m numbers "
+                "separated by commas, features separated by ';'."
+            )
+        nums = tuple(exact_number(v, what) for v in row)
         if len(nums) != m:
             where = f" (feature {f})" if len(rows) > 1 else ""
             raise DerivationError(
@@ -225,15 +253,9 @@ def make_options(
     force: bool = False,
 ) -> Options:
     """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
-    if isinstance(m, bool) or not isinstance(m, int):
-        try:
-            as_float = float(str(m))
-        except ValueError:
-            as_float = math.nan
-        if not as_float.is_integer():
-            raise DerivationError(f"m must be a whole number, not {m!r}; try m = 4.")
-        m = int(as_float)
-    assert isinstance(m, int)
+    if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*\d+\s*", str(m))):
+        raise DerivationError(f"m must be a whole number, not {m!r}; try m = 4.")
+    m = int(str(m))
     if m < 1:
         raise DerivationError(f"m must be at least 1, not {m}; the batch needs values.")
     if mode not in ("train", "eval"):
@@ -251,7 +273,8 @@ def make_options(
         )
     if m > MAX_M and not force:
         raise DerivationError(
-            f"m = {m} is above the limit of {MAX_M} (the derivation would take minutes); "
+            f"m = {m} is above the limit of {MAX_M} (the cost grows as m²: m = 128 takes about "
+            "10 s, m = 256 about a minute); "
             "pass force=True (--force) to derive it anyway."
         )
     if mode == "eval" and (variance != "biased" or eps_placement != "inside"):
@@ -264,6 +287,10 @@ def make_options(
         raise DerivationError(f"eps must be ≥ 0, not {eps_r}; ε is a small positive constant.")
     if eps_r == 0 and mode == "eval":
         pass  # running_var is symbolic and positive: no division by zero
+    if dy is not None and values is None:
+        raise DerivationError(
+            "dy gives the upstream gradients of a worked example; give values too (--values)."
+        )
     value_rows = None if values is None else _rows(values, m, "values")
     dy_rows = None if dy is None else _rows(dy, m, "dy")
     if value_rows is not None and dy_rows is not None and len(dy_rows) != len(value_rows):
@@ -307,7 +334,8 @@ class Step:
 
     ``rhs`` is in terms of graph symbols (μ_B, σ²_B, x̂_i and the adjoints of later nodes), as
     the paper writes it; ``value``, where set, is the same quantity after substituting every
-    earlier step, and ``note`` a sentence on what the step means.
+    earlier step (for the ∂ℓ/∂x_i steps only up to m = VALUE_MAX_M), and ``note`` a sentence
+    on what the step means.
     """
 
     lhs: sp.Expr
@@ -339,11 +367,11 @@ class Derivation:
     forward: tuple[Step, ...]
     backward: tuple[Step, ...]
     closed_form: tuple[Step, ...]
-    jacobian: sp.Matrix | None
+    jacobian: sp.ImmutableMatrix | None
     jacobian_structure: Step
     identities: tuple[Step, ...]
-    verified: dict[str, bool]
-    proof_methods: dict[str, str]
+    verified: Mapping[str, bool]
+    proof_methods: Mapping[str, str]
     mean: sp.Expr
     var: sp.Expr
     x_hat: tuple[sp.Expr, ...]
@@ -541,10 +569,10 @@ def _chain_rule(s: Symbols, nodes: list[Step], affine: bool) -> list[Step]:
     adjoint_symbol = dict(zip(s.y, s.dy, strict=True))
     adjoint_value: dict[sp.Basic, sp.Expr] = {}
 
-    def step(v: sp.Symbol, name: sp.Symbol, rule: str) -> Step:
+    def step(v: sp.Symbol, name: sp.Symbol, rule: str, substitute: bool = True) -> Step:
         terms = [adjoint_symbol[c] * sp.diff(part[c, v], v) for c in consumers.get(v, [])]
         rhs = sp.Add(*terms)
-        value = rhs.xreplace(adjoint_value)
+        value = rhs.xreplace(adjoint_value) if substitute else None
         adjoint_symbol[v] = name
         adjoint_value[name] = value
         return Step(name, rhs, rule, value)
@@ -556,8 +584,11 @@ def _chain_rule(s: Symbols, nodes: list[Step], affine: bool) -> list[Step]:
     if s.var in definition:
         steps.append(step(s.var, s.d_var, "σ²_B feeds every x̂_i: sum over i"))
         steps.append(step(s.mu, s.d_mu, "μ_B feeds every x̂_i and σ²_B"))
+    # ∂ℓ/∂x_i substituted is O(m) terms for each of m elements: built only up to
+    # VALUE_MAX_M (the proofs substitute inside their polynomial ring instead).
+    rule = "x_i feeds x̂_i, σ²_B and μ_B" if s.var in definition else "x_i feeds x̂_i"
     steps += [
-        step(xi, dxi, "x_i feeds x̂_i, σ²_B and μ_B" if s.var in definition else "x_i feeds x̂_i")
+        step(xi, dxi, rule, substitute=s.m <= VALUE_MAX_M)
         for xi, dxi in zip(s.x, s.dx, strict=True)
     ]
     if affine:
@@ -589,9 +620,10 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         def num(e: sp.Expr | None, mapping: dict[sp.Basic, sp.Basic] = mapping) -> Any:
             if e is None:
                 return None
+            # Exact substitution; SymPy's own evaluation already writes 2/√2 as √2. Gradients
+            # that are sums over dy get their common factor out: √2·γ/8·(3·dy1 − dy2 − …).
             out = e.xreplace(mapping)
-            # Numbers in, numbers out: collapse radicals such as 2/sqrt(2) -> sqrt(2).
-            return sp.nsimplify(out) if out.is_number and not out.is_Rational else out
+            return sp.factor_terms(out) if mapping and not out.is_number else out
 
         def num_all(es: Iterable[sp.Expr], num: Any = num) -> tuple[Any, ...]:
             return tuple(num(e) for e in es)
@@ -620,8 +652,8 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         jacobian=base.jacobian,
         jacobian_structure=base.jacobian_structure,
         identities=base.identities,
-        verified=dict(base.verified),
-        proof_methods=dict(base.proof_methods),
+        verified=MappingProxyType(dict(base.verified)),
+        proof_methods=MappingProxyType(dict(base.proof_methods)),
         mean=first["mean"],
         var=first["var"],
         x_hat=first["x_hat"],

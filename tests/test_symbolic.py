@@ -187,7 +187,8 @@ def test_every_proof_holds(m, variant):
 @pytest.mark.parametrize("m", [16, 32])
 def test_proofs_hold_for_larger_m(m):
     d = derive(m)
-    assert all(d.verified.values()) and d.jacobian is (None if m > 16 else d.jacobian)
+    assert all(d.verified.values())
+    assert (d.jacobian is None) == (m > 16)  # entry by entry up to m = 16 only
 
 
 def test_eval_mode_lists_only_what_holds_there():
@@ -196,21 +197,26 @@ def test_eval_mode_lists_only_what_holds_there():
     assert "sum_dx_zero" not in d.verified  # Σ∂ℓ/∂x_i = 0 needs batch statistics
 
 
-def _tampered(m, factor=None, sign=False):
-    s = Symbols.of(m)
+def _derivation_parts(m, variance="biased", placement="inside", affine=True, mode="train"):
     from bnsym.symbolic import _chain_rule, _graph
 
-    forward = _graph(s, "biased", "inside", True, "train")
-    backward = _chain_rule(s, forward, True)
-    out = []
-    for st in backward:
-        if st.lhs == s.dx[0]:
-            value = st.value * factor if factor is not None else st.value
-            if sign:
-                value = -value
-            st = type(st)(st.lhs, st.rhs, st.rule, value)
-        out.append(st)
-    return _proofs.prove(s, forward, out, "biased", "inside", True, "train")
+    s = Symbols.of(m)
+    forward = _graph(s, variance, placement, affine, mode)
+    return s, forward, _chain_rule(s, forward, affine)
+
+
+def _replace_step(steps, lhs, rhs):
+    return [
+        type(st)(st.lhs, rhs(st.rhs), st.rule, st.value) if st.lhs == lhs else st for st in steps
+    ]
+
+
+def _tampered(m, factor=None, sign=False):
+    """The proofs of a derivation whose ∂ℓ/∂x_1 step is off by ``factor`` or flipped."""
+    s, forward, backward = _derivation_parts(m)
+    change = (lambda e: -e) if sign else (lambda e: e * factor)
+    backward = _replace_step(backward, s.dx[0], change)
+    return _proofs.prove(s, forward, backward, "biased", "inside", True, "train")
 
 
 def test_the_prover_rejects_a_gradient_off_by_a_tenth_of_a_percent():
@@ -274,6 +280,16 @@ def test_jacobian_matrix_has_the_stated_structure_numerically():
         (dict(m=4, variance="sample"), "biased"),
         (dict(m=4, eps_placement="under"), "inside"),
         (dict(m=4, mode="test"), "train"),
+        (dict(m="4.0"), "whole number"),
+        (dict(m="1_0"), "whole number"),
+        (dict(m="1e3"), "whole number"),
+        (dict(m=4, values="1,,2,3,4"), "empty field"),
+        (dict(m=4, values="1,2,3,4,"), "empty field"),
+        (dict(m=4, values="1e99999,2,3,4"), "exponent beyond"),
+        (dict(m=4, eps="1e-99999"), "exponent beyond"),
+        (dict(m=4, eps="nan"), "not a number"),
+        (dict(m=4, values="1" * 300 + ",2,3,4"), "not a number"),
+        (dict(m=4, dy="1,0,0,0"), "give values too"),
     ],
 )
 def test_bad_input_is_one_sentence_naming_the_value(kwargs, words):
@@ -284,12 +300,76 @@ def test_bad_input_is_one_sentence_naming_the_value(kwargs, words):
     assert words in message and "\n" not in message
 
 
-def test_m_1_in_eval_mode_and_m_above_the_limit_with_force_are_allowed():
+def test_m_1_in_eval_mode_and_m_above_the_limit_with_force_are_allowed(monkeypatch):
+    from bnsym import symbolic
+
     assert derive(1, mode="eval").m == 1
-    assert derive(2, force=True).m == 2
+    monkeypatch.setattr(symbolic, "MAX_M", 3)  # so that "above the limit" is cheap to test
+    with pytest.raises(DerivationError, match="above the limit of 3"):
+        derive(4)
+    assert derive(4, force=True).m == 4
 
 
 def test_derivation_is_immutable():
     d = derive(2)
     with pytest.raises(AttributeError):
         d.options = None  # type: ignore[misc]
+
+
+def test_the_prover_checks_the_forward_graph_it_was_given():
+    # y_i = γ·x̂_i + 2β: the identities are about the graph, so the mean of y is not β.
+    s, forward, backward = _derivation_parts(4)
+    forward = _replace_step(forward, s.y[0], lambda e: e + s.beta)
+    verified = _proofs.prove(s, forward, backward, "biased", "inside", True, "train")["verified"]
+    assert verified["mean_output_beta"] is False
+    assert verified["undo_normalization"] is False
+
+
+def test_the_prover_checks_the_normalization_it_was_given():
+    # x̂_1 divided by the square of the root: invariance under x → a·x + c is lost.
+    s, forward, backward = _derivation_parts(3)
+    forward = _replace_step(forward, s.x_hat[0], lambda e: e / sp.sqrt(s.var + s.eps))
+    verified = _proofs.prove(s, forward, backward, "biased", "inside", True, "train")["verified"]
+    assert verified["scale_shift_invariance"] is False
+    assert verified["undo_normalization"] is False
+
+
+@pytest.mark.parametrize("key", ["dx", "dgamma", "dbeta", "mean", "x_hat"])
+def test_the_prover_checks_the_explicit_results(key, monkeypatch):
+    # The explicit results are written out separately (O(m) forms for JSON and codegen);
+    # doubling one of them must make "explicit_results" fail.
+    real = _proofs._explicit
+
+    def doubled(c):
+        ex = dict(real(c))
+        ex[key] = tuple(2 * e for e in ex[key]) if isinstance(ex[key], tuple) else 2 * ex[key]
+        return ex
+
+    monkeypatch.setattr(_proofs, "_explicit", doubled)
+    s, forward, backward = _derivation_parts(5)
+    verified = _proofs.prove(s, forward, backward, "biased", "inside", True, "train")["verified"]
+    assert verified["explicit_results"] is False
+    assert verified["closed_form"] is True
+
+
+def test_the_residual_identity_is_proved_not_assumed(monkeypatch):
+    # A closed form off by a factor in its x̂x̂ᵀ term breaks the Σ x̂_i·∂ℓ/∂x_i identity too.
+    s, forward, backward = _derivation_parts(4)
+    backward = _replace_step(backward, s.dx[1], lambda e: e * sp.Rational(3, 2))
+    verified = _proofs.prove(s, forward, backward, "biased", "inside", True, "train")["verified"]
+    assert verified["sum_dx_xhat"] is False
+
+
+def test_worked_examples_stay_exact_with_a_tiny_eps():
+    d = derive(4, eps="1e-12", values="2,0,2,4")
+    x_hat = d.x_hat[1]
+    assert x_hat != -sp.sqrt(2)  # the true value is −2/√(2 + 10⁻¹²), not its float's guess
+    assert sp.simplify(x_hat + 2 / sp.sqrt(2 + sp.Rational(1, 10**12))) == 0
+
+
+def test_the_cached_jacobian_cannot_be_changed():
+    d = derive(3)
+    with pytest.raises(TypeError):
+        d.jacobian[0, 0] = 42
+    with pytest.raises(TypeError):
+        d.verified["closed_form"] = False  # type: ignore[index]
