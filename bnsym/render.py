@@ -213,7 +213,12 @@ def describe(d: Derivation) -> str:
             "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m−1))",
             "ε inside the root" if o.eps_placement == "inside" else "ε outside the root (σ + ε)",
         ]
-    parts.append("symbolic ε" if o.eps is None else f"ε = {o.eps}")
+    if o.eps is None:
+        parts.append("symbolic ε")
+    elif o.eps.is_Integer:
+        parts.append(f"ε = {o.eps}")
+    else:  # exact, and as the user typed it: ε = 1/100000 (1e-05)
+        parts.append(f"ε = {o.eps} ({float(o.eps):g})")
     if not o.affine:
         parts.append("no γ, β")
     return ", ".join(parts)
