@@ -21,15 +21,20 @@ True
 from __future__ import annotations
 
 import functools
-import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import sympy as sp
+
+from bnsym._options import (
+    MAX_M,
+    DerivationError,
+    Options,
+    exact_number,
+    make_options,
+)
 
 __all__ = [
     "MAX_M",
@@ -40,11 +45,10 @@ __all__ = [
     "Step",
     "Symbols",
     "derive",
+    "exact_number",
+    "make_options",
 ]
 
-#: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
-#: cost grows as m² (the proofs expand O(m) terms for each of m elements).
-MAX_M = 128
 #: Up to this m, the per-element results are also shown fully in terms of x_1..x_m.
 EXPLICIT_MAX_M = 3
 #: Up to this m, the m×m Jacobian is built entry by entry and compared with its structure.
@@ -55,14 +59,6 @@ VALUE_MAX_M = 16
 #: Up to this m, the chain-rule result is also checked against direct differentiation of the
 #: fully explicit forward pass (that costs O(m³)).
 DIRECT_MAX_M = 8
-
-Variance = Literal["biased", "unbiased"]
-Placement = Literal["inside", "outside"]
-Mode = Literal["train", "eval"]
-
-
-class DerivationError(ValueError):
-    """Bad input to :func:`derive`: the message names the value and says what to do."""
 
 
 # --- symbols -----------------------------------------------------------------------------------
@@ -132,197 +128,6 @@ class Symbols:
         names = {s.name: s for s in (*self.x, *self.dy, self.gamma, self.beta, self.eps)}
         names.update(running_mean=self.running_mean, running_var=self.running_var)
         return names
-
-
-# --- options -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Options:
-    """The variant being derived, validated. See :func:`derive` for the meaning of each field."""
-
-    m: int
-    eps: sp.Rational | None = None
-    variance: Variance = "biased"
-    eps_placement: Placement = "inside"
-    affine: bool = True
-    mode: Mode = "train"
-    values: tuple[tuple[sp.Rational, ...], ...] | None = None
-    dy: tuple[tuple[sp.Rational, ...], ...] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ε and values as exact strings (``"1/100000"``), None as null."""
-
-        def rows(v: tuple[tuple[sp.Rational, ...], ...] | None) -> Any:
-            return None if v is None else [[str(n) for n in row] for row in v]
-
-        return {
-            "m": self.m,
-            "eps": None if self.eps is None else str(self.eps),
-            "variance": self.variance,
-            "eps_placement": self.eps_placement,
-            "affine": self.affine,
-            "mode": self.mode,
-            "values": rows(self.values),
-            "dy": rows(self.dy),
-        }
-
-
-#: Numbers are read exactly, so their size is bounded: digits per number and the exponent.
-MAX_DIGITS = 200
-MAX_EXPONENT = 300
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE](?P<exp>[+-]?\d+))?(/[+-]?\d+)?")
-
-
-def exact_number(value: object, what: str) -> sp.Rational:
-    """Read a number exactly: ``"8.9"`` -> 89/10, ``1e-5`` -> 1/100000, ``"1/3"`` -> 1/3.
-
-    Floats are read through their shortest decimal form (``repr``), which is what the user
-    typed, rather than their binary expansion.
-
-    >>> exact_number("8.9", "values"), exact_number(1e-5, "eps")
-    (89/10, 1/100000)
-    """
-    if isinstance(value, bool):
-        raise DerivationError(f"{what} must be a number, not {value!r}.")
-    if isinstance(value, sp.Rational):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise DerivationError(f"{what} must be finite, not {value!r}.")
-        value = repr(float(value))  # float(): NumPy 2 reprs np.float64 as "np.float64(8.9)"
-    text = str(value).strip()
-    if len(text) > MAX_DIGITS or not _NUMBER.fullmatch(text):
-        raise DerivationError(
-            f"{what}: {text[:40]!r}{'…' if len(text) > 40 else ''} is not a number; write "
-            "integers, decimals or fractions such as 2, 8.9, 1e-5 or 1/3."
-        )
-    exponent = _NUMBER.fullmatch(text).group("exp")  # type: ignore[union-attr]
-    if exponent and abs(int(exponent)) > MAX_EXPONENT:
-        raise DerivationError(
-            f"{what}: {text!r} has an exponent beyond ±{MAX_EXPONENT}; exact arithmetic with "
-            "such numbers is not useful here: rescale the values."
-        )
-    try:
-        frac = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise DerivationError(
-            f"{what}: {text!r} is not a number; write integers, decimals or fractions "
-            "such as 2, 8.9, 1e-5 or 1/3."
-        ) from None
-    return sp.Rational(frac.numerator, frac.denominator)
-
-
-def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]:
-    """Parse ``values``/``dy``: one row of m numbers per feature (a flat list is one row)."""
-    if isinstance(raw, str):
-        rows: list[Any] = [r.split(",") for r in raw.split(";")]
-    else:
-        seq = list(raw)  # type: ignore[call-overload]
-        # A list of rows, or one row of numbers (NumPy scalars included)?
-        nested = bool(seq) and hasattr(seq[0], "__iter__") and not isinstance(seq[0], str)
-        rows = [list(r) for r in seq] if nested else [seq]
-    out = []
-    for f, row in enumerate(rows, start=1):
-        if any(isinstance(v, str) and not v.strip() for v in row):
-            raise DerivationError(
-                f"{what} has an empty field in {','.join(map(str, row))!r}; give m numbers "
-                "separated by commas, features separated by ';'."
-            )
-        nums = tuple(exact_number(v, what) for v in row)
-        if len(nums) != m:
-            where = f" (feature {f})" if len(rows) > 1 else ""
-            raise DerivationError(
-                f"{what}{where} has {len(nums)} value(s) but m = {m}; give exactly m "
-                "comma-separated numbers per feature, features separated by ';'."
-            )
-        out.append(nums)
-    return tuple(out)
-
-
-def make_options(
-    m: object,
-    *,
-    eps: object = None,
-    variance: str = "biased",
-    eps_placement: str = "inside",
-    affine: bool = True,
-    mode: str = "train",
-    values: object = None,
-    dy: object = None,
-    force: bool = False,
-) -> Options:
-    """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
-    if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*\d+\s*", str(m))):
-        raise DerivationError(f"m must be a whole number, not {m!r}; try m = 4.")
-    m = int(str(m))
-    if m < 1:
-        raise DerivationError(f"m must be at least 1, not {m}; the batch needs values.")
-    if mode not in ("train", "eval"):
-        raise DerivationError(f"mode must be 'train' or 'eval', not {mode!r}.")
-    if variance not in ("biased", "unbiased"):
-        raise DerivationError(f"variance must be 'biased' or 'unbiased', not {variance!r}.")
-    if eps_placement not in ("inside", "outside"):
-        raise DerivationError(
-            f"eps_placement must be 'inside' or 'outside', not {eps_placement!r}."
-        )
-    if m == 1 and mode == "train":
-        raise DerivationError(
-            "m = 1 in train mode: the variance of one value is 0, so x̂ = 0/√ε and there is "
-            "nothing to learn (PyTorch refuses it too); use mode 'eval' (--mode eval) or m ≥ 2."
-        )
-    if m > MAX_M and not force:
-        raise DerivationError(
-            f"m = {m} is above the limit of {MAX_M} (the cost grows as m²: m = 128 takes about "
-            "10 s, m = 256 about a minute); "
-            "pass force=True (--force) to derive it anyway."
-        )
-    if mode == "eval" and (variance != "biased" or eps_placement != "inside"):
-        raise DerivationError(
-            "variance and eps placement describe batch statistics, which eval mode does not "
-            "use; drop --variance/--eps-placement or use --mode train."
-        )
-    eps_r = None if eps is None else exact_number(eps, "eps")
-    if eps_r is not None and eps_r < 0:
-        raise DerivationError(f"eps must be ≥ 0, not {eps_r}; ε is a small positive constant.")
-    if eps_r == 0 and mode == "eval":
-        pass  # running_var is symbolic and positive: no division by zero
-    if dy is not None and values is None:
-        raise DerivationError(
-            "dy gives the upstream gradients of a worked example; give values too (--values)."
-        )
-    value_rows = None if values is None else _rows(values, m, "values")
-    dy_rows = None if dy is None else _rows(dy, m, "dy")
-    if value_rows is not None and dy_rows is not None and len(dy_rows) != len(value_rows):
-        raise DerivationError(
-            f"dy has {len(dy_rows)} feature(s) but values has {len(value_rows)}; give one row "
-            "of upstream gradients per row of values."
-        )
-    if value_rows is not None and mode == "train":
-        for f, row in enumerate(value_rows, start=1):
-            if len(set(row)) == 1:
-                where = f" (feature {f})" if len(value_rows) > 1 else ""
-                if eps_r == 0:
-                    raise DerivationError(
-                        f"values{where} all equal {row[0]}: their variance is 0 and ε = 0, so "
-                        "x̂ divides by zero; give ε > 0 (--eps 1e-5) or values that differ."
-                    )
-                if eps_placement == "outside":
-                    raise DerivationError(
-                        f"values{where} all equal {row[0]}: σ_B = √σ²_B has no derivative at 0, "
-                        "so with ε outside the root the gradient does not exist; use "
-                        "eps_placement 'inside' or values that differ."
-                    )
-    return Options(
-        m=m,
-        eps=eps_r,
-        variance=variance,  # type: ignore[arg-type]
-        eps_placement=eps_placement,  # type: ignore[arg-type]
-        affine=affine,
-        mode=mode,  # type: ignore[arg-type]
-        values=value_rows,
-        dy=dy_rows,
-    )
 
 
 # --- the derivation ------------------------------------------------------------------------------

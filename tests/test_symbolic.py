@@ -301,10 +301,10 @@ def test_bad_input_is_one_sentence_naming_the_value(kwargs, words):
 
 
 def test_m_1_in_eval_mode_and_m_above_the_limit_with_force_are_allowed(monkeypatch):
-    from bnsym import symbolic
+    from bnsym import _options
 
     assert derive(1, mode="eval").m == 1
-    monkeypatch.setattr(symbolic, "MAX_M", 3)  # so that "above the limit" is cheap to test
+    monkeypatch.setattr(_options, "MAX_M", 3)  # so that "above the limit" is cheap to test
     with pytest.raises(DerivationError, match="above the limit of 3"):
         derive(4)
     assert derive(4, force=True).m == 4
