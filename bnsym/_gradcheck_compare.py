@@ -11,6 +11,7 @@ inputs at once would hold a small gradient to the tolerance of a large one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,17 +20,30 @@ from bnsym._gradcheck_hints import pattern_hints
 from bnsym._gradcheck_numeric import EPS64, Loss, signs
 from bnsym._gradcheck_report import Entry, InputResult
 
+TINY = float(np.finfo(np.float64).tiny)
 N_DIRECTIONS = 2  # random signed directions per input in probe mode
 N_SAMPLES = 24  # sampled entries per input in probe mode where a direction fails
-N_PASS_SAMPLES = 2  # random entries per input (besides its largest) where directions agree
+# random entries per input (besides its largest) where the directions agree: two for a small
+# input, one for a large one, where a sampled entry meets one wrong entry by a chance of
+# 1/size either way and each costs a forward call (the default at (64, 32) within torch's time)
+N_PASS_SAMPLES = 2
+N_PASS_SAMPLES_LARGE = 1
+LARGE_INPUT = 64
 N_WORST = 5  # entries shown per failing input
 MAX_KINKS = 8  # kinks off the candidates taken out of one direction before it is reported
 MAX_SMOOTH = 16  # failing entries found smooth before the rest are no longer tested for kinks
 
 
-def kink_candidates(x: np.ndarray) -> np.ndarray:
-    """Flat indices where a kink is likely: exact zeros (ReLU, abs) and exact ties (max)."""
+def kink_candidates(x: np.ndarray, ordered: np.ndarray | None = None) -> np.ndarray:
+    """Flat indices where a kink is likely: exact zeros (ReLU, abs) and exact ties (max).
+
+    ordered: the entries sorted, if the caller has them (most inputs have neither zeros nor
+    ties, which the sorted entries tell without np.unique's work).
+    """
     flat = np.asarray(x, dtype=np.float64).reshape(-1)
+    s = np.sort(flat) if ordered is None else ordered
+    if s.size and not (np.any(s[1:] == s[:-1]) or np.any(s == 0)):
+        return np.zeros(0, dtype=np.intp)
     _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
     return np.flatnonzero((flat == 0) | (counts[inverse] > 1))
 
@@ -106,7 +120,7 @@ class Comparison:
         """
         wflat = w.reshape(-1)
         norm = float(np.sqrt(np.dot(wflat, wflat)))
-        user = (self.atol_user or 0.0) * float(np.sum(np.abs(wflat)))
+        user = self.atol_user * float(np.abs(wflat).sum()) if self.atol_user else 0.0
         if self.rounding_error is not None:
             known = 2 * abs(float(np.dot(self.rounding_error.reshape(-1), wflat)))
             return known + (4 * self.rtol_work * gscale + 4 * self.floor_work) * norm + user
@@ -126,7 +140,7 @@ class Comparison:
         a = self.analytic.reshape(-1)
         gscale = finite_max(np.abs(numeric))
         atol = self.atol(gscale, finite_max(errs))
-        indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in range(size)]
+        indices = _multi_indices(range(size), self.shape)
         return self.result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
 
     def probe(self, rng: np.random.Generator, sizes: Sequence[int]) -> InputResult:
@@ -138,9 +152,10 @@ class Comparison:
         """
         size = self.analytic.size
         a = self.analytic.reshape(-1)
-        flat_idx = self._sample(rng, N_PASS_SAMPLES, [int(np.argmax(np.abs(a)))])
+        n_pass = N_PASS_SAMPLES if size <= LARGE_INPUT else N_PASS_SAMPLES_LARGE
+        flat_idx = self._sample(rng, n_pass, [int(np.abs(a).argmax())])
         numeric, errs = self.coordinates(flat_idx)
-        gscale = max(finite_max(np.abs(numeric)), float(np.sqrt(np.mean(a * a))))
+        gscale = max(finite_max(np.abs(numeric)), math.sqrt(float(np.dot(a, a)) / max(size, 1)))
         excluded = self._kinks_up_front(rng, gscale)
         if excluded.size:
             extra = self._sample_from(rng, excluded, N_SAMPLES, flat_idx)
@@ -151,8 +166,9 @@ class Comparison:
         kinks: set[int] = set()
         for k in range(N_DIRECTIONS):
             v = signs(rng, self.shape)
-            v.reshape(-1)[excluded] = 0.0
-            v.reshape(-1)[sorted(kinks)] = 0.0  # kinks found by earlier directions
+            if excluded.size or kinks:
+                v.reshape(-1)[excluded] = 0.0
+                v.reshape(-1)[sorted(kinks)] = 0.0  # kinks found by earlier directions
             av, nv, ev, w = self.directional(v)
             tol = 4 * ev + self.direction_tolerance(w, gscale)
             for _ in range(MAX_KINKS):
@@ -189,7 +205,7 @@ class Comparison:
             numeric, errs = np.append(numeric, nj), np.append(errs, ej)
         atol = self.atol(gscale, finite_max(errs))
         values = a[flat_idx]
-        indices = [tuple(int(k) for k in np.unravel_index(j, self.shape)) for j in flat_idx]
+        indices = _multi_indices(flat_idx, self.shape)
         return self.result(
             values,
             numeric,
@@ -207,7 +223,8 @@ class Comparison:
         """``have`` followed by up to n random flat indices not in it."""
         size = self.analytic.size
         picked = rng.choice(size, size=min(size, n + len(have)), replace=False).tolist()
-        new = [int(j) for j in picked if j not in set(have)][:n]
+        taken = set(have)
+        new = [int(j) for j in picked if j not in taken][:n]
         return list(have) + new
 
     def _sample_from(
@@ -224,7 +241,7 @@ class Comparison:
         post-ReLU input at 0 that never ends. Five evaluations tell whether any candidate is a
         kink; then all of them leave the directions and a sample is compared one by one.
         """
-        candidates = kink_candidates(self.loss.base[self.i])
+        candidates = kink_candidates(self.loss.base[self.i], self.loss.ordered.get(self.i))
         if candidates.size == 0:
             return candidates
         v = np.zeros(self.analytic.size)
@@ -370,15 +387,23 @@ class Comparison:
                 f"({int(nonfinite.sum())} entries): the steps leave the forward's domain "
                 "(sqrt or log near 0?); not a verdict on the backward there"
             )
-        abs_err = np.where(nonfinite, np.inf, abs_err)
-        exempt, notes, kink_hints = self._kinks_among_failures(a, abs_err, tol, failed, flat_idx)
-        failed &= ~exempt
-        hints += kink_hints
+        any_failed = bool(failed.any())
+        if any_failed:
+            abs_err = np.where(nonfinite, np.inf, abs_err)
+            exempt, notes, kink_hints = self._kinks_among_failures(
+                a, abs_err, tol, failed, flat_idx
+            )
+            failed &= ~exempt
+            any_failed = bool(failed.any())
+            hints += kink_hints
+            judged_err = np.where(exempt, 0.0, abs_err)  # kinks' subgradients are not errors
+        else:  # the common case, without the kink search's work
+            exempt, notes, judged_err = np.zeros(failed.shape, dtype=bool), [], abs_err
         notes = list(dict.fromkeys(self.kink_notes + notes))
-        judged_err = np.where(exempt, 0.0, abs_err)  # kinks' subgradients are not errors
         dir_failed = [e for e in dir_entries if not e.passed]
-        rel = judged_err / np.maximum(np.abs(n), max(1e-3 * gscale, np.finfo(np.float64).tiny))
-        rel = np.where(nonfinite, np.inf, rel)
+        rel = judged_err / np.maximum(np.abs(n), max(1e-3 * gscale, TINY))
+        if any_failed:
+            rel = np.where(nonfinite, np.inf, rel)
         order = [k for k in np.argsort(-judged_err, kind="stable") if not exempt[k]]
         entries = [
             Entry(indices[k], float(a[k]), float(n[k]), float(errs[k]), float(tol[k]))
@@ -387,11 +412,14 @@ class Comparison:
         if dir_failed:
             entries = [e for e in entries if not e.passed] + dir_failed
         analytic_all = self.analytic if flat_idx is not None else None
-        hints = (
-            pattern_hints(self.name, self.shape, a, n, indices, failed, atol, sizes, analytic_all)
-            + hints
-        )
-        if dir_failed and not failed.any():
+        if any_failed:
+            hints = (
+                pattern_hints(
+                    self.name, self.shape, a, n, indices, failed, atol, sizes, analytic_all
+                )
+                + hints
+            )
+        if dir_failed and not any_failed:
             hints.append(
                 f"random directions through {self.name} fail but no sampled entry does: an "
                 "error in a few entries; use mode='full' to see all of them"
@@ -403,8 +431,8 @@ class Comparison:
             self.dtype,
             n_failed == 0,
             method=self.method,
-            max_abs_error=float(np.max(judged_err, initial=0.0)),
-            max_rel_error=float(np.max(rel, initial=0.0)),
+            max_abs_error=float(judged_err.max(initial=0.0)),
+            max_rel_error=float(rel.max(initial=0.0)),
             atol=float(atol),
             rtol=float(self.rtol),
             n_checked=n_checked,
@@ -422,4 +450,10 @@ def _num(value: float) -> str:
 
 def finite_max(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
-    return float(np.max(finite, initial=0.0))
+    return float(finite.max(initial=0.0))
+
+
+def _multi_indices(flat_idx: Sequence[int], shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The multi-index of each flat index, as tuples of Python ints."""
+    columns = np.unravel_index(np.asarray(flat_idx, dtype=np.intp), shape)
+    return list(zip(*(c.tolist() for c in columns), strict=True)) if shape else [()] * len(flat_idx)

@@ -8,6 +8,7 @@ place.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,6 +38,8 @@ def same(p: Any, q: Any) -> bool:
     p, q = np.asarray(p), np.asarray(q)
     if p.shape != q.shape:
         return False
+    if np.array_equal(p, q):  # the common case, without equal_nan's passes over the arrays
+        return True
     if p.dtype.kind in "fc" and q.dtype.kind in "fc":
         return bool(np.array_equal(p, q, equal_nan=True))
     return bool(np.array_equal(p, q))
@@ -82,13 +85,21 @@ def callable_name(fn: Any) -> str:
 def param_names(fn: Callable[..., Any], n: int) -> list[str]:
     """The forward's positional parameter names when they match the inputs, else x0, x1, ..."""
     try:
+        return list(_param_names(fn, n))
+    except TypeError:  # an unhashable callable
+        return list(_param_names.__wrapped__(fn, n))
+
+
+@functools.lru_cache(maxsize=256)  # inspect.signature costs as much as a small layer's forward
+def _param_names(fn: Callable[..., Any], n: int) -> tuple[str, ...]:
+    try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         params = []
     positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(positional) >= n and not any(p.kind == p.VAR_POSITIONAL for p in params[:n]):
-        return positional[:n]
-    return [f"x{i}" for i in range(n)]
+        return tuple(positional[:n])
+    return tuple(f"x{i}" for i in range(n))
 
 
 def resolve_wrt(

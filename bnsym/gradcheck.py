@@ -522,12 +522,13 @@ def _check_quietly(
             input_notes[i].append(
                 f"gradient dtype {g_dtype} differs from the input's {np.asarray(a).dtype}"
             )
-        result = _with(
-            result,
-            hints=result.hints + tuple(input_hints[i]),
-            notes=result.notes + tuple(input_notes[i]),
-            passed=result.passed and not input_hints[i],
-        )
+        if input_hints[i] or input_notes[i]:
+            result = _with(
+                result,
+                hints=result.hints + tuple(input_hints[i]),
+                notes=result.notes + tuple(input_notes[i]),
+                passed=result.passed and not input_hints[i],
+            )
         results.append(result)
     swaps = swap_hints(names, analytic_full, numeric_full)
     if swaps:
@@ -600,7 +601,10 @@ def _backward_rounding(
 
 
 def _rms(arrays: Sequence[np.ndarray]) -> float:
-    total = sum(float(np.sum(np.abs(a.astype(np.float64)) ** 2)) for a in arrays)
+    total = 0.0
+    for a in arrays:
+        flat = np.abs(np.asarray(a, dtype=np.float64)).reshape(-1)
+        total += float(np.dot(flat, flat))
     count = sum(a.size for a in arrays)
     return math.sqrt(total / count) if count else 0.0
 
