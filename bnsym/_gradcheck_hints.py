@@ -44,12 +44,19 @@ def pattern_hints(
             "was it never computed, or overwritten by a fresh zeros array?"
         ]
     significant = np.abs(numerical) > 10 * atol
-    if significant.sum() >= min(2, analytic.size):
+    routed = _zero_pattern_hint(name, analytic, numerical, failed, atol)
+    if routed:
+        hints.append(routed)
+    elif significant.sum() >= min(2, analytic.size):
         ratio = analytic[significant] / numerical[significant]
         med = float(np.median(ratio))
         spread = float(np.max(np.abs(ratio - med)))
         if spread <= max(1e-6, 0.01 * abs(med - 1)) and abs(med - 1) > 1e-6:
             hints.append(_ratio_hint(name, med, sizes))
+    if not hints:
+        offset = _offset_hint(name, shape, analytic, numerical, indices, failed, atol)
+        if offset:
+            hints.append(offset)
     if _transposed(shape, analytic, numerical, indices, atol, analytic_all):
         hints.append(f"the analytic gradient of {name} is the numerical one transposed")
     hints.extend(_confined_hints(name, shape, indices, failed))
@@ -80,6 +87,74 @@ def _transposed(
         np.allclose(mirrored, numerical, rtol=1e-6, atol=atol)
         and not np.allclose(analytic, numerical, atol=atol)
     )
+
+
+def _zero_pattern_hint(
+    name: str, analytic: np.ndarray, numerical: np.ndarray, failed: np.ndarray, atol: float
+) -> str | None:
+    """A hint when the failures are entries zeroed or filled in the wrong places.
+
+    - the analytic value is 0 at every failing entry while the numerical one is not, and
+      other entries pass: a mask that drops entries (a ReLU mask for a leaky ReLU);
+    - in addition the analytic value is nonzero where the numerical one is 0: the gradient is
+      routed to the wrong entries (the argmax of a max or a pooling window).
+    """
+    bad_zero = failed & (analytic == 0) & (np.abs(numerical) > 10 * atol)
+    bad_filled = failed & (np.abs(numerical) <= atol) & (np.abs(analytic) > 10 * atol)
+    if not bad_zero.any() or (bad_zero | bad_filled).sum() != failed.sum():
+        return None
+    if bad_filled.any():
+        return (
+            f"the analytic gradient of {name} is 0 at {int(bad_zero.sum())} checked entries "
+            f"where the numerical one is not, and nonzero at {int(bad_filled.sum())} where it "
+            "is 0: the gradient is routed to the wrong entries (the argmax of a max or pool?)"
+        )
+    if bad_zero.sum() == analytic.size:
+        return None  # all zero: the caller's hint
+    return (
+        f"the analytic gradient of {name} is 0 at {int(bad_zero.sum())} of {analytic.size} "
+        "checked entries where the numerical one is not, and right elsewhere: a mask that "
+        "drops entries (a ReLU mask where the slope is not 0?)"
+    )
+
+
+def _offset_hint(
+    name: str,
+    shape: tuple[int, ...],
+    analytic: np.ndarray,
+    numerical: np.ndarray,
+    indices: Sequence[tuple[int, ...]],
+    failed: np.ndarray,
+    atol: float,
+) -> str | None:
+    """A hint when analytic - numerical is one constant at the failing entries (a term such
+    as the labels' one-hot missing there), or constant along an axis (a mean over that axis
+    missing or extra: batch norm's mean(dx_hat))."""
+    diff = (analytic - numerical)[failed]
+    if diff.size < 2:
+        return None
+    close = 1e-6 * float(np.max(np.abs(diff))) + atol
+    if float(np.ptp(diff)) <= 2 * close:
+        where = "every entry" if diff.size == analytic.size else f"all {diff.size} failing entries"
+        return (
+            f"analytic - numerical = {diff[0]:.6g} at {where} of {name}: a constant term "
+            "missing or extra there (a label's one-hot, a bias)?"
+        )
+    bad = [indices[int(k)] for k in np.flatnonzero(failed)]
+    for axis, size in enumerate(shape):
+        if size < 2:
+            continue
+        lines: dict[tuple[int, ...], list[float]] = {}
+        for index, d in zip(bad, diff.tolist(), strict=True):
+            lines.setdefault(index[:axis] + index[axis + 1 :], []).append(d)
+        if len(lines) < 2 or max(len(v) for v in lines.values()) < 2:
+            continue
+        if all(max(v) - min(v) <= 2 * close for v in lines.values()):
+            return (
+                f"analytic - numerical is constant along axis {axis} of {name} (one value per "
+                f"line, {len(lines)} lines): a mean over axis {axis} missing or extra?"
+            )
+    return None
 
 
 def _ratio_hint(name: str, ratio: float, sizes: Sequence[int]) -> str:

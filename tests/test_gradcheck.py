@@ -59,6 +59,27 @@ def test_wrong_layer_is_caught_with_fitting_message(case):
     assert "seed=0" in text
 
 
+NAMED_WORST = [c for c in WRONG if c.right is not None]
+
+
+@pytest.mark.parametrize("case", NAMED_WORST, ids=[c.name for c in NAMED_WORST])
+def test_wrong_layer_without_a_pattern_leads_with_its_worst_entry(case):
+    # no hint fits these bugs, so the report must point at the entry where the wrong backward
+    # departs most from the right one (both evaluated here, independently of the checker)
+    inputs = case.inputs()
+    out, cache = case.forward(*inputs)
+    dout = np.random.default_rng(7).standard_normal(out.shape)
+    report = check_layer(case.forward, case.backward, *inputs, dout=dout)
+    wrong = case.backward(dout.copy(), case.forward(*inputs)[1])[0]
+    right = case.right(dout.copy(), case.forward(*inputs)[1])[0]
+    worst = tuple(int(k) for k in np.unravel_index(np.argmax(np.abs(wrong - right)), wrong.shape))
+    x = report.inputs[0]
+    assert not x.passed
+    assert x.worst[0].index == worst, str(report)
+    assert f"[{', '.join(map(str, worst))}]" in str(report).split("worst")[1].splitlines()[2]
+    assert len(NAMED_WORST) >= 5
+
+
 @pytest.mark.parametrize("case", CORRECT, ids=[c.name for c in CORRECT])
 def test_correct_layer_passes(case):
     report = check_layer(case.forward, case.backward, *case.inputs(), **case.options)
