@@ -168,16 +168,18 @@ def _format_input(r: InputResult) -> list[str]:
     lines: list[str] = []
     if r.passed and not r.notes:
         return lines
-    if not r.passed and r.n_checked:
+    if not r.passed and r.n_checked and r.n_failed:
         what = "directions/entries" if any(e.index[:1] == ("direction",) for e in r.worst) else ""
         what = what or "entries"
         lines.append(
             f"{r.name}: {r.n_failed} of {r.n_checked} checked {what} differ beyond "
             f"atol={_g(r.atol)} + rtol={_g(r.rtol)} * |numerical| ({r.method})"
         )
+    elif not r.passed or r.problems:
+        lines.append(f"{r.name}:")
     for problem in r.problems:
         lines.append(f"  problem: {problem}")
-    if r.worst and not r.passed:
+    if r.worst and not r.passed and (r.n_failed or r.hints):
         lines.append(f"  worst {len(r.worst)}:")
         idx_w = max(len("index"), *(len(_index(e.index)) for e in r.worst))
         lines.append(

@@ -451,7 +451,9 @@ def _check_quietly(
         a, g = inputs[i], grads[i]
         if g is None:  # not reached: normalize_grads names a problem for a missing gradient
             continue
-        eps_a = max(eps_of(np.asarray(a).dtype), eps_of(g.dtype), loss.eps_eval)
+        # the input's precision, not the gradient's: a float32 gradient of a float64 input is
+        # held to float64 (and its dtype reported below), not excused by its own rounding
+        eps_a = max(eps_of(np.asarray(a).dtype), loss.eps_eval)
         rtol_i = rtol if rtol is not None else min(1e-2, max(1e-9, 1000 * eps_a))
         # rounding of the analytic formula relative to the size of its terms, which for a
         # gradient that cancels almost exactly (batch norm of two rows) exceeds rtol * |dx|:
@@ -519,8 +521,14 @@ def _check_quietly(
             result = check.full(sizes)
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
         if g_dtype != np.asarray(a).dtype:
-            input_notes[i].append(
-                f"gradient dtype {g_dtype} differs from the input's {np.asarray(a).dtype}"
+            result = _with(
+                result,
+                passed=False,
+                problems=result.problems
+                + (
+                    f"the gradient of {names[i]!r} has dtype {g_dtype}, the input "
+                    f"{np.asarray(a).dtype}: return it in the input's dtype",
+                ),
             )
         if input_hints[i] or input_notes[i]:
             result = _with(

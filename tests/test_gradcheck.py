@@ -453,6 +453,19 @@ def test_wrong_dtype_is_reported_naming_the_input():
     assert report["x"].passed and not report["gamma"].passed
 
 
+def test_float32_gradient_of_a_float64_input_is_a_problem_held_to_float64():
+    def backward(dout, cache):
+        dx, dgamma, dbeta = bn_backward(dout, cache)
+        return dx.astype(np.float32), dgamma, dbeta
+
+    report = check_layer(bn_forward, backward, *bn_inputs(6, 3)(np.random.default_rng(0)))
+    text = str(report)
+    assert not report.passed and not report["x"].passed
+    assert "problem: the gradient of 'x' has dtype float32, the input float64" in text
+    assert report["x"].rtol == pytest.approx(1e-9)  # the input's precision, not float32's 1e-4
+    assert report["gamma"].passed and not report["gamma"].problems
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered in log")
 def test_nan_in_the_output_is_reported():
     def forward(x):
