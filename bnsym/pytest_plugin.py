@@ -47,15 +47,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(f"gradcheck_{name}", help_text, default=None)
 
 
+MODES = ("auto", "full", "probe")  # bnsym.gradcheck.MODES, without importing NumPy here
+_DEFAULTS = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read and check the defaults once, at start-up: a bad value is a usage error of the run,
+    not a failure of every test that uses the fixture."""
+    config.stash[_DEFAULTS] = _defaults(config)
+
+
 def _defaults(config: pytest.Config) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name, (kind, _) in _OPTIONS.items():
         value = config.getoption(f"gradcheck_{name}")
         if value is None:
             raw = config.getini(f"gradcheck_{name}")
-            value = kind(raw) if raw not in (None, "") else None
-        if value is not None:
-            options[name] = value
+            if raw in (None, ""):
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise pytest.UsageError(
+                    f"gradcheck_{name} = {raw!r} in the ini file is not {kind.__name__}"
+                ) from None
+        if name == "mode" and value not in MODES:
+            raise pytest.UsageError(
+                f"gradcheck mode must be one of {', '.join(MODES)}, not {value!r}"
+            )
+        if name in ("rtol", "atol", "seed") and value < 0:
+            raise pytest.UsageError(f"gradcheck {name} must be >= 0, not {value}")
+        options[name] = value
     return options
 
 
@@ -105,4 +127,4 @@ class GradCheck:
 @pytest.fixture
 def gradcheck(request: pytest.FixtureRequest) -> GradCheck:
     """Check a layer's backward pass: ``gradcheck(forward, backward, *inputs)``."""
-    return GradCheck(_defaults(request.config))
+    return GradCheck(dict(request.config.stash[_DEFAULTS]))

@@ -83,3 +83,33 @@ def test_ini_file_sets_the_defaults(layer_tests):
 def test_options_are_documented_in_help(pytester):
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*bnsym gradient checker*", "*--gradcheck-seed*"])
+
+
+@pytest.mark.parametrize(
+    "args, ini, message",
+    [
+        (
+            ["--gradcheck-mode=fast"],
+            "",
+            "gradcheck mode must be one of auto, full, probe, not 'fast'",
+        ),
+        ([], "gradcheck_mode = slow\n", "gradcheck mode must be one of auto, full, probe"),
+        ([], "gradcheck_rtol = tight\n", "gradcheck_rtol = 'tight' in the ini file is not float"),
+        (["--gradcheck-atol=-1"], "", "gradcheck atol must be >= 0, not -1.0"),
+    ],
+    ids=["option", "ini", "ini-not-a-number", "negative"],
+)
+def test_bad_defaults_are_a_usage_error_at_start_up(layer_tests, args, ini, message):
+    if ini:
+        layer_tests.makeini("[pytest]\n" + ini)
+    result = layer_tests.runpytest("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+    assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+
+def test_plugin_modes_are_the_checkers():
+    from bnsym.gradcheck import MODES
+    from bnsym.pytest_plugin import MODES as PLUGIN_MODES
+
+    assert PLUGIN_MODES == MODES
