@@ -127,4 +127,5 @@ class GradCheck:
 @pytest.fixture
 def gradcheck(request: pytest.FixtureRequest) -> GradCheck:
     """Check a layer's backward pass: ``gradcheck(forward, backward, *inputs)``."""
-    return GradCheck(dict(request.config.stash[_DEFAULTS]))
+    defaults: dict[str, Any] = request.config.stash[_DEFAULTS]
+    return GradCheck(dict(defaults))
