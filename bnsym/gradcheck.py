@@ -290,7 +290,7 @@ def _numerical_vjp(
 ) -> list[np.ndarray | None]:
     names = param_names(f, len(inputs))
     wrt_idx = resolve_wrt(wrt, inputs, names)
-    douts = list(dout) if isinstance(dout, tuple | list) else [dout]
+    douts = list(dout) if isinstance(dout, tuple) else [np.asarray(dout)]
     loss = Loss(f, inputs, douts, wrt_idx)
     rng = _rng(seed)
     loss.set_outputs(loss.outputs(loss.real))
@@ -388,7 +388,14 @@ def _check_quietly(
     if dout is None:
         douts = [rng.standard_normal(o.shape).astype(float_dtype(o.dtype)) for o in outs_a]
     else:
-        douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple | list) else [dout])]
+        # only a tuple means several outputs: a list is one array written as nested lists
+        douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
+        shapes = [o.shape for o in outs_a]
+        if [d.shape for d in douts] != shapes:
+            raise ValueError(
+                f"dout has shape(s) {[d.shape for d in douts]}, the output(s) of "
+                f"{forward_name} {shapes}; pass a tuple of arrays for several outputs"
+            )
     dout_arg: Any = tuple(douts) if isinstance(out_a, tuple | list) else douts[0]
     dout_copy = tuple(d.copy() for d in douts) if isinstance(dout_arg, tuple) else douts[0].copy()
     grads_raw = run_backward(dout_copy, cache, args_a)

@@ -565,6 +565,23 @@ def test_several_outputs_get_a_tuple_dout():
     assert check_function(f, vjp, np.linspace(-1, 1, 5)).passed
 
 
+def test_a_list_dout_is_one_array_and_only_a_tuple_means_several_outputs():
+    def f(x):
+        return 2 * x
+
+    def vjp(dout, x):
+        return 2 * dout
+
+    x = np.array([1.0, 2.0, 3.0])
+    dout = [0.5, -1.0, 2.0]  # one output of three entries, written as a list
+    report = check_function(f, vjp, x, dout=dout)
+    assert report.passed, str(report)
+    (dx,) = numerical_vjp(f, [x], dout)
+    np.testing.assert_allclose(dx, [1.0, -2.0, 4.0], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"pass a tuple of arrays for several outputs"):
+        check_function(f, vjp, x, dout=[0.5, -1.0])
+
+
 def test_bad_options_raise_value_error():
     with pytest.raises(ValueError, match="mode must be one of"):
         check_layer(affine_forward, affine_backward, *_affine(), mode="fast")
