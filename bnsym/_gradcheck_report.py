@@ -48,6 +48,9 @@ class InputResult:
     method: how the numerical gradient was computed (``"complex-step"``, ``"richardson"``).
     n_checked, n_failed: entries (or directions) compared and failed.
     worst: the worst entries, largest error first.
+    judged: False when the check stopped before comparing (a forward that modifies its inputs,
+        is nondeterministic or returns NaN): ``passed`` is then False but nothing was found wrong
+        with this gradient.
     """
 
     name: str
@@ -66,6 +69,7 @@ class InputResult:
     hints: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    judged: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,9 @@ def format_report(report: Report) -> str:
             if not r.checked:
                 rows.append((r.name, str(r.shape), r.dtype, "constant", "", "", "", "", ""))
                 continue
+            if not r.judged:
+                rows.append((r.name, str(r.shape), r.dtype, "-", "", "", "", "", "not judged"))
+                continue
             if r.n_checked == 0:
                 rows.append(
                     (r.name, str(r.shape), r.dtype, "-", "not compared", "", "", "", "FAIL")
@@ -166,7 +173,7 @@ def format_report(report: Report) -> str:
 
 def _format_input(r: InputResult) -> list[str]:
     lines: list[str] = []
-    if r.passed and not r.notes:
+    if (r.passed or not r.judged) and not r.notes:
         return lines
     if not r.passed and r.n_checked and r.n_failed:
         what = "directions/entries" if any(e.index[:1] == ("direction",) for e in r.worst) else ""

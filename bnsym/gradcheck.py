@@ -348,10 +348,14 @@ def _check_quietly(
     rng = _rng(seed)
     header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
 
-    def stopped(problem: str, mode_: str = mode, evals: int = 0) -> Report:
-        results = tuple(unchecked(names[i], a, i in wrt_idx) for i, a in enumerate(inputs))
+    def stopped(problem: str) -> Report:
+        """A report of a layer whose gradients cannot be judged (after the two safety calls)."""
+        results = tuple(
+            _with(unchecked(names[i], a, i in wrt_idx), judged=i not in wrt_idx)
+            for i, a in enumerate(inputs)
+        )
         return Report(
-            False, mode=mode_, inputs=results, problems=(problem,), evaluations=evals, **header
+            False, mode=mode, inputs=results, problems=(problem,), evaluations=2, **header
         )
 
     # 1. safety: the forward on copies, twice; it must neither modify them nor vary

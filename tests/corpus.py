@@ -181,6 +181,13 @@ def bn_forward_dropout(x, gamma, beta):
     return out * mask / 0.5, cache
 
 
+def bn_forward_nan(x, gamma, beta):
+    out, cache = bn_forward(x, gamma, beta)
+    out = out.copy()
+    out[0, 0] = np.nan  # a bug in the forward: its gradient cannot be judged numerically
+    return out, cache
+
+
 def bn_forward_float32_inside(x, gamma, beta):
     out, cache = bn_forward(x.astype(np.float32), gamma.astype(np.float32), beta.astype(np.float32))
     return out.astype(x.dtype), cache

@@ -22,7 +22,9 @@ from corpus import (
     bn_backward,
     bn_backward_swapped,
     bn_forward,
+    bn_forward_dropout,
     bn_forward_mutating,
+    bn_forward_nan,
     bn_forward_npvar,
     bn_inputs,
     leaky_relu_backward,
@@ -416,6 +418,26 @@ def test_callers_arrays_are_never_modified():
     assert "modifies its input 'x' in place" in str(report)
     for a, c in zip((x, gamma, beta), copies, strict=True):
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "forward, problem",
+    [
+        (bn_forward_mutating, "modifies its input 'x' in place"),
+        (bn_forward_dropout, "nondeterministic"),
+        (bn_forward_nan, "has 1 NaN/inf entries"),
+    ],
+    ids=["mutation", "nondeterminism", "nan"],
+)
+def test_a_stopped_check_counts_its_calls_and_judges_no_input(forward, problem):
+    report = check_layer(forward, bn_backward, *bn_inputs(6, 3)(np.random.default_rng(0)))
+    text = str(report)
+    assert not report.passed and problem in text
+    assert report.evaluations == 2 and "forward evaluations=2" in text  # the two safety calls
+    assert [r.judged for r in report.inputs] == [False, False, False]
+    for name in ("x", "gamma", "beta"):
+        (row,) = [line for line in text.splitlines() if line.startswith(f"  {name} ")]
+        assert row.endswith("not judged") and "FAIL" not in row
 
 
 def test_backward_writing_into_dout_is_reported():
