@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -320,6 +321,21 @@ def _check(*args: Any, **kwargs: Any) -> Report:
         return _check_quietly(*args, **kwargs)
 
 
+@dataclass(frozen=True)
+class _Layer:
+    """What every step of the check needs: the layer's calls, its inputs and their names."""
+
+    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]]
+    run_backward: Callable[[Any, Any, Sequence[Any]], Any]
+    f: Callable[..., Any]  # inputs -> out, for the numerical derivatives
+    inputs: list[Any]
+    originals: list[Any]  # copies taken on entry: nothing may change the caller's arrays
+    names: list[str]
+    wrt_idx: list[int]
+    forward_name: str
+    backward_name: str
+
+
 def _check_quietly(
     run_forward: Callable[[Sequence[Any]], tuple[Any, Any]],
     run_backward: Callable[[Any, Any, Sequence[Any]], Any],
@@ -337,44 +353,85 @@ def _check_quietly(
     atol: float | None,
     dout: Any,
 ) -> Report:
+    """The check, step by step: safety, analytic gradients, numerical side, tolerances,
+    comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    inputs = [np.asarray(a) if isinstance(a, int | float | list) else a for a in inputs]
-    names = list(names)
-    wrt_idx = resolve_wrt(wrt, inputs, names)
-    originals = [copy_input(a) for a in inputs]
+    arrays = [np.asarray(a) if isinstance(a, int | float | list) else a for a in inputs]
+    layer = _Layer(
+        run_forward,
+        run_backward,
+        f,
+        arrays,
+        [copy_input(a) for a in arrays],
+        list(names),
+        resolve_wrt(wrt, arrays, list(names)),
+        forward_name,
+        backward_name,
+    )
     rng = _rng(seed)
     header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
 
-    def stopped(problem: str) -> Report:
-        """A report of a layer whose gradients cannot be judged (after the two safety calls)."""
-        results = tuple(
-            _with(unchecked(names[i], a, i in wrt_idx), judged=i not in wrt_idx)
-            for i, a in enumerate(inputs)
+    safe = _run_forward_twice(layer)
+    if isinstance(safe, str):
+        unjudged = tuple(
+            _with(unchecked(layer.names[i], a, i in layer.wrt_idx), judged=i not in layer.wrt_idx)
+            for i, a in enumerate(layer.inputs)
         )
-        return Report(
-            False, mode=mode, inputs=results, problems=(problem,), evaluations=2, **header
-        )
+        return Report(False, mode=mode, inputs=unjudged, problems=(safe,), evaluations=2, **header)
+    out, cache, args, outs = safe
+    douts, grads, grad_problems, problems = _analytic_gradients(
+        layer, out, outs, cache, args, dout, rng
+    )
+    ok_idx = [i for i in layer.wrt_idx if i not in grad_problems]
+    loss, chosen_mode, use_complex, notes = _numerical_side(
+        layer, douts, outs, ok_idx, mode, method, rng
+    )
+    checks, input_hints, input_notes = _comparisons(
+        layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
+    )
+    results = _compare_inputs(
+        layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
+    )
+    for i, (a, orig) in enumerate(zip(layer.inputs, layer.originals, strict=True)):
+        if isinstance(orig, np.ndarray) and not same(a, orig):  # pragma: no cover - a bug of ours
+            problems.append(f"the caller's input {layer.names[i]!r} changed during the check")
+    passed = not problems and all(r.passed for r in results)
+    return Report(
+        passed,
+        mode=chosen_mode,
+        inputs=tuple(results),
+        problems=tuple(problems),
+        notes=tuple(notes),
+        evaluations=loss.evals,
+        **header,
+    )
 
-    # 1. safety: the forward on copies, twice; it must neither modify them nor vary
-    args_a = [copy_input(a) for a in inputs]
-    args_b = [copy_input(a) for a in inputs]
-    out_a, cache = run_forward(args_a)
-    out_b, _ = run_forward(args_b)
-    for i, (a, orig) in enumerate(zip(args_a, originals, strict=True)):
+
+def _run_forward_twice(layer: _Layer) -> str | tuple[Any, Any, list[Any], list[np.ndarray]]:
+    """Step 1, safety: the forward on copies, twice; it must neither modify them nor vary.
+
+    Returns ``(out, cache, args, outs)`` of the first call (``outs`` the outputs as a list),
+    or the problem that stops the check: the forward modifies an input, returns NaN/inf, or is
+    nondeterministic.
+    """
+    names, forward_name = layer.names, layer.forward_name
+    args_a = [copy_input(a) for a in layer.inputs]
+    args_b = [copy_input(a) for a in layer.inputs]
+    out_a, cache = layer.run_forward(args_a)
+    out_b, _ = layer.run_forward(args_b)
+    for i, (a, orig) in enumerate(zip(args_a, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
-            return stopped(
+            return (
                 f"{forward_name} modifies its input {names[i]!r} in place "
                 f"({where_differs(a, orig)}); it must treat its inputs as read-only"
             )
     outs_a, outs_b = as_outputs(out_a), as_outputs(out_b)
     for k, o in enumerate(outs_a):
         if not np.all(np.isfinite(o)):
-            return stopped(
-                f"the output{output_label(k, outs_a)} of {forward_name} has {nonfinite(o)}"
-            )
+            return f"the output{output_label(k, outs_a)} of {forward_name} has {nonfinite(o)}"
     if len(outs_a) != len(outs_b) or not all(
         same(p, q) for p, q in zip(outs_a, outs_b, strict=True)
     ):
@@ -382,49 +439,83 @@ def _check_quietly(
             diff = max(float(np.max(np.abs(p - q))) for p, q in zip(outs_a, outs_b, strict=True))
         except ValueError:  # different numbers or shapes of outputs
             diff = float("nan")
-        return stopped(
+        return (
             f"{forward_name} is nondeterministic: two calls on the same inputs differ by up to "
             f"{diff:.3g} (random numbers without a fixed seed, e.g. dropout?); "
             "its gradient cannot be checked numerically"
         )
+    return out_a, cache, args_a, outs_a
 
-    # 2. the analytic gradients for a seeded random dout
+
+def _analytic_gradients(
+    layer: _Layer,
+    out: Any,
+    outs: list[np.ndarray],
+    cache: Any,
+    args: list[Any],
+    dout: Any,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[np.ndarray | None], dict[int, str], list[str]]:
+    """Step 2: the backward's gradients for a seeded random ``dout`` (or the caller's).
+
+    Returns ``(douts, grads, grad_problems, problems)``: one dout per output, one gradient per
+    input (None where unusable), a problem per input whose gradient has the wrong shape or
+    dtype or is missing, and problems of the layer as a whole (a backward writing into dout
+    or into a cached input, the wrong number of gradients).
+    """
+    names, backward_name = layer.names, layer.backward_name
     if dout is None:
-        douts = [rng.standard_normal(o.shape).astype(float_dtype(o.dtype)) for o in outs_a]
+        douts = [rng.standard_normal(o.shape).astype(float_dtype(o.dtype)) for o in outs]
     else:
         # only a tuple means several outputs: a list is one array written as nested lists
         douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
-        shapes = [o.shape for o in outs_a]
+        shapes = [o.shape for o in outs]
         if [d.shape for d in douts] != shapes:
             raise ValueError(
                 f"dout has shape(s) {[d.shape for d in douts]}, the output(s) of "
-                f"{forward_name} {shapes}; pass a tuple of arrays for several outputs"
+                f"{layer.forward_name} {shapes}; pass a tuple of arrays for several outputs"
             )
-    dout_arg: Any = tuple(douts) if isinstance(out_a, tuple | list) else douts[0]
+    dout_arg: Any = tuple(douts) if isinstance(out, tuple | list) else douts[0]
     dout_copy = tuple(d.copy() for d in douts) if isinstance(dout_arg, tuple) else douts[0].copy()
-    grads_raw = run_backward(dout_copy, cache, args_a)
+    grads_raw = layer.run_backward(dout_copy, cache, args)
     problems: list[str] = []
     if not all(same(p, q) for p, q in zip(as_outputs(dout_copy), douts, strict=True)):
         problems.append(
             f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
             "so a backward must not write into it"
         )
-    for i, (a, orig) in enumerate(zip(args_a, originals, strict=True)):
+    for i, (a, orig) in enumerate(zip(args, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             problems.append(
                 f"{backward_name} modifies the input {names[i]!r} (through the cache) in place "
                 f"({where_differs(a, orig)})"
             )
-    grads, grad_problems, count_problem = normalize_grads(grads_raw, inputs, names, wrt_idx)
+    grads, grad_problems, count_problem = normalize_grads(
+        grads_raw, layer.inputs, names, layer.wrt_idx
+    )
     if count_problem:
         problems.append(count_problem)
-    rounding = _backward_rounding(run_forward, run_backward, inputs, douts, grads, names, wrt_idx)
+    return douts, grads, grad_problems, problems
 
-    # 3. the numerical side
-    ok_idx = [i for i in wrt_idx if i not in grad_problems]
-    loss = Loss(f, inputs, douts, ok_idx)
-    loss.evals = 2
-    loss.set_outputs(outs_a)
+
+def _numerical_side(
+    layer: _Layer,
+    douts: list[np.ndarray],
+    outs: list[np.ndarray],
+    ok_idx: list[int],
+    mode: str,
+    method: str,
+    rng: np.random.Generator,
+) -> tuple[Loss, str, bool, list[str]]:
+    """Step 3: the scalar L = sum(dout * out), the mode, and the method.
+
+    The complex step where it cross-checks with finite differences, else Richardson (after
+    measuring the forward's rounding noise for its steps). Returns ``(loss, mode, use_complex,
+    notes)``.
+    """
+    loss = Loss(layer.f, layer.inputs, douts, ok_idx)
+    loss.evals = 2  # the safety calls
+    loss.set_outputs(outs)
     total = sum(loss.base[i].size for i in ok_idx)
     chosen_mode = mode if mode != "auto" else ("full" if total <= FULL_LIMIT else "probe")
     notes: list[str] = []
@@ -445,25 +536,49 @@ def _check_quietly(
             f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
             "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
         )
+    return loss, chosen_mode, use_complex, notes
 
-    results: list[InputResult] = []
-    analytic_full: list[np.ndarray | None] = [None] * len(inputs)
-    numeric_full: list[np.ndarray | None] = [None] * len(inputs)
-    sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
+
+def _comparisons(
+    layer: _Layer,
+    loss: Loss,
+    douts: list[np.ndarray],
+    outs: list[np.ndarray],
+    grads: list[np.ndarray | None],
+    ok_idx: list[int],
+    use_complex: bool,
+    rtol: float | None,
+    atol: float | None,
+) -> tuple[dict[int, Comparison], dict[int, list[str]], dict[int, list[str]]]:
+    """Step 4, tolerances: a :class:`Comparison` per input with a usable gradient.
+
+    rtol from the input's dtype; the rounding floor of the user's own arithmetic; for float32
+    inputs the measured difference from the same backward in float64 (or a hint that it is too
+    large). Returns ``(comparisons, hints, notes)``, the last two per input.
+    """
+    rounding = _backward_rounding(
+        layer.run_forward,
+        layer.run_backward,
+        layer.inputs,
+        douts,
+        grads,
+        layer.names,
+        layer.wrt_idx,
+    )
     checks: dict[int, Comparison] = {}
     input_notes: dict[int, list[str]] = {i: [] for i in ok_idx}
     input_hints: dict[int, list[str]] = {i: [] for i in ok_idx}
-    rms_terms = _rms(douts) * _rms(outs_a)
+    rms_terms = _rms(douts) * _rms(outs)
     eps_work = max(EPS64, loss.eps_eval)
     # inputs far from 0 against their spread (x = 3000 + N(0, 1)) are rounded at their
     # magnitude: float32 centering loses that factor of precision in every correct formula
     offset = max([1.0] + [_rms([loss.base[i]]) / loss.scale[i] for i in ok_idx])
     for i in ok_idx:
-        a, g = inputs[i], grads[i]
+        a, g = layer.inputs[i], grads[i]
         if g is None:  # not reached: normalize_grads names a problem for a missing gradient
             continue
         # the input's precision, not the gradient's: a float32 gradient of a float64 input is
-        # held to float64 (and its dtype reported below), not excused by its own rounding
+        # held to float64 (and its dtype reported as a problem), not excused by its rounding
         eps_a = max(eps_of(np.asarray(a).dtype), loss.eps_eval)
         rtol_i = rtol if rtol is not None else min(1e-2, max(1e-9, 1000 * eps_a))
         # rounding of the analytic formula relative to the size of its terms, which for a
@@ -490,7 +605,7 @@ def _check_quietly(
                 )
             else:
                 rounding_error = g_minus_g64
-                if measured > 0.25 * rtol_i * float(np.max(np.abs(g64), initial=0.0)):
+                if measured > 0.25 * rtol_i * g64_max:
                     input_notes[i].append(
                         f"atol includes the rounding of your {g.dtype} backward: it differs "
                         f"from the same code in float64 by {measured:.3g}"
@@ -498,7 +613,7 @@ def _check_quietly(
         checks[i] = Comparison(
             loss,
             i,
-            names[i],
+            layer.names[i],
             str(np.asarray(a).dtype),
             g.astype(np.float64),
             use_complex,
@@ -509,8 +624,33 @@ def _check_quietly(
             rtol_work=rtol if rtol is not None else min(1e-2, max(1e-9, 1000 * eps_work)),
             floor_work=64 * eps_work * natural,
         )
+    return checks, input_hints, input_notes
+
+
+def _compare_inputs(
+    layer: _Layer,
+    checks: dict[int, Comparison],
+    grads: list[np.ndarray | None],
+    grad_problems: dict[int, str],
+    mode: str,
+    rng: np.random.Generator,
+    input_hints: dict[int, list[str]],
+    input_notes: dict[int, list[str]],
+) -> list[InputResult]:
+    """Step 5: each input's verdict, in the order of the inputs.
+
+    Constants are not checked; inputs with an unusable gradient fail with their problem; the
+    rest are compared in ``mode`` (a small input that fails in probe mode again entry by
+    entry, so that swapped gradients can be named). A gradient in another dtype than its input
+    is a problem of that input.
+    """
+    names, inputs = layer.names, layer.inputs
+    results: list[InputResult] = []
+    analytic_full: list[np.ndarray | None] = [None] * len(inputs)
+    numeric_full: list[np.ndarray | None] = [None] * len(inputs)
+    sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
     for i, a in enumerate(inputs):
-        if i not in wrt_idx:
+        if i not in layer.wrt_idx:
             results.append(unchecked(names[i], a, False))
             continue
         if i in grad_problems:
@@ -525,9 +665,9 @@ def _check_quietly(
             )
             continue
         check, g_dtype = checks[i], grads[i].dtype  # type: ignore[union-attr]
-        if chosen_mode == "probe":
+        if mode == "probe":
             result = check.probe(rng, sizes)
-        if chosen_mode == "full" or (not result.passed and check.analytic.size <= SMALL_INPUT):
+        if mode == "full" or (not result.passed and check.analytic.size <= SMALL_INPUT):
             # a small input that fails is compared entry by entry: swapped gradients show
             result = check.full(sizes)
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
@@ -557,19 +697,7 @@ def _check_quietly(
             else r
             for r in results
         ]
-    for i, (a, orig) in enumerate(zip(inputs, originals, strict=True)):
-        if isinstance(orig, np.ndarray) and not same(a, orig):  # pragma: no cover - a bug of ours
-            problems.append(f"the caller's input {names[i]!r} changed during the check")
-    passed = not problems and all(r.passed for r in results)
-    return Report(
-        passed,
-        mode=chosen_mode,
-        inputs=tuple(results),
-        problems=tuple(problems),
-        notes=tuple(notes),
-        evaluations=loss.evals,
-        **header,
-    )
+    return results
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -638,6 +766,4 @@ def _rng(seed: int) -> np.random.Generator:
 
 
 def _with(result: InputResult, **changes: Any) -> InputResult:
-    from dataclasses import replace
-
     return replace(result, **changes)
