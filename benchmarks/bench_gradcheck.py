@@ -1,6 +1,6 @@
 """Benchmark: bnsym's gradient checker against torch.autograd.gradcheck, in one process and run.
 
-    python benchmarks/bench_gradcheck.py            # about a minute on two cores
+    python benchmarks/bench_gradcheck.py            # about 12 seconds on two cores
     python benchmarks/bench_gradcheck.py --repeat 1 # quicker, noisier timings
 
 1. Speed: batch norm (float64) at (4, 3), (64, 32) and (512, 256), checked by torch's slow mode
@@ -14,7 +14,8 @@
    Torch checks the NumPy layer wrapped in a torch.autograd.Function; a torch error counts as
    "caught" for a wrong layer and as a failure for a right one.
 
-Prints Markdown tables (docs/gradcheck.md quotes them). Needs torch; it is not a dependency.
+Prints Markdown tables (the README's gradient-checker section quotes them). Needs torch; it is
+not a dependency.
 """
 
 from __future__ import annotations
