@@ -27,7 +27,7 @@ def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
 
 def unchecked(name: str, a: Any, checked: bool) -> InputResult:
     arr = np.asarray(a)
-    return InputResult(name, tuple(arr.shape), str(arr.dtype), not checked, checked=checked)
+    return InputResult(name, tuple(arr.shape), arr.dtype.name, not checked, checked=checked)
 
 
 def copy_input(a: Any) -> Any:

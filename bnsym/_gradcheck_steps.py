@@ -262,7 +262,7 @@ def comparisons(
             loss,
             i,
             layer.names[i],
-            str(np.asarray(a).dtype),
+            np.asarray(a).dtype.name,
             g.astype(np.float64),
             use_complex,
             rtol_i,
@@ -306,7 +306,7 @@ def compare_inputs(
                 InputResult(
                     names[i],
                     tuple(np.shape(a)),
-                    str(np.asarray(a).dtype),
+                    np.asarray(a).dtype.name,
                     False,
                     problems=(grad_problems[i],) if grad_problems[i] else (),
                 )

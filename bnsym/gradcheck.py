@@ -37,6 +37,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -402,4 +403,10 @@ def _rng(seed: int) -> np.random.Generator:
     Not ``default_rng(seed)``: tests draw their inputs from that, and a ``dout`` equal to ``x``
     makes the batch-norm ``dx`` vanish (``dout`` in the span of ``x_hat``) and hides every bug.
     """
-    return np.random.default_rng([seed, _STREAM])
+    # default_rng([seed, _STREAM]) without hashing the seed again on every check
+    return np.random.Generator(np.random.PCG64(_seed_sequence(seed)))
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_sequence(seed: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, _STREAM])
