@@ -98,24 +98,36 @@ def power_of_two(h: float) -> float:
     return float(2.0 ** round(math.log2(h)))
 
 
+_FILTERS_MUTATED = getattr(warnings, "_filters_mutated", None)
+
+
 class complex_errors:  # noqa: N801 - used like a function
     """A context in which dropping an imaginary part (a cast to float) raises, not warns.
 
-    It is entered for every complex-step evaluation, so it swaps the filter list itself: the
-    same as ``warnings.catch_warnings()`` with ``simplefilter("error", ComplexWarning)``, at a
-    fraction of its cost.
+    It is entered for every complex-step evaluation, so where the interpreter allows it swaps
+    the filter list itself: the same as ``warnings.catch_warnings()`` with
+    ``simplefilter("error", ComplexWarning)``, at a fraction of its cost. Interpreters without
+    ``warnings._filters_mutated`` (its filters kept per context) take the documented way.
     """
 
     _filter = ("error", None, np.exceptions.ComplexWarning, None, 0)
 
     def __enter__(self) -> None:
+        if _FILTERS_MUTATED is None:
+            self.context: Any = warnings.catch_warnings()
+            self.context.__enter__()
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            return
         self.saved = warnings.filters
         warnings.filters = [self._filter, *self.saved]
-        warnings._filters_mutated()  # type: ignore[attr-defined]
+        _FILTERS_MUTATED()
 
     def __exit__(self, *exc: object) -> None:
+        if _FILTERS_MUTATED is None:
+            self.context.__exit__(*exc)
+            return
         warnings.filters = self.saved
-        warnings._filters_mutated()  # type: ignore[attr-defined]
+        _FILTERS_MUTATED()
 
 
 class Loss:

@@ -740,3 +740,24 @@ def test_cli_does_not_import_numpy_at_startup():
 def _affine():
     rng = np.random.default_rng(0)
     return rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+
+
+@pytest.mark.parametrize("swap_filters", [True, False], ids=["filter-swap", "catch_warnings"])
+def test_a_cast_to_float_refuses_the_complex_step_and_leaves_the_warning_filters(
+    monkeypatch, swap_filters
+):
+    import warnings
+
+    import bnsym._gradcheck_numeric as numeric
+
+    if not swap_filters:  # an interpreter without warnings._filters_mutated
+        monkeypatch.setattr(numeric, "_FILTERS_MUTATED", None)
+
+    def f(x):
+        return np.asarray(x, dtype=np.float64) ** 2  # drops the imaginary part
+
+    filters = list(warnings.filters)
+    report = check_function(f, lambda dout, x: 2 * x * dout, np.linspace(0.5, 2.0, 4))
+    assert report.passed and report.inputs[0].method == "richardson"
+    assert "complex step not used" in str(report)
+    assert warnings.filters == filters
