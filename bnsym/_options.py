@@ -145,7 +145,7 @@ def make_options(
     force: bool = False,
 ) -> Options:
     """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
-    if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*\d+\s*", str(m))):
+    if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*[+-]?\d+\s*", str(m))):
         raise DerivationError(f"m must be a whole number, not {m!r}; try m = 4.")
     m = int(str(m))
     if m < 1:

@@ -282,7 +282,7 @@ class _Ctx:
             else "σ_B + ε"
         )
         self.mu_txt = "μ_B" if self.train else "μ_run"
-        self.n_txt = "m" if variance == "biased" else "m − 1"
+        self.n_txt = str(s.m if variance == "biased" else s.m - 1)
 
     def record(self, name: str, ok: bool, method: str) -> None:
         self.verified[name] = bool(ok)
@@ -352,8 +352,7 @@ def _closed_form(c: _Ctx) -> tuple[tuple[Step, ...], bool]:
         if not c.train:
             return sp.Mul(c.gamma / c.D, dy_i, evaluate=False)
         inner = sp.Add(m * dy_i, -SUM_DY, -sp.Mul(c_shown, x_hat_i, SUM_DY_XHAT), evaluate=False)
-        scale = sp.Pow(sp.Mul(m, D_shown, evaluate=False), -1, evaluate=False)
-        return sp.Mul(sp.Mul(c.gamma, scale, evaluate=False), inner, evaluate=False)
+        return sp.Mul(c.gamma / (m * D_shown), inner, evaluate=False)
 
     generic = Step(DX_I, closed(DY_I, XHAT_I), "closed form" if c.train else "eval mode: a scaling")
     sum_dy = sp.Add(*s.dy)

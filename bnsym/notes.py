@@ -445,5 +445,11 @@ def refresh(directory: str | os.PathLike[str]) -> list[Path]:
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         sys.exit("usage: python -m bnsym.notes DIRECTORY")
-    for path in refresh(sys.argv[1]):
-        print(path)
+    from bnsym._io import OutputError
+
+    try:
+        for path in refresh(sys.argv[1]):
+            print(path)
+    except OutputError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)

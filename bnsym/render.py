@@ -156,6 +156,9 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
     ]
     if term.is_Number or term == _EYE:
         return (-1, 0, 0, str(term))  # 2 − x̂₁² and I − 𝟙𝟙ᵀ/m, as a person writes them
+    if any(getattr(s, "name", "") in ("dsigma2_B", "dmu_B") for s in term.free_symbols):
+        # ∂ℓ/∂μ_B = Σ ∂ℓ/∂x̂_i·(…) + ∂ℓ/∂σ²_B·(…): the term of another node's gradient last
+        return (0, 1 << 30, 0, str(term))
     constant = bool(term.free_symbols & _ADDED_LAST)
     return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
 
@@ -229,10 +232,15 @@ def sections(d: Derivation) -> Iterator[Section]:
 
     Expressions are shown as the notes write them: √σ²_B as σ_B (ε outside the root).
     """
+    # A numeric ε is shown as the number (ε = 0 makes the residual of Σ∂ℓ/∂x_i·x̂_i vanish);
+    # xreplace rebuilds only what contains ε, so unevaluated sums keep their written order.
+    eps = {} if d.options.eps is None else {d.symbols.eps: d.options.eps}
+
+    def shown(e: Any) -> Any:
+        return _sigma_shown(d, e.xreplace(eps) if eps and isinstance(e, sp.Basic) else e)
+
     for sec in _sections(d):
-        steps = tuple(
-            Step(st.lhs, _sigma_shown(d, st.rhs), st.rule, st.value, st.note) for st in sec.steps
-        )
+        steps = tuple(Step(st.lhs, shown(st.rhs), st.rule, st.value, st.note) for st in sec.steps)
         yield Section(sec.key, sec.title, sec.intro, steps, sec.outro)
 
 
@@ -299,14 +307,15 @@ def _sections(d: Derivation) -> Iterator[Section]:
         "Closed form",
         "Collecting the chain rule into one expression per element:",
         (generic, *per_element),
-        ("✓ proved: " if d.verified.get("closed_form") else "✗ NOT proved: ")
-        + d.proof_methods["closed_form"]
-        + ".",
+        "✓ proved exactly (closed_form, under Proofs)."
+        if d.verified.get("closed_form")
+        else "✗ NOT proved (closed_form, under Proofs).",
     )
     if d.m <= EXPLICIT_MAX_M and train and o.values is None and o.eps_placement == "inside":
         yield Section(
             "explicit",
-            f"Per-element results, fully in x₁..x{str(d.m).translate(_SUB)}",
+            "Per-element results, fully in "
+            + ("x₁, x₂" if d.m == 2 else f"x₁, …, x{str(d.m).translate(_SUB)}"),
             "",
             tuple(Step(sym, val) for sym, val in zip(s.dx, d.dx, strict=True)),
         )
@@ -376,17 +385,16 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
             lhs = expr_text(st.lhs, ascii)
             # Results fully in x_1..x_m and numbers are shown whole; long symbolic sums abridged.
             whole = sec.key in ("explicit", "example")
-            eq = f"  {lhs} = {expr_text(st.rhs, ascii, abbreviate=not whole)}"
+            rhs = expr_text(st.rhs, ascii, abbreviate=not whole)
             if sec.key == "identities":
                 mark = "ok" if ascii else "✓"
                 if not d.verified.get(st.rule, False):
                     mark = "FAILED" if ascii else "✗"
-                eq += f"   [{mark} {st.rule}]"
+                lines += wrap(f"  {lhs} = ", rhs, f"   [{mark} {st.rule}]")
                 if st.note:
-                    eq += f"\n      {st.note}"
-            elif st.rule:
-                eq += f"      ({st.rule})"
-            lines.append(eq)
+                    lines.append(f"      {st.note}")
+            else:
+                lines += wrap(f"  {lhs} = ", rhs, f"      ({st.rule})" if st.rule else "")
         if sec.key == "jacobian" and d.jacobian is not None and d.m <= JACOBIAN_SHOWN_M:
             lines += _jacobian_entries(d, ascii)
         if sec.outro:
@@ -401,8 +409,43 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
     return text
 
 
+#: Text lines are wrapped to this many characters, at a + or − outside any parentheses.
+WIDTH = 100
+
+
+def wrap(prefix: str, rhs: str, suffix: str = "", width: int = WIDTH) -> list[str]:
+    """``prefix + rhs + suffix`` as lines of at most ``width`` characters where possible:
+    ``rhs`` breaks before a top-level + or −, continuation lines indented under it.
+
+    >>> wrap("  y = ", "a + b − (c + d) + e", "  (rule)", width=18)
+    ['  y = a + b', '      − (c + d)', '      + e  (rule)']
+    """
+    if len(prefix) + len(rhs) + len(suffix) <= width:
+        return [prefix + rhs + suffix]
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(rhs):
+        depth += ch in "([" and 1 or ch in ")]" and -1 or 0
+        if depth == 0 and i > start and rhs[i : i + 3] in (" + ", " − ", " - "):
+            pieces.append(rhs[start:i])
+            start = i + 1
+    pieces.append(rhs[start:])
+    indent = " " * len(prefix)
+    lines, current = [], prefix + pieces[0]
+    for piece in pieces[1:]:
+        if len(current) + 1 + len(piece) > width and current.strip():
+            lines.append(current)
+            current = indent + piece
+        else:
+            current += " " + piece
+    if len(current) + len(suffix) > width and suffix.strip():
+        lines += [current, indent + suffix.strip()]
+    else:
+        lines.append(current + suffix)
+    return lines
+
+
 #: Up to this m the text also lists the Jacobian entry by entry.
-JACOBIAN_SHOWN_M = 3
+JACOBIAN_SHOWN_M = 4
 
 
 def factored_jacobian(d: Derivation) -> tuple[sp.Expr, sp.Matrix]:
@@ -411,7 +454,8 @@ def factored_jacobian(d: Derivation) -> tuple[sp.Expr, sp.Matrix]:
     √σ²_B is written σ_B, as everywhere in the notes. Requires ``d.jacobian``."""
     jac = d.jacobian
     assert jac is not None
-    jac = jac.applyfunc(lambda e: _sigma_shown(d, e))
+    eps = {} if d.options.eps is None else {d.symbols.eps: d.options.eps}
+    jac = jac.applyfunc(lambda e: _sigma_shown(d, e.xreplace(eps)))
     entries = [e for e in jac if e != 0]
     common = set(sp.Mul.make_args(entries[0]))
     for e in entries[1:]:

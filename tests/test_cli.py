@@ -52,6 +52,7 @@ def test_output_file_is_written_and_format_taken_from_extension(run, tmp_path):
     "args, words",
     [
         (["--m", "0"], "m must be at least 1"),
+        (["--m", "-3"], "m must be at least 1"),
         (["--m", "2.5"], "whole number"),
         (["--m", "four"], "whole number"),
         (["--m", "1"], "--mode eval"),

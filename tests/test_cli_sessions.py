@@ -80,7 +80,7 @@ RECORD = {
     "example_2_0_2_4_unbiased": "derive --m 4 --values 2,0,2,4 --eps 0 --variance unbiased",
     "example_with_dy": "derive --m 4 --values 2,0,2,4 --eps 0 --dy 1,0,0,0",
     "example_gpa_iq": "derive --m 4 --values '8.9,6.2,8.3,9.2;100,25,2,70' --eps-placement outside",
-    "example_two_nodes": "derive --m 2 --values '1,2;10,11' --eps 0",
+    "example_two_nodes": "derive --m 2 --values '1,10;2,11' --eps 0",
     "example_cgpa_iq": "derive --m 4 --values '7,8,9,6;70,80,90,60' --eps-placement outside",
     "example_test_time": "derive --m 4 --mode eval --values '8,7,6,9;80,70,60,90'",
     "example_algorithm1": "derive --m 4 --values '6,9,8,5;8,9,8,6' --eps 1e-5 --format json",
