@@ -23,11 +23,14 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     Raises OutputError naming the path otherwise. Call it before expensive work so that a bad
     ``-o`` fails fast.
     """
-    target = Path(path)
+    # Through links: writing must replace the file a link points to, not the link itself.
+    target = Path(path).resolve() if Path(path).is_symlink() else Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     try:
         if target.is_dir():
             raise OutputError(f"{str(target)!r} is a directory; give a file name.")
+        if parent.exists() and not parent.is_dir():
+            raise OutputError(f"{str(parent)!r} is a file, not a directory; choose another path.")
         if not parent.is_dir():
             raise OutputError(
                 f"directory {str(parent)!r} does not exist; create it first or choose another path."

@@ -93,3 +93,19 @@ def test_mode_of_an_existing_file_is_kept_and_a_new_one_follows_the_umask(tmp_pa
     # with the usual umask, what open() would give: 0o666 & ~umask
     fresh2 = atomic_write(tmp_path / "fresh2.py", "x\n")
     assert stat.S_IMODE(fresh2.stat().st_mode) == 0o666 & ~old
+
+
+def test_a_link_is_written_through_not_replaced(tmp_path) -> None:
+    real = tmp_path / "real.py"
+    real.write_text("old\n")
+    link = tmp_path / "link.py"
+    link.symlink_to(real)
+    atomic_write(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+
+
+def test_a_file_in_the_way_of_the_directory_is_named(tmp_path) -> None:
+    blocker = tmp_path / "notadir"
+    blocker.write_text("")
+    with pytest.raises(OutputError, match="is a file, not a directory"):
+        atomic_write(blocker / "x.py", "x\n")
