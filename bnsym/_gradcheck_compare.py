@@ -247,10 +247,9 @@ class Comparison:
         v = np.zeros(self.analytic.size)
         v[candidates] = signs(rng, (candidates.size,))
         w = self.loss.direction(self.i, v.reshape(self.shape))
-        left, right, change = self.loss.one_sided_along({self.i: w})
-        jump = abs(right - left)
+        left, right, change, noise = self.loss.one_sided_along({self.i: w})
         tol = self.direction_tolerance(w, gscale) + 1e-300
-        if not (jump > 10 * tol and abs(change) < 0.25 * jump):
+        if not is_jump(left, right, change, noise, tol):
             return np.zeros(0, dtype=int)
         self.kink_notes.append(
             f"{candidates.size} entries of {self.name} sit exactly at 0 or at a tie and L has "
@@ -267,14 +266,15 @@ class Comparison:
         A kink (ReLU at 0, a tie in a max) is a jump between the one-sided derivatives that
         does not shrink with the step; any value between them (a subgradient) is allowed.
         """
-        left, right, change = self.loss.one_sided(self.i, j)
-        jump = abs(right - left)
-        if not (jump > 10 * tol and abs(change) < 0.25 * jump):
+        left, right, change, noise = self.loss.one_sided(self.i, j)
+        if not is_jump(left, right, change, noise, tol):
             return None
         allowed = min(left, right) - tol <= analytic <= max(left, right) + tol
         return left, right, allowed
 
     def _where(self, j: int) -> str:
+        if not self.shape:  # a 0-d input: x[()]
+            return "()"
         return ", ".join(str(int(t)) for t in np.unravel_index(j, self.shape))
 
     def _lines_through(self, j: int, rng: np.random.Generator, per_axis: int = 8) -> list[int]:
@@ -443,6 +443,23 @@ class Comparison:
         )
 
 
+def is_jump(left: float, right: float, change: float, noise: float, tol: float) -> bool:
+    """Whether one-sided derivatives ``left`` and ``right`` differ by a kink's jump.
+
+    The jump must exceed the tolerance, not change with the step (``change``: the jump at the
+    smaller step minus that at the larger), and be more than rounding: beyond twice the
+    ``noise`` of L over the step and far beyond the last digits of the derivatives. A smooth
+    entry of a large layer otherwise showed a "kink" of one ulp of L over the step (1e-7).
+    """
+    jump = abs(right - left)
+    return (
+        jump > 10 * tol
+        and abs(change) < 0.25 * jump
+        and jump > 2 * noise
+        and jump > 16 * EPS64 * max(abs(left), abs(right))
+    )
+
+
 def _num(value: float) -> str:
     """A number for the report; -0 shows as 0."""
     return f"{value + 0.0:.6g}"
@@ -455,5 +472,7 @@ def finite_max(values: np.ndarray) -> float:
 
 def _multi_indices(flat_idx: Sequence[int], shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """The multi-index of each flat index, as tuples of Python ints."""
+    if not shape:  # a 0-d input: its one entry is x[()]; unravel_index refuses shape ()
+        return [()] * len(flat_idx)
     columns = np.unravel_index(np.asarray(flat_idx, dtype=np.intp), shape)
-    return list(zip(*(c.tolist() for c in columns), strict=True)) if shape else [()] * len(flat_idx)
+    return list(zip(*(c.tolist() for c in columns), strict=True))

@@ -417,11 +417,13 @@ class Loss:
             errs[k] = abs(d2 - d1) / 3 + 2 * self.noise_abs / h2
         return values, errs
 
-    def one_sided(self, i: int, j: int) -> tuple[float, float, float]:
-        """(left, right, jump at h/2 minus jump at h) one-sided derivatives at flat index j.
+    def one_sided(self, i: int, j: int) -> tuple[float, float, float, float]:
+        """(left, right, jump at h/4 minus jump at h, noise) one-sided derivatives at flat
+        index j; ``noise`` bounds the rounding of the jump ``right - left`` (at the step h/4).
 
         At a kink (ReLU at 0, a tie in a max) the two sides differ by a jump that does not
-        shrink with the step; for smooth code they differ by O(h).
+        shrink with the step; for smooth code they differ by O(h) plus the rounding of L over
+        the step: a few ulps of L, which on a large layer exceed a tight tolerance.
         """
         args = list(self.real)
         work = self.base[i].copy()
@@ -430,7 +432,7 @@ class Loss:
         x0 = float(flat[j])
         l0 = float(self.value(args))
         jumps = []
-        left = right = 0.0
+        left = right = noise = 0.0
         for hh in (self.step(i, x0), self.step(i, x0) / 4):
             tp = (x0 + hh) - x0
             tm = x0 - (x0 - hh)
@@ -440,10 +442,17 @@ class Loss:
             left = (l0 - float(self.value(args))) / tm
             flat[j] = x0
             jumps.append(right - left)
-        return left, right, jumps[1] - jumps[0]
+            noise = self.jump_noise(min(tp, tm))
+        return left, right, jumps[1] - jumps[0], noise
 
-    def one_sided_along(self, ws: Mapping[int, np.ndarray]) -> tuple[float, float, float]:
-        """:meth:`one_sided` along a direction: (left, right, jump at h/4 minus jump at h).
+    def jump_noise(self, t: float) -> float:
+        """Bound on the rounding of ``right - left`` at the step t: three values of L, each
+        off by up to noise_abs, over t (the noise floor noise_abs / t, four times)."""
+        return 4.0 * self.noise_abs / t if t > 0 else math.inf
+
+    def one_sided_along(self, ws: Mapping[int, np.ndarray]) -> tuple[float, float, float, float]:
+        """:meth:`one_sided` along a direction: (left, right, jump at h/4 minus jump at h,
+        noise).
 
         A direction through many candidate kinks at once (every exact zero of a post-ReLU
         input) tells in five evaluations whether any of them is one.
@@ -457,4 +466,4 @@ class Loss:
             right = (self.at(ws, t) - l0) / t
             left = (l0 - self.at(ws, -t)) / t
             jumps.append(right - left)
-        return left, right, jumps[1] - jumps[0]
+        return left, right, jumps[1] - jumps[0], self.jump_noise(h / 4)
