@@ -38,7 +38,7 @@ class InputResult:
     """The check of one input's gradient.
 
     passed: the analytic gradient matches within ``atol + rtol * |numerical|`` everywhere checked
-        (True for constant inputs, which are not checked: ``checked`` is False).
+        (True for constant and empty inputs, which are not checked: ``checked`` is False).
     max_abs_error, max_rel_error: over the checked entries (in probe mode the sampled ones, and
         the worst entry a failing direction was traced to); the relative error of an entry is
         ``|analytic - numerical| / max(|numerical|, 1e-3 * max|numerical|)``.
@@ -76,8 +76,8 @@ class InputResult:
 class Report:
     """The result of a gradient check.
 
-    passed: every checked input passed and no problem (mutation, nondeterminism, NaN, a
-        gradient of the wrong count or shape) was found.
+    passed: every checked input passed, at least one input was checked, and no problem
+        (mutation, nondeterminism, NaN, a gradient of the wrong count or shape) was found.
     seed: the seed of ``dout``, the directions and sampled entries; pass it back to reproduce.
     mode: ``"full"`` (every entry) or ``"probe"`` (random directions plus sampled entries).
     inputs: one :class:`InputResult` per input, in the order of the inputs.
@@ -133,7 +133,9 @@ def format_report(report: Report) -> str:
         rows = []
         for r in report.inputs:
             if not r.checked:
-                rows.append((r.name, str(r.shape), r.dtype, "constant", "", "", "", "", ""))
+                what = "constant" if 0 not in r.shape else "-"
+                shown = "" if 0 not in r.shape else "not checked (empty)"
+                rows.append((r.name, str(r.shape), r.dtype, what, shown, "", "", "", ""))
                 continue
             if not r.judged:
                 rows.append((r.name, str(r.shape), r.dtype, "-", "", "", "", "", "not judged"))

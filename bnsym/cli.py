@@ -471,6 +471,9 @@ def gradcheck(
 
     from bnsym.gradcheck import NotALayerError, check_function, check_layer
 
+    for option, value in (("--rtol", rtol), ("--atol", atol)):
+        if value is not None and not (np.isfinite(value) and value >= 0):  # NaN passes all
+            raise BadInput(f"{option} must be a finite number >= 0, not {value}")
     fwd, bwd = _gradcheck_load(forward), _gradcheck_load(backward)
     sizes = [_gradcheck_shape(s) for s in shapes]
     rng = np.random.default_rng(seed)

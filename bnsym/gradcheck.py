@@ -38,6 +38,7 @@ True
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -339,6 +340,10 @@ def _check_quietly(
     comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    for option, value in (("rtol", rtol), ("atol", atol)):
+        # NaN compares False with everything, so a NaN tolerance would pass any gradient
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{option} must be a finite number >= 0, not {value!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     arrays = [np.asarray(a) if isinstance(a, int | float | list) else a for a in inputs]
@@ -382,6 +387,11 @@ def _check_quietly(
     for i, (a, orig) in enumerate(zip(layer.inputs, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):  # pragma: no cover - a bug of ours
             problems.append(f"the caller's input {layer.names[i]!r} changed during the check")
+    if not any(r.checked for r in results):  # a check that compares nothing must not pass
+        problems.append(
+            "no input was checked: every input is an integer constant or empty (size 0); "
+            "give at least one floating-point input with entries"
+        )
     passed = not problems and all(r.passed for r in results)
     return Report(
         passed,

@@ -16,6 +16,7 @@ first used, so the plugin costs nothing in test runs that do not use it.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -75,8 +76,9 @@ def _defaults(config: pytest.Config) -> dict[str, Any]:
             raise pytest.UsageError(
                 f"gradcheck mode must be one of {', '.join(MODES)}, not {value!r}"
             )
-        if name in ("rtol", "atol", "seed") and value < 0:
-            raise pytest.UsageError(f"gradcheck {name} must be >= 0, not {value}")
+        # not `value < 0` alone: a NaN tolerance is False against everything and passes all
+        if name in ("rtol", "atol", "seed") and not (math.isfinite(value) and value >= 0):
+            raise pytest.UsageError(f"gradcheck {name} must be a finite number >= 0, not {value}")
         options[name] = value
     return options
 

@@ -761,3 +761,107 @@ def test_a_cast_to_float_refuses_the_complex_step_and_leaves_the_warning_filters
     assert report.passed and report.inputs[0].method == "richardson"
     assert "complex step not used" in str(report)
     assert warnings.filters == filters
+
+
+# --- acceptance-review defects ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e-6])
+def test_a_tolerance_must_be_finite_and_not_negative(option, value):
+    # NaN compares False with everything: rtol=nan passed a gradient wrong by 50%
+    x = np.linspace(0.1, 1.0, 6).reshape(2, 3)
+    with pytest.raises(ValueError, match=f"{option} must be a finite number >= 0, not {value}"):
+        check_function(np.sin, lambda d, x: 1.5 * d * np.cos(x), x, **{option: value})
+    with pytest.raises(ValueError, match=option):
+        check_layer(affine_forward, affine_backward, *_affine(), **{option: value})
+
+
+@pytest.mark.parametrize("option", ["--rtol", "--atol"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_cli_refuses_a_tolerance_that_is_not_finite_and_not_negative(layers_module, option, value):
+    result = CliRunner().invoke(
+        main,
+        ["gradcheck", "gc_layers:affine_forward", "gc_layers:affine_backward_wrong"]
+        + ["--input", "4,3", "--input", "3,2", "--input", "2", option, value],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert f"{option} must be a finite number >= 0" in result.output
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "probe"])
+def test_a_0d_input_is_checked(mode):
+    # np.unravel_index refuses shape (): every 0-d input crashed the check
+    report = check_function(np.sin, lambda d, x: d * np.cos(x), np.float64(0.3), mode=mode)
+    assert report.passed and report["x"].checked and report["x"].n_checked >= 1, str(report)
+    report = check_function(np.sin, lambda d, x: 2 * d * np.cos(x), np.float64(0.3), mode=mode)
+    assert not report.passed and "analytic = 2 x numerical" in str(report), str(report)
+
+
+def _leaky_forward(x, a):
+    return np.where(x > 0, x, a * x), (x, a)
+
+
+def _leaky_backward(dout, cache, factor=1.0):
+    x, a = cache
+    return dout * np.where(x > 0, 1.0, a), factor * (dout * np.where(x > 0, 0.0, x)).sum()
+
+
+@pytest.mark.parametrize("mode", ["auto", "full", "probe"])
+def test_a_leaky_relu_with_a_scalar_slope_is_checked(mode):
+    x = np.random.default_rng(0).normal(size=(4, 5))
+    report = check_layer(_leaky_forward, _leaky_backward, x, np.array(0.1), mode=mode)
+    assert report.passed and report["a"].shape == () and report["a"].checked, str(report)
+
+    def wrong(dout, cache):
+        return _leaky_backward(dout, cache, factor=2.0)
+
+    report = check_layer(_leaky_forward, wrong, x, np.array(0.1), mode=mode)
+    assert not report.passed and report["x"].passed and not report["a"].passed, str(report)
+
+
+def test_a_0d_input_at_a_kink_is_named_with_its_index():
+    report = check_function(np.abs, lambda d, x: 5 * d, np.float64(0.0))
+    assert not report.passed
+    assert "e.g. x[()] (one-sided" in str(report), str(report)
+
+
+@pytest.mark.parametrize("seed", [1, 5, 8])
+def test_smooth_entries_of_a_large_layer_are_not_taken_for_kinks(seed):
+    # the one-sided derivatives of a smooth entry differed by one ulp of L over the step
+    # (1e-7), beyond 10 * tol: "3 entries at kinks with an analytic value outside the
+    # one-sided derivatives, e.g. x[102, 195] (one-sided 1.79896 and 1.79896, ...)"
+    def add(dx):
+        dx[:, 195] += 1e-3
+
+    inputs = bn_inputs(512, 256)(np.random.default_rng(100 + seed))
+    report = check_layer(bn_forward, _with_dx(add), *inputs)
+    assert not report.passed and not report["x"].passed
+    assert "kink" not in str(report), str(report)
+    assert "x[:, 195]" in str(report)
+
+
+def test_an_empty_input_is_not_checked_and_not_failed():
+    def f(x, w):
+        return x.sum() * w
+
+    def vjp(d, x, w):
+        return (d * w).sum() * np.ones_like(x), d * x.sum()
+
+    report = check_function(f, vjp, np.zeros((0, 3)), np.ones(2))
+    assert report.passed, str(report)
+    assert not report["x"].checked and report["x"].passed and report["w"].checked
+    row = next(line for line in str(report).splitlines() if line.startswith("  x "))
+    assert "not checked (empty)" in row and "FAIL" not in row
+
+
+@pytest.mark.parametrize("inputs", [(np.zeros((0, 3)),), (np.arange(3),)], ids=["empty", "integer"])
+def test_a_check_that_checks_no_input_fails(inputs):
+    # an empty input alone passed with "passed" in the header and "FAIL" in its row
+    report = check_function(lambda x: x * 2, lambda d, x: 2 * d, *inputs)
+    assert not report.passed
+    assert report.problems and report.problems[0].startswith("no input was checked")
+    text = str(report)
+    assert text.startswith("gradient check FAILED") and "problem: no input was checked" in text
+    assert "FAIL\n" not in text and not text.splitlines()[4].endswith("FAIL")

@@ -95,9 +95,13 @@ def test_options_are_documented_in_help(pytester):
         ),
         ([], "gradcheck_mode = slow\n", "gradcheck mode must be one of auto, full, probe"),
         ([], "gradcheck_rtol = tight\n", "gradcheck_rtol = 'tight' in the ini file is not float"),
-        (["--gradcheck-atol=-1"], "", "gradcheck atol must be >= 0, not -1.0"),
+        (["--gradcheck-atol=-1"], "", "gradcheck atol must be a finite number >= 0, not -1.0"),
+        # NaN is False against every bound: `value < 0` let it through, and it passed all
+        (["--gradcheck-atol=nan"], "", "gradcheck atol must be a finite number >= 0, not nan"),
+        (["--gradcheck-rtol=inf"], "", "gradcheck rtol must be a finite number >= 0, not inf"),
+        ([], "gradcheck_rtol = nan\n", "gradcheck rtol must be a finite number >= 0, not nan"),
     ],
-    ids=["option", "ini", "ini-not-a-number", "negative"],
+    ids=["option", "ini", "ini-not-a-number", "negative", "nan", "inf", "ini-nan"],
 )
 def test_bad_defaults_are_a_usage_error_at_start_up(layer_tests, args, ini, message):
     if ini:
