@@ -45,7 +45,7 @@ SUM_DY = sp.Symbol("sum_dy", real=True)  # Σ_j ∂ℓ/∂y_j
 SUM_DY_XHAT = sp.Symbol("sum_dy_xhat", real=True)  # Σ_j ∂ℓ/∂y_j · x̂_j
 DX_I, DY_I, XHAT_I = (sp.Symbol(n, real=True) for n in ("dx_i", "dy_i", "xhat_i"))
 EYE, ONES, XHAT_OUTER = (sp.Symbol(n) for n in ("I", "11T", "xhatxhatT"))
-J, J_T = sp.Symbol("J"), sp.Symbol("J^T")
+J = sp.Symbol("J")
 SUM_DX, SUM_DX_XHAT, MEAN_Y = (sp.Symbol(n) for n in ("sum_dx", "sum_dx_xhat", "mean_y"))
 Y_SCALED, Y_UNDONE = sp.Symbol("y_i(a*x + c)"), sp.Symbol("y_i|undo")
 Y_I, X_I = sp.Symbol("y_i", real=True), sp.Symbol("x_i", real=True)
@@ -708,5 +708,4 @@ def _explicit(c: _Ctx) -> dict[str, Any]:
         "dx": tuple(dx),
         "dgamma": sum_dy_centred / D_x if c.affine else None,
         "dbeta": sum_dy if c.affine else None,
-        "dx_factored": tuple(dx) if factored else None,
     }

@@ -71,7 +71,6 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"11T", ("𝟙𝟙ᵀ", "11^T", r"\mathbf{1}\mathbf{1}^{\top}")),
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
     (r"J", ("J", "J", "J")),
-    (r"J\^T", ("Jᵀ", "J^T", r"J^{\top}")),
 ]
 _COMPILED = [(re.compile(p + r"\Z"), forms) for p, forms in DISPLAY]
 _STYLE = {"unicode": 0, "ascii": 1, "latex": 2}

@@ -184,16 +184,11 @@ class Derivation:
     dx: tuple[sp.Expr, ...]
     dgamma: sp.Expr | None
     dbeta: sp.Expr | None
-    explicit_dx: tuple[sp.Expr, ...] | None
     features: tuple[dict[str, Any], ...] = field(default=())
 
     @property
     def m(self) -> int:
         return self.options.m
-
-    def subs_numbers(self, expr: sp.Expr, feature: int = 0) -> sp.Expr:
-        """``expr`` with the numeric ε, values and dy of this derivation substituted."""
-        return expr.xreplace(_number_map(self.options, self.symbols, feature))
 
     # Rendering lives in bnsym.render (text, JSON) and bnsym.notes (LaTeX, Markdown); these
     # methods import lazily so that the derivation itself needs SymPy only.
@@ -445,9 +440,6 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
             }
         )
     first = features[0]
-    explicit_dx = None
-    if opts.m <= EXPLICIT_MAX_M and ex["dx_factored"] is not None:
-        explicit_dx = tuple(e.xreplace(_number_map(opts, s, 0)) for e in ex["dx_factored"])
     return Derivation(
         options=opts,
         symbols=s,
@@ -466,7 +458,6 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         dx=first["dx"],
         dgamma=first["dgamma"],
         dbeta=first["dbeta"],
-        explicit_dx=explicit_dx,
         features=tuple(features),
     )
 
