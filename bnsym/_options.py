@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import sympy as sp
 
+from bnsym.layers import LayerError, layer as find_layer
+
 #: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
 #: cost grows as m² (the proofs expand O(m) terms for each of m elements).
 MAX_M = 128
@@ -34,6 +36,8 @@ class Options:
     """The variant being derived, validated. See :func:`derive` for the meaning of each field."""
 
     m: int
+    layer: str = "batchnorm"
+    channels: int | None = None
     eps: sp.Rational | None = None
     variance: Variance = "biased"
     eps_placement: Placement = "inside"
@@ -50,6 +54,8 @@ class Options:
 
         return {
             "m": self.m,
+            "layer": self.layer,
+            "channels": self.channels,
             "eps": None if self.eps is None else str(self.eps),
             "variance": self.variance,
             "eps_placement": self.eps_placement,
@@ -132,9 +138,34 @@ def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]
     return tuple(out)
 
 
+def _channels(decl: Any, channels: object, m: int) -> int | None:
+    """Group norm's channels per group: a whole number ≥ 1 that divides m; None elsewhere."""
+    if not decl.has_channels:
+        if channels is not None:
+            raise DerivationError(
+                f"--channels is for group norm; {decl.name} has no channels within a group "
+                "(drop --channels, or use --layer groupnorm)."
+            )
+        return None
+    if channels is None:
+        return 1
+    text = str(channels).strip()
+    if isinstance(channels, bool) or not re.fullmatch(r"[+-]?\d{1,6}", text):
+        raise DerivationError(f"channels must be a whole number, not {channels!r}; try 2.")
+    c = int(text)
+    if c < 1 or m % c:
+        raise DerivationError(
+            f"channels = {c} must be at least 1 and divide m = {m}: the group's m values are "
+            f"channels × positions; try a divisor of {m}."
+        )
+    return c
+
+
 def make_options(
     m: object,
     *,
+    layer: str = "batchnorm",
+    channels: object = None,
     eps: object = None,
     variance: str = "biased",
     eps_placement: str = "inside",
@@ -150,6 +181,21 @@ def make_options(
     m = int(str(m))
     if m < 1:
         raise DerivationError(f"m must be at least 1, not {m}; the batch needs values.")
+    try:
+        decl = find_layer(layer)
+    except LayerError as exc:
+        raise DerivationError(str(exc)) from None
+    channels = _channels(decl, channels, m)
+    if mode in ("train", "eval") and mode not in decl.modes:
+        raise DerivationError(
+            f"{decl.name} has no {mode} mode: its statistics are those of each group, in "
+            "training and inference alike; drop --mode."
+        )
+    if not decl.centred and variance != "biased":
+        raise DerivationError(
+            f"{decl.name} divides by its root mean square, which has no unbiased variant; "
+            "drop --variance."
+        )
     if mode not in ("train", "eval"):
         raise DerivationError(f"mode must be 'train' or 'eval', not {mode!r}.")
     if variance not in ("biased", "unbiased"):
@@ -157,6 +203,11 @@ def make_options(
     if eps_placement not in ("inside", "outside"):
         raise DerivationError(
             f"eps_placement must be 'inside' or 'outside', not {eps_placement!r}."
+        )
+    if m < decl.min_m(mode) and decl.name != "batchnorm":
+        raise DerivationError(
+            f"m = {m} for {decl.name}: the variance of one value is 0, so x̂ = 0/√ε; "
+            "normalize at least 2 values (--m 2 or more)."
         )
     if m == 1 and mode == "train":
         raise DerivationError(
@@ -207,6 +258,8 @@ def make_options(
                     )
     return Options(
         m=m,
+        layer=decl.name,
+        channels=channels,
         eps=eps_r,
         variance=variance,  # type: ignore[arg-type]
         eps_placement=eps_placement,  # type: ignore[arg-type]

@@ -29,16 +29,9 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym.symbolic import (
-    DIRECT_MAX_M,
-    EXPLICIT_MAX_M,
-    JACOBIAN_MAX_M,
-    VALUE_MAX_M,
-    Step,
-    Symbols,
-    _normalizer,
-    explicit_forward,
-)
+from bnsym._graph import Step, Symbols, explicit_forward
+from bnsym._graph import normalizer as _normalizer
+from bnsym._limits import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 
 # Display-only symbols: renderers know their names (see bnsym.render.DISPLAY).
 SUM_DY = sp.Symbol("sum_dy", real=True)  # Σ_j ∂ℓ/∂y_j
@@ -129,6 +122,23 @@ class Laurent:
         """True when ``expr`` is identically zero as a Laurent polynomial; exact."""
         return not self(expr)
 
+    def coefficients(self, linear: Sequence[Any], of: Sequence[sp.Symbol]) -> list[list[Any]]:
+        """For polynomials p_i linear in the symbols ``of`` (c_j), the matrix [j][i] of the
+        coefficient of c_j in p_i — the Jacobian entries ∂y_j/∂x_i from the ∂ℓ/∂x_i."""
+        R = self.ring
+        index = [R.gens.index(self.gen[c]) for c in of]
+        where = {g: j for j, g in enumerate(index)}
+        out = [[R.zero for _ in linear] for _ in of]
+        for i, p in enumerate(linear):
+            for monom, coeff in p.items():
+                hits = [g for g in index if monom[g]]
+                if len(hits) != 1 or monom[hits[0]] != 1:
+                    raise ProofError("the gradient is not linear in the upstream gradients")
+                g = hits[0]
+                rest = monom[:g] + (0,) + monom[g + 1 :]
+                out[where[g]][i] += R({rest: coeff})
+        return out
+
 
 class Frame(Laurent):
     """The centred frame of one derivation (see the module docstring)."""
@@ -158,24 +168,6 @@ class Frame(Laurent):
             self.values[s.eps] = self.gen[self.S] ** 2 - sigma**2
         else:
             self.values[s.eps] = self.gen[self.T] - sigma
-
-    def coefficients(self, linear: Sequence[Any], of: Sequence[sp.Symbol]) -> list[list[Any]]:
-        """For polynomials p_i linear in the symbols ``of`` (c_j), the matrix [j][i] of the
-        coefficient of c_j in p_i — the Jacobian entries ∂y_j/∂x_i from the ∂ℓ/∂x_i."""
-        R = self.ring
-        index = [R.gens.index(self.gen[c]) for c in of]
-        where = {g: j for j, g in enumerate(index)}
-        out = [[R.zero for _ in linear] for _ in of]
-        for i, p in enumerate(linear):
-            for monom, coeff in p.items():
-                hits = [g for g in index if monom[g]]
-                if len(hits) != 1 or monom[hits[0]] != 1:
-                    raise ProofError("the gradient is not linear in the upstream gradients")
-                g = hits[0]
-                rest = monom[:g] + (0,) + monom[g + 1 :]
-                out[where[g]][i] += R({rest: coeff})
-        return out
-
 
 #: Square roots of these primes may appear as coefficients (√2, √3 in the factored results for
 #: small m); each is a generator r_p of the ring with r_p² = p, applied by ``_normalize``.

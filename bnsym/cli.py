@@ -73,12 +73,27 @@ def _variant_options(f: Any) -> Any:
     """The options that choose the variant, shared by derive, codegen and check."""
     options = [
         click.option(
+            "--layer",
+            default="batchnorm",
+            show_default=True,
+            metavar="NAME",
+            help="batchnorm, layernorm, instancenorm, groupnorm or rmsnorm.",
+        ),
+        click.option(
+            "--channels",
+            default=None,
+            metavar="C",
+            help="Group norm: the group's m values are C channels of m/C values each.",
+        ),
+        click.option(
             "--m",
             "m",
             default="4",
             show_default=True,
             metavar="M",
-            help="Batch size m (1 only with --mode eval).",
+            help="Values normalized together: the batch (batch norm), the features of a "
+            "sample (layer, RMS norm), the positions of a channel (instance norm), "
+            "channels × positions of a group (group norm).",
         ),
         click.option(
             "--eps",
@@ -128,7 +143,7 @@ def _variant_options(f: Any) -> Any:
     return command
 
 
-_VARIANT = ("m", "eps", "variance", "eps_placement", "affine", "mode", "force")
+_VARIANT = ("layer", "channels", "m", "eps", "variance", "eps_placement", "affine", "mode", "force")
 
 
 def _derive(variant: dict[str, Any], **examples: Any) -> Any:

@@ -36,10 +36,22 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     ),
     (r"gamma", ("γ", "gamma", r"\gamma")),
     (r"beta", ("β", "beta", r"\beta")),
+    (r"gamma(\d+|_i)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
+    (r"beta(\d+|_i)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
+    (r"dgamma(\d+)", ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}")),
+    (r"dbeta(\d+)", ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}")),
     (r"epsilon", ("ε", "eps", r"\epsilon")),
     (r"mu_B", ("μ_B", "mu_B", r"\mu_{B}")),
     (r"sigma2_B", ("σ²_B", "sigma2_B", r"\sigma_{B}^{2}")),
     (r"sigma_B", ("σ_B", "sigma_B", r"\sigma_{B}")),
+    (r"mu", ("μ", "mu", r"\mu")),
+    (r"sigma2", ("σ²", "sigma2", r"\sigma^{2}")),
+    (r"sigma", ("σ", "sigma", r"\sigma")),
+    (r"nu2", ("ν²", "nu2", r"\nu^{2}")),
+    (r"nu", ("ν", "nu", r"\nu")),
+    (r"dmu", ("∂ℓ/∂μ", "dl/dmu", r"\frac{\partial \ell}{\partial \mu}")),
+    (r"dsigma2", ("∂ℓ/∂σ²", "dl/dsigma2", r"\frac{\partial \ell}{\partial \sigma^{2}}")),
+    (r"dnu2", ("∂ℓ/∂ν²", "dl/dnu2", r"\frac{\partial \ell}{\partial \nu^{2}}")),
     (r"running_mean", ("μ_run", "running_mean", r"\mu_{\mathrm{run}}")),
     (r"running_var", ("σ²_run", "running_var", r"\sigma_{\mathrm{run}}^{2}")),
     (r"dsigma2_B", ("∂ℓ/∂σ²_B", "dl/dsigma2_B", r"\frac{\partial \ell}{\partial \sigma_{B}^{2}}")),
@@ -64,6 +76,20 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
             r"\sum_{i} \frac{\partial \ell}{\partial x_{i}} \hat{x}_{i}",
         ),
     ),
+    (
+        r"sum_gdy",
+        ("Σⱼγⱼ∂ℓ/∂yⱼ", "sum_j(gamma_j*dl/dy_j)", r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}}"),
+    ),
+    (
+        r"sum_gdy_xhat",
+        (
+            "(Σⱼγⱼ∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_j(gamma_j*dl/dy_j*xhat_j)",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
+        ),
+    ),
+    (r"diag_gamma", ("diag(γ)", "diag(gamma)", r"\operatorname{diag}(\gamma)")),
+    (r"y_i\(a\*x\)", ("yᵢ(a·x)", "y_i(a*x)", r"y_{i}(a x)")),
     (r"mean_y", ("(1/m)·Σᵢyᵢ", "mean_i(y_i)", r"\frac{1}{m}\sum_{i} y_{i}")),
     (r"y_i\(a\*x \+ c\)", ("yᵢ(a·x + c)", "y_i(a*x + c)", r"y_{i}(a x + c)")),
     (r"y_i\|undo", ("yᵢ", "y_i", r"y_{i}")),  # the condition is in the identity's note
@@ -209,12 +235,19 @@ def describe(d: Derivation) -> str:
     o = d.options
     if o.mode == "eval":
         parts = ["eval mode (running statistics)"]
+    elif not d.symbols.layer.centred:
+        parts = [
+            "mean square (1/m)",
+            "ε inside the root" if o.eps_placement == "inside" else "ε outside the root (ν + ε)",
+        ]
     else:
         parts = [
             "train mode",
             "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m−1))",
             "ε inside the root" if o.eps_placement == "inside" else "ε outside the root (σ + ε)",
         ]
+    if o.channels is not None:
+        parts.append(f"{o.channels} channel{'s' if o.channels > 1 else ''} of {o.m // o.channels}")
     if o.eps is None:
         parts.append("symbolic ε")
     elif o.eps.is_Integer:
@@ -222,7 +255,7 @@ def describe(d: Derivation) -> str:
     else:  # exact, and as the user typed it: ε = 1/100000 (1e-05)
         parts.append(f"ε = {o.eps} ({float(o.eps):g})")
     if not o.affine:
-        parts.append("no γ, β")
+        parts.append("no γ, β" if d.symbols.layer.beta else "no γ")
     return ", ".join(parts)
 
 
@@ -282,12 +315,20 @@ def _sigma_shown(d: Derivation, e: Any) -> Any:
 
 def _sections(d: Derivation) -> Iterator[Section]:
     o, s = d.options, d.symbols
+    decl = s.layer
     train = o.mode == "train"
-    then = ", then scale and shift" if o.affine else " (no γ, β: the output is x̂)"
+    if decl.beta:
+        then = ", then scale and shift" if o.affine else " (no γ, β: the output is x̂)"
+    else:
+        then = ", then scale" if o.affine else " (no γ: the output is x̂)"
+    paper = decl.stat_suffix == "_B"  # the batch-norm paper's words: mini-batch, Algorithm 1
+    stats = "Mini-batch statistics" if paper else f"Statistics of the group ({decl.group})"
     yield Section(
         "forward",
-        "Forward pass (Algorithm 1)" if train else "Forward pass at inference",
-        f"Mini-batch statistics, normalize{then}."
+        ("Forward pass (Algorithm 1)" if paper else "Forward pass")
+        if train
+        else "Forward pass at inference",
+        f"{stats}, normalize{then}."
         if train
         else f"The running mean μ_run and variance σ²_run are constants; normalize{then}.",
         d.forward,
@@ -298,7 +339,7 @@ def _sections(d: Derivation) -> Iterator[Section]:
         "Each step differentiates one node of the computation graph (sympy.diff) and "
         "multiplies by the gradients of the nodes that use it, in the order of the paper.",
         tuple(_tidy(st) for st in d.backward),
-        "The ∂ℓ/∂σ²_B term of ∂ℓ/∂μ_B vanishes because Σᵢ(xᵢ − μ_B) = 0." if train else "",
+        _vanishing(d) if train and decl.centred else "",
     )
     generic, *per_element = d.closed_form
     yield Section(
@@ -339,18 +380,41 @@ def _sections(d: Derivation) -> Iterator[Section]:
         for f, feat in enumerate(d.features):
             label = f" (feature {f + 1})" if len(d.features) > 1 else ""
             x_hat = [Step(a, b, "") for a, b in zip(s.x_hat, feat["x_hat"], strict=True)]
-            if train:  # in eval mode the statistics are the running ones, constants
+            if train and decl.centred:  # in eval mode the statistics are constants
                 steps.append(Step(s.mu, feat["mean"], f"mean{label}"))
                 steps.append(Step(s.var, feat["var"], f"variance{label}"))
+            elif train:
+                steps.append(Step(s.var, feat["var"], f"mean square{label}"))
             elif label:
                 x_hat[0] = Step(x_hat[0].lhs, x_hat[0].rhs, label.strip(" ()"))
             steps += x_hat
             steps += [Step(a, b, "") for a, b in zip(s.y, feat["y"], strict=True)]
             steps += [Step(a, b, "") for a, b in zip(s.dx, feat["dx"], strict=True)]
-            if o.affine:
-                steps.append(Step(s.dgamma, feat["dgamma"], ""))
-                steps.append(Step(s.dbeta, feat["dbeta"], ""))
+            steps += param_steps(d, feat)
         yield Section("example", "Worked example", _example_intro(d), tuple(steps))
+
+
+def _vanishing(d: Derivation) -> str:
+    """Why the variance's term drops out of the mean's adjoint: Σ(x_i − μ) = 0."""
+    mu = display_name(d.symbols.mu.name)
+    var = display_name(d.symbols.var.name)
+    return f"The ∂ℓ/∂{var} term of ∂ℓ/∂{mu} vanishes because Σᵢ(xᵢ − {mu}) = 0."
+
+
+def param_steps(d: Derivation, feat: dict[str, Any]) -> list[Step]:
+    """∂ℓ/∂γ and ∂ℓ/∂β of one feature's worked example: one step each where the group
+    shares γ and β, one per γ_k, β_k otherwise; none without them."""
+    s = d.symbols
+    if not d.options.affine:
+        return []
+
+    def each(symbols: tuple[sp.Symbol, ...], values: Any) -> list[Step]:
+        if values is None:
+            return []
+        values = values if isinstance(values, tuple) else (values,)
+        return [Step(a, b, "") for a, b in zip(symbols, values, strict=True)]
+
+    return each(s.dgammas, feat["dgamma"]) + each(s.dbetas, feat["dbeta"])
 
 
 def _example_intro(d: Derivation) -> str:
@@ -373,7 +437,7 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
     >>> print(to_text(derive(2, eps=0, values="2,4"), ascii=True).splitlines()[0])
     Batch normalization, m = 2: train mode, biased variance (1/m), eps inside the root, eps = 0
     """
-    lines = [f"Batch normalization, m = {d.m}: {describe(d)}"]
+    lines = [f"{d.symbols.layer.title}, m = {d.m}: {describe(d)}"]
     if command:
         lines.append(f"command: {command}")
     for sec in sections(d):
@@ -537,7 +601,9 @@ def _json_obj(d: Derivation) -> dict[str, Any]:
     def exprs(feat: dict[str, Any]) -> dict[str, Any]:
         def one(e: Any) -> Any:
             # order="none" prints SymPy's own (canonical, deterministic) argument order and
-            # skips the sort that makes str() slow at large m.
+            # skips the sort that makes str() slow at large m. A tuple (one per γ_k) is a list.
+            if isinstance(e, tuple):
+                return [one(x) for x in e]
             return None if e is None else sp.sstr(e, order="none")
 
         return {
@@ -554,7 +620,8 @@ def _json_obj(d: Derivation) -> dict[str, Any]:
     obj.update(exprs(d.features[0]))
     if len(d.features) > 1:
         obj["features"] = [exprs(f) for f in d.features]
-    obj["symbols"] = sorted(symbol_table(d.m), key=_natural)
+    o = d.options
+    obj["symbols"] = sorted(symbol_table(d.m, o.layer, o.channels), key=_natural)
     obj["verified"] = dict(d.verified)
     obj["proof_methods"] = dict(d.proof_methods)
     return obj
@@ -582,9 +649,14 @@ def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     dy1 + dy2
     """
     obj = json.loads(source) if isinstance(source, str) else dict(source)
-    table = symbol_table(int(obj["m"]))
+    options = obj.get("options") or {}
+    table = symbol_table(
+        int(obj["m"]), options.get("layer", "batchnorm"), options.get("channels")
+    )
 
     def parse(text: Any) -> Any:
+        if isinstance(text, list):
+            return tuple(parse(t) for t in text)
         return None if text is None else sp.sympify(text, locals=table)
 
     def convert(part: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,10 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym import _proofs, _proofs_family
+from bnsym._formats import render
+from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
+from bnsym._limits import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 from bnsym._options import (
     MAX_M,
     DerivationError,
@@ -35,8 +39,10 @@ from bnsym._options import (
     exact_number,
     make_options,
 )
+from bnsym.layers import LAYERS, Layer
 
 __all__ = [
+    "LAYERS",
     "MAX_M",
     "EXPLICIT_MAX_M",
     "Derivation",
@@ -46,120 +52,24 @@ __all__ = [
     "Symbols",
     "derive",
     "exact_number",
+    "explicit_forward",
     "make_options",
 ]
-
-#: Up to this m, the per-element results are also shown fully in terms of x_1..x_m.
-EXPLICIT_MAX_M = 3
-#: Up to this m, the m×m Jacobian is built entry by entry and compared with its structure.
-JACOBIAN_MAX_M = 16
-#: Up to this m, each ∂ℓ/∂x_i step also carries its ``value`` with every earlier step
-#: substituted (above, that is O(m²) SymPy terms that nothing needs).
-VALUE_MAX_M = 16
-#: Up to this m, the chain-rule result is also checked against direct differentiation of the
-#: fully explicit forward pass (that costs O(m³)).
-DIRECT_MAX_M = 8
-
-
-# --- symbols -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Symbols:
-    """The SymPy symbols of a derivation for batch size m.
-
-    Inputs: ``x`` (x1..xm), ``dy`` (dy1..dym, the upstream gradients ∂ℓ/∂y_i), ``gamma``,
-    ``beta``, ``eps`` (named ``epsilon``), and in eval mode ``running_mean``, ``running_var``.
-    Graph nodes: ``mu`` (μ_B), ``var`` (σ²_B), ``sigma`` (σ_B = √σ²_B), ``x_hat``, ``y``.
-    Adjoints: ``d_x_hat``, ``d_var``, ``d_mu``, ``dx``, ``dgamma``, ``dbeta`` — the names
-    that the steps of the backward pass assign to.
-    """
-
-    m: int
-    x: tuple[sp.Symbol, ...]
-    dy: tuple[sp.Symbol, ...]
-    gamma: sp.Symbol
-    beta: sp.Symbol
-    eps: sp.Symbol
-    mu: sp.Symbol
-    var: sp.Symbol
-    sigma: sp.Symbol
-    running_mean: sp.Symbol
-    running_var: sp.Symbol
-    x_hat: tuple[sp.Symbol, ...]
-    y: tuple[sp.Symbol, ...]
-    d_x_hat: tuple[sp.Symbol, ...]
-    d_var: sp.Symbol
-    d_mu: sp.Symbol
-    dx: tuple[sp.Symbol, ...]
-    dgamma: sp.Symbol
-    dbeta: sp.Symbol
-
-    @staticmethod
-    @functools.cache
-    def of(m: int) -> Symbols:
-        def seq(name: str, **assumptions: bool) -> tuple[sp.Symbol, ...]:
-            return tuple(sp.Symbol(f"{name}{i}", **assumptions) for i in range(1, m + 1))
-
-        return Symbols(
-            m=m,
-            x=seq("x", real=True),
-            dy=seq("dy", real=True),
-            gamma=sp.Symbol("gamma", real=True),
-            beta=sp.Symbol("beta", real=True),
-            eps=sp.Symbol("epsilon", positive=True),
-            mu=sp.Symbol("mu_B", real=True),
-            var=sp.Symbol("sigma2_B", positive=True),
-            sigma=sp.Symbol("sigma_B", positive=True),
-            running_mean=sp.Symbol("running_mean", real=True),
-            running_var=sp.Symbol("running_var", positive=True),
-            x_hat=seq("xhat", real=True),
-            y=seq("y", real=True),
-            d_x_hat=seq("dxhat", real=True),
-            d_var=sp.Symbol("dsigma2_B", real=True),
-            d_mu=sp.Symbol("dmu_B", real=True),
-            dx=seq("dx", real=True),
-            dgamma=sp.Symbol("dgamma", real=True),
-            dbeta=sp.Symbol("dbeta", real=True),
-        )
-
-    def public(self) -> dict[str, sp.Symbol]:
-        """Name -> symbol for every symbol that can appear in an exported expression."""
-        names = {s.name: s for s in (*self.x, *self.dy, self.gamma, self.beta, self.eps)}
-        names.update(running_mean=self.running_mean, running_var=self.running_var)
-        return names
-
 
 # --- the derivation ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Step:
-    """One equation ``lhs = rhs`` of the derivation, with the rule that produced it.
-
-    ``rhs`` is in terms of graph symbols (μ_B, σ²_B, x̂_i and the adjoints of later nodes), as
-    the paper writes it; ``value``, where set, is the same quantity after substituting every
-    earlier step (for the ∂ℓ/∂x_i steps only up to m = VALUE_MAX_M), and ``note`` a sentence
-    on what the step means.
-    """
-
-    lhs: sp.Expr
-    rhs: sp.Expr
-    rule: str = ""
-    value: sp.Expr | None = None
-    note: str = ""
-
-
-@dataclass(frozen=True)
 class Derivation:
-    """The derivation of batch normalization for a batch of m values. Immutable.
+    """The derivation of one normalization layer for a group of m values. Immutable.
 
     Graph form (as the paper writes it): ``forward`` and ``backward`` are tuples of
     :class:`Step`; ``closed_form`` holds ∂ℓ/∂x_i per element in terms of x̂_i and the sums.
 
     Explicit form (inputs only — x1..xm, dy1..dym, gamma, beta, epsilon — with ε, values
     and dy substituted when given): ``mean``, ``var``, ``x_hat``, ``y``, ``dx``, ``dgamma``,
-    ``dbeta``. With several features (rows of ``values``), these hold the first feature and
+    ``dbeta`` (a tuple of K where γ and β are per element or per channel; None without
+    them). With several features (rows of ``values``), these hold the first feature and
     ``features`` holds one dict per feature.
 
     ``jacobian`` is the m×m matrix ∂y_j/∂x_i in graph symbols (None above m = 16),
@@ -182,40 +92,30 @@ class Derivation:
     x_hat: tuple[sp.Expr, ...]
     y: tuple[sp.Expr, ...]
     dx: tuple[sp.Expr, ...]
-    dgamma: sp.Expr | None
-    dbeta: sp.Expr | None
+    dgamma: sp.Expr | tuple[sp.Expr, ...] | None
+    dbeta: sp.Expr | tuple[sp.Expr, ...] | None
     features: tuple[dict[str, Any], ...] = field(default=())
 
     @property
     def m(self) -> int:
         return self.options.m
 
-    # Rendering lives in bnsym.render (text, JSON) and bnsym.notes (LaTeX, Markdown); these
-    # methods import lazily so that the derivation itself needs SymPy only.
+    # Rendering lives above this module (bnsym.render, bnsym.notes); the formats table in
+    # bnsym._formats names the renderer of each format, so the dependency points one way.
     def to_text(self, ascii: bool = False) -> str:
-        from bnsym.render import to_text
-
-        return to_text(self, ascii=ascii)
+        return render(self, "text", ascii=ascii)
 
     def to_json(self) -> str:
-        from bnsym.render import to_json
-
-        return to_json(self)
+        return render(self, "json")
 
     def to_latex(self, standalone: bool = False) -> str:
-        from bnsym.notes import to_latex
-
-        return to_latex(self, standalone=standalone)
+        return render(self, "latex", standalone=standalone)
 
     def to_markdown(self) -> str:
-        from bnsym.notes import to_markdown
-
-        return to_markdown(self)
+        return render(self, "markdown")
 
     def _repr_latex_(self) -> str:
-        from bnsym.notes import to_latex
-
-        return to_latex(self, standalone=False, notebook=True)
+        return render(self, "latex", standalone=False, notebook=True)
 
     def _repr_markdown_(self) -> str:
         return self.to_markdown()
@@ -223,7 +123,7 @@ class Derivation:
     def __repr__(self) -> str:
         o = self.options
         return (
-            f"<Derivation m={o.m} mode={o.mode} variance={o.variance} "
+            f"<Derivation {o.layer} m={o.m} mode={o.mode} variance={o.variance} "
             f"eps={'symbolic' if o.eps is None else o.eps} placement={o.eps_placement} "
             f"affine={o.affine} verified={sum(self.verified.values())}/{len(self.verified)}>"
         )
@@ -243,6 +143,8 @@ def _number_map(o: Options, s: Symbols, feature: int = 0) -> dict[sp.Basic, sp.B
 def derive(
     m: int,
     *,
+    layer: str = "batchnorm",
+    channels: object = None,
     eps: object = None,
     variance: str = "biased",
     eps_placement: str = "inside",
@@ -252,17 +154,24 @@ def derive(
     dy: object = None,
     force: bool = False,
 ) -> Derivation:
-    """Derive batch normalization's forward and backward pass for a batch of ``m`` values.
+    """Derive a normalization layer's forward and backward pass for a group of ``m`` values.
 
     Args:
-        m: batch size, 1 ≤ m ≤ MAX_M (more with ``force=True``); m = 1 only in eval mode.
+        m: the number of values normalized together (the batch for batch norm, the features
+            of one sample for layer and RMS norm, the positions of one channel for instance
+            norm, channels × positions for group norm), 1 ≤ m ≤ MAX_M (more with
+            ``force=True``); a centred layer needs m ≥ 2 in train mode.
+        layer: one of :data:`~bnsym.layers.LAYERS` (``"batchnorm"``, ``"layernorm"``,
+            ``"instancenorm"``, ``"groupnorm"``, ``"rmsnorm"``).
+        channels: group norm only: the group's m values belong to this many channels of
+            m/channels values each, listed channel by channel, with one γ, β per channel.
         eps: None for a symbolic ε (default), or a number ≥ 0 read exactly (1e-5 -> 1/100000).
         variance: ``"biased"`` (1/m, the paper and PyTorch) or ``"unbiased"`` (1/(m-1)).
         eps_placement: ``"inside"`` the square root, √(σ²_B + ε) (default), or ``"outside"``,
             σ_B + ε, as some lecture notes write it.
         affine: False drops γ and β (y_i = x̂_i).
-        mode: ``"train"`` (batch statistics) or ``"eval"`` (running mean and variance are
-            constants, so the gradient is a per-feature scaling).
+        mode: ``"train"`` (batch statistics) or ``"eval"`` (batch norm only: running mean and
+            variance are constants, so the gradient is a per-feature scaling).
         values: a worked example: m numbers per feature, as a string ``"2,0,2,4"`` (features
             separated by ``;``), a list, or a list of lists. Decimals are exact (8.9 -> 89/10).
         dy: upstream gradients ∂ℓ/∂y_i, in the same layout as ``values``.
@@ -277,9 +186,13 @@ def derive(
     >>> d = derive(2)
     >>> d.dx[0]
     4*epsilon*gamma*(dy1 - dy2)/(4*epsilon + x1**2 - 2*x1*x2 + x2**2)**(3/2)
+    >>> derive(4, layer="rmsnorm", eps=0, values="1,-1,1,-1").x_hat   # mean square 1
+    (1, -1, 1, -1)
     """
     opts = make_options(
         m,
+        layer=layer,
+        channels=channels,
         eps=eps,
         variance=variance,
         eps_placement=eps_placement,
@@ -289,7 +202,9 @@ def derive(
         dy=dy,
         force=force,
     )
-    base = _derive_symbolic(opts.m, opts.variance, opts.eps_placement, opts.affine, opts.mode)
+    base = _derive_symbolic(
+        opts.m, opts.layer, opts.channels, opts.variance, opts.eps_placement, opts.affine, opts.mode
+    )
     return _instantiate(base, opts)
 
 
@@ -312,99 +227,110 @@ class _Symbolic:
     explicit: dict[str, Any]
 
 
-def _normalizer(m: int, variance: str) -> sp.Rational:
-    """k in σ²_B = k·Σ(x_i − μ_B)²: 1/m (biased) or 1/(m − 1) (unbiased)."""
-    return sp.Rational(1, m) if variance == "biased" else sp.Rational(1, m - 1)
-
-
 def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -> list[Step]:
-    """The forward computation graph, one Step per node, in the paper's order."""
-    m = s.m
+    """The forward computation graph of ``s.layer``, one Step per node, in the paper's order:
+    the statistics (mean and variance, or the mean square), x̂_i, y_i."""
+    m, decl = s.m, s.layer
+    words = "mini-batch " if decl.stat_suffix == "_B" else ""
     nodes: list[Step] = []
     if mode == "train":
-        k = _normalizer(m, variance)
-        # Unevaluated, so that they read (x₁ + … + x_m)/m; _chain_rule evaluates them.
-        nodes.append(
-            Step(s.mu, sp.Mul(sp.Add(*s.x), sp.Rational(1, m), evaluate=False), "mini-batch mean")
-        )
-        nodes.append(
-            Step(
-                s.var,
-                sp.Mul(sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]), k, evaluate=False),
-                "mini-batch variance",
-            )
-        )
-        mu, var = s.mu, s.var
+        # Unevaluated, so that they read (x₁ + … + x_m)/m; the chain rule evaluates them.
+        if decl.centred:
+            k = normalizer(m, variance)
+            mean = sp.Mul(sp.Add(*s.x), sp.Rational(1, m), evaluate=False)
+            nodes.append(Step(s.mu, mean, f"{words}mean"))
+            squares = sp.Add(*[(xi - s.mu) ** 2 for xi in s.x])
+            nodes.append(Step(s.var, sp.Mul(squares, k, evaluate=False), f"{words}variance"))
+        else:
+            squares = sp.Add(*[xi**2 for xi in s.x])
+            nodes.append(Step(s.var, sp.Mul(squares, sp.Rational(1, m), evaluate=False), "mean square"))
+        mu, var = (s.mu if decl.centred else sp.Integer(0)), s.var
     else:
         mu, var = s.running_mean, s.running_var
     denom = sp.sqrt(var + s.eps) if placement == "inside" else sp.sqrt(var) + s.eps
     for xi, xh in zip(s.x, s.x_hat, strict=True):
         nodes.append(Step(xh, (xi - mu) / denom, "normalize"))
-    for xh, yi in zip(s.x_hat, s.y, strict=True):
+    for i, (xh, yi) in enumerate(zip(s.x_hat, s.y, strict=True)):
         if affine:
-            nodes.append(Step(yi, s.gamma * xh + s.beta, "scale and shift"))
+            shift = s.beta_of(i) if decl.beta else sp.Integer(0)
+            rule = "scale and shift" if decl.beta else "scale"
+            nodes.append(Step(yi, s.gamma_of(i) * xh + shift, rule))
         else:
-            nodes.append(Step(yi, xh, "no scale and shift"))
+            nodes.append(Step(yi, xh, "no scale and shift" if decl.beta else "no scale"))
     return nodes
 
 
-def _chain_rule(s: Symbols, nodes: list[Step], affine: bool) -> list[Step]:
-    """Reverse-mode differentiation of the graph, one step per node, as the paper does it.
-
-    The adjoint of a node v is Σ over the nodes c that consume v of ∂ℓ/∂c · ∂c/∂v, where
-    ∂c/∂v is ``sympy.diff`` of c's definition. Each step is written in terms of the adjoint
-    symbols of later nodes (``rhs``) and, substituted, in terms of the inputs (``value``).
-    """
-    definition = {n.lhs: n.rhs if n.rhs.is_Atom else n.rhs.func(*n.rhs.args) for n in nodes}
-    consumers: dict[sp.Symbol, list[sp.Symbol]] = {}
-    # The part of each definition that involves v: σ²_B = k·Σ(x_j − μ_B)² has m terms, of
-    # which ∂/∂x_i needs one, so differentiating only that term keeps the walk O(m).
-    part: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
-    for c, rhs in definition.items():
-        for term in sp.Add.make_args(rhs):
-            for v in term.free_symbols:
-                part[c, v] = part.get((c, v), sp.Integer(0)) + term
-        for v in rhs.free_symbols:
-            consumers.setdefault(v, []).append(c)
-    adjoint_symbol = dict(zip(s.y, s.dy, strict=True))
-    adjoint_value: dict[sp.Basic, sp.Expr] = {}
-
-    def step(v: sp.Symbol, name: sp.Symbol, rule: str, substitute: bool = True) -> Step:
-        terms = [adjoint_symbol[c] * sp.diff(part[c, v], v) for c in consumers.get(v, [])]
-        rhs = sp.Add(*terms)
-        value = rhs.xreplace(adjoint_value) if substitute else None
-        adjoint_symbol[v] = name
-        adjoint_value[name] = value
-        return Step(name, rhs, rule, value)
-
-    steps = [
-        step(xh, dxh, "∂y_i/∂x̂_i = γ" if affine else "∂y_i/∂x̂_i = 1")
+def _order(s: Symbols, nodes: list[Step], affine: bool) -> list[tuple[sp.Symbol, sp.Symbol, str]]:
+    """What the backward pass computes, in the paper's order, with the rule each step shows:
+    ∂ℓ/∂x̂_i, the statistics' adjoints, ∂ℓ/∂x_i, then ∂ℓ/∂γ and ∂ℓ/∂β."""
+    decl = s.layer
+    shown = {
+        s.mu: ("μ" + decl.stat_suffix),
+        s.var: ("σ²" if decl.centred else "ν²") + decl.stat_suffix,
+    }
+    defined = {n.lhs for n in nodes}
+    shared = s.shared
+    gamma_i = {"shared": "γ", "element": "γ_i", "channel": "γ_c, the γ of x_i's channel"}[
+        decl.params
+    ]
+    order = [
+        (xh, dxh, f"∂y_i/∂x̂_i = {gamma_i}" if affine else "∂y_i/∂x̂_i = 1")
         for xh, dxh in zip(s.x_hat, s.d_x_hat, strict=True)
     ]
-    if s.var in definition:
-        steps.append(step(s.var, s.d_var, "σ²_B feeds every x̂_i: sum over i"))
-        steps.append(step(s.mu, s.d_mu, "μ_B feeds every x̂_i and σ²_B"))
+    if s.var in defined:
+        order.append((s.var, s.d_var, f"{shown[s.var]} feeds every x̂_i: sum over i"))
+    if s.mu in defined:
+        order.append((s.mu, s.d_mu, f"{shown[s.mu]} feeds every x̂_i and {shown[s.var]}"))
+    feeds = [shown[v] for v in (s.var, s.mu) if v in defined]
+    rule = "x_i feeds x̂_i" + (", " + " and ".join(feeds) if len(feeds) > 1 else "")
+    if len(feeds) == 1:
+        rule = f"x_i feeds x̂_i and {feeds[0]}"
+    order += [(xi, dxi, rule) for xi, dxi in zip(s.x, s.dx, strict=True)]
+    if affine:
+        if shared:
+            order.append((s.gamma, s.dgamma, "γ scales every x̂_i"))
+        else:
+            what = "x̂_i" if decl.params == "element" else "the x̂_i of channel c"
+            what_y = "y_i" if decl.params == "element" else "the y_i of channel c"
+            sub = "i" if decl.params == "element" else "c"
+            order += [(g, dg, f"γ_{sub} scales {what}") for g, dg in zip(s.gammas, s.dgammas, strict=True)]
+        if decl.beta:
+            if shared:
+                order.append((s.beta, s.dbeta, "β shifts every y_i"))
+            else:
+                order += [
+                    (b, db, f"β_{sub} shifts {what_y}")
+                    for b, db in zip(s.betas, s.dbetas, strict=True)
+                ]
+    return order
+
+
+def graph_and_chain_rule(
+    s: Symbols, variance: str, placement: str, affine: bool, mode: str
+) -> tuple[list[Step], list[Step]]:
+    """The forward graph of ``s.layer`` and its backward pass by the generic chain rule."""
+    forward = _graph(s, variance, placement, affine, mode)
     # ∂ℓ/∂x_i substituted is O(m) terms for each of m elements: built only up to
     # VALUE_MAX_M (the proofs substitute inside their polynomial ring instead).
-    rule = "x_i feeds x̂_i, σ²_B and μ_B" if s.var in definition else "x_i feeds x̂_i"
-    steps += [
-        step(xi, dxi, rule, substitute=s.m <= VALUE_MAX_M)
-        for xi, dxi in zip(s.x, s.dx, strict=True)
-    ]
-    if affine:
-        steps.append(step(s.gamma, s.dgamma, "γ scales every x̂_i"))
-        steps.append(step(s.beta, s.dbeta, "β shifts every y_i"))
-    return steps
+    substitute = {xi: s.m <= VALUE_MAX_M for xi in s.x}
+    seeds = dict(zip(s.y, s.dy, strict=True))
+    return forward, chain_rule(forward, seeds, _order(s, forward, affine), substitute)
 
 
 @functools.cache
-def _derive_symbolic(m: int, variance: str, placement: str, affine: bool, mode: str) -> _Symbolic:
-    from bnsym import _proofs
-
-    s = Symbols.of(m)
-    forward = _graph(s, variance, placement, affine, mode)
-    backward = _chain_rule(s, forward, affine)
-    result = _proofs.prove(s, forward, backward, variance, placement, affine, mode)
+def _derive_symbolic(
+    m: int,
+    layer: str,
+    channels: int | None,
+    variance: str,
+    placement: str,
+    affine: bool,
+    mode: str,
+) -> _Symbolic:
+    s = Symbols.of(m, layer, channels)
+    forward, backward = graph_and_chain_rule(s, variance, placement, affine, mode)
+    prove = _proofs.prove if layer == "batchnorm" else _proofs_family.prove
+    result = prove(s, forward, backward, variance, placement, affine, mode)
     return _Symbolic(symbols=s, forward=tuple(forward), backward=tuple(backward), **result)
 
 
@@ -428,6 +354,9 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         def num_all(es: Iterable[sp.Expr], num: Any = num) -> tuple[Any, ...]:
             return tuple(num(e) for e in es)
 
+        def num_any(e: Any, num: Any = num) -> Any:  # one expression, or one per γ
+            return tuple(num(x) for x in e) if isinstance(e, tuple) else num(e)
+
         features.append(
             {
                 "mean": num(ex["mean"]),
@@ -435,8 +364,8 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
                 "x_hat": num_all(ex["x_hat"]),
                 "y": num_all(ex["y"]),
                 "dx": num_all(ex["dx"]),
-                "dgamma": num(ex["dgamma"]),
-                "dbeta": num(ex["dbeta"]),
+                "dgamma": num_any(ex["dgamma"]),
+                "dbeta": num_any(ex["dbeta"]),
             }
         )
     first = features[0]
@@ -462,14 +391,6 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
     )
 
 
-def symbol_table(m: int) -> dict[str, sp.Symbol]:
+def symbol_table(m: int, layer: str = "batchnorm", channels: int | None = None) -> dict[str, sp.Symbol]:
     """The name -> symbol map that reads exported expressions back (see render.load_json)."""
-    return Symbols.of(m).public()
-
-
-def explicit_forward(s: Symbols, forward: Sequence[Step]) -> dict[sp.Basic, sp.Expr]:
-    """Graph symbol -> its definition in terms of the inputs, each node substituted in turn."""
-    values: dict[sp.Basic, sp.Expr] = {}
-    for n in forward:
-        values[n.lhs] = n.rhs.xreplace(values)
-    return values
+    return Symbols.of(m, layer, channels).public()

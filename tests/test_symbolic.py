@@ -198,11 +198,10 @@ def test_eval_mode_lists_only_what_holds_there():
 
 
 def _derivation_parts(m, variance="biased", placement="inside", affine=True, mode="train"):
-    from bnsym.symbolic import _chain_rule, _graph
+    from bnsym.symbolic import graph_and_chain_rule
 
     s = Symbols.of(m)
-    forward = _graph(s, variance, placement, affine, mode)
-    return s, forward, _chain_rule(s, forward, affine)
+    return (s, *graph_and_chain_rule(s, variance, placement, affine, mode))
 
 
 def _replace_step(steps, lhs, rhs):
