@@ -148,7 +148,9 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
     rename: dict[sp.Expr, sp.Expr] = {s.eps: eps}
     if s.var is not None:
         rename[sp.sqrt(s.var)] = s.sigma  # sigma_B by name wherever it appears
-    params: tuple[sp.Symbol, ...] = (s.gamma, s.beta) if o.affine else ()
+    params: tuple[sp.Symbol, ...] = ()
+    if o.affine:
+        params = (*s.gammas, *(s.betas if s.layer.beta else ()))
     if o.mode == "eval":
         params += (s.running_mean, s.running_var)
     nodes = {step.lhs: step.rhs.xreplace(rename) for step in d.forward}
@@ -163,7 +165,11 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
     graph: list[tuple[sp.Symbol, sp.Expr]] = []
     if s.mu in nodes:
         graph.append((s.mu, nodes[s.mu]))
-    graph += [(c, numer) for numer, c in centred.items()]
+    if s.layer.centred or o.mode == "eval":
+        graph += [(c, numer) for numer, c in centred.items()]
+    else:  # RMS norm divides x_i itself: no centred rows
+        xmu = s.x
+        centred = {}
     if s.var in nodes:
         graph.append((s.var, nodes[s.var].xreplace(centred)))
         if std_expr.has(s.sigma):
@@ -190,9 +196,13 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
     closed = {step.lhs: step.rhs for step in d.closed_form[1:]}
     dx = tuple(in_graph_terms(closed[dxi]) for dxi in s.dx)
     named = {sym.name: sym for e in dx for sym in e.free_symbols}
+    # The closed form's two sums: of dy_i (and dy_i*xhat_i) where gamma is shared, of
+    # gamma_i*dy_i where it is per element or channel (sum_gdy, sum_gdy_xhat).
+    g = s.dy if (s.shared or not o.affine) else [s.gamma_of(i) * dyi for i, dyi in enumerate(s.dy)]
+    prefix = "sum_dy" if (s.shared or not o.affine) else "sum_gdy"
     sums = {
-        "sum_dy": sp.Add(*s.dy),
-        "sum_dy_xhat": sp.Add(*[dyi * xh for dyi, xh in zip(s.dy, s.x_hat, strict=True)]),
+        prefix: sp.Add(*g),
+        f"{prefix}_xhat": sp.Add(*[gi * xh for gi, xh in zip(g, s.x_hat, strict=True)]),
     }
     sum_defs = tuple((named.get(n, sp.Symbol(n, real=True)), e) for n, e in sums.items())
     outputs = dx
@@ -200,7 +210,8 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
         by_value = {e: sym for sym, e in sum_defs}
         adjoint = {step.lhs: step.rhs for step in d.backward}
         # dgamma = sum(dy_i * xhat_i), dbeta = sum(dy_i): the sums already defined.
-        outputs += tuple(adjoint[a].xreplace(by_value) for a in (s.dgamma, s.dbeta))
+        grads = (*s.dgammas, *(s.dbetas if s.layer.beta else ()))
+        outputs += tuple(adjoint[a].xreplace(by_value) for a in grads)
     backward = _Kernel(
         "_backward", (*s.dy, *s.x, *params, eps), outputs, (*graph, *defs, *sum_defs)
     )
@@ -412,6 +423,8 @@ def _wrap(line: str, width: int = 99) -> str:
 
 
 def _module_source(d: Derivation, command: str) -> str:
+    if d.symbols.layer.grouping != "columns":
+        return _grouped_module_source(d, command)
     o = d.options
     fwd_kernel, bwd_kernel = _kernels(d)
     params = (["gamma", "beta"] if o.affine else []) + (
@@ -496,6 +509,173 @@ def _module_source(d: Derivation, command: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+#: For each grouping (bnsym.layers.Grouping): the shape x must have, and how _groups reads
+#: it as (N, P, M) — N samples, P groups of each sample that have their own parameters, M
+#: values per group — without copying.
+_GROUPINGS = {
+    "rows": (
+        "(N, m)",
+        """\
+    if x.ndim != 2 or x.shape[1] != M:
+        raise ValueError(f"{name} must have shape (N, m) = (N, {M}); got {x.shape}")
+    return x[:, None, :]""",
+    ),
+    "channels": (
+        "(N, C, *spatial)",
+        """\
+    if x.ndim < 3 or numpy.prod(x.shape[2:]) != M:
+        raise ValueError(
+            f"{name} must have shape (N, C, *spatial) with {M} positions per channel; got {x.shape}"
+        )
+    return x.reshape(x.shape[0], x.shape[1], M)""",
+    ),
+    "groups": (
+        "(N, G*C, *spatial)",
+        """\
+    if x.ndim < 3 or x.shape[1] % CHANNELS or numpy.prod(x.shape[2:]) * CHANNELS != M:
+        raise ValueError(
+            f"{name} must have shape (N, G*{CHANNELS}, *spatial): groups of {CHANNELS} channels "
+            f"with {M // CHANNELS} positions each; got {x.shape}"
+        )
+    return x.reshape(x.shape[0], x.shape[1] // CHANNELS, M)""",
+    ),
+}
+
+
+def _grouped_module_source(d: Derivation, command: str) -> str:
+    """The module for a layer whose groups lie along the last axes (layer, instance, group
+    and RMS norm): ``_groups`` views x as (N, P, M) and each kernel argument x_i is
+    ``groups[..., i - 1]``, of shape (N, P); gamma of shape (P*K,) is read as (P, K), its
+    column k broadcasting over the samples; ∂ℓ/∂γ_k is summed over the samples."""
+    o, s = d.options, d.symbols
+    decl = s.layer
+    fwd_kernel, bwd_kernel = _kernels(d)
+    errstate = _ERRSTATE.replace("by feature", "by group")
+    params = (["gamma", "beta"] if decl.beta else ["gamma"]) if o.affine else []
+    K = len(s.gammas)
+    x_shape, groups_body = _GROUPINGS[decl.grouping]
+    eps = DEFAULT_EPS if o.eps is None else float(o.eps)
+    sig = ", ".join(["x", *params, f"eps={eps!r}"])
+    checks = [f"    {p} = _param({p!r}, {p}, P)" for p in params]
+    columns = [f"*{p}.T" for p in params]
+    call = ", ".join(["*xs", *columns, "eps"])
+    grads = ", ".join(f"d{p}" for p in params)
+    returns = f"(dx, {grads})" if params else "dx"
+    param_lines = []
+    for n, p in enumerate(params):
+        start = f"M + {n * K}" if n else "M"
+        param_lines.append(f"    d{p} = _param_grad(grads[{start}:M + {(n + 1) * K}])")
+    title = f"{decl.title} for groups of m = {o.m} values"
+    lines = [
+        f"# Generated by bnsym {__version__} from its derivation; regenerate rather than edit.",
+        f"# {title}{f', {o.channels} channels each' if o.channels else ''}.",
+        *textwrap.wrap(
+            f"Variant: {_variant_text(d, long=True)}.",
+            width=97,
+            initial_indent="# ",
+            subsequent_indent="#   ",
+            break_on_hyphens=False,
+        ),
+        f"# Command: {_comment_text(command)}",
+        "#",
+        *textwrap.wrap(
+            f"Layout (PyTorch's F.{decl.torch}): {decl.layout}.",
+            width=97,
+            initial_indent="# ",
+            subsequent_indent="#   ",
+        ),
+        "# forward and backward check their arguments, view x as groups (N, P, M) and call the",
+        "# kernels _forward and _backward, printed by sympy.lambdify (NumPy printer) from the",
+        "# computation graph: x1..xm and dy1..dym are the m values of every group, each (N, P);",
+        "# gamma1..gammaK (beta1..) the parameters of the group's values, each (P,); the rest",
+        "# as in the derivation (xmu_i centred values, std the denominator of x_hat, inv_std =",
+        "# 1/std, sum_... the sums of the closed form); _t0, _t1, ... shared subexpressions.",
+        f'"""{title}, generated by bnsym (NumPy only).',
+        "",
+        "Arguments are array-likes of real numbers (integers are converted to float64); complex",
+        "input is accepted too and carried through, for the complex-step derivative check.",
+        '"""',
+        "",
+        "import numpy",
+        "",
+        f"M = {o.m}  # values per group",
+        f"K = {K}  # gamma (and beta) values per group",
+        *([f"CHANNELS = {o.channels}  # channels per group"] if o.channels else []),
+        "",
+        "",
+        f"def forward({sig}):",
+        f'    """The forward pass: x of shape {x_shape} -> y of the same shape."""',
+        "    x = _array('x', x)",
+        "    groups = _groups('x', x)",
+        *(["    P = groups.shape[1]"] if params else []),
+        *checks,
+        "    eps = _eps(eps)",
+        "    xs = numpy.moveaxis(groups, -1, 0)  # x1..xm, each (N, P)",
+        errstate,
+        f"        y = numpy.stack(_forward({call}), axis=-1)",
+        "    _finite_result('y', y, groups, eps)",
+        "    return y.reshape(x.shape)",
+        "",
+        "",
+        f"def backward(dout, {sig}):",
+        f'    """The backward pass: dout of the shape of x -> {returns}.',
+        "",
+        "    dx has the shape of x"
+        + (f", {grads} the shape of {params[0]}." if params else ".")
+        + '"""',
+        "    x = _array('x', x)",
+        "    dout = _array('dout', dout)",
+        "    if dout.shape != x.shape:",
+        "        raise ValueError(f'dout must have the shape of x {x.shape}; got {dout.shape}')",
+        "    groups = _groups('x', x)",
+        *(["    P = groups.shape[1]"] if params else []),
+        *checks,
+        "    eps = _eps(eps)",
+        "    xs = numpy.moveaxis(groups, -1, 0)  # x1..xm, each (N, P)",
+        "    dys = numpy.moveaxis(_groups('dout', dout), -1, 0)",
+        errstate,
+        f"        grads = _backward(*dys, {call})",
+        "    dx = numpy.stack(grads[:M], axis=-1)",
+        "    _finite_result('dx', dx, groups, eps)",
+        "    dx = dx.reshape(x.shape)",
+        *param_lines,
+        f"    return {returns}",
+        "",
+        "",
+        _kernel_source(fwd_kernel),
+        "",
+        _kernel_source(bwd_kernel),
+        "",
+        _CHECKS.split("\n\ndef _matrix")[0],
+        "",
+        "",
+        "def _groups(name, x):",
+        groups_body,
+        "",
+        "",
+        "def _param(name, a, P):",
+        "    a = _array(name, a)",
+        "    if a.shape != (P * K,):",
+        "        raise ValueError(f'{name} must have shape ({P * K},) to match x; got {a.shape}')",
+        "    return a.reshape(P, K)",
+        "",
+        "",
+        "def _param_grad(columns):",
+        "    # each column (N, P) summed over the samples, then laid out as gamma: (P*K,)",
+        "    return numpy.stack([c.sum(axis=0) for c in columns], axis=-1).ravel()",
+        "",
+        "",
+        _EPS_FN,
+        _FINITE_GROUPED.format(
+            constant="(groups == groups[..., :1]).all(axis=-1)"
+            if decl.centred
+            else "(groups == 0).all(axis=-1)",
+            what="constant (zero variance)" if decl.centred else "all zero (zero mean square)",
+        ),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 _CHECKS = """\
 # --- argument checks: a ValueError naming the argument -------------------------------------
 
@@ -543,8 +723,9 @@ def _vector(name, a, D):
 def _nonnegative(name, a):
     if numpy.any(a.real < 0):
         raise ValueError(f"{name} must be >= 0; got {a.real.min()} in it")
+"""
 
-
+_EPS_FN = """\
 def _eps(eps):
     if isinstance(eps, numpy.ndarray) and eps.shape == ():
         eps = eps[()]  # a 0-d array, numpy.array(1e-5): its scalar
@@ -553,6 +734,23 @@ def _eps(eps):
     if not numpy.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number >= 0; got {eps!r}")
     return float(eps)
+"""
+_CHECKS += "\n\n" + _EPS_FN  # the same text as before the split: bn_m4.py is unchanged
+
+_FINITE_GROUPED = """
+def _finite_result(name, a, groups, eps):
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        if numpy.isfinite(a.sum()):
+            return
+    bad = numpy.argwhere({constant})
+    if eps == 0 and bad.size:
+        raise ValueError(
+            f"{{name}} is not finite: group {{tuple(int(i) for i in bad[0])}} (sample, group) of x "
+            "is {what} and eps = 0 leaves 0/0; use eps > 0"
+        )
+    raise ValueError(
+        f"{{name}} is not finite: the computation overflowed float64; scale x (and dout) down"
+    )
 """
 
 _ERRSTATE = (

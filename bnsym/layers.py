@@ -31,6 +31,10 @@ from typing import Literal
 __all__ = ["LAYERS", "Layer", "LayerError", "layer"]
 
 Sharing = Literal["shared", "element", "channel"]
+#: How the natural layout holds the groups (what the generated code reshapes):
+#: "columns" x (m, D), "rows" x (N, m), "channels" x (N, C, *spatial), "groups"
+#: x (N, G*C, *spatial) with C channels of a group next to each other.
+Grouping = Literal["columns", "rows", "channels", "groups"]
 
 
 class LayerError(ValueError):
@@ -44,8 +48,9 @@ class Layer:
     ``name`` is the command-line spelling, ``title`` the heading of its notes; ``group`` says
     in words what the m values are; ``layout`` is the shape the generated code and the
     references take (``m`` the group size); ``stat_suffix`` subscripts the statistics
-    (μ_B, σ²_B for the batch norm paper's "mini-batch"); ``torch`` is PyTorch's functional
-    name; ``modes`` the modes it has (only batch norm keeps running statistics).
+    (μ_B, σ²_B for the batch norm paper's "mini-batch"); ``grouping`` how that layout holds
+    the groups (see :data:`Grouping`); ``torch`` is PyTorch's functional name; ``modes`` the
+    modes it has (only batch norm keeps running statistics).
     """
 
     name: str
@@ -56,6 +61,7 @@ class Layer:
     params: Sharing = "shared"
     beta: bool = True
     stat_suffix: str = ""
+    grouping: Grouping = "rows"
     torch: str = ""
     modes: tuple[str, ...] = ("train",)
 
@@ -95,6 +101,7 @@ LAYERS: dict[str, Layer] = {
             "the batch: one feature's values over the m samples",
             "x (m, D): each column normalized, gamma and beta of shape (D,)",
             stat_suffix="_B",
+            grouping="columns",
             torch="batch_norm",
             modes=("train", "eval"),
         ),
@@ -111,6 +118,7 @@ LAYERS: dict[str, Layer] = {
             "Instance normalization",
             "the m positions of one channel of one sample",
             "x (N, C, m): each (sample, channel) normalized, gamma and beta of shape (C,)",
+            grouping="channels",
             torch="instance_norm",
         ),
         Layer(
@@ -119,6 +127,7 @@ LAYERS: dict[str, Layer] = {
             "the channels × positions of one group of one sample, channel by channel",
             "x (N, G*C, m/C): each group of C channels normalized, gamma and beta of shape (G*C,)",
             params="channel",
+            grouping="groups",
             torch="group_norm",
         ),
         Layer(
