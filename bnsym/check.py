@@ -149,8 +149,12 @@ def run_check(
         for a, b in pairs:
             rows.append(_compare(q, f"{a} vs {b}", results[a][q], results[b][q], scales[q]))
     rows.extend(_numerical(gen, data, eps, seed))
+    size = f"D = {features}" if gen.derivation.symbols.layer.grouping == "columns" else (
+        f"x {_shape(gen, features)}"
+    )
     header = (
-        f"bnsym check: m = {o.m}, D = {features}, seed = {seed}, eps = {eps:g}; "
+        f"bnsym check{'' if o.layer == 'batchnorm' else ' --layer ' + o.layer}: m = {o.m}, "
+        f"{size}, seed = {seed}, eps = {eps:g}; "
         f"{_variant(gen)}.\n"
         "Relative errors are |a - b| divided, per feature, by the size of the terms of the\n"
         "result, not by the result (at m = 2 dx is O(eps), a difference of near-equal terms):\n"
@@ -163,8 +167,44 @@ def run_check(
 # --- the implementations ----------------------------------------------------------------------
 
 
+#: For a layer whose groups lie along the last axes: the groups (P) of each sample that
+#: have their own parameters in the check's data (channels for instance norm, groups of
+#: channels for group norm).
+GROUPS = 2
+
+
+def _shape(gen: GeneratedModule, D: int) -> tuple[int, ...]:
+    """x's shape in the layer's layout: D is the batch axis's length (features for batch
+    norm, samples for the others)."""
+    o = gen.derivation.options
+    grouping = gen.derivation.symbols.layer.grouping
+    if grouping == "columns":
+        return (o.m, D)
+    if grouping == "rows":
+        return (D, o.m)
+    if grouping == "channels":
+        return (D, GROUPS, o.m)
+    channels = o.channels or 1
+    return (D, GROUPS * channels, o.m // channels)
+
+
+def _param_size(gen: GeneratedModule, shape: tuple[int, ...]) -> int:
+    grouping = gen.derivation.symbols.layer.grouping
+    return {"columns": shape[-1], "rows": shape[-1]}.get(grouping, shape[1])
+
+
 def _data(gen: GeneratedModule, D: int, seed: int) -> dict[str, Any]:
     o = gen.derivation.options
+    decl = gen.derivation.symbols.layer
+    if decl.grouping != "columns":
+        rng = np.random.default_rng(seed)
+        shape = _shape(gen, D)
+        P = _param_size(gen, shape)
+        data = {"x": 1.5 + 2.0 * rng.standard_normal(shape), "dout": rng.standard_normal(shape)}
+        gamma, beta = 1.0 + 0.5 * rng.standard_normal(P), rng.standard_normal(P)
+        if o.affine:
+            data.update(gamma=gamma, **({"beta": beta} if decl.beta else {}))
+        return data
     rng = np.random.default_rng(seed)
     data: dict[str, Any] = {
         # an offset and a spread other than 0 and 1, so that centring and scaling matter
@@ -181,7 +221,7 @@ def _data(gen: GeneratedModule, D: int, seed: int) -> dict[str, Any]:
 
 def _params(gen: GeneratedModule, data: dict[str, Any]) -> list[Any]:
     o = gen.derivation.options
-    names = (["gamma", "beta"] if o.affine else []) + (
+    names = ([n for n in ("gamma", "beta") if n in data]) + (
         ["running_mean", "running_var"] if o.mode == "eval" else []
     )
     return [data[n] for n in names]
@@ -204,7 +244,10 @@ def _reference(
     from bnsym import reference
 
     o = gen.derivation.options
+    decl = gen.derivation.symbols.layer
     suffix = ("_eval" if o.mode == "eval" else "") + ("_staged" if staged else "")
+    if decl.grouping != "columns":
+        return _family_reference(gen, staged)
 
     def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
         forward = getattr(reference, "batchnorm_forward" + suffix)
@@ -236,15 +279,78 @@ def _reference(
     return run
 
 
+def _family_reference(
+    gen: GeneratedModule, staged: bool
+) -> Callable[[dict[str, Any], float], dict[str, Any]]:
+    """The hand-written ``<layer>_forward`` / ``_backward`` (or ``_staged``) of bnsym.reference
+    for a layer of the family, called with the variant of the derivation."""
+    from bnsym import reference
+
+    o = gen.derivation.options
+    decl = gen.derivation.symbols.layer
+    suffix = "_staged" if staged else ""
+
+    def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
+        forward = getattr(reference, f"{decl.name}_forward{suffix}")
+        backward = getattr(reference, f"{decl.name}_backward{suffix}")
+        params = [data.get("gamma")] + ([data.get("beta")] if decl.beta else [])
+        if decl.grouping == "groups":
+            params.append(data["x"].shape[1] // (o.channels or 1))  # G
+        variant: dict[str, Any] = {"eps_placement": o.eps_placement, "affine": o.affine}
+        if decl.centred:
+            variant["variance"] = o.variance
+        y, cache = forward(data["x"], *params, eps, **variant)
+        grads = backward(data["dout"], cache)
+        return _named(y, grads if o.affine else grads[0])
+
+    return run
+
+
+def _family_torch(gen: GeneratedModule, torch: Any) -> Callable[..., dict[str, Any]]:
+    """torch.nn.functional.<layer> with autograd, in the layer's own layout."""
+    o = gen.derivation.options
+    decl = gen.derivation.symbols.layer
+    F = torch.nn.functional
+
+    def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
+        leaves = {
+            n: torch.tensor(data[n], dtype=torch.float64, requires_grad=True)
+            for n in ("x", "gamma", "beta")
+            if n in data
+        }
+        x, gamma, beta = leaves["x"], leaves.get("gamma"), leaves.get("beta")
+        if decl.torch == "layer_norm":
+            y = F.layer_norm(x, (o.m,), gamma, beta, eps)
+        elif decl.torch == "rms_norm":
+            y = F.rms_norm(x, (o.m,), gamma, eps)
+        elif decl.torch == "instance_norm":
+            y = F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
+        else:
+            y = F.group_norm(x, x.shape[1] // (o.channels or 1), gamma, beta, eps)
+        y.backward(torch.tensor(data["dout"]))
+        grads = [leaves[n].grad.numpy() for n in ("x", "gamma", "beta") if n in leaves]
+        return _named(y.detach().numpy(), tuple(grads) if len(grads) > 1 else grads[0])
+
+    return run
+
+
 def _torch(
     gen: GeneratedModule, eps: float
 ) -> tuple[Callable[[dict[str, Any], float], dict[str, Any]] | None, str]:
-    """torch.nn.functional.batch_norm with autograd, or None and the reason why not."""
+    """torch.nn.functional's kernel of the layer with autograd, or None and why not."""
     o = gen.derivation.options
+    decl = gen.derivation.symbols.layer
     try:
         import torch
     except ImportError:
         return None, "PyTorch is not installed (pip install torch)."
+    if decl.grouping != "columns":
+        if o.variance != "biased" or o.eps_placement != "inside":
+            return None, (
+                f"torch.nn.functional.{decl.torch} normalizes with the biased variance and eps "
+                "inside the square root only."
+            )
+        return _family_torch(gen, torch), ""
     if o.mode == "train" and (o.variance != "biased" or o.eps_placement != "inside"):
         return None, (
             "torch.nn.functional.batch_norm normalizes with the biased variance and eps "
@@ -277,7 +383,8 @@ def _torch(
 
 def _named(y: Any, grads: Any) -> dict[str, Any]:
     if isinstance(grads, tuple):
-        return {"y": y, "dx": grads[0], "dgamma": grads[1], "dbeta": grads[2]}
+        named = dict(zip(("dx", "dgamma", "dbeta"), grads, strict=False))
+        return {"y": y, **{k: v for k, v in named.items() if v is not None}}
     return {"y": y, "dx": grads}
 
 
@@ -292,6 +399,8 @@ def _scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> dict[str,
     """
     o = gen.derivation.options
     x, dout = data["x"], data["dout"]
+    if gen.derivation.symbols.layer.grouping != "columns":
+        return _family_scales(gen, data, eps)
     if o.mode == "eval":
         mu, var = data["running_mean"], data["running_var"]
     else:
@@ -308,6 +417,35 @@ def _scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> dict[str,
     }
     tiny = np.finfo(np.float64).tiny
     return {q: np.maximum(s, tiny) for q, s in scales.items()}
+
+
+def _family_scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> dict[str, Any]:
+    """One scale per quantity, from plain NumPy over all groups: the largest size of its
+    terms (the data are seeded normals of one spread, so the groups differ little)."""
+    o = gen.derivation.options
+    decl = gen.derivation.symbols.layer
+    x, dout = data["x"], data["dout"]
+    channels = o.channels or 1
+    groups = x.reshape(x.shape[0], -1, o.m) if decl.grouping != "groups" else x.reshape(
+        x.shape[0], x.shape[1] // channels, o.m
+    )
+    if decl.centred:
+        mu = groups.mean(axis=-1, keepdims=True)
+        var = groups.var(axis=-1, keepdims=True, ddof=0 if o.variance == "biased" else 1)
+    else:
+        mu, var = 0.0, (groups**2).mean(axis=-1, keepdims=True)
+    std = np.sqrt(var + eps) if o.eps_placement == "inside" else np.sqrt(var) + eps
+    x_hat = (groups - mu) / std
+    gamma = np.abs(data.get("gamma", np.ones(1))).max()
+    beta = np.abs(data.get("beta", np.zeros(1))).max()
+    scales = {
+        "y": gamma * np.abs(x_hat).max() + beta,
+        "dx": gamma * np.abs(dout).max() / std.min(),
+        "dgamma": np.abs(dout.reshape(x_hat.shape) * x_hat).sum(axis=0).max(),
+        "dbeta": np.abs(dout).sum(axis=0).max(),
+    }
+    tiny = np.finfo(np.float64).tiny
+    return {q: np.maximum(np.float64(v), tiny) for q, v in scales.items()}
 
 
 def _compare(quantity: str, pair: str, a: Any, b: Any, scale: np.ndarray) -> Row:
@@ -339,7 +477,7 @@ def _numerical(gen: GeneratedModule, data: dict[str, Any], eps: float, seed: int
     from bnsym.gradcheck import check_function
 
     o = gen.derivation.options
-    names = ["x"] + (["gamma", "beta"] if o.affine else [])
+    names = ["x"] + [n for n in ("gamma", "beta") if n in data]
     stats = ["running_mean", "running_var"] if o.mode == "eval" else []
     inputs = [data[n] for n in names + stats]
 

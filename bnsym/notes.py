@@ -36,7 +36,7 @@ import sympy as sp
 
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
-from bnsym.render import describe, factored_jacobian, sections
+from bnsym.render import describe, factored_jacobian, param_steps, sections
 from bnsym.symbolic import Derivation, Step, derive
 
 __all__ = ["LatexError", "compile_pdf", "math_width", "refresh", "to_latex", "to_markdown"]
@@ -176,14 +176,16 @@ def _example_blocks(d: Derivation, width: float) -> Iterator[Block]:
         yield _prose(text + ".", latex + ".")
         steps: list[Step] = []
         rules: list[str] = []
-        if o.mode == "train":  # in eval mode they are the running statistics, constants
+        if o.mode == "train" and s.layer.centred:  # eval mode: running statistics, constants
             steps += [Step(s.mu, feat["mean"]), Step(s.var, feat["var"])]
             rules += ["mean", "variance"]
+        elif o.mode == "train":
+            steps += [Step(s.var, feat["var"])]
+            rules += ["mean square"]
         pairs = [(s.x_hat, feat["x_hat"]), (s.y, feat["y"]), (s.dx, feat["dx"])]
         for symbols, values in pairs:
             steps += [Step(a, b) for a, b in zip(symbols, values, strict=True)]
-        if o.affine:
-            steps += [Step(s.dgamma, feat["dgamma"]), Step(s.dbeta, feat["dbeta"])]
+        steps += param_steps(d, feat)
         rules += [""] * (len(steps) - len(rules))
         rows = list(_step_rows(steps, width, rules, decimals=True))
         yield Block("math", rows=tuple(_with_approx(rows, steps)))
@@ -267,7 +269,13 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
 
 
 def _title(d: Derivation) -> str:
-    return f"Batch normalization, m = {d.m}: {describe(d)}"
+    return f"{d.symbols.layer.title}, m = {d.m}: {describe(d)}"
+
+
+def _doc_title(d: Derivation) -> str:
+    """The document's title: batch norm's "for a batch of m", the others' "for groups of m"."""
+    what = "a batch" if d.symbols.layer.stat_suffix == "_B" else "groups"
+    return f"{d.symbols.layer.title} for {what} of m = {d.m}"
 
 
 def to_latex(
@@ -313,7 +321,7 @@ def to_latex(
             + r"} with bnsym.\par}"
             + "\n"
         )
-    title = prose_tex(f"Batch normalization for a batch of m = {d.m}")
+    title = prose_tex(_doc_title(d))
     return (
         _PREAMBLE
         + "\\begin{document}\n"
@@ -327,13 +335,18 @@ def to_latex(
 
 def _subtitle(d: Derivation) -> str:
     """The variant, under the title: :func:`describe`, and the affine layer when there is one."""
-    return describe(d) + ("; affine: y_i = γ·x̂_i + β" if d.options.affine else "")
+    if not d.options.affine:
+        return describe(d)
+    s = d.symbols
+    gamma = "γ" if s.shared else ("γ_i" if s.layer.params == "element" else "γ_c")
+    beta = "" if not s.layer.beta else (" + β" if s.shared else f" + β{gamma[1:]}")
+    return describe(d) + f"; affine: y_i = {gamma}·x̂_i{beta}"
 
 
 def _notebook(d: Derivation) -> str:
     """MathJax-only: one ``$$\\begin{aligned}…\\end{aligned}$$`` per section, its prose (the
     ✓/✗ proof statements, the worked example's inputs) as ``\\text{}`` rows."""
-    out = [r"$$\begin{aligned}&\textbf{" + text_tex_unicode(f"Batch normalization, m = {d.m}")]
+    out = [r"$$\begin{aligned}&\textbf{" + text_tex_unicode(f"{d.symbols.layer.title}, m = {d.m}")]
     out[0] += r"} && \text{" + text_tex_unicode(_subtitle(d)) + r"}\end{aligned}$$"
     rows: list[str] = []
     for b in blocks(d, FRAGMENT_WIDTH, variant=False):
@@ -357,7 +370,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     >>> print(to_markdown(derive(2)).splitlines()[0])
     # Batch normalization, m = 2
     """
-    out = [f"# Batch normalization, m = {d.m}", "", f"*{_subtitle(d)}*"]
+    out = [f"# {d.symbols.layer.title}, m = {d.m}", "", f"*{_subtitle(d)}*"]
     if command:
         out += ["", f"Made by `{command}` with bnsym."]
     for b in blocks(d, FRAGMENT_WIDTH, variant=False):
