@@ -151,9 +151,7 @@ class Symbols:
 
     def public(self) -> dict[str, sp.Symbol]:
         """Name -> symbol for every symbol that can appear in an exported expression."""
-        names = {
-            s.name: s for s in (*self.x, *self.dy, *self.gammas, *self.betas, self.eps)
-        }
+        names = {s.name: s for s in (*self.x, *self.dy, *self.gammas, *self.betas, self.eps)}
         names.update(running_mean=self.running_mean, running_var=self.running_var)
         return names
 

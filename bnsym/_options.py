@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import sympy as sp
 
-from bnsym.layers import LayerError, layer as find_layer
+from bnsym.layers import LayerError
+from bnsym.layers import layer as find_layer
 
 #: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
 #: cost grows as m² (the proofs expand O(m) terms for each of m elements).
@@ -204,12 +205,12 @@ def make_options(
         raise DerivationError(
             f"eps_placement must be 'inside' or 'outside', not {eps_placement!r}."
         )
-    if m < decl.min_m(mode) and decl.name != "batchnorm":
+    if m < decl.min_m(mode) and "eval" not in decl.modes:
         raise DerivationError(
             f"m = {m} for {decl.name}: the variance of one value is 0, so x̂ = 0/√ε; "
             "normalize at least 2 values (--m 2 or more)."
         )
-    if m == 1 and mode == "train":
+    if m < decl.min_m(mode):
         raise DerivationError(
             "m = 1 in train mode: the variance of one value is 0, so x̂ = 0/√ε and there is "
             "nothing to learn (PyTorch refuses it too); use mode 'eval' (--mode eval) or m ≥ 2."

@@ -169,6 +169,7 @@ class Frame(Laurent):
         else:
             self.values[s.eps] = self.gen[self.T] - sigma
 
+
 #: Square roots of these primes may appear as coefficients (√2, √3 in the factored results for
 #: small m); each is a generator r_p of the ring with r_p² = p, applied by ``_normalize``.
 RADICALS = (2, 3, 5, 7)

@@ -98,8 +98,8 @@ class _Family:
             d.append(-sum(d, f.ring.zero))  # Σ d_i = 0 is the definition of the mean
             f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
         f.values[s.var] = sigma**2
-        f.values[s.eps] = f.gen[self.S] ** 2 - sigma**2 if placement == "inside" else (
-            f.gen[self.T] - sigma
+        f.values[s.eps] = (
+            f.gen[self.S] ** 2 - sigma**2 if placement == "inside" else (f.gen[self.T] - sigma)
         )
         f.values.update({xh: f(e) for xh, e in to_x_hat.items()})
         for st in backward:  # the chain rule done in the ring, adjoint by adjoint
@@ -204,9 +204,7 @@ def _closed_form(c: _Family) -> tuple[Step, ...]:
         shown = closed(g_i, s.x_hat[i], gamma_shown)
         value = None
         if m <= VALUE_MAX_M:
-            value = shown.xreplace(
-                {**sums, s.x_hat[i]: c.x_hat_graph[i], s.sigma: sp.sqrt(s.var)}
-            )
+            value = shown.xreplace({**sums, s.x_hat[i]: c.x_hat_graph[i], s.sigma: sp.sqrt(s.var)})
         per_element.append(Step(s.dx[i], shown, f"element {i + 1}", value))
         ok = ok and read(shown) == c.dx_in_frame[i]
     c.record(
@@ -421,14 +419,10 @@ def _explicit(c: _Family) -> dict[str, Any]:
     centred = [xi - mean_x for xi in s.x]
     x_hat = [xc / D_x for xc in centred]
     sum_g = sp.Add(*c.g)
-    sum_g_centred = (
-        sp.Add(*[g * xj for g, xj in zip(c.g, s.x, strict=True)])
-        - mean_x * sum_g
-    )
+    sum_g_centred = sp.Add(*[g * xj for g, xj in zip(c.g, s.x, strict=True)]) - mean_x * sum_g
     mean_g = sum_g / m if c.centred else 0
     dx = [
-        (c.g[i] - mean_g - c.k * r_x * centred[i] * sum_g_centred / D_x**2) / D_x
-        for i in range(m)
+        (c.g[i] - mean_g - c.k * r_x * centred[i] * sum_g_centred / D_x**2) / D_x for i in range(m)
     ]
     K = len(s.gammas)
     members = [[i for i in range(m) if s.param_index[i] == k] for k in range(K)]
@@ -436,10 +430,7 @@ def _explicit(c: _Family) -> dict[str, Any]:
     dbeta: Any = None
     if c.affine:
         dgamma = tuple(
-            (
-                sp.Add(*[s.dy[i] * s.x[i] for i in idx])
-                - mean_x * sp.Add(*[s.dy[i] for i in idx])
-            )
+            (sp.Add(*[s.dy[i] * s.x[i] for i in idx]) - mean_x * sp.Add(*[s.dy[i] for i in idx]))
             / D_x
             for idx in members
         )
@@ -467,7 +458,9 @@ def _explicit(c: _Family) -> dict[str, Any]:
 
 def _explicit_matches(c: _Family, ex: dict[str, Any]) -> bool:
     s, frame = c.s, c.frame
-    ok = frame(ex["var"]) == frame(c.definition[s.var].xreplace({s.mu: ex["mean"]} if c.centred else {}))
+    ok = frame(ex["var"]) == frame(
+        c.definition[s.var].xreplace({s.mu: ex["mean"]} if c.centred else {})
+    )
     if c.centred:
         ok = ok and frame(ex["mean"]) == frame(c.definition[s.mu])
     xf = c.frame_of_x(ex["var"])

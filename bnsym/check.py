@@ -149,8 +149,10 @@ def run_check(
         for a, b in pairs:
             rows.append(_compare(q, f"{a} vs {b}", results[a][q], results[b][q], scales[q]))
     rows.extend(_numerical(gen, data, eps, seed))
-    size = f"D = {features}" if gen.derivation.symbols.layer.grouping == "columns" else (
-        f"x {_shape(gen, features)}"
+    size = (
+        f"D = {features}"
+        if gen.derivation.symbols.layer.grouping == "columns"
+        else (f"x {_shape(gen, features)}")
     )
     header = (
         f"bnsym check{'' if o.layer == 'batchnorm' else ' --layer ' + o.layer}: m = {o.m}, "
@@ -196,26 +198,19 @@ def _param_size(gen: GeneratedModule, shape: tuple[int, ...]) -> int:
 def _data(gen: GeneratedModule, D: int, seed: int) -> dict[str, Any]:
     o = gen.derivation.options
     decl = gen.derivation.symbols.layer
-    if decl.grouping != "columns":
-        rng = np.random.default_rng(seed)
-        shape = _shape(gen, D)
-        P = _param_size(gen, shape)
-        data = {"x": 1.5 + 2.0 * rng.standard_normal(shape), "dout": rng.standard_normal(shape)}
-        gamma, beta = 1.0 + 0.5 * rng.standard_normal(P), rng.standard_normal(P)
-        if o.affine:
-            data.update(gamma=gamma, **({"beta": beta} if decl.beta else {}))
-        return data
     rng = np.random.default_rng(seed)
+    shape = _shape(gen, D)
+    P = _param_size(gen, shape)
     data: dict[str, Any] = {
         # an offset and a spread other than 0 and 1, so that centring and scaling matter
-        "x": 1.5 + 2.0 * rng.standard_normal((o.m, D)),
-        "dout": rng.standard_normal((o.m, D)),
+        "x": 1.5 + 2.0 * rng.standard_normal(shape),
+        "dout": rng.standard_normal(shape),
     }
-    gamma, beta = 1.0 + 0.5 * rng.standard_normal(D), rng.standard_normal(D)
+    gamma, beta = 1.0 + 0.5 * rng.standard_normal(P), rng.standard_normal(P)
     if o.affine:
-        data.update(gamma=gamma, beta=beta)
+        data.update(gamma=gamma, **({"beta": beta} if decl.beta else {}))
     if o.mode == "eval":
-        data.update(running_mean=rng.standard_normal(D), running_var=rng.uniform(0.5, 2.0, D))
+        data.update(running_mean=rng.standard_normal(P), running_var=rng.uniform(0.5, 2.0, P))
     return data
 
 
@@ -426,8 +421,10 @@ def _family_scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> di
     decl = gen.derivation.symbols.layer
     x, dout = data["x"], data["dout"]
     channels = o.channels or 1
-    groups = x.reshape(x.shape[0], -1, o.m) if decl.grouping != "groups" else x.reshape(
-        x.shape[0], x.shape[1] // channels, o.m
+    groups = (
+        x.reshape(x.shape[0], -1, o.m)
+        if decl.grouping != "groups"
+        else x.reshape(x.shape[0], x.shape[1] // channels, o.m)
     )
     if decl.centred:
         mu = groups.mean(axis=-1, keepdims=True)

@@ -154,7 +154,5 @@ def layer(name: object) -> Layer:
         return name
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     if key not in LAYERS:
-        raise LayerError(
-            f"unknown layer {str(name)[:40]!r}; choose one of {', '.join(LAYERS)}."
-        )
+        raise LayerError(f"unknown layer {str(name)[:40]!r}; choose one of {', '.join(LAYERS)}.")
     return LAYERS[key]

@@ -38,8 +38,14 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"beta", ("β", "beta", r"\beta")),
     (r"gamma(\d+|_i)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
     (r"beta(\d+|_i)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
-    (r"dgamma(\d+)", ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}")),
-    (r"dbeta(\d+)", ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}")),
+    (
+        r"dgamma(\d+)",
+        ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}"),
+    ),
+    (
+        r"dbeta(\d+)",
+        ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}"),
+    ),
     (r"epsilon", ("ε", "eps", r"\epsilon")),
     (r"mu_B", ("μ_B", "mu_B", r"\mu_{B}")),
     (r"sigma2_B", ("σ²_B", "sigma2_B", r"\sigma_{B}^{2}")),
@@ -78,7 +84,11 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     ),
     (
         r"sum_gdy",
-        ("Σⱼγⱼ∂ℓ/∂yⱼ", "sum_j(gamma_j*dl/dy_j)", r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}}"),
+        (
+            "Σⱼγⱼ∂ℓ/∂yⱼ",
+            "sum_j(gamma_j*dl/dy_j)",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}}",
+        ),
     ),
     (
         r"sum_gdy_xhat",
@@ -650,9 +660,7 @@ def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     """
     obj = json.loads(source) if isinstance(source, str) else dict(source)
     options = obj.get("options") or {}
-    table = symbol_table(
-        int(obj["m"]), options.get("layer", "batchnorm"), options.get("channels")
-    )
+    table = symbol_table(int(obj["m"]), options.get("layer", "batchnorm"), options.get("channels"))
 
     def parse(text: Any) -> Any:
         if isinstance(text, list):

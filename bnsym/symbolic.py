@@ -21,7 +21,7 @@ True
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +31,7 @@ import sympy as sp
 from bnsym import _proofs, _proofs_family
 from bnsym._formats import render
 from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
-from bnsym._limits import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
+from bnsym._limits import EXPLICIT_MAX_M, VALUE_MAX_M
 from bnsym._options import (
     MAX_M,
     DerivationError,
@@ -39,7 +39,7 @@ from bnsym._options import (
     exact_number,
     make_options,
 )
-from bnsym.layers import LAYERS, Layer
+from bnsym.layers import LAYERS
 
 __all__ = [
     "LAYERS",
@@ -243,7 +243,9 @@ def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -
             nodes.append(Step(s.var, sp.Mul(squares, k, evaluate=False), f"{words}variance"))
         else:
             squares = sp.Add(*[xi**2 for xi in s.x])
-            nodes.append(Step(s.var, sp.Mul(squares, sp.Rational(1, m), evaluate=False), "mean square"))
+            nodes.append(
+                Step(s.var, sp.Mul(squares, sp.Rational(1, m), evaluate=False), "mean square")
+            )
         mu, var = (s.mu if decl.centred else sp.Integer(0)), s.var
     else:
         mu, var = s.running_mean, s.running_var
@@ -293,7 +295,9 @@ def _order(s: Symbols, nodes: list[Step], affine: bool) -> list[tuple[sp.Symbol,
             what = "x̂_i" if decl.params == "element" else "the x̂_i of channel c"
             what_y = "y_i" if decl.params == "element" else "the y_i of channel c"
             sub = "i" if decl.params == "element" else "c"
-            order += [(g, dg, f"γ_{sub} scales {what}") for g, dg in zip(s.gammas, s.dgammas, strict=True)]
+            order += [
+                (g, dg, f"γ_{sub} scales {what}") for g, dg in zip(s.gammas, s.dgammas, strict=True)
+            ]
         if decl.beta:
             if shared:
                 order.append((s.beta, s.dbeta, "β shifts every y_i"))
@@ -391,6 +395,8 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
     )
 
 
-def symbol_table(m: int, layer: str = "batchnorm", channels: int | None = None) -> dict[str, sp.Symbol]:
+def symbol_table(
+    m: int, layer: str = "batchnorm", channels: int | None = None
+) -> dict[str, sp.Symbol]:
     """The name -> symbol map that reads exported expressions back (see render.load_json)."""
     return Symbols.of(m, layer, channels).public()
