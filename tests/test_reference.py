@@ -1,4 +1,4 @@
-"""Tests of the hand-written reference, ``bnsym.reference`` (and ``bnsym._running`` behind it).
+"""Tests of the hand-written batch norm in ``bnsym.reference`` (its batchnorm and running modules).
 
 The references here are independent of the code under test: central finite differences
 written out below, the documented running-statistics formulas written out below, and
@@ -597,10 +597,10 @@ def test_momentum_may_be_a_numpy_number(momentum):
 
 def test_docstrings_call_the_denominator_std_not_d():
     # D is the number of features; the denominator of x_hat is std (STYLE.md, section 3).
-    import bnsym._running as running
-    import bnsym.reference as ref
+    import bnsym.reference.batchnorm as batchnorm
+    import bnsym.reference.running as running
 
-    for module in (ref, running):
+    for module in (batchnorm, running):
         for name, obj in vars(module).items():
             doc = getattr(obj, "__doc__", None) or ""
             if getattr(obj, "__module__", module.__name__) != module.__name__:

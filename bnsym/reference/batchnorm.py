@@ -1,6 +1,6 @@
-"""Batch normalization written by hand in NumPy: the reference the derivation is checked against.
+"""Batch normalization over (N, D) written by hand: the reference the derivation is checked against.
 
-Three readings of the same layer, in the CS231n layer contract (``forward -> (out, cache)``,
+Two readings of the same layer, in the CS231n layer contract (``forward -> (out, cache)``,
 ``backward(dout, cache) -> (dx, dgamma, dbeta)``), for ``x`` and ``dout`` of shape (N, D) =
 (m, D) and ``gamma``, ``beta`` of shape (D,):
 
@@ -9,13 +9,10 @@ Three readings of the same layer, in the CS231n layer contract (``forward -> (ou
   simplifies it on paper;
 - **staged**: :func:`batchnorm_forward_staged` / :func:`batchnorm_backward_staged`, the
   computation graph walked one node at a time (mean, centre, square, variance, sqrt, invert,
-  normalize, scale, shift, and back), each local gradient on its own commented line;
-- **eval mode**: :func:`batchnorm_forward_eval` / :func:`batchnorm_backward_eval` (and their
-  ``_staged`` twins), normalizing with given running statistics held constant;
+  normalize, scale, shift, and back), each local gradient on its own commented line.
 
-and the :class:`BatchNorm` layer object with running statistics in the PyTorch or Keras
-convention.  The last two live in :mod:`bnsym._running`, which builds on this module; they are
-re-exported here on first use, as ``bnsym`` itself does, so that the dependency points one way.
+Eval mode and the layer object with running statistics are in :mod:`bnsym.reference.running`;
+the other layers of the family in :mod:`bnsym.reference.family`.
 
 Variants, the same as the derivation's:
 
@@ -29,163 +26,37 @@ Variants, the same as the derivation's:
 
 Everything is computed in float64.  Inputs are never modified.  Bad arguments raise
 :class:`BatchNormError` (a ``ValueError``) naming the argument; a training batch of one row
-raises :class:`BatchSizeError`, as PyTorch does.  NumPy only: importing this module must not
-import SymPy.
+raises :class:`BatchSizeError`, as PyTorch does.  NumPy only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from bnsym._running import (
-        BatchNorm,
-        batchnorm_backward_eval,
-        batchnorm_backward_eval_staged,
-        batchnorm_forward_eval,
-        batchnorm_forward_eval_staged,
-    )
+from bnsym.reference._common import (
+    Array,
+    EpsPlacement,
+    Variance,
+    _affine,
+    _dout,
+    _eps,
+    _expect,
+    _matrix,
+    _nonzero,
+    _placement,
+    _std,
+    _variance_factor,
+)
 
 __all__ = [
-    "BatchNorm",
-    "BatchNormError",
-    "BatchSizeError",
     "batchnorm_backward",
-    "batchnorm_backward_eval",
-    "batchnorm_backward_eval_staged",
     "batchnorm_backward_staged",
     "batchnorm_forward",
-    "batchnorm_forward_eval",
-    "batchnorm_forward_eval_staged",
     "batchnorm_forward_staged",
 ]
-
-Array = NDArray[np.float64]
-Variance = Literal["biased", "unbiased"]
-EpsPlacement = Literal["inside", "outside"]
-
-
-class BatchNormError(ValueError):
-    """An argument of a batch-norm function or layer is invalid; the message names it."""
-
-
-class BatchSizeError(BatchNormError):
-    """A training batch has a single row, so every feature's batch variance is zero."""
-
-
-# ----------------------------------------------------------------------------------------------
-# argument checks: each names the argument and shows the bad value
-
-
-def _matrix(name: str, a: ArrayLike) -> Array:
-    a = _finite(name, a)
-    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-        raise BatchNormError(
-            f"{name} must be a 2-D array of shape (N, D), N, D >= 1; got {a.shape}"
-        )
-    return a
-
-
-def _vector(name: str, a: ArrayLike, D: int) -> Array:
-    a = _finite(name, a)
-    if a.shape != (D,):
-        raise BatchNormError(f"{name} must have shape (D,) = ({D},) to match x; got {a.shape}")
-    return a
-
-
-def _finite(name: str, a: ArrayLike) -> Array:
-    try:
-        if np.iscomplexobj(a):  # float64 conversion would drop the imaginary part silently
-            raise TypeError(f"got complex dtype {np.asarray(a).dtype}")
-        # np.array copies, so nothing the caller holds is aliased by a cache
-        out = np.array(a, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise BatchNormError(f"{name} must be an array of real numbers: {e}") from None
-    bad = np.argwhere(~np.isfinite(out))
-    if bad.size:
-        where = tuple(int(i) for i in bad[0])
-        raise BatchNormError(
-            f"{name} has {len(bad)} non-finite value(s), the first {out[where]} at index {where}"
-        )
-    return out
-
-
-def _dout(dout: ArrayLike, shape: tuple[int, ...]) -> Array:
-    dout = _finite("dout", dout)
-    if dout.shape != shape:
-        raise BatchNormError(
-            f"dout must have the shape of the forward output {shape}; got {dout.shape}"
-        )
-    return dout
-
-
-def _affine(
-    gamma: ArrayLike | None, beta: ArrayLike | None, D: int, affine: bool
-) -> tuple[Array | None, Array | None]:
-    if not affine:
-        if gamma is not None or beta is not None:
-            # refusing beats silently ignoring parameters the caller believes are used
-            raise BatchNormError("affine=False takes gamma=None and beta=None")
-        return None, None
-    if gamma is None or beta is None:
-        raise BatchNormError(
-            "affine=True needs gamma and beta of shape (D,); pass affine=False for none"
-        )
-    return _vector("gamma", gamma, D), _vector("beta", beta, D)
-
-
-def _eps(eps: float) -> float:
-    if (
-        isinstance(eps, bool)
-        or not isinstance(eps, (int, float, np.floating, np.integer))
-        or not np.isfinite(eps)
-        or eps < 0
-    ):
-        raise BatchNormError(f"eps must be a finite number >= 0; got {eps!r}")
-    return float(eps)
-
-
-def _placement(eps_placement: str) -> None:
-    if eps_placement not in ("inside", "outside"):
-        raise BatchNormError(f"eps_placement must be 'inside' or 'outside'; got {eps_placement!r}")
-
-
-def _variance_factor(variance: str, shape: tuple[int, ...], hint: str) -> float:
-    """The ``k`` in ``var = k * sum((x - mu)**2)``; refuses m = 1 (the variance is 0 or 0/0)."""
-    if variance not in ("biased", "unbiased"):
-        raise BatchNormError(f"variance must be 'biased' or 'unbiased'; got {variance!r}")
-    m = shape[0]
-    if m < 2:
-        raise BatchSizeError(_one_row(shape, hint))
-    return 1.0 / m if variance == "biased" else 1.0 / (m - 1)
-
-
-def _one_row(shape: tuple[int, ...], hint: str) -> str:
-    # PyTorch's words, so that a search for the message finds both
-    return (
-        f"Expected more than 1 value per channel when training, got x of shape {shape}: "
-        f"a batch of one row has zero variance; {hint}"
-    )
-
-
-def _std(var: Array, eps: float, eps_placement: str) -> Array:
-    """The denominator of x_hat, ``sqrt(var + eps)`` or ``sqrt(var) + eps``, refused if 0."""
-    std = np.sqrt(var + eps) if eps_placement == "inside" else np.sqrt(var) + eps
-    _nonzero(std)
-    return std
-
-
-def _nonzero(std: Array) -> None:
-    zero = np.flatnonzero(std == 0)
-    if zero.size:
-        raise BatchNormError(
-            f"the denominator of x_hat is 0 in feature(s) {zero.tolist()} (zero variance with "
-            "eps=0), so x_hat would be 0/0; use eps > 0"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,13 +163,6 @@ def batchnorm_backward(
     if cache.gamma is None:
         return dx, None, None
     return dx, np.sum(dout * x_hat, axis=0), np.sum(dout, axis=0)
-
-
-def _expect(cache: object, kind: type, backward: str, forward: str) -> None:
-    if not isinstance(cache, kind):
-        raise BatchNormError(
-            f"{backward} needs the cache returned by {forward}; got {type(cache).__name__}"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,29 +274,3 @@ def batchnorm_backward_staged(
     dx2 = np.ones_like(dout) * dmu / m  # mean: d(sum(x)/m)/dx = 1/m
     dx = dx1 + dx2  # x feeds both the centre and the mean
     return dx, dgamma, dbeta
-
-
-# ----------------------------------------------------------------------------------------------
-# the running-statistics half, re-exported lazily: bnsym._running imports this module
-
-_RUNNING = {
-    "BatchNorm",
-    "batchnorm_backward_eval",
-    "batchnorm_backward_eval_staged",
-    "batchnorm_forward_eval",
-    "batchnorm_forward_eval_staged",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _RUNNING:
-        raise AttributeError(f"module 'bnsym.reference' has no attribute {name!r}")
-    from bnsym import _running
-
-    value = getattr(_running, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _RUNNING)
