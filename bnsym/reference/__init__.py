@@ -7,6 +7,14 @@ one node at a time).  One module per idea; this package only re-exports their pu
 - :mod:`~bnsym.reference._common`: the error types and the argument checks all layers share;
 - :mod:`~bnsym.reference.batchnorm`: batch norm over (N, D), fused and staged;
 - :mod:`~bnsym.reference.running`: eval mode, the running-statistics updates, :class:`BatchNorm`;
+- :mod:`~bnsym.reference._core`: one core for the family (Flax's ``_compute_stats`` and
+  ``_normalize``): the statistics, the normalization and the backward over any reduction axes;
+- :mod:`~bnsym.reference.family`: layer, instance, group and RMS norm, each a layout over the
+  core (``layernorm_forward``, ``instancenorm_forward``, ``groupnorm_forward``,
+  ``rmsnorm_forward``, their backward passes and ``_staged`` twins);
+- :mod:`~bnsym.reference.spatial`: spatial batch norm and spatial group norm of (N, C, H, W) in
+  the assignment's spelling (``spatial_batchnorm_forward(x, gamma, beta, bn_param)``,
+  ``spatial_groupnorm_forward(x, gamma, beta, G, gn_param)``).
 
 Everything is float64, inputs are never modified, bad arguments raise :class:`NormError` (a
 ``ValueError``; :class:`BatchNormError` is the same class) naming the argument.  NumPy only:
@@ -22,12 +30,36 @@ from bnsym.reference.batchnorm import (
     batchnorm_forward,
     batchnorm_forward_staged,
 )
+from bnsym.reference.family import (
+    groupnorm_backward,
+    groupnorm_backward_staged,
+    groupnorm_forward,
+    groupnorm_forward_staged,
+    instancenorm_backward,
+    instancenorm_backward_staged,
+    instancenorm_forward,
+    instancenorm_forward_staged,
+    layernorm_backward,
+    layernorm_backward_staged,
+    layernorm_forward,
+    layernorm_forward_staged,
+    rmsnorm_backward,
+    rmsnorm_backward_staged,
+    rmsnorm_forward,
+    rmsnorm_forward_staged,
+)
 from bnsym.reference.running import (
     BatchNorm,
     batchnorm_backward_eval,
     batchnorm_backward_eval_staged,
     batchnorm_forward_eval,
     batchnorm_forward_eval_staged,
+)
+from bnsym.reference.spatial import (
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+    spatial_groupnorm_backward,
+    spatial_groupnorm_forward,
 )
 
 __all__ = [
@@ -44,4 +76,24 @@ __all__ = [
     "batchnorm_forward_eval",
     "batchnorm_forward_eval_staged",
     "batchnorm_forward_staged",
+    "groupnorm_backward",
+    "groupnorm_backward_staged",
+    "groupnorm_forward",
+    "groupnorm_forward_staged",
+    "instancenorm_backward",
+    "instancenorm_backward_staged",
+    "instancenorm_forward",
+    "instancenorm_forward_staged",
+    "layernorm_backward",
+    "layernorm_backward_staged",
+    "layernorm_forward",
+    "layernorm_forward_staged",
+    "rmsnorm_backward",
+    "rmsnorm_backward_staged",
+    "rmsnorm_forward",
+    "rmsnorm_forward_staged",
+    "spatial_batchnorm_backward",
+    "spatial_batchnorm_forward",
+    "spatial_groupnorm_backward",
+    "spatial_groupnorm_forward",
 ]
