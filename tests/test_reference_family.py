@@ -484,7 +484,8 @@ BAD = [
     (
         lambda: R.layernorm_backward(x243, R.groupnorm_forward(x243, g4, b4, 2)[1]),
         NormError,
-        "layernorm_backward needs the cache returned by layernorm_forward; got one from groupnorm",
+        "layernorm_backward needs the cache returned by layernorm_forward; got a Cache from "
+        "groupnorm_forward",
     ),
     (
         lambda: R.layernorm_backward_staged(x24, R.layernorm_forward(x24, g4, b4)[1]),

@@ -244,14 +244,16 @@ def _dparams(
     return dgamma, dbeta
 
 
-def _expect(cache: object, kind: type, layer: str, staged: str) -> None:
-    if not isinstance(cache, kind) or cache.layout.layer != layer:  # type: ignore[attr-defined]
-        got = getattr(getattr(cache, "layout", None), "layer", None) or type(cache).__name__
-        raise NormError(
-            f"{layer}_backward{staged} needs the cache returned by {layer}_forward{staged}; "
-            f"got one from {got}"
-            + ("" if isinstance(cache, kind) else f" ({type(cache).__name__})")
-        )
+def _expect(cache: object, kind: type[Cache] | type[StagedCache], layer: str, staged: str) -> None:
+    """Refuse a cache that is not from this layer's forward pass (fused or staged as asked)."""
+    layout = getattr(cache, "layout", None)
+    if isinstance(cache, kind) and isinstance(layout, Layout) and layout.layer == layer:
+        return
+    source = f"{layout.layer}_forward" if isinstance(layout, Layout) else "elsewhere"
+    raise NormError(
+        f"{layer}_backward{staged} needs the cache returned by {layer}_forward{staged}; got a "
+        f"{type(cache).__name__} from {source}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

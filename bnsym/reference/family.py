@@ -91,27 +91,21 @@ def _instancenorm(x: Array) -> _core.Layout:
     )
 
 
-def _groupnorm(
-    x: Array, G: int, param: str = "(C,)", layer: str = "groupnorm", min_ndim: int = 2
-) -> _core.Layout:
-    shape = "(N, C, *spatial)" if min_ndim == 2 else "(N, C, H, W)"
-    x_shape = _x(x.shape, min_ndim, shape)
-    if min_ndim == 4 and len(x_shape) != 4:
-        raise NormError(f"x must be an array of shape (N, C, H, W); got {x_shape}")
+def _groupnorm(x: Array, G: int) -> _core.Layout:
+    x_shape = _x(x.shape, 2, "(N, C, *spatial)")
     N, C, *spatial = x_shape
     if isinstance(G, bool) or not isinstance(G, int) or G < 1 or C % G:
         raise NormError(
             f"G (the number of groups) must be an integer >= 1 dividing C = {C}; got {G!r}"
         )
-    bcast = (1, C) + (1,) * len(spatial)
     return _core.Layout(
-        layer=layer,
+        layer="groupnorm",
         shape=x_shape,
         # channels in order: group g holds channels g*C/G ... (g+1)*C/G - 1, as F.group_norm
         view=(N, G, C // G, *spatial),
         axes=tuple(range(2, len(x_shape) + 1)),
-        param=(C,) if param == "(C,)" else bcast,
-        bcast=bcast,
+        param=(C,),
+        bcast=(1, C) + (1,) * len(spatial),
         centred=True,
         size_hint="use fewer groups G or give x more spatial positions",
     )

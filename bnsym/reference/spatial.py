@@ -20,7 +20,7 @@ NumPy only.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -221,9 +221,11 @@ def spatial_groupnorm_forward(
     >>> spatial_groupnorm_forward(x, gamma, beta, 2, {"eps": 0.0})[0].ravel()
     array([ 1., -1., -1.,  1.])
     """
-    x = _finite("x", x)
+    x = _nchw(x)
     gn_param = _param_dict("gn_param", gn_param, _GN_KEYS)
-    layout = _groupnorm(x, G, param="(1, C, 1, 1)", layer="spatial_groupnorm", min_ndim=4)
+    # group norm's groups, with gamma and beta in their broadcast shape (1, C, 1, 1)
+    layout = _groupnorm(x, G)
+    layout = replace(layout, layer="spatial_groupnorm", param=layout.bcast)
     return _core.forward(
         layout, x, gamma, beta, gn_param.get("eps", 1e-5),
         variance=gn_param.get("variance", "biased"),
