@@ -249,7 +249,9 @@ def _expect(cache: object, kind: type[Cache] | type[StagedCache], layer: str, st
     layout = getattr(cache, "layout", None)
     if isinstance(cache, kind) and isinstance(layout, Layout) and layout.layer == layer:
         return
-    source = f"{layout.layer}_forward" if isinstance(layout, Layout) else "elsewhere"
+    source = "elsewhere"
+    if isinstance(layout, Layout):
+        source = f"{layout.layer}_forward" + ("_staged" if isinstance(cache, StagedCache) else "")
     raise NormError(
         f"{layer}_backward{staged} needs the cache returned by {layer}_forward{staged}; got a "
         f"{type(cache).__name__} from {source}"

@@ -49,7 +49,8 @@ from bnsym.reference._common import (
     _std,
     _vector,
 )
-from bnsym.reference.batchnorm import FusedCache, batchnorm_backward, batchnorm_forward
+from bnsym.reference._core import Cache
+from bnsym.reference.batchnorm import batchnorm_backward, batchnorm_forward
 
 Convention = Literal["torch", "keras"]
 
@@ -317,7 +318,7 @@ class BatchNorm:
         self.running_var: Array = np.ones(D)
         self.num_batches_tracked = 0
         self.training = True
-        self._cache: FusedCache | EvalCache | None = None
+        self._cache: Cache | EvalCache | None = None
 
     def __repr__(self) -> str:
         return (
