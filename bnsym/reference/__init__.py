@@ -5,10 +5,11 @@ Every layer in the CS231n layer contract, ``forward(x, ...) -> (out, cache)`` an
 one node at a time).  One module per idea; this package only re-exports their public names:
 
 - :mod:`~bnsym.reference._common`: the error types and the argument checks all layers share;
-- :mod:`~bnsym.reference.batchnorm`: batch norm over (N, D), fused and staged;
-- :mod:`~bnsym.reference.running`: eval mode, the running-statistics updates, :class:`BatchNorm`;
 - :mod:`~bnsym.reference._core`: one core for the family (Flax's ``_compute_stats`` and
-  ``_normalize``): the statistics, the normalization and the backward over any reduction axes;
+  ``_normalize``): the statistics, the normalization and the backward over any reduction axes,
+  fused and staged, for a layer declared as a ``Layout``;
+- :mod:`~bnsym.reference.batchnorm`: batch norm over (N, D), fused and staged, a layout;
+- :mod:`~bnsym.reference.running`: eval mode, the running-statistics updates, :class:`BatchNorm`;
 - :mod:`~bnsym.reference.family`: layer, instance, group and RMS norm, each a layout over the
   core (``layernorm_forward``, ``instancenorm_forward``, ``groupnorm_forward``,
   ``rmsnorm_forward``, their backward passes and ``_staged`` twins);
