@@ -205,7 +205,10 @@ def forward(
     if eps_placement == "inside":
         c = np.full_like(std, k)
     else:
-        # d(sqrt(var) + eps)/dvar = 1/(2 sigma) instead of 1/(2 std): the extra factor std/sigma
+        # d(sqrt(var) + eps)/dvar = 1/(2 sigma) instead of 1/(2 std): the extra factor std/sigma.
+        # Where sigma = 0 the group is constant (all 0 for RMS), x_hat is exactly 0 and the term
+        # vanishes in the limit (dx = (g - mean(g))/eps, checked by finite differences and by
+        # test_outside_constant_group_takes_the_limit).
         sigma = np.sqrt(var)
         c = k * np.divide(std, sigma, out=np.zeros_like(std), where=sigma > 0)
     out = _scale_shift(x_hat.reshape(layout.shape), gamma, beta)
