@@ -301,6 +301,17 @@ def test_outside_constant_group_takes_the_limit(name, staged):
     assert rel_err(dx[0], expected) < TOL
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["fused", "staged"])
+def test_rmsnorm_outside_zero_sample_takes_the_limit(staged):
+    # out = gamma * x / (rms(x) + eps) at x = 0: rms has no derivative there, but the
+    # derivative of out along any v is gamma * v / eps, so dx = gamma * dout / eps.
+    layer = next(la for la in LAYERS if la.name == "rmsnorm")
+    x, gamma, _, dout = make(layer, (3, 4), 8)
+    x[1] = 0.0
+    _, (dx, _) = run(layer, staged, x, gamma, None, dout, 0.1, eps_placement="outside")
+    assert rel_err(dx[1], gamma * dout[1] / 0.1) < TOL
+
+
 def test_rmsnorm_worked_example_by_hand():
     # x = [3, -4]: mean square (9 + 16)/2 = 12.5; eps = 0 inside
     out, cache = R.rmsnorm_forward([[3.0, -4.0]], [2.0, 1.0], eps=0.0)
