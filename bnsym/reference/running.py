@@ -1,8 +1,8 @@
 """Running statistics: eval-mode batch norm, the two frameworks' update rules, the layer.
 
 Everything here concerns the running mean and variance; the normalization of a training
-batch with its own statistics lives in :mod:`bnsym.reference`, which re-exports the public
-names of this module (import them from there).
+batch with its own statistics lives in :mod:`bnsym.reference.batchnorm`.  :mod:`bnsym.reference`
+re-exports the public names of both.
 
 - :func:`batchnorm_forward_eval` / :func:`batchnorm_backward_eval` and their ``_staged`` twins
   normalize with given statistics held constant;
@@ -34,12 +34,11 @@ from typing import Final, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from bnsym.reference import (
+from bnsym.reference._common import (
     Array,
     BatchNormError,
     BatchSizeError,
     EpsPlacement,
-    FusedCache,
     _affine,
     _dout,
     _eps,
@@ -49,9 +48,9 @@ from bnsym.reference import (
     _placement,
     _std,
     _vector,
-    batchnorm_backward,
-    batchnorm_forward,
 )
+from bnsym.reference._core import Cache
+from bnsym.reference.batchnorm import batchnorm_backward, batchnorm_forward
 
 Convention = Literal["torch", "keras"]
 
@@ -319,7 +318,7 @@ class BatchNorm:
         self.running_var: Array = np.ones(D)
         self.num_batches_tracked = 0
         self.training = True
-        self._cache: FusedCache | EvalCache | None = None
+        self._cache: Cache | EvalCache | None = None
 
     def __repr__(self) -> str:
         return (
