@@ -20,8 +20,8 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _LAZY = {
-    "derive": "bnsym.symbolic",
-    "Derivation": "bnsym.symbolic",
+    "derive": "bnsym.derivation",
+    "Derivation": "bnsym.derivation",
     "DerivationError": "bnsym.symbolic",
     "load_json": "bnsym.render",
     "generate": "bnsym.codegen",
@@ -69,7 +69,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from bnsym.reference import BatchNorm, batchnorm_backward, batchnorm_forward
     from bnsym.render import load_json
-    from bnsym.symbolic import Derivation, DerivationError, derive
+    from bnsym.derivation import Derivation, derive
+    from bnsym.symbolic import DerivationError
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,10 @@
 """The output formats, registered in one table: format -> the module and function that
-render a :class:`~bnsym.symbolic.Derivation` in it.
+render a :class:`~bnsym.symbolic.Derivation` in it, and the file extensions that choose it.
 
-The derivation renders itself (``to_text``, ``_repr_latex_``) through this table, which
-names its renderers rather than importing them: the renderers import the derivation, so
-an import the other way would be a cycle. A new format is one row here.
+Used by :class:`bnsym.derivation.Derivation` (``to_text``, ``_repr_latex_``) and the
+command line, which sit above the renderers. A renderer is imported when first used, so
+that ``bnsym derive`` to the terminal does not import the LaTeX notes. A new format is one
+row here.
 """
 
 from __future__ import annotations

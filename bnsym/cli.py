@@ -160,7 +160,13 @@ def _derive(variant: dict[str, Any], **examples: Any) -> Any:
 
 # --- derive ----------------------------------------------------------------------------------
 
-_FORMATS = {".txt": "text", ".json": "json", ".tex": "latex", ".md": "markdown", ".pdf": "pdf"}
+def _extensions() -> dict[str, str]:
+    from bnsym._formats import FORMATS
+
+    return {ext: fmt for fmt, (_, _, exts) in FORMATS.items() for ext in exts}
+
+
+_FORMATS = _extensions()
 
 
 @main.command("derive")
@@ -223,9 +229,8 @@ def derive_command(
     if fmt == "pdf":
         from bnsym import notes
 
-        tex = notes.to_latex(d, standalone=True, command=command)
         try:
-            data: str | bytes = notes.compile_pdf(tex)
+            data: str | bytes = notes.to_pdf(d, command=command)
         except notes.LatexError as exc:
             raise BadInput(str(exc)) from None
     else:

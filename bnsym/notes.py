@@ -386,6 +386,11 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
 # --- PDF -----------------------------------------------------------------------------------
 
 
+def to_pdf(d: Derivation, command: str | None = None) -> bytes:
+    """The standalone notes compiled by pdflatex (see :func:`compile_pdf`)."""
+    return compile_pdf(to_latex(d, standalone=True, command=command))
+
+
 class LatexError(Exception):
     """pdflatex is missing or failed; the message is one sentence for the user."""
 

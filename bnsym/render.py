@@ -653,9 +653,9 @@ def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     go through ``sympy.sympify``, which evaluates Python: read only JSON you trust.
 
     >>> from bnsym.symbolic import derive
-    >>> load_json(derive(4, eps=0, values="2,0,2,4").to_json())["x_hat"]
+    >>> load_json(to_json(derive(4, eps=0, values="2,0,2,4")))["x_hat"]
     [0, -sqrt(2), 0, sqrt(2)]
-    >>> load_json(derive(2).to_json())["dbeta"]
+    >>> load_json(to_json(derive(2)))["dbeta"]
     dy1 + dy2
     """
     obj = json.loads(source) if isinstance(source, str) else dict(source)

@@ -29,7 +29,6 @@ from typing import Any
 import sympy as sp
 
 from bnsym import _proofs, _proofs_family
-from bnsym._formats import render
 from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
 from bnsym._limits import EXPLICIT_MAX_M, VALUE_MAX_M
 from bnsym._options import (
@@ -75,6 +74,10 @@ class Derivation:
     ``jacobian`` is the m×m matrix ∂y_j/∂x_i in graph symbols (None above m = 16),
     ``jacobian_structure`` its structured form, ``identities`` the proved statements, and
     ``verified`` maps each proof's name to True/False.
+
+    This is the data; :class:`bnsym.derivation.Derivation`, which :func:`bnsym.derive`
+    returns, adds the methods that render it (``to_text``, ``_repr_latex_``, ...) from above
+    the renderers, so that they depend on this module and not the other way round.
     """
 
     options: Options
@@ -99,26 +102,6 @@ class Derivation:
     @property
     def m(self) -> int:
         return self.options.m
-
-    # Rendering lives above this module (bnsym.render, bnsym.notes); the formats table in
-    # bnsym._formats names the renderer of each format, so the dependency points one way.
-    def to_text(self, ascii: bool = False) -> str:
-        return render(self, "text", ascii=ascii)
-
-    def to_json(self) -> str:
-        return render(self, "json")
-
-    def to_latex(self, standalone: bool = False) -> str:
-        return render(self, "latex", standalone=standalone)
-
-    def to_markdown(self) -> str:
-        return render(self, "markdown")
-
-    def _repr_latex_(self) -> str:
-        return render(self, "latex", standalone=False, notebook=True)
-
-    def _repr_markdown_(self) -> str:
-        return self.to_markdown()
 
     def __repr__(self) -> str:
         o = self.options

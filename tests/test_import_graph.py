@@ -16,20 +16,10 @@ from pathlib import Path
 
 import bnsym
 
-#: Edges (importer, imported) that close cycles outside ``bnsym.reference`` and are being
-#: removed in another branch right now: ``symbolic``'s lazy imports (``_repr_latex_`` and
-#: friends, the proofs) of modules that import ``symbolic`` -- the cycles symbolic <-> _proofs,
-#: symbolic -> render -> symbolic, symbolic -> notes -> (_texexpr, render, codegen) ->
-#: symbolic.  Each cycle found passes through one of these three edges.  Empty it when that
-#: redesign lands: an edge listed here that no longer exists fails the test, so the list
-#: cannot go stale.
-KNOWN_CYCLES_BEING_REMOVED: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("bnsym.symbolic", "bnsym._proofs"),
-        ("bnsym.symbolic", "bnsym.notes"),
-        ("bnsym.symbolic", "bnsym.render"),
-    }
-)
+#: Edges (importer, imported) allowed to close a cycle: none. (The redesign of the family on
+#: one core removed the last ones: symbolic's lazy imports of _proofs, render and notes.) An
+#: edge listed here that no longer exists fails the test, so the list cannot go stale.
+KNOWN_CYCLES_BEING_REMOVED: frozenset[tuple[str, str]] = frozenset()
 
 PACKAGE_DIR = Path(bnsym.__file__).parent
 

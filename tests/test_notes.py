@@ -22,7 +22,8 @@ from bnsym._prose import ProseError, prose_tex, text_tex
 from bnsym._texexpr import tex
 from bnsym.cli import main
 from bnsym.render import sections
-from bnsym.symbolic import Symbols, derive
+from bnsym import derive
+from bnsym.symbolic import Symbols
 
 ROOT = Path(__file__).resolve().parents[1]
 

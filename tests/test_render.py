@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 from bnsym.render import display_name, load_json, to_json, to_text
-from bnsym.symbolic import derive
+from bnsym import derive
 
 REQUIRED = {"m", "options", "mean", "var", "x_hat", "y", "dx", "dgamma", "dbeta", "verified"}
 
