@@ -86,22 +86,13 @@ class _Family:
         self.S, self.T = sp.Symbol("S", positive=True), sp.Symbol("T", positive=True)
         self.a, self.c = sp.Symbol("a", positive=True), sp.Symbol("c", real=True)
         self.free = sp.symbols(f"d1:{m}", real=True) if self.centred else s.x
-        gens = [*self.free, *s.dy, *s.gammas, *s.betas, s.sigma, self.S, self.T]
-        gens += [self.a, self.c, SUM_DY, SUM_DY_XHAT, SUM_G, SUM_G_XHAT]
-        if self.centred:
-            gens.append(s.mu)
-        self.frame = Laurent(gens)
+        # Two frames: one for the gradients (the dy, no β), one for the outputs y (β and the
+        # a, c of x -> a·x + c, no dy). The ring's cost grows with its generators, and no
+        # gradient holds a β nor any y a dy.
+        root = self.S if placement == "inside" else self.T
+        self.frame = self._frame([*s.dy, *s.gammas, root, SUM_G_XHAT], to_x_hat)
+        self.yframe = self._frame([*s.gammas, *s.betas, root, self.a, self.c], to_x_hat)
         f = self.frame
-        sigma = f.gen[s.sigma]
-        if self.centred:
-            d = [f.gen[v] for v in self.free]
-            d.append(-sum(d, f.ring.zero))  # Σ d_i = 0 is the definition of the mean
-            f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
-        f.values[s.var] = sigma**2
-        f.values[s.eps] = (
-            f.gen[self.S] ** 2 - sigma**2 if placement == "inside" else (f.gen[self.T] - sigma)
-        )
-        f.values.update({xh: f(e) for xh, e in to_x_hat.items()})
         for st in backward:  # the chain rule done in the ring, adjoint by adjoint
             if st.lhs not in s.dx:
                 f.values[st.lhs] = f(st.rhs)
@@ -112,14 +103,35 @@ class _Family:
         if not self.centred:
             self.den_txt = self.den_txt.replace("σ", "ν")
 
+    def _frame(self, gens: list[sp.Symbol], to_x_hat: dict[sp.Symbol, sp.Expr]) -> Laurent:
+        """A ring over the frame's own generators and ``gens``, with x_i, σ², ε and x̂_i
+        standing for their polynomials."""
+        s = self.s
+        own = [*self.free, s.sigma] + ([s.mu] if self.centred else [])
+        f = Laurent([*own, *gens])
+        sigma = f.gen[s.sigma]
+        if self.centred:
+            d = [f.gen[v] for v in self.free]
+            d.append(-sum(d, f.ring.zero))  # Σ d_i = 0 is the definition of the mean
+            f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
+        f.values[s.var] = sigma**2
+        if self.placement == "inside":
+            f.values[s.eps] = f.gen[self.S] ** 2 - sigma**2
+        else:
+            f.values[s.eps] = f.gen[self.T] - sigma
+        f.values.update({xh: f(e) for xh, e in to_x_hat.items()})
+        return f
+
     def record(self, name: str, ok: bool, method: str) -> None:
         self.verified[name] = bool(ok)
         self.methods[name] = method
 
-    def frame_of_x(self, var_x: sp.Expr) -> Laurent:
-        """The frame for expressions in x_1..x_m alone, with σ² written as ``var_x``."""
-        xf = copy.copy(self.frame)
-        xf.values, xf.overrides, xf.memo = dict(self.frame.values), {}, {}
+    def frame_of_x(self, var_x: sp.Expr, base: Laurent | None = None) -> Laurent:
+        """The frame ``base`` (the gradients' by default) for expressions in x_1..x_m alone,
+        with σ² written as ``var_x``."""
+        base = self.frame if base is None else base
+        xf = copy.copy(base)
+        xf.values, xf.overrides, xf.memo = dict(base.values), {}, {}
         if self.placement == "inside":
             xf.values[self.s.eps] = xf.gen[self.S] ** 2 - xf(var_x)
         else:
@@ -280,7 +292,7 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
         sum_g_xhat = SUM_DY_XHAT if shared else SUM_G_XHAT
         scale = s.gamma if (shared and c.affine) else sp.Integer(1)
         residual = scale * s.eps * sum_g_xhat / c.D**3
-        c.record("sum_dx_xhat", _sum_dx_x_hat(c, var_x), _SUM_DX_XHAT_METHOD)
+        c.record("sum_dx_xhat", _sum_dx_x_hat(c), _SUM_DX_XHAT_METHOD)
         steps.append(
             Step(
                 SUM_DX_XHAT,
@@ -293,7 +305,7 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
     if c.centred and shared:
         c.record(
             "mean_output_beta",
-            frame.is_zero(sp.Add(*c.y_graph) / m - beta[0]),
+            c.yframe.is_zero(sp.Add(*c.y_graph) / m - beta[0]),
             "(1/m)·Σ_i y_i − β, with y_i from the forward graph, is the zero polynomial once "
             "Σ_i (x_i − μ) = 0 is used",
         )
@@ -326,7 +338,10 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
             undo.update({b: mu for b in s.betas})
         c.record(
             "undo_normalization",
-            all(frame.is_zero(y.xreplace(undo) - xi) for y, xi in zip(c.y_graph, s.x, strict=True)),
+            all(
+                c.yframe.is_zero(y.xreplace(undo) - xi)
+                for y, xi in zip(c.y_graph, s.x, strict=True)
+            ),
             "every γ_k = "
             + c.den_txt
             + (" and every β_k = μ" if s.layer.beta else "")
@@ -346,23 +361,46 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
 
 
 _SUM_DX_XHAT_METHOD = (
-    "with ε eliminated as S² minus the group's own variance (or mean square) written in "
-    "x_1..x_m, Σ_i x̂_i·∂ℓ/∂x_i from the chain rule minus the residual is the zero polynomial"
+    "multiplying the (proved) closed form by x̂_i and summing gives an identity of "
+    "polynomials in which only Σ_i x̂_i and Σ_i x̂_i² appear; with the graph's x̂_i these are "
+    "0 (centred layers) and the variance (or mean square) over k·(σ² + ε), and what remains "
+    "equals the residual exactly"
 )
 
 
-def _sum_dx_x_hat(c: _Family, var_x: sp.Expr) -> bool:
-    """Σ_i x̂_i·∂ℓ/∂x_i = ε·Σ_j g_j·x̂_j/D³, in the frame where σ² is its own definition."""
-    s = c.s
-    xf = c.frame_of_x(var_x)
-    xf.values[s.var] = xf(var_x)
-    for xh, e in zip(s.x_hat, c.x_hat_graph, strict=True):
-        xf.values[xh] = xf(e)
-    for st in c.backward:
-        xf.values[st.lhs] = xf(st.rhs)
-    lhs = sp.Add(*[xh * dxi for xh, dxi in zip(s.x_hat, s.dx, strict=True)])
-    rhs = s.eps * sp.Add(*[g * xh for g, xh in zip(c.g, s.x_hat, strict=True)]) / c.D**3
-    return xf(lhs) == xf(rhs)
+def _sum_dx_x_hat(c: _Family) -> bool:
+    """Σ_i x̂_i·∂ℓ/∂x_i = ε·Σ_j g_j·x̂_j/D³ (ε inside the root), in three exact steps:
+
+    (1) with x̂_i = u_i and g_i free, Σ_i u_i·closed_i = (1/D)·(A − [centred]·B·P1/m −
+    k·A·P2), A = Σ g_j·u_j, B = Σ g_j, P1 = Σ u_i, P2 = Σ u_i²: both sides are linear in g and
+    symmetric under permuting the elements, so the coefficient of g_1 decides (O(m) terms);
+    (2) the graph's x̂_i have P1 = 0 (centred) and P2 = σ²/(k·D²), by the definitions of the
+    statistics; (3) what remains is the residual, since D² = σ² + ε.
+    """
+    s, m, frame = c.s, c.m, c.frame
+    u = sp.symbols(f"u1:{m + 1}", real=True)
+    g = [sp.Symbol("g1", real=True)] + [sp.Integer(0)] * (m - 1)  # the coefficient of g_1
+    D = sp.Symbol("D", positive=True)
+    A = sp.Add(*[gi * ui for gi, ui in zip(g, u, strict=True)])
+    B = sp.Add(*g)
+    P1, P2 = sp.Add(*u), sp.Add(*[ui**2 for ui in u])
+    centred = 1 if c.centred else 0
+
+    def closed(i: int) -> sp.Expr:
+        return (m * g[i] - centred * B - m * c.k * u[i] * A) / (m * D)
+
+    lhs = sp.Add(*[u[i] * closed(i) for i in range(m)])
+    rhs = (A - centred * B * P1 / m - c.k * A * P2) / D
+    step1 = sp.expand(lhs - rhs) == 0
+    step2 = frame.is_zero(
+        sp.Add(*[xh**2 for xh in c.x_hat_graph]) - c.definition[s.var] / (c.k * c.D**2)
+    )
+    if c.centred:
+        step2 = step2 and frame.is_zero(sp.Add(*c.x_hat_graph))
+    A_graph = SUM_G_XHAT
+    remains = (A_graph - c.k * A_graph * s.var / (c.k * c.D**2)) / c.D
+    step3 = frame.is_zero(remains - s.eps * A_graph / c.D**3)
+    return bool(c.verified["closed_form"] and step1 and step2 and step3)
 
 
 def _scale_invariant(c: _Family, shift: sp.Expr) -> bool:
@@ -378,8 +416,9 @@ def _scale_invariant(c: _Family, shift: sp.Expr) -> bool:
         var_def = var_def.xreplace({s.mu: a * s.mu + shift})
         after[s.mu] = a * s.mu + shift
     lemma = lemma and sp.expand(var_def.xreplace(scaled) - a**2 * c.definition[s.var]) == 0
+    yf = c.yframe
     return lemma and all(
-        c.frame(xh.xreplace(after)) == c.frame(xh.xreplace({s.eps: 0})) for xh in c.x_hat_graph
+        yf(xh.xreplace(after)) == yf(xh.xreplace({s.eps: 0})) for xh in c.x_hat_graph
     )
 
 
@@ -464,10 +503,11 @@ def _explicit_matches(c: _Family, ex: dict[str, Any]) -> bool:
     if c.centred:
         ok = ok and frame(ex["mean"]) == frame(c.definition[s.mu])
     xf = c.frame_of_x(ex["var"])
+    yf = c.frame_of_x(ex["var"], c.yframe)
     chosen = range(c.m) if c.m <= JACOBIAN_MAX_M else (0, 1)
     for i in chosen:
         ok = ok and xf(ex["x_hat"][i]) == frame(c.x_hat_graph[i])
-        ok = ok and xf(ex["y"][i]) == frame(c.y_graph[i])
+        ok = ok and yf(ex["y"][i]) == c.yframe(c.y_graph[i])
         ok = ok and xf(ex["dx"][i]) == c.dx_in_frame[i]
     if c.affine:
         pairs = [(ex["dgamma"], s.dgammas)]
