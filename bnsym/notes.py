@@ -440,10 +440,20 @@ def _run_pdflatex(source: Path, timeout: float) -> str:
 REFRESH_M = (2, 3, 4)
 
 
+#: The other layers' committed notes and modules: file stem -> derive options (m = 4).
+REFRESH_FAMILY = {
+    "layernorm_m4": {"layer": "layernorm"},
+    "instancenorm_m4": {"layer": "instancenorm"},
+    "groupnorm_m4_c2": {"layer": "groupnorm", "channels": 2},
+    "rmsnorm_m4": {"layer": "rmsnorm"},
+}
+
+
 def refresh(directory: str | os.PathLike[str]) -> list[Path]:
     """(Re)write the committed examples into ``directory``: ``bn_m{2,3,4}.tex`` (standalone)
-    and ``.md``, and the generated NumPy module ``bn_m4.py``. Deterministic: the same files,
-    byte for byte, on every run. Returns the paths written.
+    and ``.md``, the generated NumPy module ``bn_m4.py``, and for each other layer of the
+    family its m = 4 notes (``.tex``, ``.md``) and module (``.py``). Deterministic: the same
+    files, byte for byte, on every run. Returns the paths written.
     """
     from bnsym import codegen
     from bnsym._io import atomic_write
@@ -457,6 +467,15 @@ def refresh(directory: str | os.PathLike[str]) -> list[Path]:
         written.append(atomic_write(out / f"bn_m{m}.tex", to_latex(d, True, command=tex_cmd)))
         written.append(atomic_write(out / f"bn_m{m}.md", to_markdown(d, command=md_cmd)))
     written.append(atomic_write(out / "bn_m4.py", codegen.generate(4).source))
+    for stem, options in REFRESH_FAMILY.items():
+        d = derive(4, **options)  # type: ignore[arg-type]
+        flags = " ".join(f"--{k} {v}" for k, v in options.items())
+        tex_cmd = f"bnsym derive {flags} --m 4 --standalone -o derivations/{stem}.tex"
+        md_cmd = f"bnsym derive {flags} --m 4 -o derivations/{stem}.md"
+        py_cmd = f"bnsym codegen {flags} --m 4 -o derivations/{stem}.py"
+        written.append(atomic_write(out / f"{stem}.tex", to_latex(d, True, command=tex_cmd)))
+        written.append(atomic_write(out / f"{stem}.md", to_markdown(d, command=md_cmd)))
+        written.append(atomic_write(out / f"{stem}.py", codegen.generate(d, command=py_cmd).source))
     return written
 
 

@@ -51,6 +51,25 @@ VARIANTS |= {
     "m8": dict(m=8),
     "m16-unbiased": dict(m=16, variance="unbiased"),
 }
+# The family: every layer at m = 4 (group norm with 2 channels), a worked example each, and
+# the variants where the layer has them.
+VARIANTS |= {
+    f"{layer}-m4{'-' + tag if tag else ''}": dict(m=4, layer=layer, **kw, **extra)
+    for layer, kw in (
+        ("layernorm", {}),
+        ("instancenorm", {}),
+        ("groupnorm", {"channels": 2}),
+        ("rmsnorm", {}),
+    )
+    for tag, extra in (
+        ("", {}),
+        ("example", {"eps": "1e-5", "values": "2,0,2,5", "dy": "1,0,0,-1"}),
+        ("outside-plain", {"eps_placement": "outside", "affine": False}),
+    )
+}
+VARIANTS["layernorm-m3-unbiased-features"] = dict(
+    m=3, layer="layernorm", variance="unbiased", eps=0, values="1,2,4;0,1,5", dy="1,0,2;0,0,1"
+)
 
 
 def _pdflatex() -> str:
@@ -94,6 +113,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, s
         m, kw = _options(name)
         d = derive(m, **kw)  # type: ignore[arg-type]
         command = f"bnsym derive --m {m} " + " ".join(f"--{k} {v}" for k, v in kw.items())
+        command = command.replace("_", "-")
         sources[name] = (
             notes.to_latex(d, standalone=True, command=command),
             notes.to_markdown(d, command=command),
@@ -219,7 +239,7 @@ def test_derivations_directory_is_current(tmp_path: Path) -> None:
     written = notes.refresh(tmp_path)
     names = sorted(p.name for p in written)
     committed = sorted(
-        p.name for p in (ROOT / "derivations").iterdir() if p.name.startswith("bn_m")
+        p.name for p in (ROOT / "derivations").iterdir() if p.suffix in (".tex", ".md", ".py")
     )
     assert names == committed, "run: python -m bnsym.notes derivations"
     for path in written:
