@@ -8,7 +8,7 @@
     one thread), reported.
 
 Shapes in each layer's layout: batch norm x (64, 4096); layer and RMS norm x (4096, 64);
-instance norm x (64, 64, 64); group norm x (64, 64, 16) in groups of 4 channels (G = 16).
+instance norm x (64, 64, 64); group norm x (64, 256, 16) in groups of 4 channels (G = 64).
 Each time is the best of --repeat rounds, the implementations interleaved.
 
 Usage: python benchmarks/bench_family.py [--repeat N] [--skip-derive]
@@ -35,7 +35,7 @@ LAYERS = {
     "batchnorm": (64, {}, (64, 4096), 4096),
     "layernorm": (64, {}, (4096, 64), 64),
     "instancenorm": (64, {}, (64, 64, 64), 64),
-    "groupnorm": (64, {"channels": 4}, (64, 64, 16), 64),
+    "groupnorm": (64, {"channels": 4}, (64, 256, 16), 256),
     "rmsnorm": (64, {}, (4096, 64), 64),
 }
 

@@ -198,8 +198,16 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
     named = {sym.name: sym for e in dx for sym in e.free_symbols}
     # The closed form's two sums: of dy_i (and dy_i*xhat_i) where gamma is shared, of
     # gamma_i*dy_i where it is per element or channel (sum_gdy, sum_gdy_xhat).
-    g = s.dy if (s.shared or not o.affine) else [s.gamma_of(i) * dyi for i, dyi in enumerate(s.dy)]
-    prefix = "sum_dy" if (s.shared or not o.affine) else "sum_gdy"
+    g: Sequence[sp.Expr] = s.dy
+    prefix = "sum_dy"
+    gdy_defs: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
+    if o.affine and not s.shared:
+        # gdy_i = gamma_i*dy_i, once: ∂ℓ/∂x depends on dy only through it
+        gdy = tuple(sp.Symbol(f"gdy{i + 1}", real=True) for i in range(o.m))
+        gdy_defs = tuple((gi, s.gamma_of(i) * s.dy[i]) for i, gi in enumerate(gdy))
+        to_gdy = {s.dy[i]: gdy[i] / s.gamma_of(i) for i in range(o.m)}
+        dx = tuple(e.xreplace(to_gdy) for e in dx)
+        g, prefix = gdy, "sum_gdy"
     sums = {
         prefix: sp.Add(*g),
         f"{prefix}_xhat": sp.Add(*[gi * xh for gi, xh in zip(g, s.x_hat, strict=True)]),
@@ -213,7 +221,10 @@ def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
         grads = (*s.dgammas, *(s.dbetas if s.layer.beta else ()))
         outputs += tuple(adjoint[a].xreplace(by_value) for a in grads)
     backward = _Kernel(
-        "_backward", (*s.dy, *s.x, *params, eps), outputs, (*graph, *defs, *sum_defs)
+        "_backward",
+        (*s.dy, *s.x, *params, eps),
+        outputs,
+        (*graph, *defs, *gdy_defs, *sum_defs),
     )
     for kernel in (forward, backward):
         known = set(kernel.args) | {sym for sym, _ in kernel.definitions}
@@ -610,9 +621,9 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         *(["    P = groups.shape[1]"] if params else []),
         *checks,
         "    eps = _eps(eps)",
-        "    xs = numpy.moveaxis(groups, -1, 0)  # x1..xm, each (N, P)",
+        "    xs = _elements(groups)",
         errstate,
-        f"        y = numpy.stack(_forward({call}), axis=-1)",
+        f"        y = _from_elements(_forward({call}))",
         "    _finite_result('y', y, groups, eps)",
         "    return y.reshape(x.shape)",
         "",
@@ -631,11 +642,11 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         *(["    P = groups.shape[1]"] if params else []),
         *checks,
         "    eps = _eps(eps)",
-        "    xs = numpy.moveaxis(groups, -1, 0)  # x1..xm, each (N, P)",
-        "    dys = numpy.moveaxis(_groups('dout', dout), -1, 0)",
+        "    xs = _elements(groups)",
+        "    dys = _elements(_groups('dout', dout))",
         errstate,
         f"        grads = _backward(*dys, {call})",
-        "    dx = numpy.stack(grads[:M], axis=-1)",
+        "    dx = _from_elements(grads[:M])",
         "    _finite_result('dx', dx, groups, eps)",
         "    dx = dx.reshape(x.shape)",
         *param_lines,
@@ -653,6 +664,18 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         groups_body,
         "",
         "",
+        "def _elements(groups):",
+        "    # x1..xm, each (N, P): one contiguous copy, so that every kernel line reads memory",
+        "    # in order (the strided views groups[..., i] are several times slower)",
+        "    return numpy.ascontiguousarray(numpy.moveaxis(groups, -1, 0))",
+        "",
+        "",
+        "def _from_elements(values):",
+        "    # (N, P, M) again, as a view of the stacked values (copied only where x's layout",
+        "    # needs it): the values are written once, in order",
+        "    return numpy.moveaxis(numpy.stack(values), 0, -1)",
+        "",
+        "",
         "def _param(name, a, P):",
         "    a = _array(name, a)",
         "    if a.shape != (P * K,):",
@@ -661,8 +684,8 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         "",
         "",
         "def _param_grad(columns):",
-        "    # each column (N, P) summed over the samples, then laid out as gamma: (P*K,)",
-        "    return numpy.stack([c.sum(axis=0) for c in columns], axis=-1).ravel()",
+        "    # the K columns (N, P), summed over the samples in one pass, laid out as gamma (P*K,)",
+        "    return numpy.stack(columns).sum(axis=1).T.ravel()",
         "",
         "",
         _EPS_FN,
