@@ -36,7 +36,8 @@ def test_round_trip_equals_sympify_on_trusted_text(kw) -> None:
     def same(a, b):  # sympify keeps -1 and 1/4 apart in -(…)/(4·…): compare values, exactly
         return a == b or sp.expand(a - b) == 0
 
-    for part, raw in [(data, obj), *zip(data.get("features", []), obj.get("features", []))]:
+    features = zip(data.get("features", []), obj.get("features", []), strict=True)
+    for part, raw in [(data, obj), *features]:
         for key in ("mean", "var", "dgamma", "dbeta"):
             ref = None if raw[key] is None else sp.sympify(raw[key], locals=table)
             assert (part[key] is ref is None) or same(part[key], ref), key
