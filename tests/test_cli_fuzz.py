@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -186,7 +187,10 @@ def test_every_command_line_ends_in_a_result_or_one_line(fifo_dir, monkeypatch, 
         ext = args[i][len(target) + 1 :]
         args[i] = _make(work, target, ext) if target != "fifo" else str(fifo_dir / "fifo.txt")
     before = _snapshot(work)
-    result = CliRunner().invoke(main, args)
+    with warnings.catch_warnings(record=True) as caught:  # pytest would hide them
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(main, args)
+    assert not [str(w.message) for w in caught], args
     event(f"{args[0]} exit {result.exit_code}, -o {target}")
 
     assert result.exception is None or isinstance(result.exception, SystemExit), (

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,13 @@ def test_run_check_names_a_bad_argument(kw, words) -> None:
 
     with pytest.raises(ValueError, match=words):
         run_check(2, **kw)
+
+
+def test_a_passing_check_prints_no_numpy_warning() -> None:
+    # σ + ε = 1e300 squared overflows to inf on the way to a correct (zero) limit.
+    with warnings.catch_warnings(record=True) as caught:  # pytest would hide them
+        warnings.simplefilter("always")
+        result = run("check", "--eps", "1e300", "--eps-placement", "outside", "--no-torch")
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in caught] == []
+    assert "Warning" not in result.output
