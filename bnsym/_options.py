@@ -20,6 +20,8 @@ from bnsym.layers import layer as find_layer
 #: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
 #: cost grows as m² (the proofs expand O(m) terms for each of m elements).
 MAX_M = 128
+#: Even with ``force=True``: m = 1024 takes about 10 min by the m² rule.
+MAX_FORCED_M = 1024
 Variance = Literal["biased", "unbiased"]
 Placement = Literal["inside", "outside"]
 Mode = Literal["train", "eval"]
@@ -112,6 +114,11 @@ def exact_number(value: object, what: str) -> sp.Rational:
     return sp.Rational(frac.numerator, frac.denominator)
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]:
     """Parse ``values``/``dy``: one row of m numbers per feature (a flat list is one row)."""
     if isinstance(raw, str):
@@ -178,8 +185,15 @@ def make_options(
 ) -> Options:
     """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
     if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*[+-]?\d+\s*", str(m))):
-        raise DerivationError(f"m must be a whole number, not {m!r}; try m = 4.")
+        raise DerivationError(f"m must be a whole number, not {_short(m)}; try m = 4.")
+    if len(str(m).strip().lstrip("+-")) > 12:  # int() refuses 4300 digits; no m is near
+        raise DerivationError(
+            f"m = {_short(m)} is far above the limit of {MAX_FORCED_M}, even with --force."
+        )
     m = int(str(m))
+    for name, flag in (("affine", affine), ("force", force)):
+        if not isinstance(flag, bool):  # "no" would be truthy
+            raise DerivationError(f"{name} must be True or False, not {_short(flag)}.")
     if m < 1:
         raise DerivationError(f"m must be at least 1, not {m}; the batch needs values.")
     try:
@@ -214,6 +228,12 @@ def make_options(
         raise DerivationError(
             "m = 1 in train mode: the variance of one value is 0, so x̂ = 0/√ε and there is "
             "nothing to learn (PyTorch refuses it too); use mode 'eval' (--mode eval) or m ≥ 2."
+        )
+    if m > MAX_FORCED_M:
+        minutes = 10 * (m / 128) ** 2 / 60
+        raise DerivationError(
+            f"m = {m} would take about {minutes:.3g} min (the cost grows as m²; m = 128 takes "
+            f"about 10 s), above what --force allows (m ≤ {MAX_FORCED_M}, about 10 min)."
         )
     if m > MAX_M and not force:
         raise DerivationError(

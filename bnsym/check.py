@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bnsym._limits import check_size
 from bnsym.codegen import DEFAULT_EPS, GeneratedModule, generate
 from bnsym.symbolic import Derivation
 
@@ -122,6 +123,7 @@ def run_check(
     """
     gen = generate(derivation_or_m, **options)
     o = gen.derivation.options
+    features = check_size(o.m, features, seed)  # before any array is allocated
     eps = DEFAULT_EPS if o.eps is None else float(o.eps)
     data = _data(gen, features, seed)
     impls: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {

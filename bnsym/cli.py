@@ -36,6 +36,19 @@ class _OneLineErrors(click.Group):
         **extra: Any,
     ) -> Any:
         _INVOKED[:] = list(sys.argv[1:] if args is None else args)
+        from bnsym._io import cleanup_on_signals
+
+        with cleanup_on_signals():  # SIGTERM, SIGHUP: temporary files are removed
+            return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+
+    def _main(
+        self,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        standalone_mode: bool,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
@@ -314,8 +327,13 @@ def codegen_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
+    from bnsym._limits import LimitError
+
     d = _derive(variant)
-    module = generate(d, command=_command_line())
+    try:
+        module = generate(d, command=_command_line())
+    except LimitError as exc:
+        raise BadInput(f"--eps: {exc}") from None
     if output in (None, "-"):
         click.echo(module.source, nl=False)
         return
@@ -362,13 +380,21 @@ def check_command(
 
     Prints a table. Exit status 0 if all agree, 1 if any pair disagrees, 2 for bad input.
     """
+    import numpy as np
+
+    from bnsym._limits import LimitError
     from bnsym.check import CheckError, run_check
 
     d = _derive(variant)
     try:
-        result = run_check(d, features=features, seed=seed, torch=use_torch)
+        # NumPy's overflow warnings would only repeat the table, which judges every result
+        # (a non-finite one disagrees); printed, they look like a failure of a passing run.
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            result = run_check(d, features=features, seed=seed, torch=use_torch)
     except CheckError as exc:
         raise BadInput(f"--torch: {exc}") from None
+    except LimitError as exc:
+        raise BadInput(str(exc)) from None
     click.echo(result.table(), nl=False)
     if not result.passed:
         raise SystemExit(1)

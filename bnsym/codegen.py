@@ -40,6 +40,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from bnsym import __version__
+from bnsym._limits import float_eps
 from bnsym.symbolic import Derivation, derive
 
 __all__ = ["GeneratedModule", "generate"]
@@ -110,6 +111,7 @@ def generate(
         d = derivation_or_m
     else:
         d = derive(derivation_or_m, **options)  # type: ignore[arg-type]
+    float_eps(d.options.eps)  # the default eps= of the module must be a float
     if command is None:
         command = _python_call(d)
     source = _module_source(d, command)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from bnsym._escape import latex_comment, latex_text, markdown_code
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
 from bnsym.render import describe, factored_jacobian, param_steps, sections
@@ -297,7 +298,7 @@ def to_latex(
         return _notebook(d)
     out = [f"% {_title(d)}"]
     if command:
-        out.append(f"% command: {command}")
+        out.append(f"% command: {latex_comment(command)}")
     # Within a group, so that no setting leaks into the document that \inputs this; \sloppy
     # because the proof sentences hold inline maths that cannot break (a 345pt column).
     out.append(r"\begingroup\allowdisplaybreaks\sloppy")
@@ -317,7 +318,7 @@ def to_latex(
     if command:
         made = (
             r"{\raggedright\sloppy Made by \texttt{"
-            + re.sub(r"([,;/=])", r"\1\\allowbreak{}", text_tex(command))
+            + re.sub(r"([,;/=])", r"\1\\allowbreak{}", latex_text(command))
             + r"} with bnsym.\par}"
             + "\n"
         )
@@ -372,7 +373,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     """
     out = [f"# {d.symbols.layer.title}, m = {d.m}", "", f"*{_subtitle(d)}*"]
     if command:
-        out += ["", f"Made by `{command}` with bnsym."]
+        out += ["", f"Made by {markdown_code(command)} with bnsym."]
     for b in blocks(d, FRAGMENT_WIDTH, variant=False):
         if b.kind == "heading":
             out += ["", f"## {b.text}"]

@@ -649,8 +649,10 @@ _LIST_KEYS = ("x_hat", "y", "dx")
 
 def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     """Read ``bnsym derive --format json`` output back, with SymPy expressions in place of
-    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions). The expressions
-    go through ``sympy.sympify``, which evaluates Python: read only JSON you trust.
+    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions). Nothing in the
+    file is run: the expressions are parsed against an allow-list of what bnsym writes, and
+    anything else raises ``ExpressionError`` (a ValueError) naming the field; see
+    :mod:`bnsym._safe_parse`.
 
     >>> from bnsym.symbolic import derive
     >>> load_json(to_json(derive(4, eps=0, values="2,0,2,4")))["x_hat"]
@@ -658,26 +660,6 @@ def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     >>> load_json(to_json(derive(2)))["dbeta"]
     dy1 + dy2
     """
-    obj = json.loads(source) if isinstance(source, str) else dict(source)
-    options = obj.get("options") or {}
-    table = symbol_table(int(obj["m"]), options.get("layer", "batchnorm"), options.get("channels"))
+    from bnsym._safe_parse import read_document
 
-    def parse(text: Any) -> Any:
-        if isinstance(text, list):
-            return tuple(parse(t) for t in text)
-        return None if text is None else sp.sympify(text, locals=table)
-
-    def convert(part: dict[str, Any]) -> dict[str, Any]:
-        out = dict(part)
-        for k in _EXPR_KEYS:
-            if k in out:
-                out[k] = parse(out[k])
-        for k in _LIST_KEYS:
-            if k in out:
-                out[k] = [parse(t) for t in out[k]]
-        return out
-
-    result = convert(obj)
-    if "features" in result:
-        result["features"] = [convert(f) for f in result["features"]]
-    return result
+    return read_document(source, _EXPR_KEYS + _LIST_KEYS)

@@ -30,7 +30,7 @@ import sympy as sp
 
 from bnsym import _proofs, _proofs_family
 from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
-from bnsym._limits import EXPLICIT_MAX_M, VALUE_MAX_M
+from bnsym._cutoffs import EXPLICIT_MAX_M, VALUE_MAX_M
 from bnsym._options import (
     MAX_M,
     DerivationError,

@@ -1,0 +1,184 @@
+"""load_json reads what bnsym writes and nothing else: no code runs, no input takes long."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import sympy as sp
+
+from bnsym._safe_parse import ExpressionError, parse_expression
+from bnsym.render import load_json
+from bnsym.symbolic import derive, symbol_table
+
+VARIANTS = [
+    dict(m=2),
+    dict(m=3, eps="1e-5"),
+    dict(m=4, eps_placement="outside"),
+    dict(m=4, variance="unbiased"),
+    dict(m=3, mode="eval"),
+    dict(m=3, affine=False),
+    dict(m=4, eps=0, values="2,0,2,4;1,2,3,5", dy="1,0,0,0;0,1,0,-2"),
+    dict(m=4, eps_placement="outside", values="8.9,6.2,8.3,9.2"),
+]
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_round_trip_equals_sympify_on_trusted_text(kw) -> None:
+    # The reference: sympify, which is fine on text we made ourselves in this test.
+    kw = dict(kw)
+    d = derive(kw.pop("m"), **kw)
+    text = d.to_json()
+    obj, table = json.loads(text), symbol_table(d.m)
+    data = load_json(text)
+
+    def same(a, b):  # sympify keeps -1 and 1/4 apart in -(…)/(4·…): compare values, exactly
+        return a == b or sp.expand(a - b) == 0
+
+    features = zip(data.get("features", []), obj.get("features", []), strict=True)
+    for part, raw in [(data, obj), *features]:
+        for key in ("mean", "var", "dgamma", "dbeta"):
+            ref = None if raw[key] is None else sp.sympify(raw[key], locals=table)
+            assert (part[key] is ref is None) or same(part[key], ref), key
+        for key in ("x_hat", "y", "dx"):
+            refs = [sp.sympify(t, locals=table) for t in raw[key]]
+            assert all(same(a, b) for a, b in zip(part[key], refs, strict=True)), key
+    assert all(same(a, b) for a, b in zip(data["dx"], d.features[0]["dx"], strict=True))
+
+
+def test_gamma_and_beta_are_the_derivations_symbols() -> None:
+    d = derive(2)
+    data = load_json(d.to_json())
+    table = symbol_table(2)
+    assert data["y"][0].free_symbols >= {table["gamma"], table["beta"], table["x1"]}
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("__import__('os').system('touch {marker}')", "a call of"),
+        ("x1.__class__", "Attribute"),
+        ("(lambda: 0)()", "a call of"),
+        ("'x1'", "not a number"),
+        ("[x1, x2]", "List"),
+        ("x1 if x2 else 0", "IfExp"),
+        ("x1 < x2", "Compare"),
+        ("open('/etc/passwd')", "a call of 'open'"),
+        ("sqrt(x1, evaluate=False)", "a call of 'sqrt'"),
+        ("Symbol('x1')", "a call of 'Symbol'"),
+        ("os", "'os' is not a name bnsym writes"),
+        ("x01", "not a name"),
+        ("epsilon2", "not a name"),
+        ("exec", "not a name"),
+        ("x1 @ x2", "BinOp"),
+        ("x1 // 2", "BinOp"),
+        ("x1 ^ 2", "BinOp"),
+        ("True", "not a number"),
+        ("1j", "not a number"),
+        ("x1 +", "not an expression"),
+        ("__builtins__[0]", "indexes something"),
+        ("x1 ** x2", "exponent x2 is not a number"),
+        ("x1/0", "division by zero"),
+        ("0**-1", "division by zero"),
+        ("Rational(1, 0)", "division by zero"),
+        ("Rational(x1, 2)", "two integers"),
+        ("Sum(x[i], (os, 1, 2))", "index of a Sum"),
+    ],
+)
+def test_anything_bnsym_does_not_write_is_refused_and_nothing_runs(tmp_path, text, words) -> None:
+    marker = tmp_path / "ran"
+    doc = {"m": 2, "mean": text.format(marker=marker)}
+    with pytest.raises(ExpressionError, match=r"^mean: ") as info:
+        load_json(doc)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_an_error_in_a_list_names_its_element() -> None:
+    doc = json.loads(derive(2).to_json())
+    doc["features"] = [dict(doc), dict(doc)]
+    doc["features"][1]["dx"] = ["x1", "__import__('os')"]
+    with pytest.raises(ExpressionError, match=r"^features\[1\]\.dx\[1\]: a call of"):
+        load_json(doc)
+
+
+@pytest.mark.parametrize(
+    "doc, words",
+    [
+        ('{"m": 1000000000, "mean": "x1"}', "m: expected a whole number from 1 to 1000000"),
+        ('{"m": true}', "m: expected a whole number"),
+        ('{"m": "2"}', "m: expected a whole number"),
+        ("[1, 2]", "expected a JSON object"),
+        ("{", "not JSON"),
+        ('{"m": 2, "mean": 5}', "mean: expected an expression string"),
+        ('{"m": 2, "dx": [["x1"]]}', "dx: a list inside a list"),
+        ('{"m": 2, "features": 3}', "features: expected a list"),
+        ('{"m": 2, "features": [3]}', "features[0].: expected an object"),
+    ],
+)
+def test_a_malformed_document_is_one_error(doc, words) -> None:
+    with pytest.raises(ExpressionError) as info:
+        load_json(doc)
+    assert words in str(info.value)
+
+
+HOSTILE = [
+    "2**10**10",
+    "10**10**10**10",
+    "9" * 5000,
+    "(2**64)**64**64",
+    "((2**60)**60)**60",
+    "x1**1000000000",
+    "x1**(1/1000000)",
+    "sqrt(" + "7" * 900 + ")",
+    "sqrt(x1*" + "7" * 900 + ")",
+    "(" * 5000 + "x1" + ")" * 5000,
+    "-" * 100000 + "x1",
+    "*".join(["99999999999999999999"] * 20000),
+    "+".join(["1/" + str(10**60 + k) for k in range(2000)]),
+    "x1+" * 199999 + "x1",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=lambda t: t[:30])
+def test_a_hostile_expression_is_refused_within_a_moment(text) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError, match=r"^mean: "):
+        load_json({"m": 2, "mean": text})
+    assert time.perf_counter() - start < 3
+
+
+def test_many_roots_of_large_numbers_are_refused_within_a_moment() -> None:
+    # Each root costs SymPy a perfect-power search; a document may hold only so many.
+    big = [f"sqrt({10**70 + 2 * k + 1}/{10**69 + 7})" for k in range(200)]
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError, match="roots of large numbers"):
+        load_json({"m": 2, "dx": big})
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("gamma2*x12 + beta3", "beta3 + gamma2*x12"),
+        ("dgamma1 - dbeta2", "-dbeta2 + dgamma1"),
+        ("Abs(x1 - x2)/Rational(3, 4)", "4*Abs(x1 - x2)/3"),
+        ("running_var**(-1/2)*(x1 - running_mean)", "(-running_mean + x1)/sqrt(running_var)"),
+        ("1.5*x1", "1.5*x1"),
+        ("Sum(x[i], (i, 1, 4))/4", "Sum(x[i], (i, 1, 4))/4"),
+        ("Sum(dy[j]*x[j], (j, 1, 4))", "Sum(dy[j]*x[j], (j, 1, 4))"),
+    ],
+)
+def test_the_names_and_functions_bnsym_writes_are_read(text, expected) -> None:
+    assert sp.sstr(parse_expression(text, "f")) == expected
+
+
+def test_per_element_parameters_and_list_fields_are_read() -> None:
+    doc = {"m": 2, "dgamma": ["dy1*x1", "dy2*x2"], "y": ["gamma1*x1 + beta1", "gamma2*x2"]}
+    data = load_json(doc)
+    g1, x1, b1 = sp.symbols("gamma1 x1 beta1", real=True)
+    assert data["dgamma"][0] == sp.Symbol("dy1", real=True) * x1
+    assert data["y"][0] == g1 * x1 + b1
+    assert x1.is_real and sp.Symbol("epsilon", positive=True) == parse_expression("epsilon", "e")
