@@ -173,6 +173,7 @@ def _derive(variant: dict[str, Any], **examples: Any) -> Any:
 
 # --- derive ----------------------------------------------------------------------------------
 
+
 def _extensions() -> dict[str, str]:
     from bnsym._formats import FORMATS
 

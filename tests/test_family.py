@@ -368,3 +368,40 @@ def test_json_contract_per_element_parameters_and_rms_without_beta():
     assert isinstance(inst["dgamma"], str) and "gamma" in inst["symbols"]
     back = load_json(derive(3, layer="layernorm", eps=0, values="1,2,4", dy="1,0,0").to_json())
     assert len(back["dgamma"]) == 3 and all(isinstance(e, sp.Expr) for e in back["dgamma"])
+
+
+# --- bnsym check --layer ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer", FAMILY)
+def test_check_every_layer_agrees_with_torch(layer):
+    from bnsym.check import run_check
+
+    result = run_check(4, layer=layer, torch=True, **_kw(layer, 4))
+    assert result.passed, result.table()
+    pairs = {r.pair for r in result.rows}
+    assert {"generated vs torch", "fused vs staged", "generated vs numerical"} <= pairs
+
+
+def test_check_names_a_wrong_reference_as_the_odd_one_out(monkeypatch):
+    from bnsym import reference
+    from bnsym.check import run_check
+
+    right = reference.layernorm_backward
+
+    def wrong(dout, cache):  # dgamma off by 0.1%
+        dx, dgamma, dbeta = right(dout, cache)
+        return dx, dgamma * 1.001, dbeta
+
+    monkeypatch.setattr(reference, "layernorm_backward", wrong)
+    result = run_check(4, layer="layernorm", torch=True)
+    assert not result.passed
+    assert "hint: fused disagrees with the others on dgamma" in result.table()
+
+
+def test_cli_check_layer_exit_codes():
+    runner = CliRunner()
+    ok = runner.invoke(main, ["check", "--layer", "groupnorm", "--m", "4", "--channels", "2"])
+    assert ok.exit_code == 0 and "bnsym check --layer groupnorm: m = 4, x (3, 4, 2)" in ok.output
+    bad = runner.invoke(main, ["check", "--layer", "rmsnorm", "--m", "4", "--torch"])
+    assert bad.exit_code == 0, bad.output  # RMS norm's default variant is torch's
