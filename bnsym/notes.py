@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sympy as sp
 
@@ -442,7 +443,7 @@ REFRESH_M = (2, 3, 4)
 
 
 #: The other layers' committed notes and modules: file stem -> derive options (m = 4).
-REFRESH_FAMILY = {
+REFRESH_FAMILY: dict[str, dict[str, Any]] = {
     "layernorm_m4": {"layer": "layernorm"},
     "instancenorm_m4": {"layer": "instancenorm"},
     "groupnorm_m4_c2": {"layer": "groupnorm", "channels": 2},
@@ -469,7 +470,7 @@ def refresh(directory: str | os.PathLike[str]) -> list[Path]:
         written.append(atomic_write(out / f"bn_m{m}.md", to_markdown(d, command=md_cmd)))
     written.append(atomic_write(out / "bn_m4.py", codegen.generate(4).source))
     for stem, options in REFRESH_FAMILY.items():
-        d = derive(4, **options)  # type: ignore[arg-type]
+        d = derive(4, **options)
         flags = " ".join(f"--{k} {v}" for k, v in options.items())
         tex_cmd = f"bnsym derive {flags} --m 4 --standalone -o derivations/{stem}.tex"
         md_cmd = f"bnsym derive {flags} --m 4 -o derivations/{stem}.md"
