@@ -8,9 +8,10 @@ import time
 import pytest
 import sympy as sp
 
+from bnsym import derive
 from bnsym._safe_parse import ExpressionError, parse_expression
 from bnsym.render import load_json
-from bnsym.symbolic import derive, symbol_table
+from bnsym.symbolic import symbol_table
 
 VARIANTS = [
     dict(m=2),

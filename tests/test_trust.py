@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bnsym import _io
+from bnsym import _io, derive
 from bnsym._io import OutputError, atomic_write
 from bnsym.cli import main
-from bnsym.symbolic import DerivationError, derive
+from bnsym.symbolic import DerivationError
 
 
 def run(*args: str):
