@@ -405,3 +405,14 @@ def test_cli_check_layer_exit_codes():
     assert ok.exit_code == 0 and "bnsym check --layer groupnorm: m = 4, x (3, 4, 2)" in ok.output
     bad = runner.invoke(main, ["check", "--layer", "rmsnorm", "--m", "4", "--torch"])
     assert bad.exit_code == 0, bad.output  # RMS norm's default variant is torch's
+
+
+@pytest.mark.parametrize("variance", ["biased", "unbiased"])
+@pytest.mark.parametrize("placement", ["inside", "outside"])
+def test_the_family_prover_proves_batch_norm_too(variance, placement):
+    # Batch norm is a declaration like the others: the prover that reads declarations proves
+    # its train mode as well (batch norm's own module keeps eval mode and the paper's words).
+    s = Symbols.of(4)
+    forward, backward = graph_and_chain_rule(s, variance, placement, True, "train")
+    result = _proofs_family.prove(s, forward, backward, variance, placement, True, "train")
+    assert all(result["verified"].values()) and "mean_output_beta" in result["verified"]
