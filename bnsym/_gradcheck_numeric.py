@@ -40,6 +40,12 @@ EPS64 = float(np.finfo(np.float64).eps)
 # complex step size relative to the input's scale: far below any rounding of x, far above
 # underflow of h**2 terms that the complex arithmetic may form
 COMPLEX_STEP = 1e-20
+# the smallest complex step: the imaginary parts h * x' the forward forms stay normal numbers
+# (subnormals have fewer digits, and 1e-20 * 1e-310 is 0); up to MAX_COMPLEX_STEP relative
+# to the input's spread the step's O(h**2) error is still below rounding, beyond that an input
+# is too small for the complex step (1e-300: Richardson differences instead)
+MIN_COMPLEX_STEP = float(np.finfo(np.float64).tiny) / EPS64
+MAX_COMPLEX_STEP = 1e-8
 
 
 def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -149,8 +155,11 @@ class Loss:
         self.f = f
         self.wrt = list(wrt)
         self.dout = [np.asarray(d, dtype=np.float64) for d in dout]
+        # fresh C-ordered copies: entries are stepped through a flat view, which for a
+        # transposed, Fortran-ordered or broadcast array would be a copy that the forward
+        # never sees (every complex-step derivative 0)
         self.base = [
-            np.array(a, dtype=np.float64) if i in self.wrt else copy_input(a)
+            np.array(a, dtype=np.float64, order="C") if i in self.wrt else copy_input(a)
             for i, a in enumerate(inputs)
         ]
         self.real = self.base  # the forward is checked not to modify its inputs beforehand
@@ -229,6 +238,11 @@ class Loss:
         sigma = float(np.median(d4)) / (0.6745 * math.sqrt(70.0)) if d4.size else 0.0
         self.noise_abs = max(2.0 * sigma, 2.0 * EPS64 * self.magnitude)
         self.eps_eval = self.noise_abs / self.magnitude
+        if not (math.isfinite(self.eps_eval) and self.eps_eval < 1.0):
+            # L overflows along the steps (x of 1e150 squared): float64 rounding, and the
+            # NaN/inf derivatives are reported where they occur
+            self.noise_abs = 2.0 * EPS64 * self.magnitude
+            self.eps_eval = EPS64
         return self.eps_eval
 
     def fd_step(self) -> float:
@@ -290,6 +304,11 @@ class Loss:
             total += complex(np.dot(d, o.reshape(-1)))
         return total
 
+    def complex_step(self, i: int) -> float:
+        """The complex step of input i relative to its spread: COMPLEX_STEP, or more where
+        that would make the imaginary parts subnormal (an input of 1e-310)."""
+        return max(COMPLEX_STEP, MIN_COMPLEX_STEP / self.scale[i])
+
     def directional(
         self, ws: Mapping[int, np.ndarray], use_complex: bool
     ) -> tuple[float, float, dict[int, np.ndarray]]:
@@ -301,14 +320,15 @@ class Loss:
         element: the analytic side is ``sum_i <g_i, w_i>`` over it.
         """
         if use_complex:  # x + i h w: the real part is not rounded
+            h = max(self.complex_step(i) for i in ws)
 
             def compute(args: list[Any]) -> float:
                 for i, w in ws.items():
                     z = np.empty(w.shape, dtype=np.complex128)
-                    z.real, z.imag = self.base[i], COMPLEX_STEP * w
+                    z.real, z.imag = self.base[i], h * w
                     args[i] = z
                 with complex_errors():
-                    return float(self.complex_value(args).imag / COMPLEX_STEP)
+                    return float(self.complex_value(args).imag / h)
 
             value = self._complex_call(compute)
             return value, 4 * EPS64 * abs(value), dict(ws)
@@ -320,7 +340,7 @@ class Loss:
 
     def complex_coordinates(self, i: int, flat_idx: Sequence[int]) -> np.ndarray:
         """dL/dx_i[j] for the flat indices j, one complex-step evaluation each."""
-        h = COMPLEX_STEP * self.scale[i]
+        h = self.complex_step(i) * self.scale[i]
 
         def compute(args: list[Any]) -> np.ndarray:
             work = self.base[i].astype(np.complex128)
@@ -352,6 +372,12 @@ class Loss:
         }
         if not ws:
             return None
+        for i in ws:
+            if self.complex_step(i) > MAX_COMPLEX_STEP:
+                return (
+                    f"the spread of input {i} ({self.scale[i]:.3g}) is too small for a "
+                    "complex step that stays clear of subnormal numbers"
+                )
         # both sides along the direction finite differences actually take from x
         ws = self.snap(ws, self.fd_step() / 2)
         try:

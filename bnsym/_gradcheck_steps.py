@@ -36,11 +36,20 @@ from bnsym._gradcheck_inputs import (
 from bnsym._gradcheck_numeric import EPS64, Loss
 from bnsym._gradcheck_report import InputResult
 
+TINY = float(np.finfo(np.float64).tiny)
 FULL_LIMIT = 512  # mode="auto": "full" up to this many checked entries, "probe" above
 SMALL_INPUT = 64  # mode="probe": failing inputs up to this size are compared entry by entry
 # a float32 gradient may differ from the same backward in float64 by this many float32
 # roundings of its terms; more is an unstable formula, not rounding
 ROUNDINGS_ALLOWED = 64
+
+
+class BackwardRaised(Exception):
+    """The user's backward raised ``error``: the check reports it rather than letting it out."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,14 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
                 f"({where_differs(a, orig)}); it must treat its inputs as read-only"
             )
     outs_a, outs_b = as_outputs(out_a), as_outputs(out_b)
+    raw = list(out_a) if isinstance(out_a, tuple | list) else [out_a]
+    for k, o in enumerate(outs_a):
+        if o.dtype.kind not in "biuf":
+            return (
+                f"the output{output_label(k, outs_a)} of {forward_name} is "
+                f"{type(raw[k]).__name__} {raw[k]!r:.40}, not an array of real numbers; the "
+                "forward must return an array (or a tuple of arrays)"
+            )
     for k, o in enumerate(outs_a):
         if not np.all(np.isfinite(o)):
             return f"the output{output_label(k, outs_a)} of {forward_name} has {nonfinite(o)}"
@@ -113,7 +130,10 @@ def analytic_gradients(
     """
     names, backward_name = layer.names, layer.backward_name
     if dout is None:
-        douts = [rng.standard_normal(o.shape).astype(float_dtype(o.dtype)) for o in outs]
+        douts = [
+            (rng.standard_normal(o.shape) * range_factor(o)).astype(float_dtype(o.dtype))
+            for o in outs
+        ]
     else:
         # only a tuple means several outputs: a list is one array written as nested lists
         douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
@@ -125,7 +145,10 @@ def analytic_gradients(
             )
     dout_arg: Any = tuple(douts) if isinstance(out, tuple | list) else douts[0]
     dout_copy = tuple(d.copy() for d in douts) if isinstance(dout_arg, tuple) else douts[0].copy()
-    grads_raw = layer.run_backward(dout_copy, cache, args)
+    try:
+        grads_raw = layer.run_backward(dout_copy, cache, args)
+    except Exception as exc:
+        raise BackwardRaised(exc) from exc
     problems: list[str] = []
     if not all(same(p, q) for p, q in zip(as_outputs(dout_copy), douts, strict=True)):
         problems.append(
@@ -233,7 +256,10 @@ def comparisons(
         # gradient that cancels almost exactly (batch norm of two rows) exceeds rtol * |dx|:
         # the terms scale like |dout| * |out| / |x|
         natural = rms_terms / loss.scale[i]
-        floor = 64 * eps_a * natural
+        # and the outputs' absolute rounding where they underflow (x of 1e-200 squared is 0):
+        # the derivative of an output rounded at TINY is known to TINY / scale at best
+        underflow = rms(douts) * TINY * math.sqrt(sum(o.size for o in outs)) / loss.scale[i]
+        floor = 64 * eps_a * natural + 4 * underflow
         rounding_error: np.ndarray | None = None
         if i in rounding:
             # the user's own float32 rounding, measured against the same code in float64: up
@@ -376,7 +402,9 @@ def backward_rounding(
         return {}
     try:
         args = [
-            np.asarray(a, dtype=np.float64) if i in wrt_idx else copy_input(a)
+            # copies, also of float64 inputs: asarray would hand the caller's array to a
+            # backward that may write into its cache
+            np.array(a, dtype=np.float64, order="C") if i in wrt_idx else copy_input(a)
             for i, a in enumerate(inputs)
         ]
         out, cache = run_forward(args)
@@ -395,13 +423,26 @@ def backward_rounding(
     return found
 
 
+def range_factor(o: np.ndarray) -> float:
+    """1, or for outputs far from 1 (1e-300: an input of 1e-150 squared) the power of two that
+    brings the terms of L = sum(dout * out) to about 1: their derivatives along the steps then
+    stay far from underflow and overflow (the gradients scale with dout, both sides alike)."""
+    size = float(np.max(np.abs(o), initial=0.0))  # not rms: squares of 1e-300 underflow
+    if size == 0 or not math.isfinite(size) or 1e-100 <= size <= 1e100:
+        return 1.0
+    return float(2.0 ** min(1000, max(-1000, -round(math.log2(size)))))
+
+
 def rms(arrays: Sequence[np.ndarray]) -> float:
-    total = 0.0
-    for a in arrays:
-        flat = np.abs(np.asarray(a, dtype=np.float64)).reshape(-1)
-        total += float(np.dot(flat, flat))
-    count = sum(a.size for a in arrays)
-    return math.sqrt(total / count) if count else 0.0
+    """The root mean square of all entries, relative to the largest: squares of 1e-200
+    underflow and of 1e200 overflow."""
+    flats = [np.abs(np.asarray(a, dtype=np.float64)).reshape(-1) for a in arrays]
+    count = sum(f.size for f in flats)
+    top = max((float(f.max()) for f in flats if f.size), default=0.0)
+    if count == 0 or top == 0 or not math.isfinite(top):
+        return top if count else 0.0
+    total = sum(float(np.dot(f / top, f / top)) for f in flats)
+    return top * math.sqrt(total / count)
 
 
 def with_changes(result: InputResult, **changes: Any) -> InputResult:

@@ -501,5 +501,7 @@ def gradcheck(
             ) from None
         raise BadInput(f"the check failed on random inputs of shapes {shown} {raised}") from None
     click.echo(str(report))
+    if report.raised == "forward" and report.evaluations <= 1:
+        click.echo(f"  hint: {forward} raised on the random inputs: check the --input shapes")
     if not report.passed:
         raise SystemExit(1)

@@ -38,7 +38,6 @@ True
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,14 +47,18 @@ from bnsym._gradcheck_inputs import (
     callable_name,
     copy_input,
     param_names,
+    raised,
     resolve_wrt,
     same,
     unchecked,
+    validate_call,
+    validate_options,
 )
 from bnsym._gradcheck_numeric import Loss
 from bnsym._gradcheck_report import Entry, InputResult, Report
 from bnsym._gradcheck_steps import (
     FULL_LIMIT,
+    BackwardRaised,
     Layer,
     analytic_gradients,
     compare_inputs,
@@ -137,6 +140,7 @@ def check_layer(
     >>> report.passed, [r.name for r in report.inputs], report.inputs[0].method
     (True, ['x', 'w', 'b'], 'complex-step')
     """
+    inputs = tuple(validate_call(forward, backward, inputs, names))
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         result = forward(*args)
@@ -196,6 +200,7 @@ def check_function(
     >>> [(r.name, r.passed, r.checked) for r in report.inputs]
     [('x', True, True), ('gamma', True, True), ('beta', True, False)]
     """
+    inputs = tuple(validate_call(f, vjp, inputs, names))
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         return f(*args), None
@@ -271,8 +276,12 @@ def numerical_vjp(
            [3., 3.]]), array([[1., 1., 1.],
            [1., 1., 1.]]))
     """
+    validate_options(seed, None, None)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    arrays = validate_call(f, f, list(inputs), None)
     with np.errstate(all="ignore"):  # NaN from a step outside the domain shows in the result
-        return _numerical_vjp(f, list(inputs), dout, wrt, method, seed)
+        return _numerical_vjp(f, arrays, dout, wrt, method, seed)
 
 
 class NotALayerError(TypeError):
@@ -340,13 +349,10 @@ def _check_quietly(
     comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    for option, value in (("rtol", rtol), ("atol", atol)):
-        # NaN compares False with everything, so a NaN tolerance would pass any gradient
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{option} must be a finite number >= 0, not {value!r}")
+    validate_options(seed, rtol, atol)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    arrays = [np.asarray(a) if isinstance(a, int | float | list) else a for a in inputs]
+    arrays = list(inputs)
     layer = Layer(
         run_forward,
         run_backward,
@@ -361,29 +367,52 @@ def _check_quietly(
     rng = _rng(seed)
     header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
 
-    safe = run_forward_twice(layer)
-    if isinstance(safe, str):
+    def stopped(problem: str, evaluations: int, who: str | None = None) -> Report:
         unjudged = tuple(
             with_changes(
                 unchecked(layer.names[i], a, i in layer.wrt_idx), judged=i not in layer.wrt_idx
             )
             for i, a in enumerate(layer.inputs)
         )
-        return Report(False, mode=mode, inputs=unjudged, problems=(safe,), evaluations=2, **header)
+        return Report(
+            False, mode=mode, inputs=unjudged, problems=(problem,), evaluations=evaluations,
+            raised=who, **header,
+        )  # fmt: skip
+
+    try:
+        safe = run_forward_twice(layer)
+    except NotALayerError:
+        raise
+    except Exception as exc:  # the user's forward raised: a failed check, with its report
+        return stopped(raised(forward_name, exc, layer.names, layer.inputs), 1, "forward")
+    if isinstance(safe, str):
+        return stopped(safe, 2)
     out, cache, args, outs = safe
-    douts, grads, grad_problems, problems = analytic_gradients(
-        layer, out, outs, cache, args, dout, rng
-    )
+    try:
+        douts, grads, grad_problems, problems = analytic_gradients(
+            layer, out, outs, cache, args, dout, rng
+        )
+    except BackwardRaised as exc:
+        return stopped(raised(backward_name, exc.error, layer.names, layer.inputs), 2, "backward")
     ok_idx = [i for i in layer.wrt_idx if i not in grad_problems]
-    loss, chosen_mode, use_complex, notes = numerical_side(
-        layer, douts, outs, ok_idx, mode, method, rng
-    )
-    checks, input_hints, input_notes = comparisons(
-        layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
-    )
-    results = compare_inputs(
-        layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
-    )
+    loss = None
+    try:
+        loss, chosen_mode, use_complex, notes = numerical_side(
+            layer, douts, outs, ok_idx, mode, method, rng
+        )
+        checks, input_hints, input_notes = comparisons(
+            layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
+        )
+        results = compare_inputs(
+            layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
+        )
+    except Exception as exc:  # the forward raised on inputs moved by a numerical step
+        problem = raised(forward_name, exc, layer.names, layer.inputs)
+        return stopped(
+            f"{problem} during the numerical derivatives, on inputs moved by a small step",
+            loss.evals if loss is not None else 2,
+            "forward",
+        )
     for i, (a, orig) in enumerate(zip(layer.inputs, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):  # pragma: no cover - a bug of ours
             problems.append(f"the caller's input {layer.names[i]!r} changed during the check")

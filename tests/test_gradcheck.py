@@ -306,6 +306,7 @@ def test_numerical_vjp_matches_the_batch_norm_formulas():
 @pytest.mark.parametrize("method", ["complex", "richardson"])
 def test_numerical_vjp_methods_agree_with_torch_autograd(method):
     import torch
+
     x, gamma, beta = bn_inputs(8, 5)(np.random.default_rng(4))
     dout = np.random.default_rng(5).normal(size=(8, 5))
     ours = numerical_vjp(lambda *a: bn_forward(*a)[0], [x, gamma, beta], dout, method=method)
@@ -319,6 +320,7 @@ def test_numerical_vjp_methods_agree_with_torch_autograd(method):
 
 def test_softmax_cross_entropy_against_torch():
     import torch
+
     x, y = softmax_inputs(np.random.default_rng(0))
     (dx, dy) = numerical_vjp(lambda x, y: softmax_ce_forward(x, y)[0], [x, y], np.float64(1.0))
     tx = torch.tensor(x, requires_grad=True)
@@ -697,7 +699,10 @@ def test_cli_bad_input_shapes(layers_module):
         ["gradcheck", "gc_layers:affine_forward", "gc_layers:affine_backward"]
         + ["--input", "4,3", "--input", "4,2", "--input", "2"],
     )
-    assert result.exit_code == 2 and "check the --input shapes" in result.output
+    # the forward raising is a failed check with its report, and the likely cause
+    assert result.exit_code == 1 and "check the --input shapes" in result.output
+    assert "affine_forward raised ValueError: matmul" in result.output
+    assert "(inputs x (4, 3), w (4, 2), b (2,))" in result.output
 
 
 def test_cli_names_the_function_that_raised(layers_module):
@@ -706,8 +711,11 @@ def test_cli_names_the_function_that_raised(layers_module):
     result = runner.invoke(
         main, ["gradcheck", "gc_layers:affine_forward", "gc_layers:broken_backward", *shapes]
     )
-    assert result.exit_code == 2
-    assert "gc_layers:broken_backward raised (RuntimeError: oops in the backward)" in result.output
+    assert result.exit_code == 1
+    assert (
+        "problem: broken_backward raised RuntimeError: oops in the backward "
+        "(inputs x (4, 3), w (3, 2), b (2,))" in result.output
+    )
     assert "check the --input shapes" not in result.output
     result = runner.invoke(main, ["gradcheck", "gc_layers:f", "gc_layers:vjp", "--input", "5"])
     assert result.exit_code == 2 and "pass --function" in result.output
