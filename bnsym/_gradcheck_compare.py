@@ -134,6 +134,7 @@ class Comparison:
     # -- the two modes -------------------------------------------------------------------------
 
     def full(self, sizes: Sequence[int]) -> InputResult:
+        self.loss.ensure_noise()
         size = self.analytic.size
         numeric, errs = self.coordinates(range(size))
         self.numeric_all = numeric.reshape(self.shape)
@@ -142,6 +143,45 @@ class Comparison:
         atol = self.atol(gscale, finite_max(errs))
         indices = _multi_indices(range(size), self.shape)
         return self.result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
+
+    def quick(self, rng: np.random.Generator) -> InputResult | None:
+        """The passing verdict from one random Gaussian direction, or None to look closer.
+
+        The direction's derivative costs one complex step or one central difference; if it
+        agrees with the analytic <g, w> within the direction's own tolerance, the gradient is
+        right (an error vector e of any pattern gives <e, w> ~ N(0, |e|^2 |w|^2 / size), which
+        cancels by chance no more often than a fraction tol / |e| of the time). Inputs with
+        exact zeros or ties (kinks) are left to :meth:`probe`.
+        """
+        size = self.analytic.size
+        if size == 0 or kink_candidates(self.loss.base[self.i], self.loss.ordered.get(self.i)).size:
+            return None
+        a = self.analytic.reshape(-1)
+        ws = {self.i: self.loss.direction(self.i, rng.standard_normal(self.shape))}
+        nv, ev, taken = self.loss.central(ws, self.use_complex)
+        w = taken[self.i].reshape(-1)
+        av = float(np.dot(a, w))
+        norm = float(np.sqrt(np.dot(w, w)))
+        if not (math.isfinite(nv) and norm > 0):
+            return None
+        gscale = max(math.sqrt(float(np.dot(a, a)) / size), abs(nv) / norm)
+        tol = 4 * ev + self.direction_tolerance(w, gscale)
+        if not abs(av - nv) <= tol:
+            return None
+        return InputResult(
+            self.name,
+            self.shape,
+            self.dtype,
+            True,
+            method=self.method,
+            max_abs_error=abs(av - nv) / norm,  # per unit of the direction: an entry's error
+            max_rel_error=abs(av - nv) / max(abs(nv), TINY),
+            atol=float(self.atol(gscale, ev / norm)),
+            rtol=float(self.rtol),
+            n_checked=1,
+            worst=(Entry(("direction", 0), av, nv, ev, tol),),
+            notes=tuple(self.kink_notes),
+        )
 
     def probe(self, rng: np.random.Generator, sizes: Sequence[int]) -> InputResult:
         """Random signed directions through this input, plus sampled entries.

@@ -174,6 +174,8 @@ class Loss:
         self.scale = {i: input_scale(self.base[i], self.ordered[i]) for i in self.wrt}
         self._units: dict[tuple[int, float], np.ndarray] = {}
         self.evals = 0
+        self.noise_rng: np.random.Generator | None = None  # set: noise() runs when first needed
+        self.noise_measured = False
         self.eps_eval = EPS64  # relative rounding noise of L, measured by noise()
         self.noise_abs = 0.0  # absolute rounding noise of L
         self.magnitude = 1.0  # the 2-norm of the terms of L
@@ -222,6 +224,7 @@ class Loss:
         deviation of sqrt(70) times that of L. A forward that computes in float32 internally
         shows up here as eps_eval ~ 1e-7 instead of 1e-16.
         """
+        self.noise_measured = True
         if not self.wrt:
             return self.eps_eval
         spacing = power_of_two(1e-6)
@@ -244,6 +247,29 @@ class Loss:
             self.noise_abs = 2.0 * EPS64 * self.magnitude
             self.eps_eval = EPS64
         return self.eps_eval
+
+    def ensure_noise(self) -> None:
+        """Measure the noise (:meth:`noise`) if that was left until finite differences need
+        it beyond a first central difference."""
+        if not self.noise_measured and self.noise_rng is not None:
+            self.noise(self.noise_rng)
+
+    def central(
+        self, ws: Mapping[int, np.ndarray], use_complex: bool
+    ) -> tuple[float, float, dict[int, np.ndarray]]:
+        """The cheapest derivative along ``ws``: (value, rounding error, direction taken).
+
+        The complex step (one evaluation), else one central difference at the step for the
+        noise known so far (two evaluations), whose error estimate is its rounding only: its
+        truncation, O(h**2), is not estimated, so a disagreement is a reason to look closer
+        (:meth:`directional`), never a verdict.
+        """
+        if use_complex:
+            return self.directional(ws, True)
+        h = self.fd_step()
+        ws = self.snap(ws, h)
+        value = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
+        return value, 2 * self.noise_abs / h, ws
 
     def fd_step(self) -> float:
         """The central-difference step in units of the direction: the optimum eps ** (1/3)."""
@@ -332,6 +358,7 @@ class Loss:
 
             value = self._complex_call(compute)
             return value, 4 * EPS64 * abs(value), dict(ws)
+        self.ensure_noise()
         h = self.fd_step()
         ws = self.snap(ws, h / 2)
         d1 = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
@@ -416,6 +443,7 @@ class Loss:
         self, i: int, flat_idx: Sequence[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """(values, error estimates) of dL/dx_i[j] for the flat indices j."""
+        self.ensure_noise()
         args = list(self.real)
         work = self.base[i].copy()
         args[i] = work
@@ -451,6 +479,7 @@ class Loss:
         shrink with the step; for smooth code they differ by O(h) plus the rounding of L over
         the step: a few ulps of L, which on a large layer exceed a tight tolerance.
         """
+        self.ensure_noise()
         args = list(self.real)
         work = self.base[i].copy()
         args[i] = work
@@ -483,6 +512,7 @@ class Loss:
         A direction through many candidate kinks at once (every exact zero of a post-ReLU
         input) tells in five evaluations whether any of them is one.
         """
+        self.ensure_noise()
         h = self.fd_step()
         ws = self.snap(ws, h / 4)
         l0 = self.at(ws, 0.0)

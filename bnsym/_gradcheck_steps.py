@@ -188,7 +188,7 @@ def numerical_side(
     loss.evals = 2  # the safety calls
     loss.set_outputs(outs)
     total = sum(loss.base[i].size for i in ok_idx)
-    chosen_mode = mode if mode != "auto" else ("full" if total <= FULL_LIMIT else "probe")
+    chosen_mode = mode if mode != "auto" or total else "full"
     notes: list[str] = []
     use_complex = method == "complex"
     if method == "auto" and ok_idx:
@@ -198,16 +198,24 @@ def numerical_side(
             notes.append(f"complex step not used: {why_not}; Richardson finite differences instead")
         if loss.cross_check_note:
             notes.append(loss.cross_check_note)
-    if not use_complex:
-        # finite differences need the forward's rounding noise for their steps; code that
-        # passes the complex-step cross-check computes in float64
-        loss.noise(rng)
-    if loss.eps_eval > 1e-13:
-        notes.append(
-            f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
-            "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
-        )
+    # finite differences need the forward's rounding noise for their steps (code that passes
+    # the complex-step cross-check computes in float64): measured up front for mode="full",
+    # else when a first central difference does not settle the verdict (its own generator, so
+    # that the directions do not depend on whether it ran)
+    loss.noise_rng = np.random.default_rng(int(rng.integers(2**63)))
+    if not use_complex and chosen_mode == "full":
+        loss.ensure_noise()
     return loss, chosen_mode, use_complex, notes
+
+
+def noise_note(loss: Loss) -> list[str]:
+    """A note when L rounds far above float64 (float32 inside, or a kink next to x)."""
+    if loss.eps_eval <= 1e-13:
+        return []
+    return [
+        f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
+        "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
+    ]
 
 
 def comparisons(
@@ -310,8 +318,13 @@ def compare_inputs(
     rng: np.random.Generator,
     input_hints: dict[int, list[str]],
     input_notes: dict[int, list[str]],
-) -> list[InputResult]:
-    """Step 5: each input's verdict, in the order of the inputs.
+) -> tuple[list[InputResult], str]:
+    """Step 5: each input's verdict, in the order of the inputs, and the mode that decided
+    them (``"probe"`` if random directions did for any input, else ``"full"``).
+
+    ``"auto"`` and ``"probe"`` first try one random direction per input; where it does not
+    agree, ``"auto"`` compares an input of up to FULL_LIMIT entries entry by entry and
+    ``"probe"`` (and ``"auto"`` above FULL_LIMIT) looks closer with :meth:`Comparison.probe`.
 
     Constants are not checked; inputs with an unusable gradient fail with their problem; the
     rest are compared in ``mode`` (a small input that fails in probe mode again entry by
@@ -320,6 +333,7 @@ def compare_inputs(
     """
     names, inputs = layer.names, layer.inputs
     results: list[InputResult] = []
+    probed = False  # some input's verdict came from random directions
     analytic_full: list[np.ndarray | None] = [None] * len(inputs)
     numeric_full: list[np.ndarray | None] = [None] * len(inputs)
     sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
@@ -342,12 +356,21 @@ def compare_inputs(
             results.append(unchecked(names[i], a, False))
             continue
         check, g_dtype = checks[i], grads[i].dtype  # type: ignore[union-attr]
-        if mode == "probe":
+        quick = check.quick(rng) if mode in ("auto", "probe") else None
+        if quick is not None:  # one random direction agrees: the common case, settled
+            result = quick
+        elif mode == "probe" or (mode == "auto" and check.analytic.size > FULL_LIMIT):
             result = check.probe(rng, sizes)
-        if mode == "full" or (not result.passed and check.analytic.size <= SMALL_INPUT):
+        if quick is None and (
+            mode == "full"
+            or (mode == "auto" and check.analytic.size <= FULL_LIMIT)
+            or (not result.passed and check.analytic.size <= SMALL_INPUT)
+        ):
             # a small input that fails is compared entry by entry: swapped gradients show
             result = check.full(sizes)
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
+        else:
+            probed = True
         if g_dtype != np.asarray(a).dtype:
             result = with_changes(
                 result,
@@ -374,7 +397,7 @@ def compare_inputs(
             else r
             for r in results
         ]
-    return results
+    return results, "probe" if probed else "full"
 
 
 def backward_rounding(

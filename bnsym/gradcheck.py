@@ -63,6 +63,7 @@ from bnsym._gradcheck_steps import (
     analytic_gradients,
     compare_inputs,
     comparisons,
+    noise_note,
     numerical_side,
     run_forward_twice,
     with_changes,
@@ -403,7 +404,7 @@ def _check_quietly(
         checks, input_hints, input_notes = comparisons(
             layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
         )
-        results = compare_inputs(
+        results, chosen_mode = compare_inputs(
             layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
         )
     except Exception as exc:  # the forward raised on inputs moved by a numerical step
@@ -413,6 +414,7 @@ def _check_quietly(
             loss.evals if loss is not None else 2,
             "forward",
         )
+    notes += noise_note(loss)
     for i, (a, orig) in enumerate(zip(layer.inputs, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):  # pragma: no cover - a bug of ours
             problems.append(f"the caller's input {layer.names[i]!r} changed during the check")
