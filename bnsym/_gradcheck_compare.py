@@ -53,12 +53,19 @@ class Comparison:
 
     loss: the scalar L whose gradient the backward returns; i: the input's position.
     analytic: the backward's gradient of the input, as float64, shaped like the input.
-    rtol: the relative tolerance of an entry (from the input's dtype); atol: the caller's, or
-        None to derive it from the error estimates.
-    floor: the rounding of the analytic formula itself, per entry (joins atol).
+    rtol: the caller's relative tolerance, or None for 1000 units of the working precision (the
+        input's dtype, or the forward's measured noise if larger; at least 1e-9), plus the
+        rounding of a gradient returned in a lower precision than its input.
+    atol: the caller's, or None to derive it from the error estimates.
+    eps_dtype, eps_grad: the machine epsilon of the input's and of the gradient's dtype.
+    natural: the size of the analytic formula's terms; 64 roundings of them join atol (the
+        floor), with ``floor_extra`` (the outputs' underflow, a float32 backward's rounding).
     rounding_error: for a float32 input, the analytic gradient minus the same backward run in
         float64 (shape of the input), when that difference is within plain rounding; random
         directions then hold the gradient to float64 precision plus this known difference.
+
+    The tolerances follow the forward's noise, which is measured only when first needed
+    (:meth:`tolerances` recomputes them).
     """
 
     def __init__(
@@ -69,12 +76,14 @@ class Comparison:
         dtype: str,
         analytic: np.ndarray,
         use_complex: bool,
-        rtol: float,
+        rtol: float | None,
         atol: float | None,
-        floor: float = 0.0,
+        *,
+        eps_dtype: float = EPS64,
+        eps_grad: float = EPS64,
+        natural: float = 0.0,
+        floor_extra: float = 0.0,
         rounding_error: np.ndarray | None = None,
-        rtol_work: float | None = None,
-        floor_work: float | None = None,
     ) -> None:
         self.loss, self.i, self.name = loss, i, name
         self.analytic = analytic
@@ -82,13 +91,28 @@ class Comparison:
         self.dtype = dtype
         self.use_complex = use_complex
         self.method = "complex-step" if use_complex else "richardson"
-        self.rtol, self.atol_user = rtol, atol
+        self.rtol_user, self.atol_user = rtol, atol
+        self.eps_dtype, self.eps_grad = eps_dtype, eps_grad
+        self.natural, self.floor_extra = natural, floor_extra
         self.numeric_all: np.ndarray | None = None
-        self.floor = floor
         self.rounding_error = rounding_error
-        self.rtol_work = rtol if rtol_work is None else rtol_work
-        self.floor_work = floor if floor_work is None else floor_work
         self.kink_notes: list[str] = []  # about kinks found before the comparison
+        self.tolerances()
+
+    def tolerances(self) -> None:
+        """rtol and the rounding floor from the precision known now (the input's dtype, the
+        forward's noise once measured); ``*_work`` the same at float64 for float32 inputs."""
+        eps_a = max(self.eps_dtype, self.loss.eps_eval)
+        eps_work = max(EPS64, self.loss.eps_eval)
+        # a gradient rounded to a coarser dtype than its input's is right to that rounding
+        coarse = 2 * self.eps_grad if self.eps_grad > self.eps_dtype else 0.0
+        user = self.rtol_user
+        self.rtol = user if user is not None else max(min(1e-2, max(1e-9, 1000 * eps_a)), coarse)
+        self.rtol_work = (
+            user if user is not None else max(min(1e-2, max(1e-9, 1000 * eps_work)), coarse)
+        )
+        self.floor = 64 * eps_a * self.natural + self.floor_extra
+        self.floor_work = 64 * eps_work * self.natural + self.floor_extra
 
     # -- numerical values --------------------------------------------------------------------
 
@@ -134,7 +158,9 @@ class Comparison:
     # -- the two modes -------------------------------------------------------------------------
 
     def full(self, sizes: Sequence[int]) -> InputResult:
-        self.loss.ensure_noise()
+        if not self.use_complex:  # finite differences: their steps need the noise
+            self.loss.ensure_noise()
+            self.tolerances()
         size = self.analytic.size
         numeric, errs = self.coordinates(range(size))
         self.numeric_all = numeric.reshape(self.shape)
@@ -190,6 +216,9 @@ class Comparison:
         (a sample of them is compared entry by entry); where a direction fails, more entries
         are sampled and the direction is bisected down to a wrong entry.
         """
+        if not self.use_complex:  # finite differences: their steps need the noise
+            self.loss.ensure_noise()
+            self.tolerances()
         size = self.analytic.size
         a = self.analytic.reshape(-1)
         n_pass = N_PASS_SAMPLES if size <= LARGE_INPUT else N_PASS_SAMPLES_LARGE
