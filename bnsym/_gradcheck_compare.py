@@ -97,6 +97,7 @@ class Comparison:
         self.numeric_all: np.ndarray | None = None
         self.rounding_error = rounding_error
         self.kink_notes: list[str] = []  # about kinks found before the comparison
+        self.labels: list[tuple[str, np.ndarray]] = []  # the integer inputs, for the hints
         self.tolerances()
 
     def tolerances(self) -> None:
@@ -484,7 +485,19 @@ class Comparison:
         if any_failed:
             hints = (
                 pattern_hints(
-                    self.name, self.shape, a, n, indices, failed, atol, sizes, analytic_all
+                    self.name,
+                    self.shape,
+                    a,
+                    n,
+                    indices,
+                    failed,
+                    atol,
+                    sizes,
+                    analytic_all,
+                    x_values=self.loss.base[self.i].reshape(-1)[
+                        slice(None) if flat_idx is None else np.asarray(flat_idx, dtype=np.intp)
+                    ],
+                    labels=self.labels,
                 )
                 + hints
             )

@@ -195,7 +195,11 @@ def resolve_wrt(
 def normalize_grads(
     raw: Any, inputs: Sequence[Any], names: Sequence[str], wrt_idx: Sequence[int]
 ) -> tuple[list[np.ndarray | None], dict[int, str], str | None]:
-    """One gradient per input (None for constants), a problem per input, a problem for all."""
+    """One gradient per input (None for constants), a problem per input, a problem for all.
+
+    A gradient of the wrong shape but the input's size is returned too (reshaped, or
+    transposed for a transposed matrix), with its problem: its values are still compared.
+    """
     n = len(inputs)
     grads: list[Any] = [None] * n
     problems: dict[int, str] = {}
@@ -240,14 +244,27 @@ def normalize_grads(
             hint = ""
             if g.shape == shape[::-1] and len(shape) == 2:
                 hint = " - the transpose: return the gradient, not its .T?"
+                values = g.T  # its values are compared as the transpose they likely are
             elif g.size == int(np.prod(shape)):
-                hint = " - same size: a reshape is missing?"
+                dropped = [n for n in g.shape if n != 1] == [n for n in shape if n != 1]
+                hint = (
+                    " - an axis of size 1 more or less: `param -= lr * grad` then broadcasts "
+                    "to the wrong shape or fails"
+                    if dropped
+                    else " - same size: a reshape is missing?"
+                )
+                values = g.reshape(shape)  # its values are compared after the reshape
             elif broadcasts_to(shape, g.shape):
                 hint = " - the input is broadcast in the forward: sum the gradient over those axes"
+                values = None
+            else:
+                values = None
             problems[i] = (
                 f"the gradient of {name!r} has shape {g.shape}, "
                 f"expected {shape} like the input{hint}"
             )
+            if values is not None and np.all(np.isfinite(values)):
+                out[i] = values  # a wrong value must not hide behind the shape message
         elif not np.all(np.isfinite(g)):
             problems[i] = f"the gradient of {name!r} has {nonfinite(g)}"
         else:

@@ -83,7 +83,9 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
         if isinstance(orig, np.ndarray) and not same(a, orig):
             return (
                 f"{forward_name} modifies its input {names[i]!r} in place "
-                f"({where_differs(a, orig)}); it must treat its inputs as read-only"
+                f"({where_differs(a, orig)}); it must treat its inputs as read-only: the "
+                "caller's array would change under it (the next layer and the optimizer see "
+                "other values)"
             )
     outs_a, outs_b = as_outputs(out_a), as_outputs(out_b)
     raw = list(out_a) if isinstance(out_a, tuple | list) else [out_a]
@@ -159,7 +161,8 @@ def analytic_gradients(
         if isinstance(orig, np.ndarray) and not same(a, orig):
             problems.append(
                 f"{backward_name} modifies the input {names[i]!r} (through the cache) in place "
-                f"({where_differs(a, orig)})"
+                f"({where_differs(a, orig)}): the caller's array changes, and the next step "
+                "starts from corrupted values"
             )
     grads, grad_problems, count_problem = normalize_grads(
         grads_raw, layer.inputs, names, layer.wrt_idx
@@ -306,6 +309,13 @@ def comparisons(
             floor_extra=extra,
             rounding_error=rounding_error,
         )
+    labels = [
+        (layer.names[k], np.asarray(a))
+        for k, a in enumerate(layer.inputs)
+        if np.asarray(a).dtype.kind in "iu" and np.ndim(a) == 1
+    ]
+    for check in checks.values():
+        check.labels = labels
     return checks, input_hints, input_notes
 
 
@@ -341,7 +351,7 @@ def compare_inputs(
         if i not in layer.wrt_idx:
             results.append(unchecked(names[i], a, False))
             continue
-        if i in grad_problems:
+        if i in grad_problems and grads[i] is None:
             results.append(
                 InputResult(
                     names[i],
@@ -371,6 +381,10 @@ def compare_inputs(
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
         else:
             probed = True
+        if i in grad_problems:  # the shape is wrong; the values were compared all the same
+            result = with_changes(
+                result, passed=False, problems=(grad_problems[i],) + result.problems
+            )
         if g_dtype != np.asarray(a).dtype:
             # the values are judged (to the coarser dtype's rounding); the dtype is a warning
             result = with_changes(

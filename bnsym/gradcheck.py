@@ -395,7 +395,7 @@ def _check_quietly(
         )
     except BackwardRaised as exc:
         return stopped(raised(backward_name, exc.error, layer.names, layer.inputs), 2, "backward")
-    ok_idx = [i for i in layer.wrt_idx if i not in grad_problems]
+    ok_idx = [i for i in layer.wrt_idx if grads[i] is not None]
     loss = None
     try:
         loss, chosen_mode, use_complex, notes = numerical_side(
