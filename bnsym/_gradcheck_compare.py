@@ -89,8 +89,6 @@ class Comparison:
         self.analytic = analytic
         self.shape = analytic.shape
         self.dtype = dtype
-        self.use_complex = use_complex
-        self.method = "complex-step" if use_complex else "richardson"
         self.rtol_user, self.atol_user = rtol, atol
         self.eps_dtype, self.eps_grad = eps_dtype, eps_grad
         self.natural, self.floor_extra = natural, floor_extra
@@ -114,6 +112,14 @@ class Comparison:
         )
         self.floor = 64 * eps_a * self.natural + self.floor_extra
         self.floor_work = 64 * eps_work * self.natural + self.floor_extra
+
+    @property
+    def use_complex(self) -> bool:
+        return self.loss.use_complex
+
+    @property
+    def method(self) -> str:
+        return "complex-step" if self.use_complex else "richardson"
 
     # -- numerical values --------------------------------------------------------------------
 
@@ -181,11 +187,17 @@ class Comparison:
         exact zeros or ties (kinks) are left to :meth:`probe`.
         """
         size = self.analytic.size
-        if size == 0 or kink_candidates(self.loss.base[self.i], self.loss.ordered.get(self.i)).size:
+        if size == 0 or self.loss.has_ties.get(self.i, False):
             return None
         a = self.analytic.reshape(-1)
         ws = {self.i: self.loss.direction(self.i, rng.standard_normal(self.shape))}
-        nv, ev, taken = self.loss.central(ws, self.use_complex)
+        exact = self.loss.method == "complex" or self.loss.decided_complex
+        if self.loss.method == "richardson":  # the method the caller forced, as asked
+            nv, ev, taken = self.loss.directional(ws, False)
+            label = "richardson"
+        else:
+            nv, ev, taken = self.loss.central(ws, exact)
+            label = "complex-step" if exact else "central"
         w = taken[self.i].reshape(-1)
         av = float(np.dot(a, w))
         norm = float(np.sqrt(np.dot(w, w)))
@@ -200,7 +212,7 @@ class Comparison:
             self.shape,
             self.dtype,
             True,
-            method=self.method,
+            method=label,
             max_abs_error=abs(av - nv) / norm,  # per unit of the direction: an entry's error
             max_rel_error=abs(av - nv) / max(abs(nv), TINY),
             atol=float(self.atol(gscale, ev / norm)),
@@ -311,7 +323,9 @@ class Comparison:
         post-ReLU input at 0 that never ends. Five evaluations tell whether any candidate is a
         kink; then all of them leave the directions and a sample is compared one by one.
         """
-        candidates = kink_candidates(self.loss.base[self.i], self.loss.ordered.get(self.i))
+        if not self.loss.has_ties.get(self.i, False):
+            return np.zeros(0, dtype=np.intp)
+        candidates = kink_candidates(self.loss.base[self.i])
         if candidates.size == 0:
             return candidates
         v = np.zeros(self.analytic.size)

@@ -170,10 +170,21 @@ class Loss:
         self.dout_complex: list[np.ndarray] | None = None
         self.cross_check_note: str | None = None
         # each input's entries in order: its median spread and its ties (kinks) come from them
-        self.ordered = {i: np.sort(self.base[i], axis=None) for i in self.wrt}
-        self.scale = {i: input_scale(self.base[i], self.ordered[i]) for i in self.wrt}
+        ordered = {i: np.sort(self.base[i], axis=None) for i in self.wrt}
+        self.scale = {i: input_scale(self.base[i], ordered[i]) for i in self.wrt}
+        # whether an input has exact zeros or ties (kinks); the sorted copy is not kept
+        self.has_ties = {
+            i: bool(s.size and (np.any(s[1:] == s[:-1]) or np.any(s == 0)))
+            for i, s in ordered.items()
+        }
+        del ordered
         self._units: dict[tuple[int, float], np.ndarray] = {}
         self.evals = 0
+        # "auto": the complex step is cross-checked when first needed (use_complex)
+        self.method = "auto"
+        self.method_rng: np.random.Generator | None = None
+        self._use_complex: bool | None = None
+        self.method_notes: list[str] = []
         self.noise_rng: np.random.Generator | None = None  # set: noise() runs when first needed
         self.noise_measured = False
         self.eps_eval = EPS64  # relative rounding noise of L, measured by noise()
@@ -248,6 +259,30 @@ class Loss:
             self.eps_eval = EPS64
         return self.eps_eval
 
+    @property
+    def decided_complex(self) -> bool:
+        """True if the complex step was decided usable (without deciding it now)."""
+        return bool(self._use_complex)
+
+    @property
+    def use_complex(self) -> bool:
+        """Whether coordinate and directional derivatives take the complex step: forced by
+        ``method``, else decided once by :meth:`complex_step_usable` (and noted why not)."""
+        if self._use_complex is None:
+            if self.method != "auto" or not self.wrt:
+                self._use_complex = self.method == "complex"
+            else:
+                rng = self.method_rng or np.random.default_rng(0)
+                why_not = self.complex_step_usable(rng)
+                self._use_complex = why_not is None
+                if why_not:
+                    self.method_notes.append(
+                        f"complex step not used: {why_not}; Richardson finite differences instead"
+                    )
+                if self.cross_check_note:
+                    self.method_notes.append(self.cross_check_note)
+        return self._use_complex
+
     def ensure_noise(self) -> None:
         """Measure the noise (:meth:`noise`) if that was left until finite differences need
         it beyond a first central difference."""
@@ -268,6 +303,8 @@ class Loss:
             return self.directional(ws, True)
         h = self.fd_step()
         ws = self.snap(ws, h)
+        if self.noise_measured:  # steps sized for a noisy forward: Richardson's estimate
+            return self.directional(ws, False)
         value = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
         return value, 2 * self.noise_abs / h, ws
 
@@ -296,7 +333,13 @@ class Loss:
         points x + k t w' (k = 1, 2, ...) of a difference quotient, which then is the derivative
         along w' without the rounding of x; callers compare with the analytic <g, w'>.
         """
-        return {i: ((self.base[i] + t * w) - self.base[i]) / t for i, w in ws.items()}
+        taken = {}
+        for i, w in ws.items():
+            step = self.base[i] + t * w  # in place from here: one array per input, not three
+            step -= self.base[i]
+            step /= t
+            taken[i] = step
+        return taken
 
     # -- complex step ----------------------------------------------------------------------
 

@@ -37,7 +37,8 @@ from bnsym._gradcheck_numeric import Loss
 from bnsym._gradcheck_report import InputResult
 
 TINY = float(np.finfo(np.float64).tiny)
-FULL_LIMIT = 512  # mode="auto": "full" up to this many checked entries, "probe" above
+FULL_LIMIT = 512  # mode="auto": an input whose first direction fails is compared in full up to this
+COMPLEX_UP_FRONT = 2**20  # checked entries up to which the complex step is tried up front
 SMALL_INPUT = 64  # mode="probe": failing inputs up to this size are compared entry by entry
 # a float32 gradient may differ from the same backward in float64 by this many float32
 # roundings of its terms; more is an unstable formula, not rounding
@@ -60,7 +61,9 @@ class Layer:
     run_backward: Callable[[Any, Any, Sequence[Any]], Any]
     f: Callable[..., Any]  # inputs -> out, for the numerical derivatives
     inputs: list[Any]
-    originals: list[Any]  # copies taken on entry: nothing may change the caller's arrays
+    # the caller's arrays, the reference for "modified in place": the check never passes them
+    # to the layer's code (it works on copies), so they cannot change
+    originals: list[Any]
     names: list[str]
     wrt_idx: list[int]
     forward_name: str
@@ -76,9 +79,10 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
     """
     names, forward_name = layer.names, layer.forward_name
     args_a = [copy_input(a) for a in layer.inputs]
-    args_b = [copy_input(a) for a in layer.inputs]
     out_a, cache = layer.run_forward(args_a)
-    out_b, _ = layer.run_forward(args_b)
+    # the second call on the same copies (unchanged, or the first call is reported): one
+    # copy of the inputs less at the check's peak
+    out_b, _ = layer.run_forward(args_a)
     for i, (a, orig) in enumerate(zip(args_a, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             return (
@@ -181,34 +185,30 @@ def numerical_side(
     method: str,
     rng: np.random.Generator,
 ) -> tuple[Loss, str, bool, list[str]]:
-    """Step 3: the scalar L = sum(dout * out), the mode, and the method.
+    """Step 3: the scalar L = sum(dout * out) and the mode.
 
-    The complex step where it cross-checks with finite differences, else Richardson (after
-    measuring the forward's rounding noise for its steps). Returns ``(loss, mode, use_complex,
-    notes)``.
+    The method (:attr:`Loss.use_complex`: the complex step where it cross-checks with finite
+    differences, else Richardson) and the forward's noise are decided when first needed, up
+    front only for ``mode="full"``. Returns ``(loss, mode, use_complex, notes)``.
     """
     loss = Loss(layer.f, layer.inputs, douts, ok_idx)
     loss.evals = 2  # the safety calls
     loss.set_outputs(outs)
     total = sum(loss.base[i].size for i in ok_idx)
     chosen_mode = mode if mode != "auto" or total else "full"
-    notes: list[str] = []
-    use_complex = method == "complex"
-    if method == "auto" and ok_idx:
-        why_not = loss.complex_step_usable(rng)
-        use_complex = why_not is None
-        if why_not:
-            notes.append(f"complex step not used: {why_not}; Richardson finite differences instead")
-        if loss.cross_check_note:
-            notes.append(loss.cross_check_note)
-    # finite differences need the forward's rounding noise for their steps (code that passes
-    # the complex-step cross-check computes in float64): measured up front for mode="full",
-    # else when a first central difference does not settle the verdict (its own generator, so
-    # that the directions do not depend on whether it ran)
+    # the method and the noise are settled when first needed, each with its own generator
+    # (so that the directions do not depend on whether they ran); the method up front for
+    # inputs up to COMPLEX_UP_FRONT entries (exact first directions), above that a first
+    # central difference per input settles most checks without the complex step's copies of
+    # every temporary of the forward
+    loss.method = method
+    loss.method_rng = np.random.default_rng(int(rng.integers(2**63)))
     loss.noise_rng = np.random.default_rng(int(rng.integers(2**63)))
-    if not use_complex and chosen_mode == "full":
+    if total <= COMPLEX_UP_FRONT and ok_idx:
+        loss.use_complex  # noqa: B018 - decides the method now: the first directions use it
+    if chosen_mode == "full" and ok_idx and not loss.use_complex:
         loss.ensure_noise()
-    return loss, chosen_mode, use_complex, notes
+    return loss, chosen_mode, loss.method == "complex", []
 
 
 def noise_note(loss: Loss) -> list[str]:
