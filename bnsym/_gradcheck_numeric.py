@@ -46,6 +46,7 @@ COMPLEX_STEP = 1e-20
 # is too small for the complex step (1e-300: Richardson differences instead)
 MIN_COMPLEX_STEP = float(np.finfo(np.float64).tiny) / EPS64
 MAX_COMPLEX_STEP = 1e-8
+CACHED_UNITS = 2**16  # an input's direction units are kept up to this many entries
 
 
 def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -322,8 +323,13 @@ class Loss:
         key = (i, self.fd_step())
         unit = self._units.get(key)
         if unit is None:
-            unit = np.maximum(self.scale[i], step_floor(self.base[i]) / key[1])
-            self._units[key] = unit
+            w = np.abs(self.base[i])  # step_floor / h, then at least the spread, in place
+            w *= math.sqrt(EPS64) / key[1]
+            np.maximum(w, self.scale[i], out=w)
+            if w.size > CACHED_UNITS:  # a large input: one array less, computed per direction
+                w *= v
+                return w
+            unit = self._units[key] = w
         return v * unit
 
     def snap(self, ws: Mapping[int, np.ndarray], t: float) -> dict[int, np.ndarray]:

@@ -136,10 +136,13 @@ def analytic_gradients(
     """
     names, backward_name = layer.names, layer.backward_name
     if dout is None:
-        douts = [
-            (rng.standard_normal(o.shape) * range_factor(o)).astype(float_dtype(o.dtype))
-            for o in outs
-        ]
+        douts = []
+        for o in outs:
+            d = rng.standard_normal(o.shape)
+            factor = range_factor(o)
+            if factor != 1.0:
+                d *= factor
+            douts.append(d.astype(float_dtype(o.dtype), copy=False))
     else:
         # only a tuple means several outputs: a list is one array written as nested lists
         douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
@@ -299,7 +302,7 @@ def comparisons(
             i,
             layer.names[i],
             np.asarray(a).dtype.name,
-            g.astype(np.float64),
+            g.astype(np.float64, copy=False),
             use_complex,
             rtol,
             atol,

@@ -403,6 +403,7 @@ def _check_quietly(
         checks, input_hints, input_notes = comparisons(
             layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
         )
+        del outs  # sized into the tolerances; not needed again
         results, chosen_mode = compare_inputs(
             layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
         )
