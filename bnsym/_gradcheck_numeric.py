@@ -137,6 +137,14 @@ class complex_errors:  # noqa: N801 - used like a function
         _FILTERS_MUTATED()
 
 
+class ForwardRaised(Exception):
+    """The forward raised ``error`` on inputs moved by a step (not an error of the checker)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Loss:
     """``L(inputs) = sum(dout * f(inputs))`` with private float64 / complex128 working copies.
 
@@ -195,7 +203,10 @@ class Loss:
     # -- evaluating L ------------------------------------------------------------------------
 
     def outputs(self, args: Sequence[Any]) -> list[np.ndarray]:
-        out = self.f(*args)  # under np.errstate(all="ignore"): NaN is reported, not warned
+        try:
+            out = self.f(*args)  # under np.errstate(all="ignore"): NaN is reported, not warned
+        except Exception as exc:  # the layer's error, told apart from an error of the checker
+            raise ForwardRaised(exc) from exc
         self.evals += 1
         outs = list(out) if isinstance(out, tuple | list) else [out]
         return [np.asarray(o) for o in outs]
@@ -323,7 +334,8 @@ class Loss:
         key = (i, self.fd_step())
         unit = self._units.get(key)
         if unit is None:
-            w = np.abs(self.base[i])  # step_floor / h, then at least the spread, in place
+            base = self.base[i]  # step_floor / h, then at least the spread, in place
+            w = np.abs(base, out=np.empty_like(base))  # (out=: an array for 0-d too)
             w *= math.sqrt(EPS64) / key[1]
             np.maximum(w, self.scale[i], out=w)
             if w.size > CACHED_UNITS:  # a large input: one array less, computed per direction
@@ -459,6 +471,7 @@ class Loss:
         try:
             cs, _, _ = self.directional(ws, use_complex=True)
         except Exception as exc:  # any failure on complex input means: not usable
+            exc = exc.error if isinstance(exc, ForwardRaised) else exc
             first = str(exc).splitlines()[0] if str(exc) else ""
             return f"the forward fails on complex input ({type(exc).__name__}: {first})"
         # a central difference at h/2 first (two evaluations): for analytic code it agrees with

@@ -33,7 +33,7 @@ from bnsym._gradcheck_inputs import (
     unchecked,
     where_differs,
 )
-from bnsym._gradcheck_numeric import Loss
+from bnsym._gradcheck_numeric import ForwardRaised, Loss
 from bnsym._gradcheck_report import InputResult
 
 TINY = float(np.finfo(np.float64).tiny)
@@ -79,10 +79,10 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
     """
     names, forward_name = layer.names, layer.forward_name
     args_a = [copy_input(a) for a in layer.inputs]
-    out_a, cache = layer.run_forward(args_a)
+    out_a, cache = _forward(layer, args_a)
     # the second call on the same copies (unchanged, or the first call is reported): one
     # copy of the inputs less at the check's peak
-    out_b, _ = layer.run_forward(args_a)
+    out_b, _ = _forward(layer, args_a)
     for i, (a, orig) in enumerate(zip(args_a, layer.originals, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             return (
@@ -116,6 +116,19 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
             "its gradient cannot be checked numerically"
         )
     return out_a, cache, args_a, outs_a
+
+
+def _forward(layer: Layer, args: list[Any]) -> tuple[Any, Any]:
+    """The layer's forward; what it raises comes out as :class:`ForwardRaised` (check_layer's
+    complaint that the forward is not a layer excepted)."""
+    try:
+        return layer.run_forward(args)
+    except TypeError as exc:
+        if type(exc).__name__ == "NotALayerError":
+            raise
+        raise ForwardRaised(exc) from exc
+    except Exception as exc:
+        raise ForwardRaised(exc) from exc
 
 
 def analytic_gradients(

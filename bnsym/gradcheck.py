@@ -52,7 +52,7 @@ from bnsym._gradcheck_inputs import (
     validate_call,
     validate_options,
 )
-from bnsym._gradcheck_numeric import Loss
+from bnsym._gradcheck_numeric import ForwardRaised, Loss
 from bnsym._gradcheck_report import Entry, InputResult, Report
 from bnsym._gradcheck_steps import (
     FULL_LIMIT,
@@ -380,10 +380,8 @@ def _check_quietly(
 
     try:
         safe = run_forward_twice(layer)
-    except NotALayerError:
-        raise
-    except Exception as exc:  # the user's forward raised: a failed check, with its report
-        return stopped(raised(forward_name, exc, layer.names, layer.inputs), 1, "forward")
+    except ForwardRaised as exc:  # the user's forward raised: a failed check, with its report
+        return stopped(raised(forward_name, exc.error, layer.names, layer.inputs), 1, "forward")
     if isinstance(safe, str):
         return stopped(safe, 2)
     out, cache, args, outs = safe
@@ -407,8 +405,8 @@ def _check_quietly(
         results, chosen_mode = compare_inputs(
             layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
         )
-    except Exception as exc:  # the forward raised on inputs moved by a numerical step
-        problem = raised(forward_name, exc, layer.names, layer.inputs)
+    except ForwardRaised as exc:  # the forward raised on inputs moved by a numerical step
+        problem = raised(forward_name, exc.error, layer.names, layer.inputs)
         return stopped(
             f"{problem} during the numerical derivatives, on inputs moved by a small step",
             loss.evals if loss is not None else 2,
