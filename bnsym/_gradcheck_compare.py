@@ -75,7 +75,6 @@ class Comparison:
         name: str,
         dtype: str,
         analytic: np.ndarray,
-        use_complex: bool,
         rtol: float | None,
         atol: float | None,
         *,

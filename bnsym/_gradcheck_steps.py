@@ -200,12 +200,12 @@ def numerical_side(
     mode: str,
     method: str,
     rng: np.random.Generator,
-) -> tuple[Loss, str, bool, list[str]]:
+) -> tuple[Loss, str, list[str]]:
     """Step 3: the scalar L = sum(dout * out) and the mode.
 
     The method (:attr:`Loss.use_complex`: the complex step where it cross-checks with finite
     differences, else Richardson) and the forward's noise are decided when first needed, up
-    front only for ``mode="full"``. Returns ``(loss, mode, use_complex, notes)``.
+    front only for ``mode="full"``. Returns ``(loss, mode, notes)``.
     """
     loss = Loss(layer.f, layer.inputs, douts, ok_idx)
     loss.evals = 2  # the safety calls
@@ -224,7 +224,7 @@ def numerical_side(
         loss.use_complex  # noqa: B018 - decides the method now: the first directions use it
     if chosen_mode == "full" and ok_idx and not loss.use_complex:
         loss.ensure_noise()
-    return loss, chosen_mode, loss.method == "complex", []
+    return loss, chosen_mode, []
 
 
 def noise_note(loss: Loss) -> list[str]:
@@ -244,7 +244,6 @@ def comparisons(
     outs: list[np.ndarray],
     grads: list[np.ndarray | None],
     ok_idx: list[int],
-    use_complex: bool,
     rtol: float | None,
     atol: float | None,
 ) -> tuple[dict[int, Comparison], dict[int, list[str]], dict[int, list[str]]]:
@@ -316,7 +315,6 @@ def comparisons(
             layer.names[i],
             np.asarray(a).dtype.name,
             g.astype(np.float64, copy=False),
-            use_complex,
             rtol,
             atol,
             eps_dtype=eps_dtype,

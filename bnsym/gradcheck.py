@@ -395,11 +395,9 @@ def _check_quietly(
     ok_idx = [i for i in layer.wrt_idx if grads[i] is not None]
     loss = None
     try:
-        loss, chosen_mode, use_complex, notes = numerical_side(
-            layer, douts, outs, ok_idx, mode, method, rng
-        )
+        loss, chosen_mode, notes = numerical_side(layer, douts, outs, ok_idx, mode, method, rng)
         checks, input_hints, input_notes = comparisons(
-            layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
+            layer, loss, douts, outs, grads, ok_idx, rtol, atol
         )
         del outs  # sized into the tolerances; not needed again
         results, chosen_mode = compare_inputs(
