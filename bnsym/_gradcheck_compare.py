@@ -177,19 +177,26 @@ class Comparison:
         return self.result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
 
     def quick(self, rng: np.random.Generator) -> InputResult | None:
-        """The passing verdict from one random Gaussian direction, or None to look closer.
+        """The passing verdict from one random direction, or None to look closer.
 
         The direction's derivative costs one complex step or one central difference; if it
         agrees with the analytic <g, w> within the direction's own tolerance, the gradient is
-        right (an error vector e of any pattern gives <e, w> ~ N(0, |e|^2 |w|^2 / size), which
-        cancels by chance no more often than a fraction tol / |e| of the time). Inputs with
-        exact zeros or ties (kinks) are left to :meth:`probe`.
+        right: an error e of any pattern moves it by <e, w>, with entries of w of random sign
+        and a random size between 1 and 2 (in the input's units), which cancels by chance no
+        more often than a fraction of order tol / |e| of the time. Inputs with exact zeros or
+        ties (kinks) are left to :meth:`probe`.
         """
         size = self.analytic.size
         if size == 0 or self.loss.has_ties.get(self.i, False):
             return None
         a = self.analytic.reshape(-1)
-        ws = {self.i: self.loss.direction(self.i, rng.standard_normal(self.shape))}
+        # entries of random sign and size 1 to 2: one wrong entry moves <e, w> by at least
+        # its own error (a Gaussian entry can be near 0), and two equal errors cannot cancel
+        # exactly (random signs alone cancel them half of the time)
+        v = rng.random(self.shape) * 2.0 - 1.0
+        v += np.sign(v)
+        ws = {self.i: self.loss.direction(self.i, v)}
+        del v
         exact = self.loss.method == "complex" or self.loss.decided_complex
         if self.loss.method == "richardson":  # the method the caller forced, as asked
             nv, ev, taken = self.loss.directional(ws, False)
