@@ -7,11 +7,16 @@ compares each returned gradient with numerical derivatives of ``L``:
 
 - ``mode="full"``: every entry of every input (one complex-step evaluation per entry, or four
   finite-difference evaluations);
-- ``mode="probe"``: per input, random signed directions, which see an error anywhere in its
-  gradient, and a few sampled entries; where a direction disagrees, more sampled entries and a
-  bisection of the direction down to a wrong entry. A failing input of up to ``SMALL_INPUT`` (64)
-  entries (gamma, beta, a bias) is compared entry by entry, so that swapped gradients are named;
-- ``mode="auto"``: ``full`` up to ``FULL_LIMIT`` checked entries, ``probe`` above.
+- ``mode="probe"``: per input, first one random direction (one complex step or one central
+  difference), which sees an error anywhere in its gradient and settles a pass; where it
+  disagrees, random signed directions, a few sampled entries and a bisection of a direction
+  down to a wrong entry. A failing input of up to ``SMALL_INPUT`` (64) entries (gamma, beta, a
+  bias) is compared entry by entry, so that swapped gradients are named;
+- ``mode="auto"``: the first direction per input, then, where it disagrees, ``full`` for an
+  input of up to ``FULL_LIMIT`` entries and ``probe`` above.
+
+A forward or backward that raises is a failed check whose report names it, the exception and
+the input shapes.
 
 The tolerance of each input is ``atol + rtol * |numerical|`` with ``rtol`` 1000 units of the
 working precision (at least 1e-9) and ``atol`` from the error estimates, so a correct float64
@@ -119,6 +124,8 @@ def check_layer(
     wrt: the inputs to check, by position or name; default all floating-point inputs.
     seed: seeds ``dout``, the random directions and the sampled entries (printed in the report).
     mode: ``"auto"``, ``"full"`` or ``"probe"`` (see the module docstring).
+    Raises TypeError / ValueError naming an argument that cannot be checked (a forward that is
+    not callable, a bad ``seed``, ``rtol`` or ``wrt``, a ragged list, an ``np.matrix``).
     method: ``"auto"`` (complex step where the forward is complex-analytic, else Richardson
         finite differences), ``"complex"`` or ``"richardson"``.
     rtol, atol: override the tolerances (``|analytic - numerical| <= atol + rtol * |numerical|``).

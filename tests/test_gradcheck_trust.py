@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from corpus import affine_backward, affine_forward
 
-from bnsym.gradcheck import GradientCheckError, assert_layer_gradients, check_function, check_layer
+from bnsym.gradcheck import (
+    GradientCheckError,
+    assert_layer_gradients,
+    check_function,
+    check_layer,
+    numerical_vjp,
+)
 
 
 def _double(x):
@@ -41,6 +47,14 @@ def test_any_memory_layout_gets_the_right_derivatives(x, method):
     assert report.passed, str(report)
     report = check_function(lambda x: x * x, lambda d, x: 2 * d * x, x, method=method)
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("method", ["complex", "richardson"])
+def test_numerical_vjp_of_a_transposed_view(method):
+    x = np.arange(6.0).reshape(3, 2).T
+    dout = np.random.default_rng(0).normal(size=x.shape)
+    (dx,) = numerical_vjp(lambda x: x * x, [x], dout, method=method)
+    np.testing.assert_allclose(dx, 2 * x * dout, rtol=1e-8, atol=1e-9)
 
 
 def test_the_readme_affine_layer_with_w_as_a_transposed_view():
