@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bnsym._gradcheck_hints import pattern_hints
-from bnsym._gradcheck_numeric import EPS64, Loss, signs
+from bnsym._gradcheck_numeric import EPS64, Loss, dot, signs
 from bnsym._gradcheck_report import Entry, InputResult
 
 TINY = float(np.finfo(np.float64).tiny)
@@ -137,7 +137,7 @@ class Comparison:
         ws = {self.i: self.loss.direction(self.i, v)}
         numerical, err, taken = self.loss.directional(ws, self.use_complex)
         w = taken[self.i]
-        return float(np.dot(self.analytic.reshape(-1), w.reshape(-1))), numerical, err, w
+        return float(dot(self.analytic.reshape(-1), w.reshape(-1))), numerical, err, w
 
     # -- tolerances --------------------------------------------------------------------------
 
@@ -149,10 +149,10 @@ class Comparison:
         1e-2 in one column of a float32 dx is not lost in 4 * rtol32 * |g| * sqrt(size).
         """
         wflat = w.reshape(-1)
-        norm = float(np.sqrt(np.dot(wflat, wflat)))
+        norm = float(np.sqrt(dot(wflat, wflat)))
         user = self.atol_user * float(np.abs(wflat).sum()) if self.atol_user else 0.0
         if self.rounding_error is not None:
-            known = 2 * abs(float(np.dot(self.rounding_error.reshape(-1), wflat)))
+            known = 2 * abs(float(dot(self.rounding_error.reshape(-1), wflat)))
             return known + (4 * self.rtol_work * gscale + 4 * self.floor_work) * norm + user
         return (4 * self.rtol * gscale + 4 * self.floor) * norm + user
 
@@ -205,11 +205,11 @@ class Comparison:
             nv, ev, taken = self.loss.central(ws, exact)
             label = "complex-step" if exact else "central"
         w = taken[self.i].reshape(-1)
-        av = float(np.dot(a, w))
-        norm = float(np.sqrt(np.dot(w, w)))
+        av = float(dot(a, w))
+        norm = float(np.sqrt(dot(w, w)))
         if not (math.isfinite(nv) and norm > 0):
             return None
-        gscale = max(math.sqrt(float(np.dot(a, a)) / size), abs(nv) / norm)
+        gscale = max(math.sqrt(float(dot(a, a)) / size), abs(nv) / norm)
         tol = 4 * ev + self.direction_tolerance(w, gscale)
         if not abs(av - nv) <= tol:
             return None
@@ -243,7 +243,7 @@ class Comparison:
         n_pass = N_PASS_SAMPLES if size <= LARGE_INPUT else N_PASS_SAMPLES_LARGE
         flat_idx = self._sample(rng, n_pass, [int(np.abs(a).argmax())])
         numeric, errs = self.coordinates(flat_idx)
-        gscale = max(finite_max(np.abs(numeric)), math.sqrt(float(np.dot(a, a)) / max(size, 1)))
+        gscale = max(finite_max(np.abs(numeric)), math.sqrt(float(dot(a, a)) / max(size, 1)))
         excluded = self._kinks_up_front(rng, gscale)
         if excluded.size:
             extra = self._sample_from(rng, excluded, N_SAMPLES, flat_idx)

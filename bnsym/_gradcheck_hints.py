@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bnsym._gradcheck_numeric import dot
+
 
 def pattern_hints(
     name: str,
@@ -180,7 +182,7 @@ def _scale_hint(
     d, x = diff[failed], x_values[failed]
     if d.size < 3 or not np.any(x != 0):
         return None
-    c = float(np.dot(d, x) / np.dot(x, x))
+    c = float(dot(d, x) / dot(x, x))
     residual = float(np.max(np.abs(d - c * x)))
     if c == 0 or residual > 1e-3 * float(np.max(np.abs(d))) + atol:
         return None

@@ -37,6 +37,7 @@ import numpy as np
 from bnsym._gradcheck_inputs import copy_input
 
 EPS64 = float(np.finfo(np.float64).eps)
+
 # complex step size relative to the input's scale: far below any rounding of x, far above
 # underflow of h**2 terms that the complex arithmetic may form
 COMPLEX_STEP = 1e-20
@@ -47,6 +48,16 @@ COMPLEX_STEP = 1e-20
 MIN_COMPLEX_STEP = float(np.finfo(np.float64).tiny) / EPS64
 MAX_COMPLEX_STEP = 1e-8
 CACHED_UNITS = 2**16  # an input's direction units are kept up to this many entries
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> Any:
+    """sum(a * b) of two flat vectors, without BLAS.
+
+    np.dot and np.vdot of long vectors go to a threaded BLAS call whose threads, woken between
+    the forward calls of a check on a busy machine, took 3 to 8 ms for 131,072 entries; the
+    einsum loop takes 0.1 ms (a (512, 256) check went from 0.13 s to 0.025 s).
+    """
+    return np.einsum("i,i->", a, b)
 
 
 def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -76,7 +87,7 @@ def input_scale(x: np.ndarray, ordered: np.ndarray | None = None) -> float:
         if mad > 0 and math.isfinite(mad):
             return mad
         std = float(np.std(flat)) if flat.size > 1 else 0.0
-        rms = float(np.sqrt(np.dot(flat, flat) / flat.size))
+        rms = float(np.sqrt(dot(flat, flat) / flat.size))
     for scale in (std, rms):
         if scale > 0 and math.isfinite(scale):
             return scale
@@ -217,7 +228,7 @@ class Loss:
         for d, o in zip(self.dout, outs, strict=True):
             if d.shape != o.shape:
                 raise ValueError(f"the output changed shape from {d.shape} to {o.shape}")
-            total = total + np.dot(d.reshape(-1), o.reshape(-1))
+            total = total + dot(d.reshape(-1), o.reshape(-1))
         return total
 
     def at(self, ws: Mapping[int, np.ndarray], t: float) -> float:
@@ -388,7 +399,7 @@ class Loss:
         for d, o in zip(self.dout_complex, outs, strict=True):
             if not np.iscomplexobj(o):
                 raise TypeError(f"the forward returned a real {o.dtype} array for complex input")
-            total += complex(np.dot(d, o.reshape(-1)))
+            total += complex(dot(d, o.reshape(-1)))
         return total
 
     def complex_step(self, i: int) -> float:
