@@ -258,6 +258,7 @@ def normalize_grads(
                 hint = " - the input is broadcast in the forward: sum the gradient over those axes"
                 values = None
             else:
+                hint = ": an update `param -= lr * grad` needs the input's shape"
                 values = None
             problems[i] = (
                 f"the gradient of {name!r} has shape {g.shape}, "
