@@ -518,7 +518,8 @@ def _gradcheck_raised_in(exc: BaseException, fn: Callable[..., Any]) -> bool:
     type=click.Choice(["auto", "full", "probe"]),
     default="auto",
     show_default=True,
-    help="full: every entry; probe: random directions and sampled entries; auto: by size.",
+    help="full: every entry; auto: a random direction per input, every entry where it fails "
+    "(up to 512); probe: directions, sampled entries and bisection.",
 )
 @click.option(
     "--method",
