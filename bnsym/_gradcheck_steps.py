@@ -62,10 +62,9 @@ class Layer:
     run_forward: Callable[[Sequence[Any]], tuple[Any, Any]]
     run_backward: Callable[[Any, Any, Sequence[Any]], Any]
     f: Callable[..., Any]  # inputs -> out, for the numerical derivatives
+    # the caller's arrays, also the reference for "modified in place": the check never passes
+    # them to the layer's code (it works on copies), so they cannot change
     inputs: list[Any]
-    # the caller's arrays, the reference for "modified in place": the check never passes them
-    # to the layer's code (it works on copies), so they cannot change
-    originals: list[Any]
     names: list[str]
     wrt_idx: list[int]
     forward_name: str
@@ -85,7 +84,7 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
     # the second call on the same copies (unchanged, or the first call is reported): one
     # copy of the inputs less at the check's peak
     out_b, _ = _forward(layer, args_a)
-    for i, (a, orig) in enumerate(zip(args_a, layer.originals, strict=True)):
+    for i, (a, orig) in enumerate(zip(args_a, layer.inputs, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             return (
                 f"{forward_name} modifies its input {names[i]!r} in place "
@@ -179,7 +178,7 @@ def analytic_gradients(
             f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
             "so a backward must not write into it"
         )
-    for i, (a, orig) in enumerate(zip(args, layer.originals, strict=True)):
+    for i, (a, orig) in enumerate(zip(args, layer.inputs, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             problems.append(
                 f"{backward_name} modifies the input {names[i]!r} (through the cache) in place "

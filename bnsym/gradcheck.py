@@ -364,7 +364,6 @@ def _check_quietly(
         run_backward,
         f,
         arrays,
-        arrays,
         list(names),
         resolve_wrt(wrt, arrays, list(names)),
         forward_name,
