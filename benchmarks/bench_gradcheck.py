@@ -1,6 +1,6 @@
 """Benchmark: bnsym's gradient checker against torch.autograd.gradcheck, in one process and run.
 
-    python benchmarks/bench_gradcheck.py            # about 12 seconds on two cores
+    python benchmarks/bench_gradcheck.py            # about 30 seconds on two cores
     python benchmarks/bench_gradcheck.py --repeat 1 # quicker, noisier timings
 
 1. Speed: batch norm (float64) at (4, 3), (64, 32) and (512, 256), checked by torch's slow mode
@@ -9,7 +9,11 @@
    best case: autograd computes the backward); bnsym checks the same layer written in NumPy
    (tests/corpus.py). The tools take turns in every timing round; the best time of each is
    reported, and the ratios from those.
-2. Accuracy: every layer of tests/corpus.py (right and wrong backward passes), plus one wrong
+2. Slow layers: convolution (x (2, 3, 7, 7), w (3, 3, 3, 3), pad 1, stride 1 and 2) and max
+   pooling written with Python loops into a float array (no complex step), batch norm (64, 32)
+   and a softmax loss, checked by bnsym's default and by torch's fast mode wrapping the same
+   NumPy code; the forward calls of each, and the peak memory of a (4096, 1024) check.
+3. Accuracy: every layer of tests/corpus.py (right and wrong backward passes), plus one wrong
    column of dx (1e-3 added to one column) at (64, 32) and (512, 256), checked by each tool.
    Torch checks the NumPy layer wrapped in a torch.autograd.Function; a torch error counts as
    "caught" for a wrong layer and as a failure for a right one.
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import platform
 import sys
 import time
+import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,16 +67,22 @@ def torch_bn(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.
     return gamma * xc / torch.sqrt(var + corpus.EPS) + beta
 
 
-def as_torch_function(forward: Any, backward: Any, n_inputs: int) -> Any:
-    """A NumPy layer as a torch function: torch.autograd.gradcheck then checks its backward."""
+def as_torch_function(
+    forward: Any, backward: Any, n_inputs: int, calls: list[int] | None = None
+) -> Any:
+    """A NumPy layer as a torch function: torch.autograd.gradcheck then checks its backward.
+
+    Inputs that are not tensors (a dict of options) pass through; ``calls[0]`` counts the
+    forward calls."""
 
     class Layer(torch.autograd.Function):
         @staticmethod
-        def forward(ctx: Any, *tensors: torch.Tensor) -> Any:
-            arrays = [t.detach().numpy() for t in tensors]
+        def forward(ctx: Any, *tensors: Any) -> Any:
+            if calls is not None:
+                calls[0] += 1
+            arrays = [t.detach().numpy() if isinstance(t, torch.Tensor) else t for t in tensors]
             out, cache = forward(*arrays)
             ctx.cache = cache
-            ctx.shapes = [a.shape for a in arrays]
             if isinstance(out, tuple):
                 return tuple(torch.from_numpy(np.array(o)) for o in out)
             return torch.from_numpy(np.array(out))
@@ -84,6 +96,7 @@ def as_torch_function(forward: Any, backward: Any, n_inputs: int) -> Any:
                 grads = [grads.get(k, grads.get("d" + k)) for k in names][:n_inputs]
             elif not isinstance(grads, tuple | list):
                 grads = [grads]
+            grads = list(grads) + [None] * (n_inputs - len(grads))  # options: no gradient
             return tuple(None if g is None else torch.from_numpy(np.array(g)) for g in grads)
 
     return Layer.apply
@@ -139,6 +152,100 @@ def speed(repeat: int) -> list[tuple[str, dict[str, float | None]]]:
                 times[tool] = elapsed if best is None else min(best, elapsed)
         rows.append((f"({n}, {d})", times))
     return rows
+
+
+# --- slow layers: loops over a float array, where the complex step cannot go -----------------
+
+SLOW_CASES = [
+    (
+        "conv naive, stride 1",
+        corpus.conv_naive_forward,
+        corpus.conv_naive_backward,
+        corpus.conv_inputs((2, 3, 7, 7), (3, 3, 3, 3), stride=1, pad=1),
+    ),
+    (
+        "conv naive, stride 2",
+        corpus.conv_naive_forward,
+        corpus.conv_naive_backward,
+        corpus.conv_inputs((2, 3, 7, 7), (3, 3, 3, 3), stride=2, pad=1),
+    ),
+    (
+        "max pool naive",
+        corpus.maxpool_naive_forward,
+        corpus.maxpool_naive_backward,
+        corpus.maxpool_naive_inputs((2, 3, 8, 8)),
+    ),
+    ("batch norm (64, 32)", corpus.bn_forward, corpus.bn_backward, corpus.bn_inputs(64, 32)),
+    (
+        "softmax loss (64, 10)",
+        corpus.softmax_ce_forward,
+        corpus.softmax_ce_backward,
+        lambda rng: (rng.normal(size=(64, 10)), rng.integers(0, 10, size=64)),
+    ),
+]
+
+
+def torch_tensors(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        torch.tensor(a, requires_grad=a.dtype.kind == "f") if isinstance(a, np.ndarray) else a
+        for a in inputs
+    )
+
+
+def slow_layers(repeat: int) -> list[tuple[str, float, float, int, int, bool, bool]]:
+    """Per case: (name, bnsym time, torch fast time, bnsym calls, torch calls, verdicts)."""
+    rows = []
+    for name, forward, backward, make in SLOW_CASES:
+        inputs = make(np.random.default_rng(0))
+        calls = [0]
+        fn = as_torch_function(forward, backward, len(inputs), calls)
+        tensors = torch_tensors(inputs)
+
+        def torch_run(fn: Any = fn, tensors: Any = tensors) -> bool:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return bool(
+                    torch.autograd.gradcheck(fn, tensors, fast_mode=True, raise_exception=False)
+                )
+
+        def bnsym_run(
+            forward: Any = forward, backward: Any = backward, inputs: Any = inputs
+        ) -> Any:
+            return check_layer(forward, backward, *inputs)
+
+        torch_ok, report = torch_run(), bnsym_run()  # warm up, and the verdicts
+        calls[0] = 0
+        torch_run()
+        torch_calls = calls[0]
+        best = {"bnsym": math.inf, "torch": math.inf}
+        for _ in range(repeat):
+            for tool, run in (("bnsym", bnsym_run), ("torch", torch_run)):
+                start = time.perf_counter()
+                run()
+                best[tool] = min(best[tool], time.perf_counter() - start)
+        rows.append(
+            (name, best["bnsym"], best["torch"], report.evaluations, torch_calls, report.passed,
+             torch_ok)
+        )  # fmt: skip
+    return rows
+
+
+def peak_memory(n: int = 4096, d: int = 1024) -> tuple[float, float, float]:
+    """Peak bytes allocated (tracemalloc) by a default check of batch norm (n, d), by the
+    layer's own forward and backward once (the floor any check of it pays), and the inputs'
+    bytes."""
+    x, gamma, beta = corpus.bn_inputs(n, d)(np.random.default_rng(0))
+    tracemalloc.start()
+    out, cache = corpus.bn_forward(x, gamma, beta)
+    grads = corpus.bn_backward(np.random.default_rng(1).standard_normal(out.shape), cache)
+    layer = tracemalloc.get_traced_memory()[1]
+    del out, cache, grads
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    check_layer(corpus.bn_forward, corpus.bn_backward, x, gamma, beta)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak, float(layer), float(x.nbytes + gamma.nbytes + beta.nbytes)
 
 
 # --- accuracy ---------------------------------------------------------------------------------
@@ -233,6 +340,36 @@ def main() -> None:
         r1 = f"{slow / full:.1f}x" if slow and full else "-"
         r2 = f"{default / fast:.2f}" if default and fast else "-"
         print(f"| {shape} | " + " | ".join(fmt_time(t[k]) for k in TOOLS) + f" | {r1} | {r2} |")
+
+    print("\n## Slow layers: bnsym default vs torch fast mode on the same NumPy code\n")
+    print(
+        "| layer | bnsym default | torch fast | bnsym / torch | forward calls bnsym | "
+        "forward calls torch | verdicts (bnsym, torch) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    total_b = total_t = 0.0
+    bn_ratio = math.nan
+    for name, tb, tt, cb, ct, ok_b, ok_t in slow_layers(args.repeat):
+        total_b, total_t = total_b + tb, total_t + tt
+        if name.startswith("batch norm"):
+            bn_ratio = tb / tt
+        verdicts = f"{'pass' if ok_b else 'FAIL'}, {'pass' if ok_t else 'FAIL'}"
+        print(
+            f"| {name} | {fmt_time(tb)} | {fmt_time(tt)} | {tb / tt:.2f} | {cb} | {ct} | "
+            f"{verdicts} |"
+        )
+    print(
+        f"| **total** | {fmt_time(total_b)} | {fmt_time(total_t)} | "
+        f"**{total_b / total_t:.2f}** | | | |"
+    )
+    peak, layer, size = peak_memory()
+    print(
+        f"\nGoals: total <= 1x torch fast ({total_b / total_t:.2f}x), batch norm (64, 32) <= 1x "
+        f"({bn_ratio:.2f}x), peak memory of a (4096, 1024) check <= 4x its inputs: "
+        f"{peak / size:.1f}x ({peak / 2**20:.0f} MiB for {size / 2**20:.0f} MiB of inputs), of "
+        f"which the layer's own forward and backward take {layer / size:.1f}x and the checker "
+        f"{(peak - layer) / size:.1f}x"
+    )
 
     print("\n## Accuracy: the corpus (tests/corpus.py)\n")
     rows, summary = accuracy()

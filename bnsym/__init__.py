@@ -5,7 +5,9 @@ The public surface, by concern:
 - ``derive(m, **options) -> Derivation`` — the symbolic derivation (SymPy);
 - ``generate(derivation) -> GeneratedModule`` — NumPy code from it (``sympy.lambdify``);
 - ``check_layer``, ``check_function``, ``assert_layer_gradients``, ``GradientCheckError`` —
-  the finite-difference gradient checker (NumPy only).
+  the finite-difference gradient checker (NumPy only);
+- ``check_torch`` — the same checker on PyTorch functions and modules (imports torch when
+  called, never before).
 
 Names are imported lazily, so ``import bnsym`` followed by ``bnsym.check_layer`` never
 imports SymPy: the gradient checker and the pytest plugin stay cheap to import.
@@ -31,6 +33,7 @@ _LAZY = {
     "assert_layer_gradients": "bnsym.gradcheck",
     "numerical_vjp": "bnsym.gradcheck",
     "GradientCheckError": "bnsym.gradcheck",
+    "check_torch": "bnsym.gradcheck_torch",
     "Report": "bnsym.gradcheck",
     "BatchNorm": "bnsym.reference",
     "batchnorm_forward": "bnsym.reference",
@@ -50,6 +53,7 @@ __all__ = [
     "batchnorm_forward",
     "check_function",
     "check_layer",
+    "check_torch",
     "derive",
     "generate",
     "load_json",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bnsym._gradcheck_hints import pattern_hints
-from bnsym._gradcheck_numeric import EPS64, Loss, signs
+from bnsym._gradcheck_numeric import EPS64, Loss, dot, signs
 from bnsym._gradcheck_report import Entry, InputResult
 
 TINY = float(np.finfo(np.float64).tiny)
@@ -53,12 +53,19 @@ class Comparison:
 
     loss: the scalar L whose gradient the backward returns; i: the input's position.
     analytic: the backward's gradient of the input, as float64, shaped like the input.
-    rtol: the relative tolerance of an entry (from the input's dtype); atol: the caller's, or
-        None to derive it from the error estimates.
-    floor: the rounding of the analytic formula itself, per entry (joins atol).
+    rtol: the caller's relative tolerance, or None for 1000 units of the working precision (the
+        input's dtype, or the forward's measured noise if larger; at least 1e-9), plus the
+        rounding of a gradient returned in a lower precision than its input.
+    atol: the caller's, or None to derive it from the error estimates.
+    eps_dtype, eps_grad: the machine epsilon of the input's and of the gradient's dtype.
+    natural: the size of the analytic formula's terms; 64 roundings of them join atol (the
+        floor), with ``floor_extra`` (the outputs' underflow, a float32 backward's rounding).
     rounding_error: for a float32 input, the analytic gradient minus the same backward run in
         float64 (shape of the input), when that difference is within plain rounding; random
         directions then hold the gradient to float64 precision plus this known difference.
+
+    The tolerances follow the forward's noise, which is measured only when first needed
+    (:meth:`tolerances` recomputes them).
     """
 
     def __init__(
@@ -68,27 +75,50 @@ class Comparison:
         name: str,
         dtype: str,
         analytic: np.ndarray,
-        use_complex: bool,
-        rtol: float,
+        rtol: float | None,
         atol: float | None,
-        floor: float = 0.0,
+        *,
+        eps_dtype: float = EPS64,
+        eps_grad: float = EPS64,
+        natural: float = 0.0,
+        floor_extra: float = 0.0,
         rounding_error: np.ndarray | None = None,
-        rtol_work: float | None = None,
-        floor_work: float | None = None,
     ) -> None:
         self.loss, self.i, self.name = loss, i, name
         self.analytic = analytic
         self.shape = analytic.shape
         self.dtype = dtype
-        self.use_complex = use_complex
-        self.method = "complex-step" if use_complex else "richardson"
-        self.rtol, self.atol_user = rtol, atol
+        self.rtol_user, self.atol_user = rtol, atol
+        self.eps_dtype, self.eps_grad = eps_dtype, eps_grad
+        self.natural, self.floor_extra = natural, floor_extra
         self.numeric_all: np.ndarray | None = None
-        self.floor = floor
         self.rounding_error = rounding_error
-        self.rtol_work = rtol if rtol_work is None else rtol_work
-        self.floor_work = floor if floor_work is None else floor_work
         self.kink_notes: list[str] = []  # about kinks found before the comparison
+        self.labels: list[tuple[str, np.ndarray]] = []  # the integer inputs, for the hints
+        self.tolerances()
+
+    def tolerances(self) -> None:
+        """rtol and the rounding floor from the precision known now (the input's dtype, the
+        forward's noise once measured); ``*_work`` the same at float64 for float32 inputs."""
+        eps_a = max(self.eps_dtype, self.loss.eps_eval)
+        eps_work = max(EPS64, self.loss.eps_eval)
+        # a gradient rounded to a coarser dtype than its input's is right to that rounding
+        coarse = 2 * self.eps_grad if self.eps_grad > self.eps_dtype else 0.0
+        user = self.rtol_user
+        self.rtol = user if user is not None else max(min(1e-2, max(1e-9, 1000 * eps_a)), coarse)
+        self.rtol_work = (
+            user if user is not None else max(min(1e-2, max(1e-9, 1000 * eps_work)), coarse)
+        )
+        self.floor = 64 * eps_a * self.natural + self.floor_extra
+        self.floor_work = 64 * eps_work * self.natural + self.floor_extra
+
+    @property
+    def use_complex(self) -> bool:
+        return self.loss.use_complex
+
+    @property
+    def method(self) -> str:
+        return "complex-step" if self.use_complex else "richardson"
 
     # -- numerical values --------------------------------------------------------------------
 
@@ -107,7 +137,7 @@ class Comparison:
         ws = {self.i: self.loss.direction(self.i, v)}
         numerical, err, taken = self.loss.directional(ws, self.use_complex)
         w = taken[self.i]
-        return float(np.dot(self.analytic.reshape(-1), w.reshape(-1))), numerical, err, w
+        return float(dot(self.analytic.reshape(-1), w.reshape(-1))), numerical, err, w
 
     # -- tolerances --------------------------------------------------------------------------
 
@@ -119,10 +149,10 @@ class Comparison:
         1e-2 in one column of a float32 dx is not lost in 4 * rtol32 * |g| * sqrt(size).
         """
         wflat = w.reshape(-1)
-        norm = float(np.sqrt(np.dot(wflat, wflat)))
+        norm = float(np.sqrt(dot(wflat, wflat)))
         user = self.atol_user * float(np.abs(wflat).sum()) if self.atol_user else 0.0
         if self.rounding_error is not None:
-            known = 2 * abs(float(np.dot(self.rounding_error.reshape(-1), wflat)))
+            known = 2 * abs(float(dot(self.rounding_error.reshape(-1), wflat)))
             return known + (4 * self.rtol_work * gscale + 4 * self.floor_work) * norm + user
         return (4 * self.rtol * gscale + 4 * self.floor) * norm + user
 
@@ -134,6 +164,9 @@ class Comparison:
     # -- the two modes -------------------------------------------------------------------------
 
     def full(self, sizes: Sequence[int]) -> InputResult:
+        if not self.use_complex:  # finite differences: their steps need the noise
+            self.loss.ensure_noise()
+            self.tolerances()
         size = self.analytic.size
         numeric, errs = self.coordinates(range(size))
         self.numeric_all = numeric.reshape(self.shape)
@@ -143,6 +176,59 @@ class Comparison:
         indices = _multi_indices(range(size), self.shape)
         return self.result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
 
+    def quick(self, rng: np.random.Generator) -> InputResult | None:
+        """The passing verdict from one random direction, or None to look closer.
+
+        The direction's derivative costs one complex step or one central difference; if it
+        agrees with the analytic <g, w> within the direction's own tolerance, the gradient is
+        right: an error e of any pattern moves it by <e, w>, with entries of w of random sign
+        and a random size between 1 and 2 (in the input's units), which cancels by chance no
+        more often than a fraction of order tol / |e| of the time. A direction that crosses a
+        kink (a ReLU input at 0, a tie in a max) disagrees and is looked at closer, where kinks
+        are told from errors; one that agrees has met none, or a subgradient the backward chose.
+        """
+        size = self.analytic.size
+        if size == 0:
+            return None
+        a = self.analytic.reshape(-1)
+        # entries of random sign and size 1 to 2: one wrong entry moves <e, w> by at least
+        # its own error (a Gaussian entry can be near 0), and two equal errors cannot cancel
+        # exactly (random signs alone cancel them half of the time)
+        v = rng.random(self.shape) * 2.0 - 1.0
+        v += np.sign(v)
+        ws = {self.i: self.loss.direction(self.i, v)}
+        del v
+        exact = self.loss.method == "complex" or self.loss.decided_complex
+        if self.loss.method == "richardson":  # the method the caller forced, as asked
+            nv, ev, taken = self.loss.directional(ws, False)
+            label = "richardson"
+        else:
+            nv, ev, taken = self.loss.central(ws, exact)
+            label = "complex-step" if exact else "central"
+        w = taken[self.i].reshape(-1)
+        av = float(dot(a, w))
+        norm = float(np.sqrt(dot(w, w)))
+        if not (math.isfinite(nv) and norm > 0):
+            return None
+        gscale = max(math.sqrt(float(dot(a, a)) / size), abs(nv) / norm)
+        tol = 4 * ev + self.direction_tolerance(w, gscale)
+        if not abs(av - nv) <= tol:
+            return None
+        return InputResult(
+            self.name,
+            self.shape,
+            self.dtype,
+            True,
+            method=label,
+            max_abs_error=abs(av - nv) / norm,  # per unit of the direction: an entry's error
+            max_rel_error=abs(av - nv) / max(abs(nv), TINY),
+            atol=float(self.atol(gscale, ev / norm)),
+            rtol=float(self.rtol),
+            n_checked=1,
+            worst=(Entry(("direction", 0), av, nv, ev, tol),),
+            notes=tuple(self.kink_notes),
+        )
+
     def probe(self, rng: np.random.Generator, sizes: Sequence[int]) -> InputResult:
         """Random signed directions through this input, plus sampled entries.
 
@@ -150,12 +236,15 @@ class Comparison:
         (a sample of them is compared entry by entry); where a direction fails, more entries
         are sampled and the direction is bisected down to a wrong entry.
         """
+        if not self.use_complex:  # finite differences: their steps need the noise
+            self.loss.ensure_noise()
+            self.tolerances()
         size = self.analytic.size
         a = self.analytic.reshape(-1)
         n_pass = N_PASS_SAMPLES if size <= LARGE_INPUT else N_PASS_SAMPLES_LARGE
         flat_idx = self._sample(rng, n_pass, [int(np.abs(a).argmax())])
         numeric, errs = self.coordinates(flat_idx)
-        gscale = max(finite_max(np.abs(numeric)), math.sqrt(float(np.dot(a, a)) / max(size, 1)))
+        gscale = max(finite_max(np.abs(numeric)), math.sqrt(float(dot(a, a)) / max(size, 1)))
         excluded = self._kinks_up_front(rng, gscale)
         if excluded.size:
             extra = self._sample_from(rng, excluded, N_SAMPLES, flat_idx)
@@ -241,7 +330,9 @@ class Comparison:
         post-ReLU input at 0 that never ends. Five evaluations tell whether any candidate is a
         kink; then all of them leave the directions and a sample is compared one by one.
         """
-        candidates = kink_candidates(self.loss.base[self.i], self.loss.ordered.get(self.i))
+        if not self.loss.has_ties.get(self.i, False):
+            return np.zeros(0, dtype=np.intp)
+        candidates = kink_candidates(self.loss.base[self.i])
         if candidates.size == 0:
             return candidates
         v = np.zeros(self.analytic.size)
@@ -415,7 +506,19 @@ class Comparison:
         if any_failed:
             hints = (
                 pattern_hints(
-                    self.name, self.shape, a, n, indices, failed, atol, sizes, analytic_all
+                    self.name,
+                    self.shape,
+                    a,
+                    n,
+                    indices,
+                    failed,
+                    atol,
+                    sizes,
+                    analytic_all,
+                    x_values=self.loss.base[self.i].reshape(-1)[
+                        slice(None) if flat_idx is None else np.asarray(flat_idx, dtype=np.intp)
+                    ],
+                    labels=self.labels,
                 )
                 + hints
             )

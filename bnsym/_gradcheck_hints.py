@@ -7,6 +7,8 @@ Each hint compares the analytic entries ``a`` with the numerical ones ``n`` of o
   (a missing or extra ``1/m``), else the factor itself (``+0.1%``);
 - a transposed matrix: ``a == n.T``;
 - mismatches confined to one index along an axis (one wrong feature or column);
+- one wrong entry per row, at the labels' positions (an integer input);
+- an error proportional to the input's values (a regularization term);
 - two inputs' gradients swapped (checked across inputs by :func:`swap_hints`).
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from bnsym._gradcheck_numeric import dot
 
 
 def pattern_hints(
@@ -27,6 +31,8 @@ def pattern_hints(
     atol: float,
     sizes: Sequence[int] = (),
     analytic_all: np.ndarray | None = None,
+    x_values: np.ndarray | None = None,
+    labels: Sequence[tuple[str, np.ndarray]] = (),
 ) -> list[str]:
     """Hints for input ``name`` from compared entries (flat arrays ``analytic``, ``numerical``).
 
@@ -34,14 +40,18 @@ def pattern_hints(
     sizes: axis sizes of all inputs (candidates for a missing ``1/m``).
     analytic_all: the whole analytic gradient (shape ``shape``) when only sampled entries were
         compared: a transposed matrix is then seen at the sampled entries, ``a[q, p] == n[p, q]``.
+    x_values: the input's values at the compared entries (an error proportional to them).
+    labels: the integer inputs by name (labels, indices): one wrong entry per row at them.
     """
     hints: list[str] = []
     if not failed.any():
         return hints
-    if np.all(analytic == 0) and np.any(np.abs(numerical) > atol):
+    whole = analytic if analytic_all is None else analytic_all
+    if np.all(whole == 0) and np.any(np.abs(numerical) > atol):
         return [
-            f"the analytic gradient of {name} is zero everywhere but the numerical one is not: "
-            "was it never computed, or overwritten by a fresh zeros array?"
+            f"the analytic gradient of {name} is zero everywhere (exactly 0 in every entry) "
+            f"though the forward depends on {name}: was it never computed, or overwritten by a "
+            "fresh zeros array?"
         ]
     significant = np.abs(numerical) > 10 * atol
     routed = _zero_pattern_hint(name, analytic, numerical, failed, atol)
@@ -57,6 +67,13 @@ def pattern_hints(
         offset = _offset_hint(name, shape, analytic, numerical, indices, failed, atol)
         if offset:
             hints.append(offset)
+    if not hints and x_values is not None:
+        scaled = _scale_hint(name, analytic - numerical, x_values, failed, atol)
+        if scaled:
+            hints.append(scaled)
+    per_row = _per_row_hint(name, shape, indices, failed, labels)
+    if per_row:
+        hints.append(per_row)
     if _transposed(shape, analytic, numerical, indices, atol, analytic_all):
         hints.append(f"the analytic gradient of {name} is the numerical one transposed")
     hints.extend(_confined_hints(name, shape, indices, failed))
@@ -155,6 +172,53 @@ def _offset_hint(
                 f"line, {len(lines)} lines): a mean over axis {axis} missing or extra?"
             )
     return None
+
+
+def _scale_hint(
+    name: str, diff: np.ndarray, x_values: np.ndarray, failed: np.ndarray, atol: float
+) -> str | None:
+    """A hint when analytic - numerical = c * x at the failing entries: an error that grows
+    with the input's own values (a regularization term c * w missing or extra)."""
+    d, x = diff[failed], x_values[failed]
+    if d.size < 3 or not np.any(x != 0):
+        return None
+    c = float(dot(d, x) / dot(x, x))
+    residual = float(np.max(np.abs(d - c * x)))
+    if c == 0 or residual > 1e-3 * float(np.max(np.abs(d))) + atol:
+        return None
+    return (
+        f"analytic - numerical = {c:.6g} * {name} at the failing entries: the error grows with "
+        f"the input's values (a term in {name} missing or extra, such as the gradient "
+        f"{c:.3g} * {name} of a regularization?)"
+    )
+
+
+def _per_row_hint(
+    name: str,
+    shape: tuple[int, ...],
+    indices: Sequence[tuple[int, ...]],
+    failed: np.ndarray,
+    labels: Sequence[tuple[str, np.ndarray]],
+) -> str | None:
+    """A hint when exactly one entry per row of a matrix fails, at a label's position."""
+    if len(shape) != 2 or len(indices) != shape[0] * shape[1]:
+        return None  # every entry compared: only then is "one per row" seen
+    bad = [indices[int(k)] for k in np.flatnonzero(failed)]
+    rows = [r for r, _ in bad]
+    if len(bad) < 2 or len(set(rows)) != len(rows):
+        return None
+    for label, y in labels:
+        y = np.asarray(y).reshape(-1)
+        if y.size == shape[0] and all(0 <= int(y[r]) < shape[1] and int(y[r]) == c for r, c in bad):
+            return (
+                f"one entry per row of {name} differs, at the position {label} gives in each "
+                f"row ({name}[i, {label}[i]]): the term at the labels (the one-hot) is wrong or "
+                "missing"
+            )
+    return (
+        f"one entry per row of {name} differs ({len(bad)} rows): a term at one position per "
+        "row (a label's one-hot?) is wrong or missing"
+    )
 
 
 def _ratio_hint(name: str, ratio: float, sizes: Sequence[int]) -> str:

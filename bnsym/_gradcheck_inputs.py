@@ -30,8 +30,68 @@ def unchecked(name: str, a: Any, checked: bool) -> InputResult:
     return InputResult(name, tuple(arr.shape), arr.dtype.name, not checked, checked=checked)
 
 
+def validate_call(
+    forward: Any, backward: Any, inputs: Sequence[Any], names: Sequence[str] | None
+) -> list[Any]:
+    """The inputs as the check uses them (numbers and lists as arrays), or a TypeError /
+    ValueError naming the argument that cannot be checked."""
+    for role, fn in (("forward", forward), ("backward", backward)):
+        if not callable(fn):
+            raise TypeError(
+                f"the {role} must be callable (a function), not {type(fn).__name__} {fn!r:.60}"
+            )
+    names = list(names) if names is not None else param_names(forward, len(inputs))
+    arrays = []
+    for k, a in enumerate(inputs):
+        label = f"input {k}" if k >= len(names) else f"input {names[k]!r}"
+        if isinstance(a, np.matrix):
+            raise TypeError(
+                f"{label} is an np.matrix, whose * is a matrix product and whose reductions "
+                "keep 2 axes; pass np.asarray(...) of it"
+            )
+        if isinstance(a, bool | int | float | list | tuple):
+            try:
+                a = np.asarray(a)
+            except ValueError:
+                raise ValueError(
+                    f"{label} is a ragged list (rows of different lengths); give an array "
+                    "with one length per axis"
+                ) from None
+            if a.dtype == object:
+                raise ValueError(f"{label} is not a list of numbers; give a numeric array")
+        arrays.append(a)
+    return arrays
+
+
+def validate_options(seed: Any, rtol: Any, atol: Any) -> None:
+    """TypeError / ValueError naming ``seed``, ``rtol`` or ``atol`` when it is unusable."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
+    for option, value in (("rtol", rtol), ("atol", atol)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise TypeError(f"{option} must be a number such as 1e-6, not {value!r}")
+        # NaN compares False with everything, so a NaN tolerance would pass any gradient
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{option} must be a finite number >= 0, not {value!r}")
+
+
+def shapes_text(names: Sequence[str], inputs: Sequence[Any]) -> str:
+    """``x (4, 3), w (3, 2)``: the inputs' names and shapes, for a report."""
+    return ", ".join(f"{n} {tuple(np.shape(a))}" for n, a in zip(names, inputs, strict=True))
+
+
+def raised(fn_name: str, exc: BaseException, names: Sequence[str], inputs: Sequence[Any]) -> str:
+    """One line for a forward or backward that raised: what, where, on which inputs."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{fn_name} raised {type(exc).__name__}: {first} (inputs {shapes_text(names, inputs)})"
+
+
 def copy_input(a: Any) -> Any:
-    return a.copy() if isinstance(a, np.ndarray) else a
+    """A fresh C-ordered, writable copy of an array (a view, a broadcast, an alias of another
+    input included); other objects as they are."""
+    return np.array(a, order="C") if isinstance(a, np.ndarray) else a
 
 
 def same(p: Any, q: Any) -> bool:
@@ -110,6 +170,11 @@ def resolve_wrt(
         return floating
     idx = []
     for w in [wrt] if isinstance(wrt, int | str) else wrt:
+        if isinstance(w, bool) or not isinstance(w, int | str | np.integer):
+            raise TypeError(
+                f"wrt={w!r}: give inputs by position (an int) or by name (a str); "
+                f"inputs are {list(names)}"
+            )
         if isinstance(w, str):
             if w not in names:
                 raise ValueError(f"wrt={w!r} is not an input; inputs are {list(names)}")
@@ -117,7 +182,7 @@ def resolve_wrt(
         else:
             if not -len(inputs) <= w < len(inputs):
                 raise ValueError(f"wrt={w} is out of range for {len(inputs)} inputs")
-            i = w % len(inputs)
+            i = int(w) % len(inputs)
         if i not in floating:
             raise ValueError(
                 f"input {names[i]!r} has dtype {np.asarray(inputs[i]).dtype}; "
@@ -130,7 +195,11 @@ def resolve_wrt(
 def normalize_grads(
     raw: Any, inputs: Sequence[Any], names: Sequence[str], wrt_idx: Sequence[int]
 ) -> tuple[list[np.ndarray | None], dict[int, str], str | None]:
-    """One gradient per input (None for constants), a problem per input, a problem for all."""
+    """One gradient per input (None for constants), a problem per input, a problem for all.
+
+    A gradient of the wrong shape but the input's size is returned too (reshaped, or
+    transposed for a transposed matrix), with its problem: its values are still compared.
+    """
     n = len(inputs)
     grads: list[Any] = [None] * n
     problems: dict[int, str] = {}
@@ -175,14 +244,28 @@ def normalize_grads(
             hint = ""
             if g.shape == shape[::-1] and len(shape) == 2:
                 hint = " - the transpose: return the gradient, not its .T?"
+                values = g.T  # its values are compared as the transpose they likely are
             elif g.size == int(np.prod(shape)):
-                hint = " - same size: a reshape is missing?"
+                dropped = [n for n in g.shape if n != 1] == [n for n in shape if n != 1]
+                hint = (
+                    " - an axis of size 1 more or less: `param -= lr * grad` then broadcasts "
+                    "to the wrong shape or fails"
+                    if dropped
+                    else " - same size: a reshape is missing?"
+                )
+                values = g.reshape(shape)  # its values are compared after the reshape
             elif broadcasts_to(shape, g.shape):
                 hint = " - the input is broadcast in the forward: sum the gradient over those axes"
+                values = None
+            else:
+                hint = ": an update `param -= lr * grad` needs the input's shape"
+                values = None
             problems[i] = (
                 f"the gradient of {name!r} has shape {g.shape}, "
                 f"expected {shape} like the input{hint}"
             )
+            if values is not None and np.all(np.isfinite(values)):
+                out[i] = values  # a wrong value must not hide behind the shape message
         elif not np.all(np.isfinite(g)):
             problems[i] = f"the gradient of {name!r} has {nonfinite(g)}"
         else:

@@ -82,6 +82,8 @@ class Report:
     mode: ``"full"`` (every entry) or ``"probe"`` (random directions plus sampled entries).
     inputs: one :class:`InputResult` per input, in the order of the inputs.
     problems: findings that stop the comparison or concern the layer as a whole.
+    raised: ``"forward"`` or ``"backward"`` when that call raised (the exception is the first
+        problem), else ``None``.
     """
 
     passed: bool
@@ -93,6 +95,7 @@ class Report:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     evaluations: int = 0
+    raised: str | None = None
 
     def __getitem__(self, name: str) -> InputResult:
         """The result for the input called ``name``."""

@@ -33,14 +33,26 @@ from bnsym._gradcheck_inputs import (
     unchecked,
     where_differs,
 )
-from bnsym._gradcheck_numeric import EPS64, Loss
+from bnsym._gradcheck_numeric import ForwardRaised, Loss, dot
 from bnsym._gradcheck_report import InputResult
 
-FULL_LIMIT = 512  # mode="auto": "full" up to this many checked entries, "probe" above
+TINY = float(np.finfo(np.float64).tiny)
+FULL_LIMIT = 512  # mode="auto": an input whose first direction fails is compared in full up to this
+COMPLEX_UP_FRONT = 2**14  # checked entries up to which the complex step is tried up front:
+# beyond, its complex arithmetic costs more than a second real call (at (512, 256) 39 ms for
+# a check by complex steps, 23 ms by central differences)
 SMALL_INPUT = 64  # mode="probe": failing inputs up to this size are compared entry by entry
 # a float32 gradient may differ from the same backward in float64 by this many float32
 # roundings of its terms; more is an unstable formula, not rounding
 ROUNDINGS_ALLOWED = 64
+
+
+class BackwardRaised(Exception):
+    """The user's backward raised ``error``: the check reports it rather than letting it out."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,9 @@ class Layer:
     run_forward: Callable[[Sequence[Any]], tuple[Any, Any]]
     run_backward: Callable[[Any, Any, Sequence[Any]], Any]
     f: Callable[..., Any]  # inputs -> out, for the numerical derivatives
+    # the caller's arrays, also the reference for "modified in place": the check never passes
+    # them to the layer's code (it works on copies), so they cannot change
     inputs: list[Any]
-    originals: list[Any]  # copies taken on entry: nothing may change the caller's arrays
     names: list[str]
     wrt_idx: list[int]
     forward_name: str
@@ -67,16 +80,27 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
     """
     names, forward_name = layer.names, layer.forward_name
     args_a = [copy_input(a) for a in layer.inputs]
-    args_b = [copy_input(a) for a in layer.inputs]
-    out_a, cache = layer.run_forward(args_a)
-    out_b, _ = layer.run_forward(args_b)
-    for i, (a, orig) in enumerate(zip(args_a, layer.originals, strict=True)):
+    out_a, cache = _forward(layer, args_a)
+    # the second call on the same copies (unchanged, or the first call is reported): one
+    # copy of the inputs less at the check's peak
+    out_b, _ = _forward(layer, args_a)
+    for i, (a, orig) in enumerate(zip(args_a, layer.inputs, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             return (
                 f"{forward_name} modifies its input {names[i]!r} in place "
-                f"({where_differs(a, orig)}); it must treat its inputs as read-only"
+                f"({where_differs(a, orig)}); it must treat its inputs as read-only: the "
+                "caller's array would change under it (the next layer and the optimizer see "
+                "other values)"
             )
     outs_a, outs_b = as_outputs(out_a), as_outputs(out_b)
+    raw = list(out_a) if isinstance(out_a, tuple | list) else [out_a]
+    for k, o in enumerate(outs_a):
+        if o.dtype.kind not in "biuf":
+            return (
+                f"the output{output_label(k, outs_a)} of {forward_name} is "
+                f"{type(raw[k]).__name__} {raw[k]!r:.40}, not an array of real numbers; the "
+                "forward must return an array (or a tuple of arrays)"
+            )
     for k, o in enumerate(outs_a):
         if not np.all(np.isfinite(o)):
             return f"the output{output_label(k, outs_a)} of {forward_name} has {nonfinite(o)}"
@@ -93,6 +117,19 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
             "its gradient cannot be checked numerically"
         )
     return out_a, cache, args_a, outs_a
+
+
+def _forward(layer: Layer, args: list[Any]) -> tuple[Any, Any]:
+    """The layer's forward; what it raises comes out as :class:`ForwardRaised` (check_layer's
+    complaint that the forward is not a layer excepted)."""
+    try:
+        return layer.run_forward(args)
+    except TypeError as exc:
+        if type(exc).__name__ == "NotALayerError":
+            raise
+        raise ForwardRaised(exc) from exc
+    except Exception as exc:
+        raise ForwardRaised(exc) from exc
 
 
 def analytic_gradients(
@@ -113,7 +150,13 @@ def analytic_gradients(
     """
     names, backward_name = layer.names, layer.backward_name
     if dout is None:
-        douts = [rng.standard_normal(o.shape).astype(float_dtype(o.dtype)) for o in outs]
+        douts = []
+        for o in outs:
+            d = rng.standard_normal(o.shape)
+            factor = range_factor(o)
+            if factor != 1.0:
+                d *= factor
+            douts.append(d.astype(float_dtype(o.dtype), copy=False))
     else:
         # only a tuple means several outputs: a list is one array written as nested lists
         douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
@@ -125,18 +168,22 @@ def analytic_gradients(
             )
     dout_arg: Any = tuple(douts) if isinstance(out, tuple | list) else douts[0]
     dout_copy = tuple(d.copy() for d in douts) if isinstance(dout_arg, tuple) else douts[0].copy()
-    grads_raw = layer.run_backward(dout_copy, cache, args)
+    try:
+        grads_raw = layer.run_backward(dout_copy, cache, args)
+    except Exception as exc:
+        raise BackwardRaised(exc) from exc
     problems: list[str] = []
     if not all(same(p, q) for p, q in zip(as_outputs(dout_copy), douts, strict=True)):
         problems.append(
             f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
             "so a backward must not write into it"
         )
-    for i, (a, orig) in enumerate(zip(args, layer.originals, strict=True)):
+    for i, (a, orig) in enumerate(zip(args, layer.inputs, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
             problems.append(
                 f"{backward_name} modifies the input {names[i]!r} (through the cache) in place "
-                f"({where_differs(a, orig)})"
+                f"({where_differs(a, orig)}): the caller's array changes, and the next step "
+                "starts from corrupted values"
             )
     grads, grad_problems, count_problem = normalize_grads(
         grads_raw, layer.inputs, names, layer.wrt_idx
@@ -154,37 +201,41 @@ def numerical_side(
     mode: str,
     method: str,
     rng: np.random.Generator,
-) -> tuple[Loss, str, bool, list[str]]:
-    """Step 3: the scalar L = sum(dout * out), the mode, and the method.
+) -> tuple[Loss, str, list[str]]:
+    """Step 3: the scalar L = sum(dout * out) and the mode.
 
-    The complex step where it cross-checks with finite differences, else Richardson (after
-    measuring the forward's rounding noise for its steps). Returns ``(loss, mode, use_complex,
-    notes)``.
+    The method (:attr:`Loss.use_complex`: the complex step where it cross-checks with finite
+    differences, else Richardson) and the forward's noise are decided when first needed, up
+    front only for ``mode="full"``. Returns ``(loss, mode, notes)``.
     """
     loss = Loss(layer.f, layer.inputs, douts, ok_idx)
     loss.evals = 2  # the safety calls
     loss.set_outputs(outs)
     total = sum(loss.base[i].size for i in ok_idx)
-    chosen_mode = mode if mode != "auto" else ("full" if total <= FULL_LIMIT else "probe")
-    notes: list[str] = []
-    use_complex = method == "complex"
-    if method == "auto" and ok_idx:
-        why_not = loss.complex_step_usable(rng)
-        use_complex = why_not is None
-        if why_not:
-            notes.append(f"complex step not used: {why_not}; Richardson finite differences instead")
-        if loss.cross_check_note:
-            notes.append(loss.cross_check_note)
-    if not use_complex:
-        # finite differences need the forward's rounding noise for their steps; code that
-        # passes the complex-step cross-check computes in float64
-        loss.noise(rng)
-    if loss.eps_eval > 1e-13:
-        notes.append(
-            f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
-            "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
-        )
-    return loss, chosen_mode, use_complex, notes
+    chosen_mode = mode if mode != "auto" or total else "full"
+    # the method and the noise are settled when first needed, each with its own generator
+    # (so that the directions do not depend on whether they ran); the method up front for
+    # inputs up to COMPLEX_UP_FRONT entries (exact first directions); above, a first
+    # central difference per input settles most checks without the complex step's copies of
+    # every temporary of the forward
+    loss.method = method
+    loss.method_rng = np.random.default_rng(int(rng.integers(2**63)))
+    loss.noise_rng = np.random.default_rng(int(rng.integers(2**63)))
+    if total <= COMPLEX_UP_FRONT and ok_idx:
+        loss.use_complex  # noqa: B018 - decides the method now: the first directions use it
+    if chosen_mode == "full" and ok_idx and not loss.use_complex:
+        loss.ensure_noise()
+    return loss, chosen_mode, []
+
+
+def noise_note(loss: Loss) -> list[str]:
+    """A note when L rounds far above float64 (float32 inside, or a kink next to x)."""
+    if loss.eps_eval <= 1e-13:
+        return []
+    return [
+        f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
+        "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
+    ]
 
 
 def comparisons(
@@ -194,7 +245,6 @@ def comparisons(
     outs: list[np.ndarray],
     grads: list[np.ndarray | None],
     ok_idx: list[int],
-    use_complex: bool,
     rtol: float | None,
     atol: float | None,
 ) -> tuple[dict[int, Comparison], dict[int, list[str]], dict[int, list[str]]]:
@@ -216,8 +266,8 @@ def comparisons(
     checks: dict[int, Comparison] = {}
     input_notes: dict[int, list[str]] = {i: [] for i in ok_idx}
     input_hints: dict[int, list[str]] = {i: [] for i in ok_idx}
-    rms_terms = rms(douts) * rms(outs)
-    eps_work = max(EPS64, loss.eps_eval)
+    rms_douts = rms(douts)
+    rms_terms = rms_douts * rms(outs)
     # inputs far from 0 against their spread (x = 3000 + N(0, 1)) are rounded at their
     # magnitude: float32 centering loses that factor of precision in every correct formula
     offset = max([1.0] + [rms([loss.base[i]]) / loss.scale[i] for i in ok_idx])
@@ -226,14 +276,17 @@ def comparisons(
         if g is None:  # not reached: normalize_grads names a problem for a missing gradient
             continue
         # the input's precision, not the gradient's: a float32 gradient of a float64 input is
-        # held to float64 (and its dtype reported as a problem), not excused by its rounding
-        eps_a = max(eps_of(np.asarray(a).dtype), loss.eps_eval)
+        # held to float64 plus its own rounding to float32 (and a note), not to float32
+        eps_dtype = eps_of(np.asarray(a).dtype)
+        eps_a = max(eps_dtype, loss.eps_eval)
         rtol_i = rtol if rtol is not None else min(1e-2, max(1e-9, 1000 * eps_a))
         # rounding of the analytic formula relative to the size of its terms, which for a
         # gradient that cancels almost exactly (batch norm of two rows) exceeds rtol * |dx|:
         # the terms scale like |dout| * |out| / |x|
         natural = rms_terms / loss.scale[i]
-        floor = 64 * eps_a * natural
+        # and the outputs' absolute rounding where they underflow (x of 1e-200 squared is 0):
+        # the derivative of an output rounded at TINY is known to TINY / scale at best
+        extra = 4 * rms_douts * TINY * math.sqrt(sum(o.size for o in outs)) / loss.scale[i]
         rounding_error: np.ndarray | None = None
         if i in rounding:
             # the user's own float32 rounding, measured against the same code in float64: up
@@ -244,7 +297,7 @@ def comparisons(
             measured = float(np.max(np.abs(g_minus_g64), initial=0.0))
             g64_max = float(np.max(np.abs(g64), initial=0.0))
             allowed = max(ROUNDINGS_ALLOWED * eps_a * natural * offset, rtol_i * g64_max)
-            floor += min(measured, allowed, g64_max)
+            extra += min(measured, allowed, g64_max)
             if measured > allowed:
                 input_hints[i].append(
                     f"your {g.dtype} backward differs from the same code in float64 by "
@@ -263,15 +316,22 @@ def comparisons(
             i,
             layer.names[i],
             np.asarray(a).dtype.name,
-            g.astype(np.float64),
-            use_complex,
-            rtol_i,
+            g.astype(np.float64, copy=False),
+            rtol,
             atol,
-            floor,
+            eps_dtype=eps_dtype,
+            eps_grad=eps_of(g.dtype),
+            natural=natural,
+            floor_extra=extra,
             rounding_error=rounding_error,
-            rtol_work=rtol if rtol is not None else min(1e-2, max(1e-9, 1000 * eps_work)),
-            floor_work=64 * eps_work * natural,
         )
+    labels = [
+        (layer.names[k], np.asarray(a))
+        for k, a in enumerate(layer.inputs)
+        if np.asarray(a).dtype.kind in "iu" and np.ndim(a) == 1
+    ]
+    for check in checks.values():
+        check.labels = labels
     return checks, input_hints, input_notes
 
 
@@ -284,8 +344,13 @@ def compare_inputs(
     rng: np.random.Generator,
     input_hints: dict[int, list[str]],
     input_notes: dict[int, list[str]],
-) -> list[InputResult]:
-    """Step 5: each input's verdict, in the order of the inputs.
+) -> tuple[list[InputResult], str]:
+    """Step 5: each input's verdict, in the order of the inputs, and the mode that decided
+    them (``"probe"`` if random directions did for any input, else ``"full"``).
+
+    ``"auto"`` and ``"probe"`` first try one random direction per input; where it does not
+    agree, ``"auto"`` compares an input of up to FULL_LIMIT entries entry by entry and
+    ``"probe"`` (and ``"auto"`` above FULL_LIMIT) looks closer with :meth:`Comparison.probe`.
 
     Constants are not checked; inputs with an unusable gradient fail with their problem; the
     rest are compared in ``mode`` (a small input that fails in probe mode again entry by
@@ -294,6 +359,7 @@ def compare_inputs(
     """
     names, inputs = layer.names, layer.inputs
     results: list[InputResult] = []
+    probed = False  # some input's verdict came from random directions
     analytic_full: list[np.ndarray | None] = [None] * len(inputs)
     numeric_full: list[np.ndarray | None] = [None] * len(inputs)
     sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
@@ -301,7 +367,7 @@ def compare_inputs(
         if i not in layer.wrt_idx:
             results.append(unchecked(names[i], a, False))
             continue
-        if i in grad_problems:
+        if i in grad_problems and grads[i] is None:
             results.append(
                 InputResult(
                     names[i],
@@ -316,20 +382,33 @@ def compare_inputs(
             results.append(unchecked(names[i], a, False))
             continue
         check, g_dtype = checks[i], grads[i].dtype  # type: ignore[union-attr]
-        if mode == "probe":
+        quick = check.quick(rng) if mode in ("auto", "probe") else None
+        if quick is not None:  # one random direction agrees: the common case, settled
+            result = quick
+        elif mode == "probe" or (mode == "auto" and check.analytic.size > FULL_LIMIT):
             result = check.probe(rng, sizes)
-        if mode == "full" or (not result.passed and check.analytic.size <= SMALL_INPUT):
+        if quick is None and (
+            mode == "full"
+            or (mode == "auto" and check.analytic.size <= FULL_LIMIT)
+            or (not result.passed and check.analytic.size <= SMALL_INPUT)
+        ):
             # a small input that fails is compared entry by entry: swapped gradients show
             result = check.full(sizes)
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
+        else:
+            probed = True
+        if i in grad_problems:  # the shape is wrong; the values were compared all the same
+            result = with_changes(
+                result, passed=False, problems=(grad_problems[i],) + result.problems
+            )
         if g_dtype != np.asarray(a).dtype:
+            # the values are judged (to the coarser dtype's rounding); the dtype is a warning
             result = with_changes(
                 result,
-                passed=False,
-                problems=result.problems
+                notes=result.notes
                 + (
-                    f"the gradient of {names[i]!r} has dtype {g_dtype}, the input "
-                    f"{np.asarray(a).dtype}: return it in the input's dtype",
+                    f"warning: the gradient of {names[i]!r} has dtype {g_dtype}, the input "
+                    f"{np.asarray(a).dtype}; return it in the input's dtype",
                 ),
             )
         if input_hints[i] or input_notes[i]:
@@ -348,7 +427,7 @@ def compare_inputs(
             else r
             for r in results
         ]
-    return results
+    return results, "probe" if probed else "full"
 
 
 def backward_rounding(
@@ -376,7 +455,9 @@ def backward_rounding(
         return {}
     try:
         args = [
-            np.asarray(a, dtype=np.float64) if i in wrt_idx else copy_input(a)
+            # copies, also of float64 inputs: asarray would hand the caller's array to a
+            # backward that may write into its cache
+            np.array(a, dtype=np.float64, order="C") if i in wrt_idx else copy_input(a)
             for i, a in enumerate(inputs)
         ]
         out, cache = run_forward(args)
@@ -395,13 +476,28 @@ def backward_rounding(
     return found
 
 
+def range_factor(o: np.ndarray) -> float:
+    """1, or for outputs far from 1 (1e-300: an input of 1e-150 squared) the power of two that
+    brings the terms of L = sum(dout * out) to about 1: their derivatives along the steps then
+    stay far from underflow and overflow (the gradients scale with dout, both sides alike)."""
+    size = float(np.max(np.abs(o), initial=0.0))  # not rms: squares of 1e-300 underflow
+    if size == 0 or not math.isfinite(size) or 1e-100 <= size <= 1e100:
+        return 1.0
+    return float(2.0 ** min(1000, max(-1000, -round(math.log2(size)))))
+
+
 def rms(arrays: Sequence[np.ndarray]) -> float:
-    total = 0.0
-    for a in arrays:
-        flat = np.abs(np.asarray(a, dtype=np.float64)).reshape(-1)
-        total += float(np.dot(flat, flat))
-    count = sum(a.size for a in arrays)
-    return math.sqrt(total / count) if count else 0.0
+    """The root mean square of all entries, relative to the largest: squares of 1e-200
+    underflow and of 1e200 overflow."""
+    flats = [np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays]
+    count = sum(f.size for f in flats)
+    top = max((float(np.max(np.abs(f))) for f in flats if f.size), default=0.0)
+    if count == 0 or top == 0 or not math.isfinite(top):
+        return top if count else 0.0
+    if 1e-150 < top < 1e150:  # the squares neither underflow nor overflow: no scaled copy
+        return math.sqrt(sum(float(dot(f, f)) for f in flats) / count)
+    total = sum(float(dot(f / top, f / top)) for f in flats)
+    return top * math.sqrt(total / count)
 
 
 def with_changes(result: InputResult, **changes: Any) -> InputResult:

@@ -442,6 +442,87 @@ def _gradcheck_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+GRADCHECK_MAX_BYTES = 2**30  # inputs beyond 1 GiB are refused before anything is allocated
+
+
+def _gradcheck_inputs(specs: tuple[str, ...], dtype: str, seed: int) -> list[Any]:
+    """The arrays the ``--input`` options describe, in order.
+
+    ``4,3``: seeded standard normal of that shape (``--dtype``); ``int:0-9:64``: integers
+    0..9 of shape (64,) (labels, indices; a constant of the check); ``x.npy``: the array in
+    the file; ``data.npz:x``: the array ``x`` of an ``.npz`` file (the key may be left out
+    when the file holds one array). BadInput naming the option otherwise, and for random
+    inputs beyond GRADCHECK_MAX_BYTES, before allocating them.
+    """
+    import math
+
+    import numpy as np
+
+    plans: list[tuple[str, Any]] = []
+    total = 0
+    for spec in specs:
+        path, _, key = spec.partition(".npz")
+        if spec.endswith(".npy") or ".npz" in spec:
+            plans.append(("file", (spec, path + ".npz", key.lstrip(":"))))
+        elif spec.startswith("int:"):
+            _, low_high, shape_text = (spec.split(":", 2) + ["", ""])[:3]
+            low, sep, high = low_high.partition("-")
+            try:
+                lo, hi = int(low), int(high)
+            except ValueError:
+                lo, hi, sep = 0, -1, ""
+            if not sep or hi < lo:
+                raise BadInput(
+                    f"--input {spec!r}: integers are int:LOW-HIGH:SHAPE, e.g. int:0-9:64 "
+                    "(labels 0 to 9 for 64 rows)"
+                )
+            shape = _gradcheck_shape(shape_text)
+            plans.append(("int", (lo, hi, shape)))
+            total += 8 * math.prod(shape)
+        else:
+            shape = _gradcheck_shape(spec)
+            plans.append(("float", shape))
+            total += np.dtype(dtype).itemsize * math.prod(shape)
+    if total > GRADCHECK_MAX_BYTES:
+        raise BadInput(
+            f"the --input shapes need {total / 2**30:.3g} GiB for the random inputs alone, and "
+            f"the check a few times that; give shapes under {GRADCHECK_MAX_BYTES / 2**30:g} GiB"
+        )
+    rng = np.random.default_rng(seed)
+    arrays: list[Any] = []
+    for kind, plan in plans:
+        if kind == "float":
+            arrays.append(rng.standard_normal(plan).astype(dtype))
+        elif kind == "int":
+            lo, hi, shape = plan
+            arrays.append(rng.integers(lo, hi + 1, size=shape))
+        else:
+            arrays.append(_gradcheck_load_array(*plan))
+    return arrays
+
+
+def _gradcheck_load_array(spec: str, npz: str, key: str) -> Any:
+    """The array of an ``.npy`` file, or of an ``.npz`` file under ``key``; BadInput else."""
+    import numpy as np
+
+    file = spec if spec.endswith(".npy") else npz
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"--input {spec!r}: cannot load {file!r} ({exc})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        keys = list(loaded.keys())
+        if not key and len(keys) == 1:
+            key = keys[0]
+        if key not in keys:
+            raise BadInput(
+                f"--input {spec!r}: give one array of {file!r} as {file}:NAME; it holds {keys}"
+            )
+        return loaded[key]
+
+
 def _gradcheck_raised_in(exc: BaseException, fn: Callable[..., Any]) -> bool:
     """True if the traceback of ``exc`` passes through the body of ``fn``."""
     code = getattr(fn, "__code__", None)
@@ -461,8 +542,9 @@ def _gradcheck_raised_in(exc: BaseException, fn: Callable[..., Any]) -> bool:
     "shapes",
     multiple=True,
     required=True,
-    metavar="SHAPE",
-    help="Shape of one input, e.g. 4,3; repeat once per input, in order ('' for a scalar).",
+    metavar="INPUT",
+    help="One input, in order: a shape of random floats (4,3; '' for a scalar), integers "
+    "int:LOW-HIGH:SHAPE (labels: int:0-9:64), or a file (x.npy, data.npz:x).",
 )
 @click.option(
     "--dtype",
@@ -471,13 +553,20 @@ def _gradcheck_raised_in(exc: BaseException, fn: Callable[..., Any]) -> bool:
     show_default=True,
     help="Floating-point type of the random inputs.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of inputs and check.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of inputs and check (an integer >= 0).",
+)
 @click.option(
     "--mode",
     type=click.Choice(["auto", "full", "probe"]),
     default="auto",
     show_default=True,
-    help="full: every entry; probe: random directions and sampled entries; auto: by size.",
+    help="full: every entry; auto: a random direction per input, every entry where it fails "
+    "(up to 512); probe: directions, sampled entries and bisection.",
 )
 @click.option(
     "--method",
@@ -513,6 +602,9 @@ def gradcheck(
 
     Example: bnsym gradcheck mylayers:affine_forward mylayers:affine_backward
     --input 4,3 --input 3,2 --input 2
+
+    A loss with integer labels: bnsym gradcheck mylayers:softmax_loss
+    mylayers:softmax_loss_backward --input 64,10 --input int:0-9:64
     """
     import numpy as np
 
@@ -522,9 +614,8 @@ def gradcheck(
         if value is not None and not (np.isfinite(value) and value >= 0):  # NaN passes all
             raise BadInput(f"{option} must be a finite number >= 0, not {value}")
     fwd, bwd = _gradcheck_load(forward), _gradcheck_load(backward)
-    sizes = [_gradcheck_shape(s) for s in shapes]
-    rng = np.random.default_rng(seed)
-    inputs = [rng.standard_normal(shape).astype(dtype) for shape in sizes]
+    inputs = _gradcheck_inputs(shapes, dtype, seed)
+    sizes = [a.shape for a in inputs]
     check = check_function if as_function else check_layer
     try:
         report = check(fwd, bwd, *inputs, seed=seed, mode=mode, method=method, rtol=rtol, atol=atol)
@@ -548,5 +639,7 @@ def gradcheck(
             ) from None
         raise BadInput(f"the check failed on random inputs of shapes {shown} {raised}") from None
     click.echo(str(report))
+    if report.raised == "forward" and report.evaluations <= 1:
+        click.echo(f"  hint: {forward} raised on the random inputs: check the --input shapes")
     if not report.passed:
         raise SystemExit(1)

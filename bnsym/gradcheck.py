@@ -7,11 +7,16 @@ compares each returned gradient with numerical derivatives of ``L``:
 
 - ``mode="full"``: every entry of every input (one complex-step evaluation per entry, or four
   finite-difference evaluations);
-- ``mode="probe"``: per input, random signed directions, which see an error anywhere in its
-  gradient, and a few sampled entries; where a direction disagrees, more sampled entries and a
-  bisection of the direction down to a wrong entry. A failing input of up to ``SMALL_INPUT`` (64)
-  entries (gamma, beta, a bias) is compared entry by entry, so that swapped gradients are named;
-- ``mode="auto"``: ``full`` up to ``FULL_LIMIT`` checked entries, ``probe`` above.
+- ``mode="probe"``: per input, first one random direction (one complex step or one central
+  difference), which sees an error anywhere in its gradient and settles a pass; where it
+  disagrees, random signed directions, a few sampled entries and a bisection of a direction
+  down to a wrong entry. A failing input of up to ``SMALL_INPUT`` (64) entries (gamma, beta, a
+  bias) is compared entry by entry, so that swapped gradients are named;
+- ``mode="auto"``: the first direction per input, then, where it disagrees, ``full`` for an
+  input of up to ``FULL_LIMIT`` entries and ``probe`` above.
+
+A forward or backward that raises is a failed check whose report names it, the exception and
+the input shapes.
 
 The tolerance of each input is ``atol + rtol * |numerical|`` with ``rtol`` 1000 units of the
 working precision (at least 1e-9) and ``atol`` from the error estimates, so a correct float64
@@ -38,7 +43,6 @@ True
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,20 +50,23 @@ import numpy as np
 
 from bnsym._gradcheck_inputs import (
     callable_name,
-    copy_input,
     param_names,
+    raised,
     resolve_wrt,
-    same,
     unchecked,
+    validate_call,
+    validate_options,
 )
-from bnsym._gradcheck_numeric import Loss
+from bnsym._gradcheck_numeric import ForwardRaised, Loss
 from bnsym._gradcheck_report import Entry, InputResult, Report
 from bnsym._gradcheck_steps import (
     FULL_LIMIT,
+    BackwardRaised,
     Layer,
     analytic_gradients,
     compare_inputs,
     comparisons,
+    noise_note,
     numerical_side,
     run_forward_twice,
     with_changes,
@@ -117,6 +124,8 @@ def check_layer(
     wrt: the inputs to check, by position or name; default all floating-point inputs.
     seed: seeds ``dout``, the random directions and the sampled entries (printed in the report).
     mode: ``"auto"``, ``"full"`` or ``"probe"`` (see the module docstring).
+    Raises TypeError / ValueError naming an argument that cannot be checked (a forward that is
+    not callable, a bad ``seed``, ``rtol`` or ``wrt``, a ragged list, an ``np.matrix``).
     method: ``"auto"`` (complex step where the forward is complex-analytic, else Richardson
         finite differences), ``"complex"`` or ``"richardson"``.
     rtol, atol: override the tolerances (``|analytic - numerical| <= atol + rtol * |numerical|``).
@@ -137,6 +146,7 @@ def check_layer(
     >>> report.passed, [r.name for r in report.inputs], report.inputs[0].method
     (True, ['x', 'w', 'b'], 'complex-step')
     """
+    inputs = tuple(validate_call(forward, backward, inputs, names))
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         result = forward(*args)
@@ -196,6 +206,7 @@ def check_function(
     >>> [(r.name, r.passed, r.checked) for r in report.inputs]
     [('x', True, True), ('gamma', True, True), ('beta', True, False)]
     """
+    inputs = tuple(validate_call(f, vjp, inputs, names))
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         return f(*args), None
@@ -271,8 +282,12 @@ def numerical_vjp(
            [3., 3.]]), array([[1., 1., 1.],
            [1., 1., 1.]]))
     """
+    validate_options(seed, None, None)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    arrays = validate_call(f, f, list(inputs), None)
     with np.errstate(all="ignore"):  # NaN from a step outside the domain shows in the result
-        return _numerical_vjp(f, list(inputs), dout, wrt, method, seed)
+        return _numerical_vjp(f, arrays, dout, wrt, method, seed)
 
 
 class NotALayerError(TypeError):
@@ -340,19 +355,15 @@ def _check_quietly(
     comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    for option, value in (("rtol", rtol), ("atol", atol)):
-        # NaN compares False with everything, so a NaN tolerance would pass any gradient
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{option} must be a finite number >= 0, not {value!r}")
+    validate_options(seed, rtol, atol)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    arrays = [np.asarray(a) if isinstance(a, int | float | list) else a for a in inputs]
+    arrays = list(inputs)
     layer = Layer(
         run_forward,
         run_backward,
         f,
         arrays,
-        [copy_input(a) for a in arrays],
         list(names),
         resolve_wrt(wrt, arrays, list(names)),
         forward_name,
@@ -361,32 +372,51 @@ def _check_quietly(
     rng = _rng(seed)
     header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
 
-    safe = run_forward_twice(layer)
-    if isinstance(safe, str):
+    def stopped(problem: str, evaluations: int, who: str | None = None) -> Report:
         unjudged = tuple(
             with_changes(
                 unchecked(layer.names[i], a, i in layer.wrt_idx), judged=i not in layer.wrt_idx
             )
             for i, a in enumerate(layer.inputs)
         )
-        return Report(False, mode=mode, inputs=unjudged, problems=(safe,), evaluations=2, **header)
+        return Report(
+            False, mode=mode, inputs=unjudged, problems=(problem,), evaluations=evaluations,
+            raised=who, **header,
+        )  # fmt: skip
+
+    try:
+        safe = run_forward_twice(layer)
+    except ForwardRaised as exc:  # the user's forward raised: a failed check, with its report
+        return stopped(raised(forward_name, exc.error, layer.names, layer.inputs), 1, "forward")
+    if isinstance(safe, str):
+        return stopped(safe, 2)
     out, cache, args, outs = safe
-    douts, grads, grad_problems, problems = analytic_gradients(
-        layer, out, outs, cache, args, dout, rng
-    )
-    ok_idx = [i for i in layer.wrt_idx if i not in grad_problems]
-    loss, chosen_mode, use_complex, notes = numerical_side(
-        layer, douts, outs, ok_idx, mode, method, rng
-    )
-    checks, input_hints, input_notes = comparisons(
-        layer, loss, douts, outs, grads, ok_idx, use_complex, rtol, atol
-    )
-    results = compare_inputs(
-        layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
-    )
-    for i, (a, orig) in enumerate(zip(layer.inputs, layer.originals, strict=True)):
-        if isinstance(orig, np.ndarray) and not same(a, orig):  # pragma: no cover - a bug of ours
-            problems.append(f"the caller's input {layer.names[i]!r} changed during the check")
+    try:
+        douts, grads, grad_problems, problems = analytic_gradients(
+            layer, out, outs, cache, args, dout, rng
+        )
+    except BackwardRaised as exc:
+        return stopped(raised(backward_name, exc.error, layer.names, layer.inputs), 2, "backward")
+    del safe, out, cache, args  # the layer's cache is not needed again: free it for the numerics
+    ok_idx = [i for i in layer.wrt_idx if grads[i] is not None]
+    loss = None
+    try:
+        loss, chosen_mode, notes = numerical_side(layer, douts, outs, ok_idx, mode, method, rng)
+        checks, input_hints, input_notes = comparisons(
+            layer, loss, douts, outs, grads, ok_idx, rtol, atol
+        )
+        del outs  # sized into the tolerances; not needed again
+        results, chosen_mode = compare_inputs(
+            layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
+        )
+    except ForwardRaised as exc:  # the forward raised on inputs moved by a numerical step
+        problem = raised(forward_name, exc.error, layer.names, layer.inputs)
+        return stopped(
+            f"{problem} during the numerical derivatives, on inputs moved by a small step",
+            loss.evals if loss is not None else 2,
+            "forward",
+        )
+    notes += loss.method_notes + noise_note(loss)
     if not any(r.checked for r in results):  # a check that compares nothing must not pass
         problems.append(
             "no input was checked: every input is an integer constant or empty (size 0); "

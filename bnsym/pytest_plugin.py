@@ -5,6 +5,8 @@ After ``pip install bnsym`` every test can ask for it, with no configuration::
     def test_affine(gradcheck):
         gradcheck(affine_forward, affine_backward, x, w, b)        # forward -> (out, cache)
         gradcheck.function(f, vjp, x, w, b)                        # f -> out, vjp(dout, *inputs)
+        gradcheck.torch(MyFunction.apply, x_tensor)                # autograd's backward, or
+        gradcheck.torch(module, x_tensor, order=2)                 # a module's double backward
 
 A failing check raises :class:`bnsym.gradcheck.GradientCheckError`, so pytest shows the whole
 diagnostic report. The defaults come from the command line (or the ini file):
@@ -115,6 +117,14 @@ class GradCheck:
         from bnsym.gradcheck import check_function
 
         return self._raise(check_function(f, vjp, *inputs, **{**self.defaults, **options}))
+
+    def torch(self, fn: Any, *tensors: Any, **options: Any) -> Report:
+        """:func:`bnsym.check_torch`: autograd's gradients of a function of tensors or an
+        ``nn.Module`` (``order=2``: the double backward); imports torch only here."""
+        __tracebackhide__ = True
+        from bnsym.gradcheck_torch import check_torch
+
+        return self._raise(check_torch(fn, *tensors, **{**self.defaults, **options}))
 
     @staticmethod
     def _raise(report: Report) -> Report:

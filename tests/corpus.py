@@ -389,6 +389,107 @@ def two_outputs_inputs(rng):
     return rng.normal(size=(5, 3)), rng.normal(size=3)
 
 
+# --- convolution and max pooling written with Python loops, as course code writes them -------
+# (out is a float array filled entry by entry: a complex step cannot pass through it)
+
+
+def conv_naive_forward(x, w, b, conv_param):
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    n_, _, h, w_ = x.shape
+    f_, _, hh, ww = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = 1 + (h + 2 * pad - hh) // stride, 1 + (w_ + 2 * pad - ww) // stride
+    out = np.zeros((n_, f_, ho, wo))
+    for n in range(n_):
+        for f in range(f_):
+            for i in range(ho):
+                for j in range(wo):
+                    window = xp[n, :, i * stride : i * stride + hh, j * stride : j * stride + ww]
+                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]
+    return out, (x, w, b, conv_param)
+
+
+def _conv_naive_backward(dout, cache, stride_in_dx=True):
+    x, w, b, conv_param = cache
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    f_, _, hh, ww = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    n_, _, ho, wo = dout.shape
+    for n in range(n_):
+        for f in range(f_):
+            for i in range(ho):
+                for j in range(wo):
+                    r, c = i * stride, j * stride
+                    window = xp[n, :, r : r + hh, c : c + ww]
+                    dw[f] += window * dout[n, f, i, j]
+                    rx, cx = (r, c) if stride_in_dx else (i, j)  # the bug: no stride in dx
+                    dxp[n, :, rx : rx + hh, cx : cx + ww] += w[f] * dout[n, f, i, j]
+    db = dout.sum(axis=(0, 2, 3))
+    dx = dxp[:, :, pad : pad + x.shape[2], pad : pad + x.shape[3]]
+    return dx, dw, db
+
+
+def conv_naive_backward(dout, cache):
+    return _conv_naive_backward(dout, cache)
+
+
+def conv_naive_backward_no_stride_in_dx(dout, cache):
+    return _conv_naive_backward(dout, cache, stride_in_dx=False)
+
+
+def conv_inputs(shape_x, shape_w, stride, pad):
+    def make(rng):
+        x, w = rng.normal(size=shape_x), rng.normal(size=shape_w)
+        return x, w, rng.normal(size=shape_w[0]), {"stride": stride, "pad": pad}
+
+    return make
+
+
+def maxpool_naive_forward(x, pool_param):
+    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    n_, c_, h, w = x.shape
+    ho, wo = 1 + (h - ph) // s, 1 + (w - pw) // s
+    out = np.zeros((n_, c_, ho, wo))
+    for n in range(n_):
+        for c in range(c_):
+            for i in range(ho):
+                for j in range(wo):
+                    out[n, c, i, j] = np.max(x[n, c, i * s : i * s + ph, j * s : j * s + pw])
+    return out, (x, pool_param)
+
+
+def _maxpool_naive_backward(dout, cache, first_of_window=False):
+    x, pool_param = cache
+    ph, pw, s = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    dx = np.zeros_like(x)
+    n_, c_, ho, wo = dout.shape
+    for n in range(n_):
+        for c in range(c_):
+            for i in range(ho):
+                for j in range(wo):
+                    window = x[n, c, i * s : i * s + ph, j * s : j * s + pw]
+                    k = 0 if first_of_window else int(np.argmax(window))  # the bug: entry 0
+                    r, q = divmod(k, pw)
+                    dx[n, c, i * s + r, j * s + q] += dout[n, c, i, j]
+    return dx, None
+
+
+def maxpool_naive_backward(dout, cache):
+    return _maxpool_naive_backward(dout, cache)
+
+
+def maxpool_naive_backward_first_entry(dout, cache):
+    return _maxpool_naive_backward(dout, cache, first_of_window=True)
+
+
+def maxpool_naive_inputs(shape):
+    def make(rng):
+        return rng.normal(size=shape), {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+    return make
+
+
 # --- the corpus ---------------------------------------------------------------------------------
 
 BN = bn_inputs(8, 3)
@@ -577,6 +678,24 @@ WRONG: list[Case] = [
         torch_ok=False,
     ),
     Case(
+        "conv (naive loops): no stride in dx",
+        conv_naive_forward,
+        conv_naive_backward_no_stride_in_dx,
+        conv_inputs((1, 2, 5, 5), (2, 2, 3, 3), stride=2, pad=1),
+        "dx accumulated at (i, j) instead of (i * stride, j * stride)",
+        ("FAILED", "x: "),
+        torch_ok=False,
+    ),
+    Case(
+        "max pool (naive loops): gradient to the window's first entry",
+        maxpool_naive_forward,
+        maxpool_naive_backward_first_entry,
+        maxpool_naive_inputs((1, 2, 4, 4)),
+        "routes dout to the window's first entry, not its argmax",
+        ("the gradient is routed to the wrong entries",),
+        torch_ok=False,
+    ),
+    Case(
         "layer norm: batch axis in the backward",
         layernorm_forward,
         layernorm_backward_batch_axis,
@@ -626,6 +745,27 @@ CORRECT: list[Case] = [
     Case("max pool with a tie", maxpool_forward, maxpool_backward, maxpool_inputs_with_tie),
     Case("softmax ce", softmax_ce_forward, softmax_ce_backward, softmax_inputs, torch_ok=False),
     Case("layer norm", layernorm_forward, layernorm_backward, bn_inputs(5, 4)),
+    Case(
+        "conv (naive loops), stride 1",
+        conv_naive_forward,
+        conv_naive_backward,
+        conv_inputs((1, 2, 5, 5), (2, 2, 3, 3), stride=1, pad=1),
+        torch_ok=False,
+    ),
+    Case(
+        "conv (naive loops), stride 2",
+        conv_naive_forward,
+        conv_naive_backward,
+        conv_inputs((1, 2, 5, 5), (2, 2, 3, 3), stride=2, pad=1),
+        torch_ok=False,
+    ),
+    Case(
+        "max pool (naive loops)",
+        maxpool_naive_forward,
+        maxpool_naive_backward,
+        maxpool_naive_inputs((1, 2, 4, 4)),
+        torch_ok=False,
+    ),
     Case("abs inside", abs_scale_forward, abs_scale_backward, bn_inputs(6, 3)),
     Case(
         "two outputs", two_outputs_forward, two_outputs_backward, two_outputs_inputs, torch_ok=False
