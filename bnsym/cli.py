@@ -355,7 +355,8 @@ def codegen_command(
     type=click.IntRange(min=1),
     default=3,
     show_default=True,
-    help="D, the number of features (columns of x) in the random batch.",
+    help="D, the number of features (columns of x) in the random batch; for the other "
+    "layers the number of samples N.",
 )
 @click.option(
     "--seed",
