@@ -260,6 +260,7 @@ def test_non_ascii_command_lines_compile(tmp_path, monkeypatch, args) -> None:
         (["derive", "--m", "99999999999999999999999", "--force"], "even with --force"),
         (["derive", "--m", "9" * 5000], "even with --force"),
         (["derive", "--m", "5000", "--force"], "min"),
+        (["derive", "--m", "4", "--values", ";".join(["1,2,3,4"] * 300)], "fewer features"),
     ],
 )
 def test_a_costly_or_unrepresentable_input_is_refused_before_work(args, words) -> None:
@@ -293,3 +294,10 @@ def test_a_passing_check_prints_no_numpy_warning() -> None:
     assert result.exit_code == 0, result.output
     assert [str(w.message) for w in caught] == []
     assert "Warning" not in result.output
+
+
+@pytest.mark.parametrize("what", ["values", "dy"])
+def test_examples_that_are_not_sequences_are_named(what) -> None:
+    kw = {"values": "1,2,3,4", what: 5}
+    with pytest.raises(DerivationError, match=f"^{what} must be a string such as"):
+        derive(4, **kw)
