@@ -170,7 +170,8 @@ def fifo_dir(tmp_path):
 
 
 @settings(
-    max_examples=120,
+    max_examples=250,
+    database=None,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
