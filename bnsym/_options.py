@@ -124,7 +124,7 @@ def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]
                 f"{what} must be a string such as '2,0,2,4' or a list of numbers (one list per "
                 f"feature), not {_short(raw)}."
             )
-        seq = list(raw)  # type: ignore[call-overload]
+        seq = list(raw)
         # A list of rows, or one row of numbers (NumPy scalars included)?
         nested = bool(seq) and hasattr(seq[0], "__iter__") and not isinstance(seq[0], str)
         rows = [list(r) for r in seq] if nested else [seq]
