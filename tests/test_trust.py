@@ -301,3 +301,46 @@ def test_examples_that_are_not_sequences_are_named(what) -> None:
     kw = {"values": "1,2,3,4", what: 5}
     with pytest.raises(DerivationError, match=f"^{what} must be a string such as"):
         derive(4, **kw)
+
+
+def test_dev_stdout_is_written_through_to_the_pipe() -> None:
+    # /dev/stdout -> /proc/self/fd/1 -> a pipe here: written into, as `> /dev/stdout` would.
+    done = subprocess.run(
+        [sys.executable, "-m", "bnsym", "derive", "--m", "2", "--format", "json"]
+        + ["-o", "/dev/stdout"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("{") and '"m": 2' in done.stdout
+
+
+_SLOW_LATEX = textwrap.dedent(
+    """
+    import sys, time
+    from bnsym import notes
+    def slow(source, timeout):  # pdflatex "running" in its temporary directory
+        print("compiling", flush=True)
+        time.sleep(60)
+    notes._run_pdflatex = slow
+    from bnsym.cli import main
+    main(["derive", "--m", "2", "-o", sys.argv[1]])
+    """
+)
+
+
+def test_sigterm_during_pdflatex_removes_its_temporary_directory(tmp_path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_LATEX, str(tmp_path / "notes.pdf")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "compiling\n"
+    assert len(list(scratch.iterdir())) == 1  # bnsym-latex-…
+    proc.terminate()
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "notes.pdf").exists()
