@@ -218,16 +218,21 @@ def derive_command(
             raise BadInput(str(exc)) from None
     d = _derive(variant, values=values, dy=dy)
     command = _command_line()
-    if fmt == "pdf":
-        from bnsym import notes
+    from bnsym._limits import LimitError
 
-        tex = notes.to_latex(d, standalone=True, command=command)
-        try:
-            data: str | bytes = notes.compile_pdf(tex)
-        except notes.LatexError as exc:
-            raise BadInput(str(exc)) from None
-    else:
-        data = _render(d, fmt, ascii_, standalone, command)
+    try:
+        if fmt == "pdf":
+            from bnsym import notes
+
+            tex = notes.to_latex(d, standalone=True, command=command)
+            try:
+                data: str | bytes = notes.compile_pdf(tex)
+            except notes.LatexError as exc:
+                raise BadInput(str(exc)) from None
+        else:
+            data = _render(d, fmt, ascii_, standalone, command)
+    except LimitError as exc:
+        raise BadInput(str(exc)) from None
     if output in (None, "-"):
         click.echo(data, nl=False)
         return

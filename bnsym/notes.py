@@ -35,6 +35,7 @@ from pathlib import Path
 import sympy as sp
 
 from bnsym._escape import latex_comment, latex_text, markdown_code
+from bnsym._limits import check_tex_rows
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
 from bnsym.render import describe, factored_jacobian, sections
@@ -302,6 +303,7 @@ def to_latex(
         elif b.kind == "prose":
             out += ["", b.latex]
         else:
+            check_tex_rows(b.rows)  # "Dimension too large" otherwise
             out += [r"\begin{align*}", join_rows(b.rows), r"\end{align*}"]
     fragment = "\n".join([*out, r"\endgroup"]) + "\n"
     if not standalone:

@@ -344,3 +344,13 @@ def test_sigterm_during_pdflatex_removes_its_temporary_directory(tmp_path) -> No
     proc.terminate()
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert list(scratch.iterdir()) == [] and not (tmp_path / "notes.pdf").exists()
+
+
+@pytest.mark.parametrize("ext", [".tex", ".pdf"])
+def test_latex_too_wide_for_tex_is_refused_before_writing(tmp_path, ext) -> None:
+    # Numbers of ~600 digits make rows wider than TeX's \maxdimen ("Dimension too large").
+    target = tmp_path / f"notes{ext}"
+    args = ["derive", "--m", "4", "--values", "1e300,1e-300,1,2", "--eps", "1e-300"]
+    one_line_error(run(*args, "-o", str(target)), "beyond what TeX can measure", "fewer digits")
+    assert list(tmp_path.iterdir()) == []
+    assert run(*args, "--format", "json").exit_code == 0  # the exact results are still there
