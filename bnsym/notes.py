@@ -34,7 +34,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from bnsym._escape import latex_comment, latex_text, markdown_code
+from bnsym._escape import command_text, latex_comment, latex_text, markdown_code
 from bnsym._limits import check_tex_rows
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
@@ -287,6 +287,7 @@ def to_latex(
         notebook: for Jupyter's ``_repr_latex_``: ``$$\\begin{aligned}…\\end{aligned}$$``
             blocks only, which MathJax renders.
     """
+    command = command_text(command)
     if notebook:
         return _notebook(d)
     out = [f"% {_title(d)}"]
@@ -360,6 +361,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     >>> print(to_markdown(derive(2)).splitlines()[0])
     # Batch normalization, m = 2
     """
+    command = command_text(command)
     out = [f"# Batch normalization, m = {d.m}", "", f"*{_subtitle(d)}*"]
     if command:
         out += ["", f"Made by {markdown_code(command)} with bnsym."]

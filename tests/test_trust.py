@@ -354,3 +354,18 @@ def test_latex_too_wide_for_tex_is_refused_before_writing(tmp_path, ext) -> None
     one_line_error(run(*args, "-o", str(target)), "beyond what TeX can measure", "fewer digits")
     assert list(tmp_path.iterdir()) == []
     assert run(*args, "--format", "json").exit_code == 0  # the exact results are still there
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda d: __import__("bnsym.notes").notes.to_latex(d, command=5), "command must be"),
+        (lambda d: __import__("bnsym.notes").notes.to_markdown(d, command=5), "command must be"),
+        (lambda d: __import__("bnsym").generate(d, command=b"x"), "command must be"),
+        (lambda d: atomic_write(5, "x"), "path must be a file name"),  # type: ignore[arg-type]
+    ],
+    ids=["to_latex", "to_markdown", "generate", "atomic_write"],
+)
+def test_library_type_errors_name_the_argument(call, words) -> None:
+    with pytest.raises(TypeError, match=words):
+        call(derive(2))
