@@ -369,3 +369,19 @@ def test_latex_too_wide_for_tex_is_refused_before_writing(tmp_path, ext) -> None
 def test_library_type_errors_name_the_argument(call, words) -> None:
     with pytest.raises(TypeError, match=words):
         call(derive(2))
+
+
+def test_another_users_writable_file_is_written_in_place_keeping_its_owner(
+    tmp_path, monkeypatch
+) -> None:
+    # An ordinary user (uid 1000) may write a group-writable file of root's, as `>` would;
+    # a rename would hand it to uid 1000, so it is written in place: same inode, same owner.
+    target = tmp_path / "team.txt"
+    target.write_text("old\n")
+    before = target.stat()
+    monkeypatch.setattr(_io.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(_io.os, "access", lambda path, mode: True)
+    atomic_write(target, "new\n")
+    after = target.stat()
+    assert target.read_text() == "new\n"
+    assert (after.st_ino, after.st_uid) == (before.st_ino, before.st_uid)
