@@ -59,3 +59,10 @@ def markdown_code(text: str) -> str:
     fence = "`" * (longest + 1)
     pad = " " if longest or text.startswith(" ") or text.endswith(" ") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def command_text(command: object) -> str | None:
+    """``command`` (the command line shown in a generated file) checked to be text or None."""
+    if command is not None and not isinstance(command, str):
+        raise TypeError(f"command must be a string (the command line to show), not {command!r}.")
+    return command

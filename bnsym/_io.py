@@ -49,7 +49,10 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
 
 def _plan(path: str | os.PathLike[str]) -> tuple[str, Path]:
     """``("new" | "replace" | "through", target)`` for writing ``path``; OutputError if not."""
-    name = os.fspath(path)
+    try:
+        name = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"path must be a file name (str or os.PathLike), not {path!r}.") from None
     shown = repr(name if len(name) <= 80 else name[:77] + "...")
     try:
         if "\0" in name:

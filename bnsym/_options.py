@@ -71,6 +71,8 @@ class Options:
 
 #: Numbers are read exactly, so their size is bounded: digits per number and the exponent.
 MAX_DIGITS = 200
+#: Values of a worked example, features × m: each takes about 7 ms (1024 take 7 s).
+MAX_EXAMPLE_VALUES = 1024
 MAX_EXPONENT = 300
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE](?P<exp>[+-]?\d+))?(/[+-]?\d+)?")
 
@@ -124,10 +126,21 @@ def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]
     if isinstance(raw, str):
         rows: list[Any] = [r.split(",") for r in raw.split(";")]
     else:
-        seq = list(raw)  # type: ignore[call-overload]
+        if not hasattr(raw, "__iter__"):
+            raise DerivationError(
+                f"{what} must be a string such as '2,0,2,4' or a list of numbers (one list per "
+                f"feature), not {_short(raw)}."
+            )
+        seq = list(raw)
         # A list of rows, or one row of numbers (NumPy scalars included)?
         nested = bool(seq) and hasattr(seq[0], "__iter__") and not isinstance(seq[0], str)
         rows = [list(r) for r in seq] if nested else [seq]
+    if len(rows) * m > MAX_EXAMPLE_VALUES:  # before any number is read
+        raise DerivationError(
+            f"{what} has {len(rows)} features of m = {m} values; the worked example would take "
+            f"about {len(rows) * m * 0.007:.3g} s (it is limited to {MAX_EXAMPLE_VALUES} values, "
+            "features × m): give fewer features."
+        )
     out = []
     for f, row in enumerate(rows, start=1):
         if any(isinstance(v, str) and not v.strip() for v in row):

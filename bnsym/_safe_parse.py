@@ -70,8 +70,12 @@ _ASSUMPTIONS: dict[str, dict[str, bool]] = {
 }
 _INDEXED = {"x", "dy", "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}
 _NAME = re.compile(r"(?P<stem>[a-z_]+?)(?P<index>[1-9][0-9]*)?")
-#: Summation indices of the general form: Sum(x[i], (i, 1, m)).
+#: Summation indices of the general form, Sum(x[i], (i, 1, m)), and the batch size m.
 _DUMMIES = {"i", "j", "k"}
+_INTEGERS = {
+    **{name: sp.Symbol(name, integer=True) for name in _DUMMIES},
+    "m": sp.Symbol("m", integer=True, positive=True),
+}
 _FUNCTIONS = {"sqrt", "Abs", "Rational", "Sum"}
 
 
@@ -156,6 +160,8 @@ class Reader:
             return -operand if isinstance(node.op, ast.USub) else operand
         if isinstance(node, ast.Constant):
             return self.number(node.value)
+        if isinstance(node, ast.Name) and node.id in _INTEGERS:
+            return _INTEGERS[node.id]
         if isinstance(node, ast.Name):
             sym = symbol(node.id)
             if sym is None:
@@ -271,7 +277,7 @@ class Reader:
             if not (isinstance(index, ast.Name) and index.id in _DUMMIES):
                 raise self.fail(f"the index of a Sum must be one of {sorted(_DUMMIES)}.")
             bounds = [self.build(b, depth + 1) for b in (lo, hi)]
-            limits.append((sp.Symbol(index.id, integer=True), *bounds))
+            limits.append((_INTEGERS[index.id], *bounds))
         return sp.Sum(term, *limits)
 
     def indexed(self, node: ast.Subscript, depth: int) -> Any:
@@ -279,10 +285,7 @@ class Reader:
         if not (isinstance(base, ast.Name) and base.id in _INDEXED):
             raise self.fail(f"{_short(ast.unparse(node))} indexes something bnsym does not index.")
         index = node.slice
-        if isinstance(index, ast.Name) and index.id in _DUMMIES:
-            idx: Any = sp.Symbol(index.id, integer=True)
-        else:
-            idx = self.build(index, depth + 1)
+        idx = self.build(index, depth + 1)
         return sp.IndexedBase(base.id, **_ASSUMPTIONS[base.id])[idx]
 
     def bounded(self, value: Any) -> Any:

@@ -240,15 +240,20 @@ def derive_command(
             raise BadInput(str(exc)) from None
     d = _derive(variant, values=values, dy=dy)
     command = _command_line()
-    if fmt == "pdf":
-        from bnsym import notes
+    from bnsym._limits import LimitError
 
-        try:
-            data: str | bytes = notes.to_pdf(d, command=command)
-        except notes.LatexError as exc:
-            raise BadInput(str(exc)) from None
-    else:
-        data = _render(d, fmt, ascii_, standalone, command)
+    try:
+        if fmt == "pdf":
+            from bnsym import notes
+
+            try:
+                data: str | bytes = notes.to_pdf(d, command=command)
+            except notes.LatexError as exc:
+                raise BadInput(str(exc)) from None
+        else:
+            data = _render(d, fmt, ascii_, standalone, command)
+    except LimitError as exc:
+        raise BadInput(str(exc)) from None
     if output in (None, "-"):
         click.echo(data, nl=False)
         return

@@ -40,6 +40,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from bnsym import __version__
+from bnsym._escape import command_text
 from bnsym._limits import float_eps
 from bnsym.symbolic import Derivation, derive
 
@@ -112,6 +113,7 @@ def generate(
     else:
         d = derive(derivation_or_m, **options)  # type: ignore[arg-type]
     float_eps(d.options.eps)  # the default eps= of the module must be a float
+    command = command_text(command)
     if command is None:
         command = _python_call(d)
     source = _module_source(d, command)

@@ -35,7 +35,8 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym._escape import latex_comment, latex_text, markdown_code
+from bnsym._escape import command_text, latex_comment, latex_text, markdown_code
+from bnsym._limits import check_tex_rows
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
 from bnsym.render import describe, factored_jacobian, param_steps, sections
@@ -295,6 +296,7 @@ def to_latex(
         notebook: for Jupyter's ``_repr_latex_``: ``$$\\begin{aligned}…\\end{aligned}$$``
             blocks only, which MathJax renders.
     """
+    command = command_text(command)
     if notebook:
         return _notebook(d)
     out = [f"% {_title(d)}"]
@@ -311,6 +313,7 @@ def to_latex(
         elif b.kind == "prose":
             out += ["", b.latex]
         else:
+            check_tex_rows(b.rows)  # "Dimension too large" otherwise
             out += [r"\begin{align*}", join_rows(b.rows), r"\end{align*}"]
     fragment = "\n".join([*out, r"\endgroup"]) + "\n"
     if not standalone:
@@ -372,6 +375,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     >>> print(to_markdown(derive(2)).splitlines()[0])
     # Batch normalization, m = 2
     """
+    command = command_text(command)
     out = [f"# {d.symbols.layer.title}, m = {d.m}", "", f"*{_subtitle(d)}*"]
     if command:
         out += ["", f"Made by {markdown_code(command)} with bnsym."]

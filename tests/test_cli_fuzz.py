@@ -87,6 +87,10 @@ def command_lines(draw):
     args += draw(st.lists(st.sampled_from(FLAGS[command]), unique=True, max_size=2))
     if command == "check" and "--m" not in args:
         args += ["--m", "2"]
+    i = args.index("--m") + 1 if "--m" in args else None
+    with contextlib.suppress(ValueError):
+        if i is not None and 8 < int(args[i]) <= 1024:  # valid, but seconds to minutes each
+            args[i] = "1025"
     target = None
     if command != "check" and draw(st.integers(0, 3)):
         target = draw(st.sampled_from(TARGETS))
@@ -170,7 +174,8 @@ def fifo_dir(tmp_path):
 
 
 @settings(
-    max_examples=120,
+    max_examples=250,
+    database=None,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -170,6 +170,7 @@ def test_many_roots_of_large_numbers_are_refused_within_a_moment() -> None:
         ("1.5*x1", "1.5*x1"),
         ("Sum(x[i], (i, 1, 4))/4", "Sum(x[i], (i, 1, 4))/4"),
         ("Sum(dy[j]*x[j], (j, 1, 4))", "Sum(dy[j]*x[j], (j, 1, 4))"),
+        ("Sum(x[i] - x[m + 1 - i], (i, 1, m))/m", "Sum(-x[-i + m + 1] + x[i], (i, 1, m))/m"),
     ],
 )
 def test_the_names_and_functions_bnsym_writes_are_read(text, expected) -> None:

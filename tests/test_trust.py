@@ -260,6 +260,7 @@ def test_non_ascii_command_lines_compile(tmp_path, monkeypatch, args) -> None:
         (["derive", "--m", "99999999999999999999999", "--force"], "even with --force"),
         (["derive", "--m", "9" * 5000], "even with --force"),
         (["derive", "--m", "5000", "--force"], "min"),
+        (["derive", "--m", "4", "--values", ";".join(["1,2,3,4"] * 300)], "fewer features"),
     ],
 )
 def test_a_costly_or_unrepresentable_input_is_refused_before_work(args, words) -> None:
@@ -293,3 +294,94 @@ def test_a_passing_check_prints_no_numpy_warning() -> None:
     assert result.exit_code == 0, result.output
     assert [str(w.message) for w in caught] == []
     assert "Warning" not in result.output
+
+
+@pytest.mark.parametrize("what", ["values", "dy"])
+def test_examples_that_are_not_sequences_are_named(what) -> None:
+    kw = {"values": "1,2,3,4", what: 5}
+    with pytest.raises(DerivationError, match=f"^{what} must be a string such as"):
+        derive(4, **kw)
+
+
+def test_dev_stdout_is_written_through_to_the_pipe() -> None:
+    # /dev/stdout -> /proc/self/fd/1 -> a pipe here: written into, as `> /dev/stdout` would.
+    done = subprocess.run(
+        [sys.executable, "-m", "bnsym", "derive", "--m", "2", "--format", "json"]
+        + ["-o", "/dev/stdout"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("{") and '"m": 2' in done.stdout
+
+
+_SLOW_LATEX = textwrap.dedent(
+    """
+    import sys, time
+    from bnsym import notes
+    def slow(source, timeout):  # pdflatex "running" in its temporary directory
+        print("compiling", flush=True)
+        time.sleep(60)
+    notes._run_pdflatex = slow
+    from bnsym.cli import main
+    main(["derive", "--m", "2", "-o", sys.argv[1]])
+    """
+)
+
+
+def test_sigterm_during_pdflatex_removes_its_temporary_directory(tmp_path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_LATEX, str(tmp_path / "notes.pdf")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "compiling\n"
+    assert len(list(scratch.iterdir())) == 1  # bnsym-latex-…
+    proc.terminate()
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "notes.pdf").exists()
+
+
+@pytest.mark.parametrize("ext", [".tex", ".pdf"])
+def test_latex_too_wide_for_tex_is_refused_before_writing(tmp_path, ext) -> None:
+    # Numbers of ~600 digits make rows wider than TeX's \maxdimen ("Dimension too large").
+    target = tmp_path / f"notes{ext}"
+    args = ["derive", "--m", "4", "--values", "1e300,1e-300,1,2", "--eps", "1e-300"]
+    one_line_error(run(*args, "-o", str(target)), "beyond what TeX can measure", "fewer digits")
+    assert list(tmp_path.iterdir()) == []
+    assert run(*args, "--format", "json").exit_code == 0  # the exact results are still there
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda d: __import__("bnsym.notes").notes.to_latex(d, command=5), "command must be"),
+        (lambda d: __import__("bnsym.notes").notes.to_markdown(d, command=5), "command must be"),
+        (lambda d: __import__("bnsym").generate(d, command=b"x"), "command must be"),
+        (lambda d: atomic_write(5, "x"), "path must be a file name"),  # type: ignore[arg-type]
+    ],
+    ids=["to_latex", "to_markdown", "generate", "atomic_write"],
+)
+def test_library_type_errors_name_the_argument(call, words) -> None:
+    with pytest.raises(TypeError, match=words):
+        call(derive(2))
+
+
+def test_another_users_writable_file_is_written_in_place_keeping_its_owner(
+    tmp_path, monkeypatch
+) -> None:
+    # An ordinary user (uid 1000) may write a group-writable file of root's, as `>` would;
+    # a rename would hand it to uid 1000, so it is written in place: same inode, same owner.
+    target = tmp_path / "team.txt"
+    target.write_text("old\n")
+    before = target.stat()
+    monkeypatch.setattr(_io.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(_io.os, "access", lambda path, mode: True)
+    atomic_write(target, "new\n")
+    after = target.stat()
+    assert target.read_text() == "new\n"
+    assert (after.st_ino, after.st_uid) == (before.st_ino, before.st_uid)
