@@ -432,11 +432,13 @@ def codegen_command(
     default=None,
     help="Compare with PyTorch too (default: when it is importable).",
 )
+@_order_option(3)
 def check_command(
     variant: dict[str, Any],
     features: int,
     seed: int,
     use_torch: bool | None,
+    order: int,
 ) -> None:
     """Compare generated code, the hand-written reference (fused, staged), numerical
     derivatives and, where installed, PyTorch on seeded random data.
@@ -449,6 +451,17 @@ def check_command(
     from bnsym.check import CheckError, run_check
 
     d = _derive(variant)
+    if order > 1:
+        from bnsym.check_higher import run_check_higher
+
+        _higher(d, order)  # the variant's refusal, if any, as one line
+        try:
+            with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+                higher = run_check_higher(d, order, features=features, seed=seed, torch=use_torch)
+        except (CheckError, LimitError) as exc:
+            raise BadInput(str(exc)) from None
+        click.echo(higher.table(), nl=False)
+        raise SystemExit(0 if higher.passed else 1)
     try:
         # NumPy's overflow warnings would only repeat the table, which judges every result
         # (a non-finite one disagrees); printed, they look like a failure of a passing run.
