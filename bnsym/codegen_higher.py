@@ -33,7 +33,7 @@ from bnsym import codegen
 from bnsym._graph import normalizer
 from bnsym._limits import float_eps
 from bnsym.codegen import DEFAULT_EPS, GeneratedModule
-from bnsym.higher import derive_higher, supported
+from bnsym.higher import closed_form, cotangents, supported
 from bnsym.symbolic import Derivation
 
 __all__ = ["GeneratedModule2", "generate_higher"]
@@ -75,7 +75,7 @@ def _kernel(d: Derivation) -> codegen._Kernel:
     form's steps (:attr:`bnsym.higher.HigherDerivation.closed_form`), with √(σ² + ε) written
     ``std`` and its inverse ``inv_std`` as in the first-order kernels."""
     s = d.symbols
-    h = derive_higher(d, 2)
+    closed = closed_form(d)
     forward, _ = codegen._kernels(d)
     eps = forward.args[-1]
     std, inv_std = sp.Symbol("std", positive=True), sp.Symbol("inv_std", positive=True)
@@ -85,11 +85,11 @@ def _kernel(d: Derivation) -> codegen._Kernel:
         e = e.xreplace({s.eps: eps}).subs(std_expr, std)
         return e.xreplace({1 / std: inv_std, std**-2: inv_std**2})
 
-    steps = [(st.lhs, in_kernel_terms(st.rhs)) for st in h.closed_form]
-    n_results = len(h.results)
+    steps = [(st.lhs, in_kernel_terms(st.rhs)) for st in closed]
+    n_results = 2 * d.m + len(s.gammas)
     defs = (*forward.definitions, *steps[:-n_results])
     outputs = tuple(e for _, e in steps[-n_results:])
-    args = (*h.gdx, *h.gdgamma, *h.gdbeta, *s.dy, *s.x, *s.gammas, eps)
+    args = (*(v for group in cotangents(s) for v in group), *s.dy, *s.x, *s.gammas, eps)
     if any(sym.name == "std" for e in outputs for sym in e.free_symbols):  # pragma: no cover
         raise RuntimeError("the closed form kept a power of std that codegen does not name")
     return codegen._Kernel("_double_backward", args, outputs, defs)

@@ -51,6 +51,8 @@ __all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "eval
 
 #: The orders derive and check accept (codegen writes order 2).
 ORDERS = (1, 2, 3)
+#: derive_higher's largest m: its chain rule and proofs take 2 s at m = 16, minutes at 32.
+HIGHER_MAX_M = 16
 
 
 def _seq(name: str, n: int) -> tuple[sp.Symbol, ...]:
@@ -150,6 +152,11 @@ def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
         raise DerivationError(f"order must be 2 or 3 here; got {order!r}.")
     supported(d)
     o = d.options
+    if o.m > HIGHER_MAX_M:
+        raise DerivationError(
+            f"--order {order} is derived and proved up to m = {HIGHER_MAX_M} (the proofs grow "
+            f"as m⁴); got m = {o.m}. codegen --order 2 has no such limit."
+        )
     base = _derive2(o.m, o.layer, o.channels, o.variance)
     if base.derivation is not d:
         base = HigherDerivation(**{**base.__dict__, "derivation": d})
@@ -164,9 +171,7 @@ def _derive2(m: int, layer: str, channels: int | None, variance: str) -> HigherD
     d = derive(m, layer=layer, channels=channels, variance=variance)
     s = d.symbols
     K = len(s.gammas)
-    gdx = _seq("gdx", m)
-    gdgamma = _like("g", s.dgammas)
-    gdbeta = _like("g", s.dbetas) if s.layer.beta else ()
+    gdx, gdgamma, gdbeta = cotangents(s)
     seeds = dict(zip(s.dx, gdx, strict=True))
     seeds.update(zip(s.dgammas, gdgamma, strict=True))
     seeds.update(zip(s.dbetas[: len(gdbeta)], gdbeta, strict=True))
@@ -266,6 +271,19 @@ def _closed_form(
     return steps
 
 
+def closed_form(d: Derivation) -> tuple[Step, ...]:
+    """The closed form's steps of order 2 for ``d`` alone, without the chain rule and the
+    proofs (what codegen needs at large m; :func:`derive_higher` proves it, up to m = 16)."""
+    supported(d)
+    return tuple(_closed_form(d.symbols, d.options.variance, *cotangents(d.symbols)))
+
+
+def cotangents(s: Symbols) -> tuple[tuple[sp.Symbol, ...], ...]:
+    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm)."""
+    gdbeta = _like("g", s.dbetas) if s.layer.beta else ()
+    return _seq("gdx", s.m), _like("g", s.dgammas), gdbeta
+
+
 # --- the proofs ------------------------------------------------------------------------------
 
 
@@ -319,20 +337,23 @@ def _prove(
     )
     # The Hessian of <dy, y> in x: gx = H·gdx when gdgamma = gdbeta = 0.
     R = f.ring
-    pos = {v: R.gens.index(f.gen[v]) for v in gdx}
+    pos = [R.gens.index(f.gen[v]) for v in gdx]
+    others = [R.gens.index(f.gen[v]) for v in (*gdgamma, *gdbeta)]
     gx = [chain[st.lhs] for st in results[:m]]
 
-    def coeff(p: Any, j: int) -> Any:
-        g = pos[gdx[j]]
-        out = R.zero.copy()
+    def by_gdx(p: Any) -> list[dict[tuple[int, ...], Any]]:
+        """The coefficient of each gdx_j in p (the terms without gdgamma, gdbeta), one pass."""
+        out: list[dict[tuple[int, ...], Any]] = [{} for _ in gdx]
         for monom, co in p.items():
-            if monom[g] == 1 and not any(monom[pos[v]] for v in gdx if v != gdx[j]):
-                if not any(monom[R.gens.index(f.gen[v])] for v in (*gdgamma, *gdbeta)):
-                    out[monom[:g] + (0,) + monom[g + 1 :]] = co
+            hits = [j for j, g in enumerate(pos) if monom[g]]
+            if len(hits) == 1 and monom[pos[hits[0]]] == 1 and not any(monom[g] for g in others):
+                g = pos[hits[0]]
+                out[hits[0]][monom[:g] + (0,) + monom[g + 1 :]] = co
         return out
 
+    H = [by_gdx(p) for p in gx]  # H[i][j]: the coefficient of gdx_j in gx_i
     verified["hessian_symmetric"] = all(
-        coeff(gx[i], j) == coeff(gx[j], i) for i in range(m) for j in range(i + 1, m)
+        H[i][j] == H[j][i] for i in range(m) for j in range(i + 1, m)
     )
     methods["hessian_symmetric"] = (
         "the coefficient of gdx_j in gx_i equals that of gdx_i in gx_j, as polynomials"
