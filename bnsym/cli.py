@@ -387,7 +387,14 @@ def codegen_command(
 
     d = _derive(variant)
     if order == 2:
-        _higher(d, 2)  # the variant's refusal, if any, as one line
+        from bnsym.higher import supported
+        from bnsym.symbolic import DerivationError
+
+        try:
+            supported(d)  # the variant's refusal, if any, as one line
+        except DerivationError as exc:
+            raise BadInput(str(exc)) from None
+    module: Any
     try:
         if order == 2:
             from bnsym.codegen_higher import generate_higher

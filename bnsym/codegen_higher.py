@@ -154,9 +154,10 @@ def _source(d: Derivation, command: str) -> str:
             "    gdxs = _elements(_groups('gdx', gdx))",
             codegen._ERRSTATE.replace("by feature", "by group"),
             f"        grads = _double_backward(*gdxs, {columns}, *dys, *xs, *gamma.T, eps)",
-            "    gx = _from_elements(grads[:M])",
+            "    # stacked along the last axis: one copy each (moveaxis + reshape would be two)",
+            "    gx = numpy.stack(grads[:M], axis=-1)",
             "    _finite_result('gx', gx, groups, eps)",
-            "    gdout = _from_elements(grads[M : 2 * M]).reshape(x.shape)",
+            "    gdout = numpy.stack(grads[M : 2 * M], axis=-1).reshape(x.shape)",
             "    return (gx.reshape(x.shape), gdout, _param_grad(grads[2 * M : 2 * M + K]))",
         ]
     section = [

@@ -442,7 +442,7 @@ REFRESH_M = (2, 3, 4)
 
 
 #: The other layers' committed notes and modules: file stem -> derive options (m = 4).
-REFRESH_FAMILY = {
+REFRESH_FAMILY: dict[str, dict[str, str | int]] = {
     "layernorm_m4": {"layer": "layernorm"},
     "instancenorm_m4": {"layer": "instancenorm"},
     "groupnorm_m4_c2": {"layer": "groupnorm", "channels": 2},
