@@ -59,6 +59,7 @@ assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from bnsym.codegen import GeneratedModule, generate
+    from bnsym.derivation import Derivation, derive
     from bnsym.gradcheck import (
         GradientCheckError,
         Report,
@@ -69,7 +70,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from bnsym.reference import BatchNorm, batchnorm_backward, batchnorm_forward
     from bnsym.render import load_json
-    from bnsym.derivation import Derivation, derive
     from bnsym.symbolic import DerivationError
 
 

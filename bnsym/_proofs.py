@@ -29,9 +29,9 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 from bnsym._graph import Step, Symbols, explicit_forward
 from bnsym._graph import normalizer as _normalizer
-from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 
 # Display-only symbols: renderers know their names (see bnsym.render.DISPLAY).
 SUM_DY = sp.Symbol("sum_dy", real=True)  # Σ_j ∂ℓ/∂y_j

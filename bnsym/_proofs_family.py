@@ -27,8 +27,8 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym._graph import Step, Symbols, normalizer
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
+from bnsym._graph import Step, Symbols, normalizer
 from bnsym._proofs import (
     DX_I,
     DY_I,

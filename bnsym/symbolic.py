@@ -29,8 +29,8 @@ from typing import Any
 import sympy as sp
 
 from bnsym import _proofs, _proofs_family
-from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
 from bnsym._cutoffs import EXPLICIT_MAX_M, VALUE_MAX_M
+from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
 from bnsym._options import (
     MAX_M,
     DerivationError,

@@ -17,12 +17,11 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from bnsym import notes
+from bnsym import derive, notes
 from bnsym._prose import ProseError, prose_tex, text_tex
 from bnsym._texexpr import tex
 from bnsym.cli import main
 from bnsym.render import sections
-from bnsym import derive
 from bnsym.symbolic import Symbols
 
 ROOT = Path(__file__).resolve().parents[1]

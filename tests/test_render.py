@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from bnsym.render import display_name, load_json, to_json, to_text
 from bnsym import derive
+from bnsym.render import display_name, load_json, to_json, to_text
 
 REQUIRED = {"m", "options", "mean", "var", "x_hat", "y", "dx", "dgamma", "dbeta", "verified"}
 

@@ -9,8 +9,9 @@ import pytest
 import sympy as sp
 
 from bnsym._safe_parse import ExpressionError, parse_expression
+from bnsym.derivation import derive
 from bnsym.render import load_json
-from bnsym.symbolic import derive, symbol_table
+from bnsym.symbolic import symbol_table
 
 VARIANTS = [
     dict(m=2),
