@@ -9,6 +9,7 @@ the first-order output of the same format by the command line (JSON: under the k
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import sympy as sp
@@ -64,7 +65,7 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
     """The sections as text, after the first-order text of the same derivation."""
     lines: list[str] = []
     for sec in sections(h):
-        lines += ["", sec.title, "-" * len(sec.title), *render.wrap("", sec.intro)]
+        lines += ["", sec.title, "-" * len(sec.title), *textwrap.wrap(sec.intro, render.WIDTH)]
         for st in sec.steps:
             lhs = render.expr_text(st.lhs, ascii)
             rhs = render.expr_text(st.rhs, ascii)
