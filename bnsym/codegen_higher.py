@@ -6,9 +6,9 @@ argument checks) with one more function,
 (RMS norm, which has no β: ``double_backward(gdx, gdgamma, dout, x, gamma, eps=…)``), and its
 kernel ``_double_backward``, printed by ``sympy.lambdify`` from the proved closed form of
 :mod:`bnsym.higher`: the forward graph's lines (``mu``, ``xmu_i``, ``sigma2``, ``std``,
-``inv_std``, ``xhat_i``), then the projections P(v)_i = v_i − mean(v) − k·x̂_i·Σv_j·x̂_j of
-gdx (``gdx_proj_i``), of γ·dy (``gamma_dy_proj_i``) and of gdgamma·dy (``hdy_proj_i``), one
-line each, and the results in them: O(m) row operations, as a person would write it.
+``inv_std``, ``xhat_i``), the sums of dy over each γ's values (``sum_dy``, ``sum_dy_xhat``,
+``sum_dy_gdx``) and of gdx over the group, a few coefficients per group, and one line of
+four terms per result: O(m) row operations, as a person would write it.
 
 >>> import numpy as np
 >>> from bnsym.symbolic import derive
@@ -85,10 +85,11 @@ def _kernel(d: Derivation) -> codegen._Kernel:
         e = e.xreplace({s.eps: eps}).subs(std_expr, std)
         return e.xreplace({1 / std: inv_std, std**-2: inv_std**2})
 
-    steps = [(st.lhs, in_kernel_terms(st.rhs)) for st in closed]
-    n_results = 2 * d.m + len(s.gammas)
-    defs = (*forward.definitions, *steps[:-n_results])
-    outputs = tuple(e for _, e in steps[-n_results:])
+    defs = (
+        *forward.definitions,
+        *((st.lhs, in_kernel_terms(st.rhs)) for st in closed if st.rule != "closed form"),
+    )
+    outputs = tuple(in_kernel_terms(st.rhs) for st in closed if st.rule == "closed form")
     args = (*(v for group in cotangents(s) for v in group), *s.dy, *s.x, *s.gammas, eps)
     if any(sym.name == "std" for e in outputs for sym in e.free_symbols):  # pragma: no cover
         raise RuntimeError("the closed form kept a power of std that codegen does not name")
@@ -164,13 +165,13 @@ def _source(d: Derivation, command: str) -> str:
         "",
         "",
         "# --- the double backward (bnsym codegen --order 2) " + "-" * 44,
-        "# The closed form proved in bnsym.higher: gamma_dy_i = gamma*dy_i, hdy_i = gdgamma*dy_i;",
-        "# v_proj_i = v_i - mean(v) - k*xhat_i*sum(v*xhat) (no mean for RMS norm), k = "
-        + f"{normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)};",
-        "# q = sum(gdx*gamma_dy_proj); gx_i = inv_std*hdy_proj_i - k*inv_std**2*(xhat_i*q",
-        "#   + sum_gamma_dy_xhat*gdx_proj_i + sum_gdx_xhat*gamma_dy_proj_i);",
-        "# gdout_i = gamma_i*inv_std*gdx_proj_i + gdgamma_i*xhat_i + gdbeta_i;",
-        "# ggamma = inv_std*sum(dy_i*gdx_proj_i) over the values of each gamma.",
+        "# The closed form proved in bnsym.higher (k = "
+        + f"{normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)}):",
+        "# sums of dy, dy*xhat, dy*gdx over the values of each gamma_j, of gdx and gdx*xhat over",
+        "# the group; q = sum(gdx_i*P(gamma*dy)_i) with P(v) = v - mean(v) - k*xhat*sum(v*xhat)",
+        "# (no mean for RMS norm); then gx_i = coef_dy_j*dy_i + coef_gdx*gdx_i + coef_xhat*xhat_i",
+        "# + shift, gdout_i = gamma_inv_std_j*gdx_i + coef_xhat_gdy_j*xhat_i + shift_gdy_j, and",
+        "# ggamma_j = inv_std*(sum_dy_gdx_j - mean(gdx)*sum_dy_j - k*sum_gdx_xhat*sum_dy_xhat_j).",
         "",
         "",
         *doc,

@@ -223,50 +223,79 @@ def _closed_form(
     gdgamma: Sequence[sp.Symbol],
     gdbeta: Sequence[sp.Symbol],
 ) -> list[Step]:
-    """gx_i, gdy_i, ggamma_k in x̂_i, D = √(σ² + ε) and sums over the group (module doc):
-    the sums, the projections P(v)_i (``gdx_proj``, ``gamma_dy_proj``, ``hdy_proj``) and
-    q = Σ a_i·P(g)_i as steps of their own, then the results in them."""
+    """gx_i, gdy_i, ggamma_j in x̂_i, D = √(σ² + ε) and a few sums (the module docstring's
+    formulas, expanded so that each result is a line of few terms).
+
+    Sums of dy over the values of each γ_j (its channel: one value for layer and RMS norm,
+    the whole group for batch and instance norm): Σdy, Σdy·x̂, Σdy·gdx; over the group: Σgdx,
+    Σgdx·x̂, and from them Σg = Σ_j γ_j·Σdy, Σg·x̂, Σh, Σh·x̂, Σgdx·g, q = Σ gdx_i·P(g)_i.
+    Then gx_i = coef_dy_j·dy_i + coef_gdx·gdx_i + coef_xhat·x̂_i + shift, gdy_i =
+    gamma_inv_std_j·gdx_i + coef_xhat_gdy_j·x̂_i + shift_gdy_j, ggamma_j from the sums.
+    """
     m, decl = s.m, s.layer
     k = normalizer(m, variance) if decl.centred else sp.Rational(1, m)
     c = 1 if decl.centred else 0
-    D = sp.sqrt(s.var + s.eps)
+    inv_D = 1 / sp.sqrt(s.var + s.eps)
     xh, idx = s.x_hat, s.param_index
+    K = len(s.gammas)
     steps: list[Step] = []
 
-    def define(name: str, e: sp.Expr, rule: str = "") -> sp.Symbol:
+    def define(name: str, e: sp.Expr, rule: str = "") -> sp.Expr:
+        if e.is_Atom or e.is_Number:
+            return e  # a sum of one term is that term: no line of its own
         sym = sp.Symbol(name, real=True)
         steps.append(Step(sym, e, rule))
         return sym
 
-    def project(v: Sequence[sp.Expr], name: str) -> tuple[list[sp.Symbol], sp.Symbol]:
-        total = define(f"sum_{name}", sp.Add(*v))
-        dot = define(f"sum_{name}_xhat", sp.Add(*[vi * x for vi, x in zip(v, xh, strict=True)]))
-        mean = [sp.Mul(c, total, sp.Rational(1, m))] if c else []
-        proj = [
-            define(f"{name}_proj{i + 1}", sp.Add(v[i], *(-e for e in mean), -k * xh[i] * dot))
-            for i in range(m)
-        ]
-        return proj, dot
+    def tag(j: int) -> str:
+        return "" if K == 1 else str(j + 1)
 
-    a = list(gdx)
-    g = [define(f"gamma_dy{i + 1}", s.gammas[idx[i]] * s.dy[i]) for i in range(m)]
-    h = [define(f"hdy{i + 1}", gdgamma[idx[i]] * s.dy[i]) for i in range(m)]
-    Pa, S_a = project(a, "gdx")
-    Pg, S_g = project(g, "gamma_dy")
-    Ph, _ = project(h, "hdy")
-    q = define("q", sp.Add(*[ai * pi for ai, pi in zip(a, Pg, strict=True)]))
-    beta = [gdbeta[idx[i]] if gdbeta else 0 for i in range(m)]
+    members = [[i for i in range(m) if idx[i] == j] for j in range(K)]
+    sdy = [
+        define(f"sum_dy{tag(j)}", sp.Add(*[s.dy[i] for i in mem])) for j, mem in enumerate(members)
+    ]
+    sdyx = [
+        define(f"sum_dy_xhat{tag(j)}", sp.Add(*[s.dy[i] * xh[i] for i in mem]))
+        for j, mem in enumerate(members)
+    ]
+    sdya = [
+        define(f"sum_dy_gdx{tag(j)}", sp.Add(*[s.dy[i] * gdx[i] for i in mem]))
+        for j, mem in enumerate(members)
+    ]
+    sa = define("sum_gdx", sp.Add(*gdx))
+    sax = define("sum_gdx_xhat", sp.Add(*[a * x for a, x in zip(gdx, xh, strict=True)]))
+    gam, b = s.gammas, gdgamma
+    S_g = define("sum_gamma_dy_xhat", sp.Add(*[gam[j] * sdyx[j] for j in range(K)]))
+    S_h = define("sum_gdgamma_dy_xhat", sp.Add(*[b[j] * sdyx[j] for j in range(K)]))
+    sag = define("sum_gamma_dy_gdx", sp.Add(*[gam[j] * sdya[j] for j in range(K)]))
+    sg = sh = sp.Integer(0)
+    if c:
+        sg = define("sum_gamma_dy", sp.Add(*[gam[j] * sdy[j] for j in range(K)]))
+        sh = define("sum_gdgamma_dy", sp.Add(*[b[j] * sdy[j] for j in range(K)]))
+    q = define("q", sag - c * sa * sg / m - k * sax * S_g, "Σ gdx_i·P(γ·dy)_i")
+    coef_gdx = define("coef_gdx", -k * inv_D**2 * S_g)
+    coef_xhat = define(
+        "coef_xhat", -k * inv_D * S_h - k * inv_D**2 * q + 2 * k**2 * inv_D**2 * S_g * sax
+    )
+    shift = sp.Integer(0)
+    if c:
+        shift = define("shift", -inv_D * sh / m + k * inv_D**2 * (S_g * sa / m + sax * sg / m))
+    coef_dy = [
+        define(f"coef_dy{tag(j)}", inv_D * b[j] - k * inv_D**2 * sax * gam[j]) for j in range(K)
+    ]
     for i in range(m):
-        define(
-            f"gx{i + 1}",
-            Ph[i] / D - k / D**2 * (xh[i] * q + S_g * Pa[i] + S_a * Pg[i]),
-            "closed form",
-        )
+        j = idx[i]
+        rhs = coef_dy[j] * s.dy[i] + coef_gdx * gdx[i] + coef_xhat * xh[i] + shift
+        define(f"gx{i + 1}", rhs, "closed form")
+    scale = [define(f"gamma_inv_std{tag(j)}", gam[j] * inv_D) for j in range(K)]
+    coef_x = [define(f"coef_xhat_gdy{tag(j)}", b[j] - k * scale[j] * sax) for j in range(K)]
+    const = [(gdbeta[j] if gdbeta else 0) - c * scale[j] * sa / m for j in range(K)]
+    const = [define(f"shift_gdy{tag(j)}", e) for j, e in enumerate(const)]
     for i in range(m):
-        rhs = s.gammas[idx[i]] * Pa[i] / D + gdgamma[idx[i]] * xh[i] + beta[i]
-        define(f"g{s.dy[i].name}", rhs, "closed form")
-    for j, gamma in enumerate(s.gammas):
-        rhs = sp.Add(*[s.dy[i] * Pa[i] for i in range(m) if idx[i] == j]) / D
+        j = idx[i]
+        define(f"g{s.dy[i].name}", scale[j] * gdx[i] + coef_x[j] * xh[i] + const[j], "closed form")
+    for j, gamma in enumerate(gam):
+        rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - k * sax * sdyx[j])
         define(f"g{gamma.name}", rhs, "closed form")
     return steps
 

@@ -42,7 +42,9 @@ def sections(h: HigherDerivation) -> list[Section]:
             + ("mean(v) − " if s.layer.centred else "")
             + "k·x̂_i·Σ_j v_j·x̂_j and Q = Σ_i a_i·P(g)_i: gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + "
             "(Σ g_j·x̂_j)·P(a)_i + (Σ a_j·x̂_j)·P(g)_i), gdy_i = γ_i·P(a)_i/D + gdgamma_i·x̂_i "
-            "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ.",
+            "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
+            "expand them into sums over each γ's values and a few coefficients, so that each "
+            "result is one line of four terms (as the generated code computes it).",
             h.closed_form,
         ),
         Section("identities_2", "Identities at order 2", "", h.identities),
