@@ -171,6 +171,36 @@ def _derive(variant: dict[str, Any], **examples: Any) -> Any:
         raise BadInput(str(exc)) from None
 
 
+def _order_option(highest: int) -> Any:
+    """``--order N``: 1 (default) up to ``highest``; a bad value is one line, exit 2."""
+
+    def parse(ctx: Any, param: Any, value: str) -> int:
+        allowed = ", ".join(str(n) for n in range(1, highest + 1))
+        if value.strip() not in [str(n) for n in range(1, highest + 1)]:
+            raise BadInput(f"--order {value[:20]!r} is not one of {allowed} for this command.")
+        return int(value)
+
+    return click.option(
+        "--order",
+        default="1",
+        show_default=True,
+        metavar="N",
+        callback=parse,
+        help=f"Order of the derivative: 1 (backward) up to {highest} (see bnsym.higher).",
+    )
+
+
+def _higher(d: Any, order: int) -> Any:
+    """bnsym.higher.derive_higher(d, order), its errors as BadInput."""
+    from bnsym.higher import derive_higher
+    from bnsym.symbolic import DerivationError
+
+    try:
+        return derive_higher(d, order)
+    except DerivationError as exc:
+        raise BadInput(str(exc)) from None
+
+
 # --- derive ----------------------------------------------------------------------------------
 
 
@@ -216,8 +246,10 @@ _FORMATS = _extensions()
     metavar="FILE",
     help="Write to FILE (.txt, .json, .tex, .md, .pdf) instead of standard output.",
 )
+@_order_option(3)
 def derive_command(
     variant: dict[str, Any],
+    order: int,
     values: str | None,
     dy: str | None,
     fmt: str | None,
@@ -239,6 +271,7 @@ def derive_command(
         except OutputError as exc:
             raise BadInput(str(exc)) from None
     d = _derive(variant, values=values, dy=dy)
+    h = _higher(d, order) if order > 1 else None
     command = _command_line()
     from bnsym._limits import LimitError
 
@@ -247,11 +280,14 @@ def derive_command(
             from bnsym import notes
 
             try:
-                data: str | bytes = notes.to_pdf(d, command=command)
+                if h is None:
+                    data: str | bytes = notes.to_pdf(d, command=command)
+                else:
+                    data = notes.compile_pdf(_render(d, "latex", False, True, command, h))
             except notes.LatexError as exc:
                 raise BadInput(str(exc)) from None
         else:
-            data = _render(d, fmt, ascii_, standalone, command)
+            data = _render(d, fmt, ascii_, standalone, command, h)
     except LimitError as exc:
         raise BadInput(str(exc)) from None
     if output in (None, "-"):
@@ -292,7 +328,24 @@ def _output_format(fmt: str | None, output: str | None) -> str:
     return _FORMATS[ext]
 
 
-def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str) -> str:
+def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str, h: Any = None) -> str:
+    if h is not None:  # order 2 or 3: the first order, then the higher sections
+        from bnsym import render_higher
+
+        if fmt == "json":
+            import json
+
+            obj = json.loads(_render(d, fmt, ascii_, standalone, command))
+            obj.update(render_higher.json_obj(h))
+            return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+        first = _render(d, fmt, ascii_, standalone, command)
+        if fmt == "latex":
+            more = render_higher.to_latex(h, standalone)
+            end = "\\end{document}\n"
+            return first[: -len(end)] + more + end if standalone else first + more
+        if fmt == "markdown":
+            return first + render_higher.to_markdown(h)
+        return first + render_higher.to_text(h, ascii_)
     if fmt == "json":
         from bnsym.render import to_json
 
@@ -320,9 +373,11 @@ def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str) -> s
     metavar="FILE",
     help="Write the module to FILE (atomically); '-' or none prints it.",
 )
+@_order_option(2)
 def codegen_command(
     variant: dict[str, Any],
     output: str | None,
+    order: int,
 ) -> None:
     """Generate a standalone NumPy module with forward() and backward() for batch size m."""
     from bnsym._io import OutputError, check_writable
@@ -336,8 +391,22 @@ def codegen_command(
     from bnsym._limits import LimitError
 
     d = _derive(variant)
+    if order == 2:
+        from bnsym.higher import supported
+        from bnsym.symbolic import DerivationError
+
+        try:
+            supported(d)  # the variant's refusal, if any, as one line
+        except DerivationError as exc:
+            raise BadInput(str(exc)) from None
+    module: Any
     try:
-        module = generate(d, command=_command_line())
+        if order == 2:
+            from bnsym.codegen_higher import generate_higher
+
+            module = generate_higher(d, command=_command_line())
+        else:
+            module = generate(d, command=_command_line())
     except LimitError as exc:
         raise BadInput(f"--eps: {exc}") from None
     if output in (None, "-"):
@@ -376,11 +445,13 @@ def codegen_command(
     default=None,
     help="Compare with PyTorch too (default: when it is importable).",
 )
+@_order_option(3)
 def check_command(
     variant: dict[str, Any],
     features: int,
     seed: int,
     use_torch: bool | None,
+    order: int,
 ) -> None:
     """Compare generated code, the hand-written reference (fused, staged), numerical
     derivatives and, where installed, PyTorch on seeded random data.
@@ -393,6 +464,17 @@ def check_command(
     from bnsym.check import CheckError, run_check
 
     d = _derive(variant)
+    if order > 1:
+        from bnsym.check_higher import run_check_higher
+
+        _higher(d, order)  # the variant's refusal, if any, as one line
+        try:
+            with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+                higher = run_check_higher(d, order, features=features, seed=seed, torch=use_torch)
+        except (CheckError, LimitError) as exc:
+            raise BadInput(str(exc)) from None
+        click.echo(higher.table(), nl=False)
+        raise SystemExit(0 if higher.passed else 1)
     try:
         # NumPy's overflow warnings would only repeat the table, which judges every result
         # (a non-finite one disagrees); printed, they look like a failure of a passing run.

@@ -10,6 +10,7 @@ import sympy as sp
 
 from bnsym import derive
 from bnsym._safe_parse import ExpressionError, parse_expression
+from bnsym.derivation import derive
 from bnsym.render import load_json
 from bnsym.symbolic import symbol_table
 

@@ -1,0 +1,183 @@
+"""NumPy code for the double backward: ``generate_higher(d)`` adds ``double_backward``.
+
+The module is the first-order module of :func:`bnsym.codegen.generate` (same layout, same
+argument checks) with one more function,
+``double_backward(gdx, gdgamma, gdbeta, dout, x, gamma, beta, eps=…) -> (gx, gdout, ggamma)``
+(RMS norm, which has no β: ``double_backward(gdx, gdgamma, dout, x, gamma, eps=…)``), and its
+kernel ``_double_backward``, printed by ``sympy.lambdify`` from the proved closed form of
+:mod:`bnsym.higher`: the forward graph's lines (``mu``, ``xmu_i``, ``sigma2``, ``std``,
+``inv_std``, ``xhat_i``), the sums of dy over each γ's values (``sum_dy``, ``sum_dy_xhat``,
+``sum_dy_gdx``) and of gdx over the group, a few coefficients per group, and one line of
+four terms per result: O(m) row operations, as a person would write it.
+
+>>> import numpy as np
+>>> from bnsym.symbolic import derive
+>>> mod = generate_higher(derive(3))
+>>> x, dout, g = np.eye(3, 2), np.ones((3, 2)), np.ones(2)
+>>> gx, gdout, ggamma = mod.double_backward(np.zeros((3, 2)), g, g, dout, x, g, g)
+>>> gx.shape, gdout.shape, ggamma.shape
+((3, 2), (3, 2), (2,))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from bnsym import codegen
+from bnsym._graph import normalizer
+from bnsym._limits import float_eps
+from bnsym.codegen import DEFAULT_EPS, GeneratedModule
+from bnsym.higher import closed_form, cotangents, supported
+from bnsym.symbolic import Derivation
+
+__all__ = ["GeneratedModule2", "generate_higher"]
+
+
+@dataclass(frozen=True)
+class GeneratedModule2(GeneratedModule):
+    """A generated module with ``double_backward`` besides ``forward`` and ``backward``:
+    ``double_backward(gdx, gdgamma, gdbeta, dout, x, gamma, beta, eps) -> (gx, gdout,
+    ggamma)``, gdx, dout and x of x's layout, gdgamma, gdbeta, gamma and beta of γ's; gx
+    and gdout of x's shape, ggamma of γ's. (No gdbeta, beta for RMS norm.)"""
+
+    double_backward: Callable[..., Any] = field(repr=False, default=None)  # type: ignore[assignment]
+
+
+def generate_higher(d: Derivation, *, command: str | None = None) -> GeneratedModule2:
+    """The module of :func:`bnsym.codegen.generate` with ``double_backward`` added.
+
+    Raises DerivationError for a variant not derived at order 2 (see
+    :func:`bnsym.higher.supported`).
+    """
+    supported(d)
+    float_eps(d.options.eps)
+    if command is None:
+        command = codegen._python_call(d)
+    source = _source(d, command)
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
+    filename = f"<bnsym-generated order 2 {codegen._variant_text(d)} {digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {"__name__": "bnsym_generated"}
+    exec(compile(source, filename, "exec"), namespace)
+    return GeneratedModule2(
+        d, source, namespace["forward"], namespace["backward"], namespace["double_backward"]
+    )
+
+
+def _kernel(d: Derivation) -> codegen._Kernel:
+    """The double backward's kernel: the forward kernel's graph lines, then the proved closed
+    form's steps (:attr:`bnsym.higher.HigherDerivation.closed_form`), with √(σ² + ε) written
+    ``std`` and its inverse ``inv_std`` as in the first-order kernels."""
+    s = d.symbols
+    closed = closed_form(d)
+    forward, _ = codegen._kernels(d)
+    eps = forward.args[-1]
+    std, inv_std = sp.Symbol("std", positive=True), sp.Symbol("inv_std", positive=True)
+    std_expr = sp.sqrt(s.var + eps)
+
+    def in_kernel_terms(e: sp.Expr) -> sp.Expr:
+        e = e.xreplace({s.eps: eps}).subs(std_expr, std)
+        return e.xreplace({1 / std: inv_std, std**-2: inv_std**2})
+
+    defs = (
+        *forward.definitions,
+        *((st.lhs, in_kernel_terms(st.rhs)) for st in closed if st.rule != "closed form"),
+    )
+    outputs = tuple(in_kernel_terms(st.rhs) for st in closed if st.rule == "closed form")
+    args = (*(v for group in cotangents(s) for v in group), *s.dy, *s.x, *s.gammas, eps)
+    if any(sym.name == "std" for e in outputs for sym in e.free_symbols):  # pragma: no cover
+        raise RuntimeError("the closed form kept a power of std that codegen does not name")
+    return codegen._Kernel("_double_backward", args, outputs, defs)
+
+
+def _source(d: Derivation, command: str) -> str:
+    base = codegen._module_source(d, command)
+    s = d.symbols
+    decl = s.layer
+    eps = DEFAULT_EPS if d.options.eps is None else float(d.options.eps)
+    cot = ["gdgamma", "gdbeta"] if decl.beta else ["gdgamma"]
+    params = ["gamma", "beta"] if decl.beta else ["gamma"]
+    sig = ", ".join(["gdx", *cot, "dout", "x", *params, f"eps={eps!r}"])
+    grads = "(dx, dgamma, dbeta)" if decl.beta else "(dx, dgamma)"
+    seeds = "sum(gdx*dx) + sum(gdgamma*dgamma)" + (" + sum(gdbeta*dbeta)" if decl.beta else "")
+    doc = [
+        f"def double_backward({sig}):",
+        f'    """The double backward: the gradients of {seeds}',
+        f"    with respect to x, dout and gamma, where {grads} = backward(dout, x, "
+        + ", ".join(params)
+        + ").",
+        "",
+        "    Returns (gx, gdout, ggamma): gx and gdout of x's shape, ggamma of gamma's."
+        + (" beta is" if decl.beta else '"""'),
+        *(
+            ['    checked but not read: the backward does not depend on it."""']
+            if decl.beta
+            else []
+        ),
+    ]
+    if decl.grouping == "columns":
+        body = [
+            "    x = _matrix('x', x)",
+            "    dout = _matrix('dout', dout)",
+            "    gdx = _matrix('gdx', gdx)",
+            "    D = x.shape[1]",
+            *[f"    {p} = _vector({p!r}, {p}, D)" for p in (*params, *cot)],
+            "    eps = _eps(eps)",
+            codegen._ERRSTATE,
+            "        grads = _double_backward(*gdx, " + ", ".join(cot) + ", *dout, *x, gamma, eps)",
+            "    gx = numpy.stack(grads[:M])",
+            "    _finite_result('gx', gx, x, eps)",
+            "    return (gx, numpy.stack(grads[M : 2 * M]), grads[2 * M])",
+        ]
+    else:
+        columns = ", ".join(f"*{p}.T" for p in cot)
+        body = [
+            "    x = _array('x', x)",
+            "    dout = _array('dout', dout)",
+            "    gdx = _array('gdx', gdx)",
+            "    for name, a in (('dout', dout), ('gdx', gdx)):",
+            "        if a.shape != x.shape:",
+            "            raise ValueError(",
+            "                f'{name} must have the shape of x {x.shape}; got {a.shape}'",
+            "            )",
+            "    groups = _groups('x', x)",
+            "    P = groups.shape[1]",
+            *[f"    {p} = _param({p!r}, {p}, P)" for p in (*params, *cot)],
+            "    eps = _eps(eps)",
+            "    xs = _elements(groups)",
+            "    dys = _elements(_groups('dout', dout))",
+            "    gdxs = _elements(_groups('gdx', gdx))",
+            codegen._ERRSTATE.replace("by feature", "by group"),
+            f"        grads = _double_backward(*gdxs, {columns}, *dys, *xs, *gamma.T, eps)",
+            "    # stacked along the last axis: one copy each (moveaxis + reshape would be two)",
+            "    gx = numpy.stack(grads[:M], axis=-1)",
+            "    _finite_result('gx', gx, groups, eps)",
+            "    gdout = numpy.stack(grads[M : 2 * M], axis=-1).reshape(x.shape)",
+            "    return (gx.reshape(x.shape), gdout, _param_grad(grads[2 * M : 2 * M + K]))",
+        ]
+    section = [
+        "",
+        "",
+        "# --- the double backward (bnsym codegen --order 2) " + "-" * 44,
+        "# The closed form proved in bnsym.higher (k = "
+        + f"{normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)}):",
+        "# sums of dy, dy*xhat, dy*gdx over the values of each gamma_j, of gdx and gdx*xhat over",
+        "# the group; q = sum(gdx_i*P(gamma*dy)_i) with P(v) = v - mean(v) - k*xhat*sum(v*xhat)",
+        "# (no mean for RMS norm); then gx_i = coef_dy_j*dy_i + coef_gdx*gdx_i + coef_xhat*xhat_i",
+        "# + shift, gdout_i = gamma_inv_std_j*gdx_i + coef_xhat_gdy_j*xhat_i + shift_gdy_j, and",
+        "# ggamma_j = inv_std*(sum_dy_gdx_j - mean(gdx)*sum_dy_j - k*sum_gdx_xhat*sum_dy_xhat_j).",
+        "",
+        "",
+        *doc,
+        *body,
+        "",
+        "",
+        codegen._kernel_source(_kernel(d)),
+    ]
+    return base.rstrip() + "\n" + "\n".join(section).rstrip() + "\n"

@@ -1,0 +1,324 @@
+"""Orders 2 and 3 for every layer: derived by the chain rule, proved, generated, checked.
+
+References independent of bnsym's closed form: torch autograd (``torch.autograd.grad`` with
+``create_graph=True``) through the layer written below in elementary operations and through
+PyTorch's functional kernels; complex-step differences of the *first-order* generated
+backward; the chain rule's own steps evaluated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+from click.testing import CliRunner
+
+from bnsym import check_higher, higher
+from bnsym.cli import main
+from bnsym.codegen import generate
+from bnsym.codegen_higher import generate_higher
+from bnsym.higher import derive_higher
+from bnsym.symbolic import DerivationError, derive
+
+LAYERS = [
+    ("batchnorm", {}, (4, 3), 3),
+    ("layernorm", {}, (3, 4), 4),
+    ("instancenorm", {}, (2, 3, 4), 3),
+    ("groupnorm", {"channels": 2}, (2, 4, 2), 4),
+    ("rmsnorm", {}, (3, 4), 4),
+]
+IDS = [name for name, *_ in LAYERS]
+
+
+def _torch_layer(name, x, gamma, beta, eps=1e-5):
+    """The layer in means, squares and a square root, in its own layout (m = 4)."""
+    g = x.T.unsqueeze(0) if name == "batchnorm" else x.reshape(x.shape[0], -1, 4)
+    if name == "rmsnorm":
+        xhat = g / torch.sqrt((g * g).mean(-1, keepdim=True) + eps)
+    else:
+        xmu = g - g.mean(-1, keepdim=True)
+        xhat = xmu / torch.sqrt((xmu * xmu).mean(-1, keepdim=True) + eps)
+    xhat = xhat[0].T if name == "batchnorm" else xhat.reshape(x.shape)
+    shape = [1] * x.ndim
+    shape[-1 if name in ("layernorm", "rmsnorm") else 1] = -1
+    y = xhat * gamma.reshape(shape)
+    return y if beta is None else y + beta.reshape(shape)
+
+
+def _data(shape, P, seed=0):
+    rng = np.random.default_rng(seed)
+    x = 1.5 + 2.0 * rng.standard_normal(shape)
+    dout, gdx = rng.standard_normal(shape), rng.standard_normal(shape)
+    gamma, beta, gdgamma, gdbeta = (rng.standard_normal(P) for _ in range(4))
+    return x, dout, gdx, gamma, beta, gdgamma, gdbeta
+
+
+@pytest.mark.parametrize(("name", "kw", "shape", "P"), LAYERS, ids=IDS)
+def test_generated_double_backward_matches_torch_autograd(name, kw, shape, P):
+    mod = generate_higher(derive(4, layer=name, **kw))
+    x, dout, gdx, gamma, beta, gdgamma, gdbeta = _data(shape, P)
+    T = {
+        k: torch.tensor(v, requires_grad=True)
+        for k, v in dict(x=x, d=dout, g=gamma, b=beta).items()
+    }
+    has_beta = name != "rmsnorm"
+    y = _torch_layer(name, T["x"], T["g"], T["b"] if has_beta else None)
+    wrt = [T["x"], T["g"]] + ([T["b"]] if has_beta else [])
+    grads = torch.autograd.grad(y, wrt, T["d"], create_graph=True)
+    cot = [gdx, gdgamma] + ([gdbeta] if has_beta else [])
+    l2 = sum((torch.tensor(c) * g).sum() for c, g in zip(cot, grads, strict=True))
+    want = torch.autograd.grad(l2, (T["x"], T["d"], T["g"]))
+    if has_beta:
+        got = mod.double_backward(gdx, gdgamma, gdbeta, dout, x, gamma, beta)
+    else:
+        got = mod.double_backward(gdx, gdgamma, dout, x, gamma)
+    for g, w, what in zip(got, want, ("gx", "gdout", "ggamma"), strict=True):
+        assert g.shape == w.shape, what
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-10, atol=1e-11, err_msg=what)
+
+
+@pytest.mark.parametrize(("name", "kw", "shape", "P"), LAYERS, ids=IDS)
+def test_generated_double_backward_is_the_derivative_of_the_generated_backward(name, kw, shape, P):
+    """Complex-step differences of Σ gdx·dx + Σ gdgamma·dgamma (+ Σ gdbeta·dbeta) of the
+    first-order module, which knows nothing of the closed form of order 2."""
+    first = generate(derive(4, layer=name, **kw))
+    mod = generate_higher(derive(4, layer=name, **kw))
+    x, dout, gdx, gamma, beta, gdgamma, gdbeta = _data(shape, P, seed=3)
+    has_beta = name != "rmsnorm"
+    params = [beta] if has_beta else []
+
+    def l2(x, dout, gamma):
+        grads = first.backward(dout, x, gamma, *params)
+        cot = [gdx, gdgamma] + ([gdbeta] if has_beta else [])
+        return sum(np.sum(c * g) for c, g in zip(cot, grads, strict=True))
+
+    inputs = [x, dout, gamma]
+    want = []
+    for k, v in enumerate(inputs):
+        grad = np.zeros(v.shape)
+        for j in np.ndindex(v.shape):
+            args = [a.astype(complex) for a in inputs]
+            args[k][j] += 1e-20j
+            grad[j] = l2(*args).imag / 1e-20
+        want.append(grad)
+    cot = [gdgamma] + ([gdbeta] if has_beta else [])
+    got = mod.double_backward(gdx, *cot, dout, x, gamma, *params)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "kw", "shape", "P"), LAYERS, ids=IDS)
+def test_proofs_of_order_2_hold(name, kw, shape, P):
+    h = derive_higher(derive(4, layer=name, **kw), order=2)
+    assert h.verified and all(h.verified.values()), h.verified
+    expected = {"closed_form_2", "hessian_symmetric"}
+    if name != "rmsnorm":
+        expected.add("sum_gx")
+    if name in ("batchnorm", "instancenorm"):
+        expected.add("sum_gdy")
+    assert set(h.verified) == expected
+
+
+def test_a_wrong_closed_form_is_not_proved():
+    """The proof of the tester: one coefficient changed in gdy_1 must fail closed_form_2."""
+    d = derive(3)
+    h = derive_higher(d, 2)
+    closed = list(h.closed_form)
+    k = next(i for i, st in enumerate(closed) if st.lhs.name == "gdy1")
+    closed[k] = dataclasses.replace(closed[k], rhs=closed[k].rhs * sp.Rational(1001, 1000))
+    verified, _, _ = higher._prove(
+        d, "biased", h.steps, h.results, closed, h.gdx, h.gdgamma, h.gdbeta
+    )
+    assert verified["closed_form_2"] is False
+    assert verified["hessian_symmetric"] is True  # the chain rule itself is untouched
+
+
+def test_chain_rule_steps_at_numbers_equal_the_generated_code():
+    d = derive(3, layer="layernorm")
+    h = derive_higher(d, 2)
+    s = d.symbols
+    rng = np.random.default_rng(5)
+    x, dout, gdx, gamma, beta, gdgamma, gdbeta = (rng.standard_normal(3) for _ in range(7))
+    values = {s.eps: sp.Rational(1, 100000)}
+    for syms, nums in [
+        (s.x, x),
+        (s.dy, dout),
+        (s.gammas, gamma),
+        (h.gdx, gdx),
+        (h.gdgamma, gdgamma),
+        (h.gdbeta, gdbeta),
+    ]:
+        values.update({k: sp.Float(v, 40) for k, v in zip(syms, nums, strict=True)})
+    out = higher.evaluate([*d.forward, *d.backward, *h.steps], values)
+    exact = np.array([float(out[st.lhs]) for st in h.results])
+    gx, gdout, ggamma = generate_higher(d).double_backward(
+        gdx[None], gdgamma, gdbeta, dout[None], x[None], gamma, beta
+    )
+    np.testing.assert_allclose(np.concatenate([gx[0], gdout[0], ggamma]), exact, rtol=1e-11)
+
+
+def test_order_3_is_the_vjp_of_the_double_backward():
+    h = derive_higher(derive(3, layer="rmsnorm"), order=3)
+    assert [st.lhs.name for st in h.third_results] == [
+        "tx1",
+        "tx2",
+        "tx3",
+        "tdy1",
+        "tdy2",
+        "tdy3",
+        "tgamma1",
+        "tgamma2",
+        "tgamma3",
+    ]
+    assert [c.name for c in h.third_cotangents][:2] == ["tgx1", "tgx2"]
+
+
+def test_unsupported_variant_and_order_are_refused():
+    with pytest.raises(DerivationError, match="train mode"):
+        derive_higher(derive(3, mode="eval"), 2)
+    with pytest.raises(DerivationError, match="order must be 2 or 3"):
+        derive_higher(derive(3), 4)
+
+
+# --- the checker and what it finds about PyTorch ------------------------------------------
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize(("name", "kw", "shape", "P"), LAYERS, ids=IDS)
+def test_check_higher(name, kw, shape, P, order):
+    """Everything agrees except, at order 3, PyTorch's fused batch/layer/instance norm on
+    ∂/∂x (its double backward treats the saved mean and 1/std as constants): measured with
+    torch 2.13; torch's own gradcheck of the double backward fails there too."""
+    result = check_higher.run_check_higher(
+        derive(4, layer=name, **kw), order, features=2, seed=0, torch=True
+    )
+    failed = {(r.quantity, r.pair) for r in result.rows if not r.passed}
+    names = ["exact", "differences", "torch-native", "torch-elementary"]
+    if order == 2:
+        names.insert(0, "generated")
+    assert result.header.endswith(", ".join(names) + ".")
+    if order == 3 and name in ("batchnorm", "layernorm", "instancenorm"):
+        assert failed == {
+            ("tx", "exact vs torch-native"),
+            ("tx", "differences vs torch-native"),
+            ("tx", "torch-native vs torch-elementary"),
+        }
+        assert len(result.odd) == 1 and result.odd[0].startswith("odd one out: torch-native on tx")
+        assert not result.passed
+    else:
+        assert result.passed, result.table()
+
+
+def test_check_names_a_double_backward_off_by_a_tenth_of_a_percent(monkeypatch):
+    """The tester's test: a generated gx 0.1% off must fail and be named the odd one out."""
+    real = check_higher._double
+
+    def off(gen, data, eps):
+        gx, gdout, ggamma = real(gen, data, eps)
+        return gx * 1.001, gdout, ggamma
+
+    monkeypatch.setattr(check_higher, "_double", off)
+    result = check_higher.run_check_higher(derive(4), 2, features=2, torch=True)
+    assert not result.passed
+    assert result.odd == [line for line in result.odd if "generated on gx" in line] != []
+    assert "worst entry" in result.odd[0] and "FAILED: 4 of" in result.table()
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def _run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_derive_order_1_is_unchanged():
+    def body(*extra):  # all but the line that echoes the command
+        out = _run("derive", "--m", "3", "--format", "json", *extra).output
+        return out
+
+    assert body() == body("--order", "1")
+    text = _run("derive", "--m", "3", "--order", "1").output.splitlines()
+    assert [line for line in text if not line.startswith("command:")] == [
+        line
+        for line in _run("derive", "--m", "3").output.splitlines()
+        if not line.startswith("command:")
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "latex", "markdown"])
+def test_derive_order_2_in_every_format(fmt):
+    first = _run("derive", "--m", "3", "--layer", "layernorm", "--format", fmt).output
+    r = _run("derive", "--m", "3", "--layer", "layernorm", "--order", "2", "--format", fmt)
+    assert r.exit_code == 0
+    if fmt == "json":
+        obj = json.loads(r.output)
+        assert {k: v for k, v in obj.items() if k != "double_backward"} == json.loads(first)
+        db = obj["double_backward"]
+        assert db["results"][:3] == ["gx1", "gx2", "gx3"] and all(db["verified"].values())
+        gx1 = next(st["rhs"] for st in db["closed_form"] if st["lhs"] == "gx1")
+        assert "coef_dy1*dy1" in gx1 and "coef_xhat*xhat1" in gx1
+    else:
+
+        def without_command(text):
+            return "\n".join(line for line in text.splitlines() if "derive --m" not in line)
+
+        assert without_command(r.output).startswith(without_command(first))
+        assert "Double backward" in r.output and "closed form" in r.output.lower()
+
+
+def test_derive_order_2_standalone_latex_compiles():
+    from bnsym import notes
+
+    r = _run("derive", "--m", "2", "--order", "2", "--format", "latex", "--standalone")
+    assert notes.compile_pdf(r.output).startswith(b"%PDF")
+
+
+def test_derive_order_3_json():
+    r = _run("derive", "--m", "2", "--layer", "rmsnorm", "--order", "3", "--format", "json")
+    third = json.loads(r.output)["third_order"]
+    assert third["results"] == ["tx1", "tx2", "tdy1", "tdy2", "tgamma1", "tgamma2"]
+
+
+def test_codegen_order_2_writes_double_backward():
+    r = _run("codegen", "--m", "4", "--layer", "rmsnorm", "--order", "2")
+    assert r.exit_code == 0
+    assert "def double_backward(gdx, gdgamma, dout, x, gamma, eps=1e-05):" in r.output
+    assert "_Dummy" not in r.output
+    namespace: dict = {}
+    exec(compile(r.output, "<codegen>", "exec"), namespace)
+    x = np.arange(8.0).reshape(2, 4)
+    gx, gdout, ggamma = namespace["double_backward"](x, np.ones(4), x, x + 1, np.ones(4))
+    assert gx.shape == gdout.shape == (2, 4) and ggamma.shape == (4,)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("derive", "--order", "4"), "Error: --order '4' is not one of 1, 2, 3"),
+        (("derive", "--order", "x"), "Error: --order 'x' is not one of 1, 2, 3"),
+        (("check", "--order", "0"), "Error: --order '0' is not one of 1, 2, 3"),
+        (("codegen", "--order", "3"), "Error: --order '3' is not one of 1, 2 for"),
+        (("derive", "--order", "2", "--mode", "eval"), "Error: --order 2 and 3 are derived"),
+        (("codegen", "--order", "2", "--no-affine"), "Error: --order 2 and 3 are derived"),
+        (("derive", "--order", "2", "--m", "1"), "Error: "),
+    ],
+)
+def test_bad_order_is_one_line_exit_2(args, message):
+    r = CliRunner().invoke(main, list(args))
+    assert r.exit_code == 2
+    assert r.output.startswith(message) and r.output.count("\n") == 1, r.output
+
+
+def test_check_order_3_exits_1_naming_torch():
+    r = _run("check", "--order", "3", "--layer", "layernorm", "-D", "2")
+    assert r.exit_code == 1
+    assert "odd one out: torch-native on tx" in r.output
+
+
+def test_check_order_2_exits_0():
+    r = _run("check", "--order", "2", "--layer", "groupnorm", "--channels", "2", "-D", "2")
+    assert r.exit_code == 0 and r.output.rstrip().endswith("comparisons agree.")
