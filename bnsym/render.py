@@ -162,15 +162,19 @@ class _TextPrinter(StrPrinter):
         # ignores the global evaluate flag, so Add(*args) may return an unevaluated sum.)
         if terms == sorted(terms, key=_CANONICAL):
             terms.sort(key=term_key)
+        hidden = ""
         if self.abbreviate and len(terms) > MAX_TERMS:
+            hidden = _hidden_sign([self._print(t) for t in terms[2:-1]])
             terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
         for i, term in enumerate(terms):
-            text = "…" if term is _ELLIPSIS else self._print(term)
+            text = hidden if term is _ELLIPSIS else self._print(term)
             if i == 0:
                 out = text
             elif text.startswith("-"):
                 out += " - " + text[1:]
+            elif text.startswith("±"):
+                out += " ± " + text[1:]
             else:
                 out += " + " + text
         return out
@@ -179,6 +183,18 @@ class _TextPrinter(StrPrinter):
 #: Sums longer than this are abbreviated in text (first two terms, …, last term).
 MAX_TERMS = 8
 _ELLIPSIS = object()
+
+
+def _hidden_sign(texts: list[str]) -> str:
+    """The "…" standing for the hidden terms of an abbreviated sum, with their sign, so that
+    the sum read literally is right: "+ …" only hides terms added, "− …" (written "-…" here,
+    the caller turns it into " − …") only terms subtracted, and "± …" terms of both signs."""
+    negative = [t.startswith("-") for t in texts]
+    if all(negative):
+        return "-…"
+    if any(negative):
+        return "±…"
+    return "…"
 
 
 def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
@@ -585,6 +601,8 @@ _ASCII = {
     "³": "^3",
     "∂": "d",
     "ℓ": "l",
+    "…": "...",
+    "±": "+/-",
 }
 
 
