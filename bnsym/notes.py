@@ -35,6 +35,7 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym._decimals import TABLE_DIGITS, approx_expr
 from bnsym._escape import latex_comment, latex_text, markdown_code
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
@@ -147,10 +148,9 @@ def _jacobian_rows(d: Derivation, width: float) -> tuple[str, ...] | None:
 
 
 def _approx(value: sp.Expr) -> sp.Expr | None:
-    """A decimal approximation of an irrational number (√2 -> 1.41421), else None."""
-    if not isinstance(value, sp.Basic) or not value.is_number or value.is_Rational:
-        return None
-    return sp.Float(sp.N(value, APPROX_DIGITS), APPROX_DIGITS)
+    """A decimal approximation of a number that is not an integer nor written as a decimal
+    already (√2 -> 1.41421, 11/4 -> 2.75), else None."""
+    return approx_expr(value, APPROX_DIGITS)
 
 
 def _vector(values: tuple[sp.Expr, ...]) -> str:
@@ -175,6 +175,16 @@ def _example_blocks(d: Derivation, width: float) -> Iterator[Block]:
         if o.dy is not None:
             text += f", ∂ℓ/∂y = {_vector(o.dy[f])}"
             latex += rf", $\partial \ell /\partial y = {_vector(o.dy[f])}$"
+        for name, tex_name, given in (
+            ("γ", r"\gamma", o.gamma),
+            ("β", r"\beta", o.beta),
+            ("μ_run", r"\mu_{\mathrm{run}}", o.running_mean),
+            ("σ²_run", r"\sigma_{\mathrm{run}}^{2}", o.running_var),
+        ):
+            if given is not None:
+                shown = _vector(given[f]) if len(given[f]) > 1 else number_text(given[f][0])
+                text += f", {name} = {shown}"
+                latex += f", ${tex_name} = {shown}$"
         yield _prose(text + ".", latex + ".")
         steps: list[Step] = []
         rules: list[str] = []
@@ -191,6 +201,35 @@ def _example_blocks(d: Derivation, width: float) -> Iterator[Block]:
         rules += [""] * (len(steps) - len(rules))
         rows = list(_step_rows(steps, width, rules, decimals=True))
         yield Block("math", rows=tuple(_with_approx(rows, steps)))
+        table = _table_block(d, f, width)
+        if table is not None:
+            yield _prose(f"In decimals ({TABLE_DIGITS} significant digits):")
+            yield table
+
+
+def _table_block(d: Derivation, feature: int, width: float) -> Block | None:
+    """The feature's table (:mod:`bnsym._table`): ``rows`` are LaTeX ``tabular`` rows,
+    ``text`` the Markdown table. Columns are dropped from the right (∂ℓ/∂x_i, ∂ℓ/∂y_i, …)
+    while the table is wider than ``width``; None if not even three fit."""
+    from bnsym._table import example_table
+
+    table = example_table(d, feature)
+    heads = [h[2] for h in table.headers]
+    cells = [[tex(c, decimals=True) for c in row] for row in table.rows]
+    n = len(heads)
+    while n >= 3:
+        widths = [max(math_width(t) for t in [heads[k], *(r[k] for r in cells)]) for k in range(n)]
+        if sum(widths) + 1.6 * n <= width:
+            break
+        n -= 1
+    else:
+        return None
+    rows = [" & ".join(f"${t}$" for t in heads[:n])]
+    rows += [" & ".join(f"${t}$" for t in row[:n]) for row in cells]
+    markdown = ["| " + " | ".join(f"${t}$" for t in heads[:n]) + " |"]
+    markdown.append("|" + "---:|" * n)
+    markdown += ["| " + " | ".join(f"${t}$" for t in row[:n]) + " |" for row in cells]
+    return Block("table", "\n".join(markdown), rows=tuple(rows))
 
 
 def _with_approx(rows: list[str], steps: list[Step]) -> Iterator[str]:
@@ -208,7 +247,7 @@ def _with_approx(rows: list[str], steps: list[Step]) -> Iterator[str]:
             last = group[-1]
             marks = (last.find(" &&"), last.find(r" \qquad \text{("))
             cut = min((i for i in marks if i >= 0), default=len(last))
-            group[-1] = f"{last[:cut]} \\approx {sp.latex(approx)}{last[cut:]}"
+            group[-1] = f"{last[:cut]} \\approx {tex(approx)}{last[cut:]}"
         yield from group
 
 
@@ -310,6 +349,15 @@ def to_latex(
             out += ["", rf"\section*{{{b.latex}}}"]
         elif b.kind == "prose":
             out += ["", b.latex]
+        elif b.kind == "table":
+            columns = "r" * len(b.rows[0].split(" & "))
+            out += [
+                r"\begin{center}\small\setlength{\tabcolsep}{4pt}",
+                rf"\begin{{tabular}}{{{columns}}}",
+                b.rows[0] + r" \\ \hline",
+                *(row + r" \\" for row in b.rows[1:]),
+                r"\end{tabular}\end{center}",
+            ]
         else:
             out += [r"\begin{align*}", join_rows(b.rows), r"\end{align*}"]
     fragment = "\n".join([*out, r"\endgroup"]) + "\n"
@@ -358,7 +406,7 @@ def _notebook(d: Derivation) -> str:
             rows = [r"&\textbf{" + text_tex_unicode(b.text) + "}"]
         elif b.kind == "prose" and (b.text[:1] in "✓✗" or b.text.startswith(("Input", "Feature"))):
             rows.append(r"&\text{" + text_tex_unicode(b.text) + "}")
-        elif b.kind == "math":
+        elif b.kind == "math":  # MathJax has no tabular: the table stays in the notes
             rows += b.rows
     out.append(r"$$\begin{aligned}" + join_rows(tuple(rows)) + r"\end{aligned}$$")
     return "\n".join(out) + "\n"
@@ -378,7 +426,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     for b in blocks(d, FRAGMENT_WIDTH, variant=False):
         if b.kind == "heading":
             out += ["", f"## {b.text}"]
-        elif b.kind == "prose":
+        elif b.kind in ("prose", "table"):
             out += ["", b.text]
         else:
             out += ["", "$$", r"\begin{aligned}", join_rows(b.rows), r"\end{aligned}", "$$"]

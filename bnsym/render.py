@@ -60,6 +60,8 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"dnu2", ("∂ℓ/∂ν²", "dl/dnu2", r"\frac{\partial \ell}{\partial \nu^{2}}")),
     (r"running_mean", ("μ_run", "running_mean", r"\mu_{\mathrm{run}}")),
     (r"running_var", ("σ²_run", "running_var", r"\sigma_{\mathrm{run}}^{2}")),
+    (r"running_mean(\d+)", ("μ_run,{i}", "running_mean{i}", r"\mu_{{\mathrm{{run}},{i}}}")),
+    (r"running_var(\d+)", ("σ²_run,{i}", "running_var{i}", r"\sigma_{{\mathrm{{run}},{i}}}^{{2}}")),
     (r"dsigma2_B", ("∂ℓ/∂σ²_B", "dl/dsigma2_B", r"\frac{\partial \ell}{\partial \sigma_{B}^{2}}")),
     (r"dmu_B", ("∂ℓ/∂μ_B", "dl/dmu_B", r"\frac{\partial \ell}{\partial \mu_{B}}")),
     (r"dgamma", ("∂ℓ/∂γ", "dl/dgamma", r"\frac{\partial \ell}{\partial \gamma}")),
@@ -210,10 +212,14 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
     if any(getattr(s, "name", "") in ("dsigma2_B", "dmu_B") for s in term.free_symbols):
         # ∂ℓ/∂μ_B = Σ ∂ℓ/∂x̂_i·(…) + ∂ℓ/∂σ²_B·(…): the term of another node's gradient last
         return (0, 1 << 30, 0, str(term))
-    constant = bool(term.free_symbols & _ADDED_LAST)
+    constant = bool(term.free_symbols & _ADDED_LAST) or any(
+        _ADDED_LAST_INDEXED.fullmatch(getattr(s, "name", "")) for s in term.free_symbols
+    )
     return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
 
 
+#: β₁, μ_run,2: a feature's (or element's) shift, added last as its unindexed form is.
+_ADDED_LAST_INDEXED = re.compile(r"(beta|running_mean)\d+")
 _CANONICAL = functools.cmp_to_key(sp.Basic.compare)
 _EYE = sp.Symbol("I")
 _ADDED_LAST = {
@@ -440,7 +446,12 @@ def param_steps(d: Derivation, feat: dict[str, Any]) -> list[Step]:
         values = values if isinstance(values, tuple) else (values,)
         return [Step(a, b, "") for a, b in zip(symbols, values, strict=True)]
 
-    return each(s.dgammas, feat["dgamma"]) + each(s.dbetas, feat["dbeta"])
+    dgammas, dbetas = s.dgammas, s.dbetas
+    if s.shared and len(d.features) > 1:  # one γ, β per feature: ∂ℓ/∂γ₁, ∂ℓ/∂γ₂, …
+        k = next(i for i, other in enumerate(d.features) if other is feat) + 1
+        dgammas = (sp.Symbol(f"dgamma{k}"),)
+        dbetas = (sp.Symbol(f"dbeta{k}"),)
+    return each(dgammas, feat["dgamma"]) + each(dbetas, feat["dbeta"])
 
 
 def _example_intro(d: Derivation) -> str:
@@ -450,7 +461,15 @@ def _example_intro(d: Derivation) -> str:
     text = f"x = ({rows})"
     if o.dy is not None:
         text += "; ∂ℓ/∂y = (" + "; ".join(", ".join(str(v) for v in r) for r in o.dy) + ")"
-    return text + " — exact arithmetic."
+    for name, given in (
+        ("γ", o.gamma),
+        ("β", o.beta),
+        ("μ_run", o.running_mean),
+        ("σ²_run", o.running_var),
+    ):
+        if given is not None:
+            text += f"; {name} = (" + "; ".join(", ".join(str(v) for v in r) for r in given) + ")"
+    return text + " — exact arithmetic, decimals beside."
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -483,7 +502,11 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
                 if st.note:
                     lines.append(f"      {st.note}")
             else:
+                if sec.key == "example":
+                    rhs += _approx_text(st.rhs, ascii)
                 lines += wrap(f"  {lhs} = ", rhs, f"      ({st.rule})" if st.rule else "")
+        if sec.key == "example":
+            lines += _table_lines(d, ascii)
         if sec.key == "jacobian" and d.jacobian is not None and d.m <= JACOBIAN_SHOWN_M:
             lines += _jacobian_entries(d, ascii)
         if sec.outro:
@@ -496,6 +519,40 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
     if ascii:
         text = _to_ascii(text)
     return text
+
+
+def _approx_text(value: Any, ascii: bool) -> str:
+    """ " ≈ 1.41421" beside an exact number that is not an integer (nothing otherwise)."""
+    from bnsym._decimals import approx_expr, decimal_text
+
+    text = decimal_text(value)
+    if text is None:
+        rounded = approx_expr(value)
+        if rounded is None:
+            return ""
+        return f" ~ {expr_text(rounded, ascii)}" if ascii else f" ≈ {expr_text(rounded)}"
+    return f" ~ {text}" if ascii else f" ≈ {text.replace('-', '−')}"
+
+
+def _table_lines(d: Derivation, ascii: bool) -> list[str]:
+    """The worked example's tables (one per feature), decimals in aligned columns."""
+    from bnsym._decimals import TABLE_DIGITS
+    from bnsym._table import example_table
+
+    assert d.options.values is not None
+    lines: list[str] = []
+    for f in range(len(d.options.values)):
+        table = example_table(d, f)
+        label = f"feature {f + 1}, " if len(d.options.values) > 1 else ""
+        lines += ["", f"  In decimals ({label}{TABLE_DIGITS} significant digits):"]
+        cells = [[h[1 if ascii else 0] for h in table.headers]]
+        cells += [[expr_text(c, ascii) for c in row] for row in table.rows]
+        widths = [max(len(row[k]) for row in cells) for k in range(len(cells[0]))]
+        for r, row in enumerate(cells):
+            lines.append("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+            if r == 0:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+    return lines
 
 
 #: Text lines are wrapped to this many characters, at a + or − outside any parentheses.
