@@ -251,6 +251,28 @@ def _with_approx(rows: list[str], steps: list[Step]) -> Iterator[str]:
         yield from group
 
 
+def _graph_blocks(d: Derivation, width: float) -> Iterator[Block]:
+    """The computation graph (:mod:`bnsym._picture`): a ``picture`` for LaTeX, a Mermaid
+    flowchart for Markdown (every element's nodes up to m = 4), then each arrow's local
+    derivative and what the backward pass carries along it."""
+    from bnsym._picture import FULL_MAX_M, graph_picture, latex_picture, mermaid
+    from bnsym.render import GRAPH_INTRO, GRAPH_TITLE, expr_text
+
+    pic = graph_picture(d)
+    yield _heading(GRAPH_TITLE)
+    yield _prose(GRAPH_INTRO)
+    chart = mermaid(graph_picture(d, generic=d.m > FULL_MAX_M), expr_text)
+    yield Block("picture", "\n".join(["```mermaid", *chart, "```"]), latex_picture(pic, tex))
+    rows = []
+    for e in pic.edges:
+        row = rf"\frac{{\partial {tex(e.child)}}}{{\partial {tex(e.parent)}}} &= {tex(e.local)}"
+        rows.append(row + (rf" \qquad {prose_math(f'({e.note})')}" if e.note else ""))
+    yield Block("math", rows=tuple(rows))
+    yield _prose("Backward, arrow by arrow; a node's adjoint sums what its arrows carry back:")
+    back = [rf"{tex(e.adjoint)} &\mathrel{{+}}= {tex(e.back)}" for e in pic.edges if e.local != 0]
+    yield Block("math", rows=tuple(back))
+
+
 def _variant_text(d: Derivation) -> str:
     text = f"m = {d.m}; {describe(d)}"
     if d.options.affine:
@@ -293,6 +315,8 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
         if sec.outro:
             yield _prose(sec.outro)
             stated += sec.outro
+        if sec.key == "backward":
+            yield from _graph_blocks(d, width)
     proofs = [(n, ok) for n, ok in d.verified.items() if d.proof_methods[n] not in stated]
     if proofs:
         yield _heading("Proofs")
@@ -348,6 +372,8 @@ def to_latex(
         if b.kind == "heading":
             out += ["", rf"\section*{{{b.latex}}}"]
         elif b.kind == "prose":
+            out += ["", b.latex]
+        elif b.kind == "picture":
             out += ["", b.latex]
         elif b.kind == "table":
             columns = "r" * len(b.rows[0].split(" & "))
@@ -426,7 +452,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     for b in blocks(d, FRAGMENT_WIDTH, variant=False):
         if b.kind == "heading":
             out += ["", f"## {b.text}"]
-        elif b.kind in ("prose", "table"):
+        elif b.kind in ("prose", "table", "picture"):
             out += ["", b.text]
         else:
             out += ["", "$$", r"\begin{aligned}", join_rows(b.rows), r"\end{aligned}", "$$"]

@@ -39,11 +39,11 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"gamma(\d+|_i)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
     (r"beta(\d+|_i)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
     (
-        r"dgamma(\d+)",
+        r"dgamma(\d+|_i)",
         ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}"),
     ),
     (
-        r"dbeta(\d+)",
+        r"dbeta(\d+|_i)",
         ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}"),
     ),
     (r"epsilon", ("ε", "eps", r"\epsilon")),
@@ -226,6 +226,7 @@ _ADDED_LAST = {
     sp.Symbol("epsilon", positive=True),
     sp.Symbol("beta", real=True),
     sp.Symbol("mu_B", real=True),
+    sp.Symbol("mu", real=True),
     sp.Symbol("running_mean", real=True),
 }
 
@@ -511,6 +512,8 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
             lines += _jacobian_entries(d, ascii)
         if sec.outro:
             lines.append(sec.outro)
+        if sec.key == "backward":
+            lines += _graph_lines(d, ascii)
     lines += ["", "Proofs", "------"]
     for name, ok in d.verified.items():
         mark = ("ok  " if ok else "FAIL") if ascii else ("✓" if ok else "✗")
@@ -532,6 +535,27 @@ def _approx_text(value: Any, ascii: bool) -> str:
             return ""
         return f" ~ {expr_text(rounded, ascii)}" if ascii else f" ≈ {expr_text(rounded)}"
     return f" ~ {text}" if ascii else f" ≈ {text.replace('-', '−')}"
+
+
+#: The computation graph's section: its title and what the drawing shows.
+GRAPH_TITLE = "Computation graph"
+GRAPH_INTRO = (
+    "Each arrow feeds a node into the next, drawn for element i (every element has the same "
+    "arrows), with its local derivative. The backward pass runs the arrows the other way: "
+    "along each, the adjoint of the node it points to, times the local derivative, is added "
+    "to the adjoint of the node it starts from."
+)
+
+
+def _graph_lines(d: Derivation, ascii: bool) -> list[str]:
+    """The computation graph (:mod:`bnsym._picture`) as a small drawing and its arrows."""
+    from bnsym._picture import ascii_drawing, elements_line, graph_picture
+
+    def show(e: Any) -> str:
+        return expr_text(e, ascii)
+
+    drawing = ascii_drawing(graph_picture(d), show, ascii, WIDTH, elements_line(d, show))
+    return ["", GRAPH_TITLE, "-" * len(GRAPH_TITLE), GRAPH_INTRO, *drawing]
 
 
 def _table_lines(d: Derivation, ascii: bool) -> list[str]:
@@ -634,6 +658,7 @@ _ASCII = {
     "γ": "gamma",
     "β": "beta",
     "μ": "mu",
+    "ν": "nu",
     "σ²": "sigma2",
     "σ": "sigma",
     "√": "sqrt",
