@@ -106,7 +106,8 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"y_i\(a\*x \+ c\)", ("yᵢ(a·x + c)", "y_i(a*x + c)", r"y_{i}(a x + c)")),
     (r"y_i\|undo", ("yᵢ", "y_i", r"y_{i}")),  # the condition is in the identity's note
     (r"I", ("I", "I", r"I")),
-    (r"11T", ("𝟙𝟙ᵀ", "11^T", r"\mathbf{1}\mathbf{1}^{\top}")),
+    # a thin space and 1 1^T: bold 11ᵀ reads as eleven
+    (r"11T", ("𝟙𝟙ᵀ", "1 1^T", r"\mathbf{1}\,\mathbf{1}^{\top}")),
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
     (r"J", ("J", "J", "J")),
 ]
@@ -395,11 +396,15 @@ def _sections(d: Derivation) -> Iterator[Section]:
     yield Section(
         "jacobian",
         "Jacobian ∂y/∂x",
-        "The m×m matrix J with J_ji = ∂y_j/∂x_i has this structure:",
+        "The m×m matrix J with J_ji = ∂y_j/∂x_i has this structure, where I is the m×m "
+        "identity matrix and 𝟙 = (1, …, 1)ᵀ the vector of m ones:",
         (d.jacobian_structure,),
-        "Every entry is proved against the chain rule."
-        if d.jacobian is not None
-        else "Proved through the closed form (∂ℓ/∂x = Jᵀ·∂ℓ/∂y for every ∂ℓ/∂y).",
+        (
+            "Every entry is proved against the chain rule."
+            if d.jacobian is not None
+            else "Proved through the closed form (∂ℓ/∂x = Jᵀ·∂ℓ/∂y for every ∂ℓ/∂y)."
+        )
+        + _projector(d),
     )
     if d.identities:
         yield Section(
@@ -425,6 +430,31 @@ def _sections(d: Derivation) -> Iterator[Section]:
             steps += [Step(a, b, "") for a, b in zip(s.dx, feat["dx"], strict=True)]
             steps += param_steps(d, feat)
         yield Section("example", "Worked example", _example_intro(d), tuple(steps))
+
+
+def _projector(d: Derivation) -> str:
+    """The projector view of J, for the centred layers with one γ per group (batch and
+    instance norm), biased variance, ε inside the root, train mode; "" otherwise."""
+    o, s = d.options, d.symbols
+    if not (
+        s.layer.centred
+        and s.shared
+        and o.affine
+        and o.mode == "train"
+        and o.variance == "biased"
+        and o.eps_placement == "inside"
+    ):
+        return ""
+    sigma = display_name(s.sigma.name)
+    return (
+        f" At ε = 0 it is J = (γ/{sigma})·P with P = I − (𝟙·𝟙ᵀ + x̂·x̂ᵀ)/m. Because "
+        "Σᵢ x̂ᵢ = 0 (the definition of the mean), 𝟙 and x̂ are orthogonal, and because "
+        "Σᵢ x̂ᵢ² = m (the definition of the variance), both have squared length m: so P is the "
+        "orthogonal projector off the plane they span, with eigenvalues 0, 0 and 1 (m − 2 "
+        f"times), and J's are 0, 0 and γ/{sigma}. 𝟙ᵀ·J = 0 is the identity Σᵢ ∂ℓ/∂xᵢ = 0, "
+        "and x̂ᵀ·J = 0 is Σᵢ ∂ℓ/∂xᵢ·x̂ᵢ = 0 at ε = 0; at m = 2 the plane is everything, so "
+        "∂ℓ/∂x = 0 for every ∂ℓ/∂y."
+    )
 
 
 def _vanishing(d: Derivation) -> str:
@@ -654,6 +684,7 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "𝟙𝟙ᵀ": "1 1^T",
     "ε": "eps",
     "γ": "gamma",
     "β": "beta",
