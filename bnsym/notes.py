@@ -39,7 +39,7 @@ from bnsym._decimals import TABLE_DIGITS, approx_expr
 from bnsym._escape import latex_comment, latex_text, markdown_code
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
-from bnsym.render import describe, factored_jacobian, param_steps, sections
+from bnsym.render import describe, factored_jacobian, param_steps, proof_reason, sections
 from bnsym.symbolic import Derivation, Step, derive
 
 __all__ = ["LatexError", "compile_pdf", "math_width", "refresh", "to_latex", "to_markdown"]
@@ -324,10 +324,18 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
         mark = "✓" if ok else "✗ FAILED"
         method = d.proof_methods[name]
         code = name.replace("_", r"\_")
-        yield _prose(
-            f"{mark} `{name}`: {method}.",
-            f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(method)}.",
-        )
+        reason = proof_reason(d, name)
+        if reason is None:
+            yield _prose(
+                f"{mark} `{name}`: {method}.",
+                f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(method)}.",
+            )
+        else:  # the mathematics first, how the machine checked it after
+            yield _prose(
+                f"{mark} `{name}`: {reason} Checked by machine: {method}.",
+                f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(reason)} "
+                f"\\emph{{Checked by machine:}} {prose_tex(method)}.",
+            )
 
 
 # --- LaTeX and Markdown --------------------------------------------------------------------

@@ -547,7 +547,12 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
     lines += ["", "Proofs", "------"]
     for name, ok in d.verified.items():
         mark = ("ok  " if ok else "FAIL") if ascii else ("✓" if ok else "✗")
-        lines.append(f"  {mark} {name}: {d.proof_methods[name]}")
+        reason = proof_reason(d, name)
+        if reason is None:
+            lines.append(f"  {mark} {name}: {d.proof_methods[name]}")
+        else:
+            lines.append(f"  {mark} {name}: {reason}")
+            lines.append(f"      checked by machine: {d.proof_methods[name]}")
     text = "\n".join(lines) + "\n"
     if ascii:
         text = _to_ascii(text)
@@ -607,6 +612,19 @@ def _table_lines(d: Derivation, ascii: bool) -> list[str]:
             if r == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
     return lines
+
+
+def proof_reason(d: Derivation, name: str) -> str | None:
+    """What the proof ``name`` claims and why it holds, in the notes' notation
+    (:mod:`bnsym._proof_prose`); None where no sentence is written for it."""
+    from bnsym._proof_prose import why
+
+    s = d.symbols
+    train = d.options.mode == "train"
+    names = (s.mu, s.var, s.sigma) if train else (s.running_mean, s.running_var, None)
+    mu, var = display_name(names[0].name), display_name(names[1].name)
+    sigma = display_name(s.sigma.name) if train else "√(σ²_run + ε)"
+    return why(name, mu=mu, var=var, sigma=sigma, centred=s.layer.centred, train=train)
 
 
 #: Text lines are wrapped to this many characters, at a + or − outside any parentheses.
