@@ -362,6 +362,8 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
             # Exact substitution; SymPy's own evaluation already writes 2/√2 as √2. Gradients
             # that are sums over dy get their common factor out: √2·γ/8·(3·dy1 − dy2 − …).
             out = e.xreplace(mapping)
+            if out.is_number and out.is_Add:  # one denominator: (1 − 3·√2)/2, not 1/2 − 3·√2/2
+                return sp.together(out)
             return sp.factor_terms(out) if mapping and not out.is_number else out
 
         def num_all(es: Iterable[sp.Expr], num: Any = num) -> tuple[Any, ...]:

@@ -213,3 +213,11 @@ def test_parameters_are_carried_into_json_options():
     options = json.loads(result.output)["options"]
     assert options["gamma"] == [["3/2"]] and options["running_mean"] == [["1/2"]]
     assert options["running_var"] == [["2"]] and options["beta"] is None
+
+
+def test_exact_numbers_are_written_over_one_denominator():
+    d = derive(4, eps=0, values="2,0,2,4", dy="1,2,3,4", gamma=1.5, beta=0.5)
+    assert str(d.y[1]) == "(1 - 3*sqrt(2))/2"  # not 1/2 - 3*sqrt(2)/2
+    for e in (*d.x_hat, *d.y, *d.dx, d.dgamma, d.dbeta):
+        numerator, denominator = e.as_numer_denom()
+        assert denominator.is_Integer and not e.is_Add, e
