@@ -16,7 +16,15 @@ from typing import Any
 
 import sympy as sp
 
-__all__ = ["DIGITS", "TABLE_DIGITS", "approx", "approx_expr", "decimal_text", "rounded"]
+__all__ = [
+    "DIGITS",
+    "TABLE_DIGITS",
+    "approx",
+    "approx_expr",
+    "decimal_text",
+    "exact_text",
+    "rounded",
+]
 
 #: Significant digits beside an exact result (≈ 1.41421).
 DIGITS = 6
@@ -72,7 +80,13 @@ def rounded(expr: Any, digits: int = TABLE_DIGITS) -> Any:
         return expr
     if expr.is_number:
         return _float(_round(expr, digits))
-    return expr.evalf(digits)
+    # evalf writes integers and exponents as floats too: keep 1 − μ and (1 + ε)^(−1/2)
+    out = expr.evalf(digits)
+    out = out.replace(
+        lambda a: a.is_Pow and a.exp.is_Float, lambda a: sp.Pow(a.base, sp.Rational(str(a.exp)))
+    )
+    whole = {f: sp.Integer(int(f)) for f in out.atoms(sp.Float) if float(f).is_integer()}
+    return out.xreplace(whole)
 
 
 def approx_expr(value: Any, digits: int = DIGITS) -> Any:
@@ -90,3 +104,23 @@ def approx_expr(value: Any, digits: int = DIGITS) -> Any:
         return None
     out = value.evalf(digits)
     return None if out == value or not out.atoms(sp.Float) else out
+
+
+def exact_text(q: Any) -> str:
+    """An input number as the user typed it: a fraction whose decimal ends (31/5, 89/10) as
+    that decimal, exactly ('6.2', '8.9'); others as a fraction ('1/3').
+
+    >>> exact_text(sp.Rational(31, 5)), exact_text(sp.Rational(-1, 3)), exact_text(4)
+    ('6.2', '-1/3', '4')
+    """
+    q = sp.Rational(q)
+    den, k = int(q.q), 0
+    while den % 10 == 0 or den % 5 == 0 or den % 2 == 0:
+        den //= 10 if den % 10 == 0 else 5 if den % 5 == 0 else 2
+        k += 1
+    if den != 1 or q.q == 1 or k > 12:
+        return str(q)
+    scaled = abs(int(q * 10**k))
+    digits = str(scaled).rjust(k + 1, "0")
+    text = (digits[:-k] + "." + digits[-k:]).rstrip("0").rstrip(".")
+    return ("-" if q < 0 else "") + text

@@ -488,10 +488,14 @@ def param_steps(d: Derivation, feat: dict[str, Any]) -> list[Step]:
 def _example_intro(d: Derivation) -> str:
     o = d.options
     assert o.values is not None
-    rows = "; ".join(", ".join(str(v) for v in row) for row in o.values)
-    text = f"x = ({rows})"
+    from bnsym._decimals import exact_text
+
+    def vector(given: Any) -> str:  # as typed: 8.9, not 89/10
+        return "(" + "; ".join(", ".join(exact_text(v) for v in row) for row in given) + ")"
+
+    text = f"x = {vector(o.values)}"
     if o.dy is not None:
-        text += "; ∂ℓ/∂y = (" + "; ".join(", ".join(str(v) for v in r) for r in o.dy) + ")"
+        text += f"; ∂ℓ/∂y = {vector(o.dy)}"
     for name, given in (
         ("γ", o.gamma),
         ("β", o.beta),
@@ -499,7 +503,7 @@ def _example_intro(d: Derivation) -> str:
         ("σ²_run", o.running_var),
     ):
         if given is not None:
-            text += f"; {name} = (" + "; ".join(", ".join(str(v) for v in r) for r in given) + ")"
+            text += f"; {name} = {vector(given)}"
     return text + " — exact arithmetic, decimals beside."
 
 
