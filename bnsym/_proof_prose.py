@@ -15,12 +15,20 @@ __all__ = ["why"]
 
 
 def why(
-    name: str, *, mu: str, var: str, sigma: str, centred: bool, train: bool = True
+    name: str,
+    *,
+    mu: str,
+    var: str,
+    sigma: str,
+    centred: bool,
+    train: bool = True,
+    root: str | None = None,
 ) -> str | None:
     """The claim and its reason for the proof called ``name``; None for a proof not known
     here (the machine's note is then shown alone). In eval mode ``mu`` and ``var`` are the
-    running statistics' names."""
-    root = f"√({var} + ε)"
+    running statistics' names; ``root`` is what x̂ divides by (√(σ² + ε) unless given, e.g.
+    σ + ε with ε outside the root)."""
+    root = root or f"√({var} + ε)"
     if not train and name == "closed_form":
         return (
             f"Claim: ∂ℓ/∂xᵢ = γ·∂ℓ/∂yᵢ/{root}. Why: the running statistics are constants, "
@@ -72,7 +80,7 @@ def why(
         "sum_dx_xhat": (
             f"Σᵢ ∂ℓ/∂xᵢ·x̂ᵢ is the residual shown, 0 at ε = 0. Why: at ε = 0 the scaling "
             f"{scaled} (a > 0) leaves x̂ and so y unchanged, and the derivative of ℓ in that "
-            f"direction is {along}; with ε > 0 the root {root} does not scale by a, which "
+            f"direction is {along}; with ε > 0 the denominator {root} does not scale by a, which "
             "leaves the residual."
         ),
         "mean_output_beta": (

@@ -628,7 +628,9 @@ def proof_reason(d: Derivation, name: str) -> str | None:
     names = (s.mu, s.var, s.sigma) if train else (s.running_mean, s.running_var, None)
     mu, var = display_name(names[0].name), display_name(names[1].name)
     sigma = display_name(s.sigma.name) if train else "√(σ²_run + ε)"
-    return why(name, mu=mu, var=var, sigma=sigma, centred=s.layer.centred, train=train)
+    outside = train and d.options.eps_placement == "outside"
+    root = f"({sigma} + ε)" if outside else None  # x̂ divides by σ + ε
+    return why(name, mu=mu, var=var, sigma=sigma, centred=s.layer.centred, train=train, root=root)
 
 
 #: Text lines are wrapped to this many characters, at a + or − outside any parentheses.

@@ -50,3 +50,11 @@ def test_the_reasons_hold_numerically():
     np.testing.assert_allclose(_bn(scaled), _bn(x), atol=1e-12)
     assert np.abs(_bn(scaled, 1e-1) - _bn(x, 1e-1)).max() > 1e-4
     assert abs(_bn(x, 1e-3).sum()) < 1e-12
+
+
+def test_with_eps_outside_the_reasons_divide_by_sigma_plus_eps():
+    text = to_text(derive(3, eps_placement="outside"))
+    proofs = text[text.index("\nProofs\n") :]
+    assert "write xᵢ − μ_B as (σ_B + ε)·x̂ᵢ" in proofs
+    assert "γ = (σ_B + ε) and β = μ_B give back" in proofs
+    assert "√(σ²_B + ε)" not in proofs.split("checked by machine")[0]
