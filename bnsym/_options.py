@@ -48,6 +48,10 @@ class Options:
     mode: Mode = "train"
     values: tuple[tuple[sp.Rational, ...], ...] | None = None
     dy: tuple[tuple[sp.Rational, ...], ...] | None = None
+    gamma: tuple[tuple[sp.Rational, ...], ...] | None = None
+    beta: tuple[tuple[sp.Rational, ...], ...] | None = None
+    running_mean: tuple[tuple[sp.Rational, ...], ...] | None = None
+    running_var: tuple[tuple[sp.Rational, ...], ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form: ε and values as exact strings (``"1/100000"``), None as null."""
@@ -66,6 +70,10 @@ class Options:
             "mode": self.mode,
             "values": rows(self.values),
             "dy": rows(self.dy),
+            "gamma": rows(self.gamma),
+            "beta": rows(self.beta),
+            "running_mean": rows(self.running_mean),
+            "running_var": rows(self.running_var),
         }
 
 
@@ -194,6 +202,10 @@ def make_options(
     mode: str = "train",
     values: object = None,
     dy: object = None,
+    gamma: object = None,
+    beta: object = None,
+    running_mean: object = None,
+    running_var: object = None,
     force: bool = False,
 ) -> Options:
     """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
@@ -290,6 +302,9 @@ def make_options(
                         "so with ε outside the root the gradient does not exist; use "
                         "eps_placement 'inside' or values that differ."
                     )
+    params = _example_params(
+        decl, m, channels, affine, mode, eps_r, value_rows, gamma, beta, running_mean, running_var
+    )
     return Options(
         m=m,
         layer=decl.name,
@@ -301,4 +316,66 @@ def make_options(
         mode=mode,  # type: ignore[arg-type]
         values=value_rows,
         dy=dy_rows,
+        **params,
     )
+
+
+def _example_params(
+    decl: Any,
+    m: int,
+    channels: int | None,
+    affine: bool,
+    mode: str,
+    eps: sp.Rational | None,
+    value_rows: tuple[tuple[sp.Rational, ...], ...] | None,
+    gamma: object,
+    beta: object,
+    running_mean: object,
+    running_var: object,
+) -> dict[str, Any]:
+    """γ, β and the running statistics of a worked example, checked against the layer."""
+    from bnsym._example_params import example_rows
+
+    given = {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return {}
+    flag = "--" + next(iter(given)).replace("_", "-")
+    if value_rows is None:
+        raise DerivationError(f"{flag} gives a number of the worked example; give values too.")
+    if not affine and ("gamma" in given or "beta" in given):
+        raise DerivationError(f"{flag} with --no-affine: the layer has no γ, β; drop one.")
+    if "beta" in given and not decl.beta:
+        raise DerivationError(f"--beta: {decl.name} has no β (y = γ·x̂); drop --beta.")
+    if mode != "eval" and ("running_mean" in given or "running_var" in given):
+        which = "--running-mean" if "running_mean" in given else "--running-var"
+        raise DerivationError(
+            f"{which} is for eval mode (running statistics); add --mode eval or drop it."
+        )
+    k = decl.param_count(m, channels)
+    each = {
+        "shared": "one per feature",
+        "element": f"one per element, m = {m}",
+        "channel": f"one per channel, {k}",
+    }[decl.params]
+    n = len(value_rows)
+    out: dict[str, Any] = {}
+    for name in ("gamma", "beta"):
+        if name in given:
+            out[name] = example_rows(given[name], name, k, n, each, exact_number, DerivationError)
+    for name in ("running_mean", "running_var"):
+        if name in given:
+            out[name] = example_rows(
+                given[name], name, 1, n, "one per feature", exact_number, DerivationError
+            )
+    for row in out.get("running_var", ()):
+        if row[0] < 0:
+            raise DerivationError(
+                f"running_var must be ≥ 0, not {row[0]}; it is a variance (σ²_run)."
+            )
+        if row[0] == 0 and eps == 0:
+            raise DerivationError(
+                "running_var = 0 with ε = 0 divides by zero; give ε > 0 (--eps 1e-5) or a "
+                "positive running variance."
+            )
+    return out

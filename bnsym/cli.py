@@ -228,6 +228,26 @@ _FORMATS = _extensions()
     help="Upstream gradients ∂ℓ/∂y_i, laid out as --values.",
 )
 @click.option(
+    "--gamma",
+    default=None,
+    metavar="G,...",
+    help="The example's γ: one per feature (batch, instance norm), m per row (layer, RMS "
+    "norm), one per channel (group norm); rows separated by ';'.",
+)
+@click.option("--beta", default=None, metavar="B,...", help="The example's β, laid out as --gamma.")
+@click.option(
+    "--running-mean",
+    default=None,
+    metavar="MU,...",
+    help="Eval mode: the example's running mean, one per feature.",
+)
+@click.option(
+    "--running-var",
+    default=None,
+    metavar="VAR,...",
+    help="Eval mode: the example's running variance (≥ 0), one per feature.",
+)
+@click.option(
     "--format",
     "fmt",
     default=None,
@@ -252,6 +272,10 @@ def derive_command(
     order: int,
     values: str | None,
     dy: str | None,
+    gamma: str | None,
+    beta: str | None,
+    running_mean: str | None,
+    running_var: str | None,
     fmt: str | None,
     ascii_: bool,
     standalone: bool,
@@ -270,7 +294,15 @@ def derive_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
-    d = _derive(variant, values=values, dy=dy)
+    d = _derive(
+        variant,
+        values=values,
+        dy=dy,
+        gamma=gamma,
+        beta=beta,
+        running_mean=running_mean,
+        running_var=running_var,
+    )
     h = _higher(d, order) if order > 1 else None
     command = _command_line()
     from bnsym._limits import LimitError

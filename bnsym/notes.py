@@ -35,11 +35,12 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym._decimals import TABLE_DIGITS, approx_expr
 from bnsym._escape import command_text, latex_comment, latex_text, markdown_code
 from bnsym._limits import check_tex_rows
 from bnsym._prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym._texexpr import break_lines, math_width, number_text, tex
-from bnsym.render import describe, factored_jacobian, param_steps, sections
+from bnsym.render import describe, factored_jacobian, param_steps, proof_reason, sections
 from bnsym.symbolic import Derivation, Step, derive
 
 __all__ = ["LatexError", "compile_pdf", "math_width", "refresh", "to_latex", "to_markdown"]
@@ -148,10 +149,9 @@ def _jacobian_rows(d: Derivation, width: float) -> tuple[str, ...] | None:
 
 
 def _approx(value: sp.Expr) -> sp.Expr | None:
-    """A decimal approximation of an irrational number (√2 -> 1.41421), else None."""
-    if not isinstance(value, sp.Basic) or not value.is_number or value.is_Rational:
-        return None
-    return sp.Float(sp.N(value, APPROX_DIGITS), APPROX_DIGITS)
+    """A decimal approximation of a number that is not an integer nor written as a decimal
+    already (√2 -> 1.41421, 11/4 -> 2.75), else None."""
+    return approx_expr(value, APPROX_DIGITS)
 
 
 def _vector(values: tuple[sp.Expr, ...]) -> str:
@@ -176,6 +176,16 @@ def _example_blocks(d: Derivation, width: float) -> Iterator[Block]:
         if o.dy is not None:
             text += f", ∂ℓ/∂y = {_vector(o.dy[f])}"
             latex += rf", $\partial \ell /\partial y = {_vector(o.dy[f])}$"
+        for name, tex_name, given in (
+            ("γ", r"\gamma", o.gamma),
+            ("β", r"\beta", o.beta),
+            ("μ_run", r"\mu_{\mathrm{run}}", o.running_mean),
+            ("σ²_run", r"\sigma_{\mathrm{run}}^{2}", o.running_var),
+        ):
+            if given is not None:
+                shown = _vector(given[f]) if len(given[f]) > 1 else number_text(given[f][0])
+                text += f", {name} = {shown}"
+                latex += f", ${tex_name} = {shown}$"
         yield _prose(text + ".", latex + ".")
         steps: list[Step] = []
         rules: list[str] = []
@@ -192,6 +202,35 @@ def _example_blocks(d: Derivation, width: float) -> Iterator[Block]:
         rules += [""] * (len(steps) - len(rules))
         rows = list(_step_rows(steps, width, rules, decimals=True))
         yield Block("math", rows=tuple(_with_approx(rows, steps)))
+        table = _table_block(d, f, width)
+        if table is not None:
+            yield _prose(f"In decimals ({TABLE_DIGITS} significant digits):")
+            yield table
+
+
+def _table_block(d: Derivation, feature: int, width: float) -> Block | None:
+    """The feature's table (:mod:`bnsym._table`): ``rows`` are LaTeX ``tabular`` rows,
+    ``text`` the Markdown table. Columns are dropped from the right (∂ℓ/∂x_i, ∂ℓ/∂y_i, …)
+    while the table is wider than ``width``; None if not even three fit."""
+    from bnsym._table import example_table
+
+    table = example_table(d, feature)
+    heads = [h[2] for h in table.headers]
+    cells = [[tex(c, decimals=True) for c in row] for row in table.rows]
+    n = len(heads)
+    while n >= 3:
+        widths = [max(math_width(t) for t in [heads[k], *(r[k] for r in cells)]) for k in range(n)]
+        if sum(widths) + 1.6 * n <= width:
+            break
+        n -= 1
+    else:
+        return None
+    rows = [" & ".join(f"${t}$" for t in heads[:n])]
+    rows += [" & ".join(f"${t}$" for t in row[:n]) for row in cells]
+    markdown = ["| " + " | ".join(f"${t}$" for t in heads[:n]) + " |"]
+    markdown.append("|" + "---:|" * n)
+    markdown += ["| " + " | ".join(f"${t}$" for t in row[:n]) + " |" for row in cells]
+    return Block("table", "\n".join(markdown), rows=tuple(rows))
 
 
 def _with_approx(rows: list[str], steps: list[Step]) -> Iterator[str]:
@@ -209,8 +248,30 @@ def _with_approx(rows: list[str], steps: list[Step]) -> Iterator[str]:
             last = group[-1]
             marks = (last.find(" &&"), last.find(r" \qquad \text{("))
             cut = min((i for i in marks if i >= 0), default=len(last))
-            group[-1] = f"{last[:cut]} \\approx {sp.latex(approx)}{last[cut:]}"
+            group[-1] = f"{last[:cut]} \\approx {tex(approx)}{last[cut:]}"
         yield from group
+
+
+def _graph_blocks(d: Derivation, width: float) -> Iterator[Block]:
+    """The computation graph (:mod:`bnsym._picture`): a ``picture`` for LaTeX, a Mermaid
+    flowchart for Markdown (every element's nodes up to m = 4), then each arrow's local
+    derivative and what the backward pass carries along it."""
+    from bnsym._picture import FULL_MAX_M, graph_picture, latex_picture, mermaid
+    from bnsym.render import GRAPH_INTRO, GRAPH_TITLE, expr_text
+
+    pic = graph_picture(d)
+    yield _heading(GRAPH_TITLE)
+    yield _prose(GRAPH_INTRO)
+    chart = mermaid(graph_picture(d, generic=d.m > FULL_MAX_M), expr_text)
+    yield Block("picture", "\n".join(["```mermaid", *chart, "```"]), latex_picture(pic, tex))
+    rows = []
+    for e in pic.edges:
+        row = rf"\frac{{\partial {tex(e.child)}}}{{\partial {tex(e.parent)}}} &= {tex(e.local)}"
+        rows.append(row + (rf" \qquad {prose_math(f'({e.note})')}" if e.note else ""))
+    yield Block("math", rows=tuple(rows))
+    yield _prose("Backward, arrow by arrow; a node's adjoint sums what its arrows carry back:")
+    back = [rf"{tex(e.adjoint)} &\mathrel{{+}}= {tex(e.back)}" for e in pic.edges if e.local != 0]
+    yield Block("math", rows=tuple(back))
 
 
 def _variant_text(d: Derivation) -> str:
@@ -255,6 +316,8 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
         if sec.outro:
             yield _prose(sec.outro)
             stated += sec.outro
+        if sec.key == "backward":
+            yield from _graph_blocks(d, width)
     proofs = [(n, ok) for n, ok in d.verified.items() if d.proof_methods[n] not in stated]
     if proofs:
         yield _heading("Proofs")
@@ -262,10 +325,18 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
         mark = "✓" if ok else "✗ FAILED"
         method = d.proof_methods[name]
         code = name.replace("_", r"\_")
-        yield _prose(
-            f"{mark} `{name}`: {method}.",
-            f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(method)}.",
-        )
+        reason = proof_reason(d, name)
+        if reason is None:
+            yield _prose(
+                f"{mark} `{name}`: {method}.",
+                f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(method)}.",
+            )
+        else:  # the mathematics first, how the machine checked it after
+            yield _prose(
+                f"{mark} `{name}`: {reason} Checked by machine: {method}.",
+                f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(reason)} "
+                f"\\emph{{Checked by machine:}} {prose_tex(method)}.",
+            )
 
 
 # --- LaTeX and Markdown --------------------------------------------------------------------
@@ -312,6 +383,17 @@ def to_latex(
             out += ["", rf"\section*{{{b.latex}}}"]
         elif b.kind == "prose":
             out += ["", b.latex]
+        elif b.kind == "picture":
+            out += ["", b.latex]
+        elif b.kind == "table":
+            columns = "r" * len(b.rows[0].split(" & "))
+            out += [
+                r"\begin{center}\small\setlength{\tabcolsep}{4pt}",
+                rf"\begin{{tabular}}{{{columns}}}",
+                b.rows[0] + r" \\ \hline",
+                *(row + r" \\" for row in b.rows[1:]),
+                r"\end{tabular}\end{center}",
+            ]
         else:
             check_tex_rows(b.rows)  # "Dimension too large" otherwise
             out += [r"\begin{align*}", join_rows(b.rows), r"\end{align*}"]
@@ -361,7 +443,7 @@ def _notebook(d: Derivation) -> str:
             rows = [r"&\textbf{" + text_tex_unicode(b.text) + "}"]
         elif b.kind == "prose" and (b.text[:1] in "✓✗" or b.text.startswith(("Input", "Feature"))):
             rows.append(r"&\text{" + text_tex_unicode(b.text) + "}")
-        elif b.kind == "math":
+        elif b.kind == "math":  # MathJax has no tabular: the table stays in the notes
             rows += b.rows
     out.append(r"$$\begin{aligned}" + join_rows(tuple(rows)) + r"\end{aligned}$$")
     return "\n".join(out) + "\n"
@@ -382,7 +464,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     for b in blocks(d, FRAGMENT_WIDTH, variant=False):
         if b.kind == "heading":
             out += ["", f"## {b.text}"]
-        elif b.kind == "prose":
+        elif b.kind in ("prose", "table", "picture"):
             out += ["", b.text]
         else:
             out += ["", "$$", r"\begin{aligned}", join_rows(b.rows), r"\end{aligned}", "$$"]

@@ -39,11 +39,11 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"gamma(\d+|_i)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
     (r"beta(\d+|_i)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
     (
-        r"dgamma(\d+)",
+        r"dgamma(\d+|_i)",
         ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}"),
     ),
     (
-        r"dbeta(\d+)",
+        r"dbeta(\d+|_i)",
         ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}"),
     ),
     (r"epsilon", ("ε", "eps", r"\epsilon")),
@@ -60,6 +60,8 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"dnu2", ("∂ℓ/∂ν²", "dl/dnu2", r"\frac{\partial \ell}{\partial \nu^{2}}")),
     (r"running_mean", ("μ_run", "running_mean", r"\mu_{\mathrm{run}}")),
     (r"running_var", ("σ²_run", "running_var", r"\sigma_{\mathrm{run}}^{2}")),
+    (r"running_mean(\d+)", ("μ_run,{i}", "running_mean{i}", r"\mu_{{\mathrm{{run}},{i}}}")),
+    (r"running_var(\d+)", ("σ²_run,{i}", "running_var{i}", r"\sigma_{{\mathrm{{run}},{i}}}^{{2}}")),
     (r"dsigma2_B", ("∂ℓ/∂σ²_B", "dl/dsigma2_B", r"\frac{\partial \ell}{\partial \sigma_{B}^{2}}")),
     (r"dmu_B", ("∂ℓ/∂μ_B", "dl/dmu_B", r"\frac{\partial \ell}{\partial \mu_{B}}")),
     (r"dgamma", ("∂ℓ/∂γ", "dl/dgamma", r"\frac{\partial \ell}{\partial \gamma}")),
@@ -104,7 +106,8 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"y_i\(a\*x \+ c\)", ("yᵢ(a·x + c)", "y_i(a*x + c)", r"y_{i}(a x + c)")),
     (r"y_i\|undo", ("yᵢ", "y_i", r"y_{i}")),  # the condition is in the identity's note
     (r"I", ("I", "I", r"I")),
-    (r"11T", ("𝟙𝟙ᵀ", "11^T", r"\mathbf{1}\mathbf{1}^{\top}")),
+    # a thin space and 1 1^T: bold 11ᵀ reads as eleven
+    (r"11T", ("𝟙𝟙ᵀ", "1 1^T", r"\mathbf{1}\,\mathbf{1}^{\top}")),
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
     (r"J", ("J", "J", "J")),
 ]
@@ -162,15 +165,19 @@ class _TextPrinter(StrPrinter):
         # ignores the global evaluate flag, so Add(*args) may return an unevaluated sum.)
         if terms == sorted(terms, key=_CANONICAL):
             terms.sort(key=term_key)
+        hidden = ""
         if self.abbreviate and len(terms) > MAX_TERMS:
+            hidden = _hidden_sign([self._print(t) for t in terms[2:-1]])
             terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
         for i, term in enumerate(terms):
-            text = "…" if term is _ELLIPSIS else self._print(term)
+            text = hidden if term is _ELLIPSIS else self._print(term)
             if i == 0:
                 out = text
             elif text.startswith("-"):
                 out += " - " + text[1:]
+            elif text.startswith("±"):
+                out += " ± " + text[1:]
             else:
                 out += " + " + text
         return out
@@ -179,6 +186,18 @@ class _TextPrinter(StrPrinter):
 #: Sums longer than this are abbreviated in text (first two terms, …, last term).
 MAX_TERMS = 8
 _ELLIPSIS = object()
+
+
+def _hidden_sign(texts: list[str]) -> str:
+    """The "…" standing for the hidden terms of an abbreviated sum, with their sign, so that
+    the sum read literally is right: "+ …" only hides terms added, "− …" (written "-…" here,
+    the caller turns it into " − …") only terms subtracted, and "± …" terms of both signs."""
+    negative = [t.startswith("-") for t in texts]
+    if all(negative):
+        return "-…"
+    if any(negative):
+        return "±…"
+    return "…"
 
 
 def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
@@ -194,16 +213,21 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
     if any(getattr(s, "name", "") in ("dsigma2_B", "dmu_B") for s in term.free_symbols):
         # ∂ℓ/∂μ_B = Σ ∂ℓ/∂x̂_i·(…) + ∂ℓ/∂σ²_B·(…): the term of another node's gradient last
         return (0, 1 << 30, 0, str(term))
-    constant = bool(term.free_symbols & _ADDED_LAST)
+    constant = bool(term.free_symbols & _ADDED_LAST) or any(
+        _ADDED_LAST_INDEXED.fullmatch(getattr(s, "name", "")) for s in term.free_symbols
+    )
     return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
 
 
+#: β₁, μ_run,2: a feature's (or element's) shift, added last as its unindexed form is.
+_ADDED_LAST_INDEXED = re.compile(r"(beta|running_mean)\d+")
 _CANONICAL = functools.cmp_to_key(sp.Basic.compare)
 _EYE = sp.Symbol("I")
 _ADDED_LAST = {
     sp.Symbol("epsilon", positive=True),
     sp.Symbol("beta", real=True),
     sp.Symbol("mu_B", real=True),
+    sp.Symbol("mu", real=True),
     sp.Symbol("running_mean", real=True),
 }
 
@@ -372,11 +396,15 @@ def _sections(d: Derivation) -> Iterator[Section]:
     yield Section(
         "jacobian",
         "Jacobian ∂y/∂x",
-        "The m×m matrix J with J_ji = ∂y_j/∂x_i has this structure:",
+        "The m×m matrix J with J_ji = ∂y_j/∂x_i has this structure, where I is the m×m "
+        "identity matrix and 𝟙 = (1, …, 1)ᵀ the vector of m ones:",
         (d.jacobian_structure,),
-        "Every entry is proved against the chain rule."
-        if d.jacobian is not None
-        else "Proved through the closed form (∂ℓ/∂x = Jᵀ·∂ℓ/∂y for every ∂ℓ/∂y).",
+        (
+            "Every entry is proved against the chain rule."
+            if d.jacobian is not None
+            else "Proved through the closed form (∂ℓ/∂x = Jᵀ·∂ℓ/∂y for every ∂ℓ/∂y)."
+        )
+        + _projector(d),
     )
     if d.identities:
         yield Section(
@@ -404,6 +432,31 @@ def _sections(d: Derivation) -> Iterator[Section]:
         yield Section("example", "Worked example", _example_intro(d), tuple(steps))
 
 
+def _projector(d: Derivation) -> str:
+    """The projector view of J, for the centred layers with one γ per group (batch and
+    instance norm), biased variance, ε inside the root, train mode; "" otherwise."""
+    o, s = d.options, d.symbols
+    if not (
+        s.layer.centred
+        and s.shared
+        and o.affine
+        and o.mode == "train"
+        and o.variance == "biased"
+        and o.eps_placement == "inside"
+    ):
+        return ""
+    sigma = display_name(s.sigma.name)
+    return (
+        f" At ε = 0 it is J = (γ/{sigma})·P with P = I − (𝟙·𝟙ᵀ + x̂·x̂ᵀ)/m. Because "
+        "Σᵢ x̂ᵢ = 0 (the definition of the mean), 𝟙 and x̂ are orthogonal, and because "
+        "Σᵢ x̂ᵢ² = m (the definition of the variance), both have squared length m: so P is the "
+        "orthogonal projector off the plane they span, with eigenvalues 0, 0 and 1 (m − 2 "
+        f"times), and J's are 0, 0 and γ/{sigma}. 𝟙ᵀ·J = 0 is the identity Σᵢ ∂ℓ/∂xᵢ = 0, "
+        "and x̂ᵀ·J = 0 is Σᵢ ∂ℓ/∂xᵢ·x̂ᵢ = 0 at ε = 0; at m = 2 the plane is everything, so "
+        "∂ℓ/∂x = 0 for every ∂ℓ/∂y."
+    )
+
+
 def _vanishing(d: Derivation) -> str:
     """Why the variance's term drops out of the mean's adjoint: Σ(x_i − μ) = 0."""
     mu = display_name(d.symbols.mu.name)
@@ -424,17 +477,34 @@ def param_steps(d: Derivation, feat: dict[str, Any]) -> list[Step]:
         values = values if isinstance(values, tuple) else (values,)
         return [Step(a, b, "") for a, b in zip(symbols, values, strict=True)]
 
-    return each(s.dgammas, feat["dgamma"]) + each(s.dbetas, feat["dbeta"])
+    dgammas, dbetas = s.dgammas, s.dbetas
+    if s.shared and len(d.features) > 1:  # one γ, β per feature: ∂ℓ/∂γ₁, ∂ℓ/∂γ₂, …
+        k = next(i for i, other in enumerate(d.features) if other is feat) + 1
+        dgammas = (sp.Symbol(f"dgamma{k}"),)
+        dbetas = (sp.Symbol(f"dbeta{k}"),)
+    return each(dgammas, feat["dgamma"]) + each(dbetas, feat["dbeta"])
 
 
 def _example_intro(d: Derivation) -> str:
     o = d.options
     assert o.values is not None
-    rows = "; ".join(", ".join(str(v) for v in row) for row in o.values)
-    text = f"x = ({rows})"
+    from bnsym._decimals import exact_text
+
+    def vector(given: Any) -> str:  # as typed: 8.9, not 89/10
+        return "(" + "; ".join(", ".join(exact_text(v) for v in row) for row in given) + ")"
+
+    text = f"x = {vector(o.values)}"
     if o.dy is not None:
-        text += "; ∂ℓ/∂y = (" + "; ".join(", ".join(str(v) for v in r) for r in o.dy) + ")"
-    return text + " — exact arithmetic."
+        text += f"; ∂ℓ/∂y = {vector(o.dy)}"
+    for name, given in (
+        ("γ", o.gamma),
+        ("β", o.beta),
+        ("μ_run", o.running_mean),
+        ("σ²_run", o.running_var),
+    ):
+        if given is not None:
+            text += f"; {name} = {vector(given)}"
+    return text + " — exact arithmetic, decimals beside."
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -467,19 +537,100 @@ def to_text(d: Derivation, ascii: bool = False, command: str | None = None) -> s
                 if st.note:
                     lines.append(f"      {st.note}")
             else:
+                if sec.key == "example":
+                    rhs += _approx_text(st.rhs, ascii)
                 lines += wrap(f"  {lhs} = ", rhs, f"      ({st.rule})" if st.rule else "")
+        if sec.key == "example":
+            lines += _table_lines(d, ascii)
         if sec.key == "jacobian" and d.jacobian is not None and d.m <= JACOBIAN_SHOWN_M:
             lines += _jacobian_entries(d, ascii)
         if sec.outro:
             lines.append(sec.outro)
+        if sec.key == "backward":
+            lines += _graph_lines(d, ascii)
     lines += ["", "Proofs", "------"]
     for name, ok in d.verified.items():
         mark = ("ok  " if ok else "FAIL") if ascii else ("✓" if ok else "✗")
-        lines.append(f"  {mark} {name}: {d.proof_methods[name]}")
+        reason = proof_reason(d, name)
+        if reason is None:
+            lines.append(f"  {mark} {name}: {d.proof_methods[name]}")
+        else:
+            lines.append(f"  {mark} {name}: {reason}")
+            lines.append(f"      checked by machine: {d.proof_methods[name]}")
     text = "\n".join(lines) + "\n"
     if ascii:
         text = _to_ascii(text)
     return text
+
+
+def _approx_text(value: Any, ascii: bool) -> str:
+    """ " ≈ 1.41421" beside an exact number that is not an integer (nothing otherwise)."""
+    from bnsym._decimals import approx_expr, decimal_text
+
+    text = decimal_text(value)
+    if text is None:
+        rounded = approx_expr(value)
+        if rounded is None:
+            return ""
+        return f" ~ {expr_text(rounded, ascii)}" if ascii else f" ≈ {expr_text(rounded)}"
+    return f" ~ {text}" if ascii else f" ≈ {text.replace('-', '−')}"
+
+
+#: The computation graph's section: its title and what the drawing shows.
+GRAPH_TITLE = "Computation graph"
+GRAPH_INTRO = (
+    "Each arrow feeds a node into the next, drawn for element i (every element has the same "
+    "arrows), with its local derivative. The backward pass runs the arrows the other way: "
+    "along each, the adjoint of the node it points to, times the local derivative, is added "
+    "to the adjoint of the node it starts from."
+)
+
+
+def _graph_lines(d: Derivation, ascii: bool) -> list[str]:
+    """The computation graph (:mod:`bnsym._picture`) as a small drawing and its arrows."""
+    from bnsym._picture import ascii_drawing, elements_line, graph_picture
+
+    def show(e: Any) -> str:
+        return expr_text(e, ascii)
+
+    drawing = ascii_drawing(graph_picture(d), show, ascii, WIDTH, elements_line(d, show))
+    return ["", GRAPH_TITLE, "-" * len(GRAPH_TITLE), GRAPH_INTRO, *drawing]
+
+
+def _table_lines(d: Derivation, ascii: bool) -> list[str]:
+    """The worked example's tables (one per feature), decimals in aligned columns."""
+    from bnsym._decimals import TABLE_DIGITS
+    from bnsym._table import example_table
+
+    assert d.options.values is not None
+    lines: list[str] = []
+    for f in range(len(d.options.values)):
+        table = example_table(d, f)
+        label = f"feature {f + 1}, " if len(d.options.values) > 1 else ""
+        lines += ["", f"  In decimals ({label}{TABLE_DIGITS} significant digits):"]
+        cells = [[h[1 if ascii else 0] for h in table.headers]]
+        cells += [[expr_text(c, ascii) for c in row] for row in table.rows]
+        widths = [max(len(row[k]) for row in cells) for k in range(len(cells[0]))]
+        for r, row in enumerate(cells):
+            lines.append("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+            if r == 0:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+    return lines
+
+
+def proof_reason(d: Derivation, name: str) -> str | None:
+    """What the proof ``name`` claims and why it holds, in the notes' notation
+    (:mod:`bnsym._proof_prose`); None where no sentence is written for it."""
+    from bnsym._proof_prose import why
+
+    s = d.symbols
+    train = d.options.mode == "train"
+    names = (s.mu, s.var, s.sigma) if train else (s.running_mean, s.running_var, None)
+    mu, var = display_name(names[0].name), display_name(names[1].name)
+    sigma = display_name(s.sigma.name) if train else "√(σ²_run + ε)"
+    outside = train and d.options.eps_placement == "outside"
+    root = f"({sigma} + ε)" if outside else None  # x̂ divides by σ + ε
+    return why(name, mu=mu, var=var, sigma=sigma, centred=s.layer.centred, train=train, root=root)
 
 
 #: Text lines are wrapped to this many characters, at a + or − outside any parentheses.
@@ -557,10 +708,12 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "𝟙𝟙ᵀ": "1 1^T",
     "ε": "eps",
     "γ": "gamma",
     "β": "beta",
     "μ": "mu",
+    "ν": "nu",
     "σ²": "sigma2",
     "σ": "sigma",
     "√": "sqrt",
@@ -585,6 +738,8 @@ _ASCII = {
     "³": "^3",
     "∂": "d",
     "ℓ": "l",
+    "…": "...",
+    "±": "+/-",
 }
 
 

@@ -120,6 +120,19 @@ def _number_map(o: Options, s: Symbols, feature: int = 0) -> dict[sp.Basic, sp.B
         mapping.update(zip(s.x, o.values[feature], strict=True))
     if o.dy is not None:
         mapping.update(zip(s.dy, o.dy[feature], strict=True))
+    if o.gamma is not None:
+        mapping.update(zip(s.gammas, o.gamma[feature], strict=True))
+    if o.beta is not None:
+        mapping.update(zip(s.betas, o.beta[feature], strict=True))
+    if o.running_mean is not None:
+        mapping[s.running_mean] = o.running_mean[feature][0]
+    if o.running_var is not None:
+        mapping[s.running_var] = o.running_var[feature][0]
+    if o.values is not None and len(o.values) > 1 and s.shared:
+        # one γ, β (and running statistics) per feature: γ₁, γ₂, … where not given as numbers
+        k = feature + 1
+        for sym in (s.gamma, s.beta, s.running_mean, s.running_var):
+            mapping.setdefault(sym, sp.Symbol(f"{sym.name}{k}", **sym.assumptions0))
     return mapping
 
 
@@ -135,6 +148,10 @@ def derive(
     mode: str = "train",
     values: object = None,
     dy: object = None,
+    gamma: object = None,
+    beta: object = None,
+    running_mean: object = None,
+    running_var: object = None,
     force: bool = False,
 ) -> Derivation:
     """Derive a normalization layer's forward and backward pass for a group of ``m`` values.
@@ -158,6 +175,11 @@ def derive(
         values: a worked example: m numbers per feature, as a string ``"2,0,2,4"`` (features
             separated by ``;``), a list, or a list of lists. Decimals are exact (8.9 -> 89/10).
         dy: upstream gradients ∂ℓ/∂y_i, in the same layout as ``values``.
+        gamma, beta: the worked example's γ and β: one number per feature where the group
+            shares them (batch, instance norm), m per row (layer, RMS norm: one per element),
+            one per channel (group norm); one row for every feature, or one per feature.
+        running_mean, running_var: eval mode's running statistics, one number per feature
+            (the variance ≥ 0).
         force: allow m above MAX_M.
 
     Returns:
@@ -183,6 +205,10 @@ def derive(
         mode=mode,
         values=values,
         dy=dy,
+        gamma=gamma,
+        beta=beta,
+        running_mean=running_mean,
+        running_var=running_var,
         force=force,
     )
     base = _derive_symbolic(
@@ -336,6 +362,8 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
             # Exact substitution; SymPy's own evaluation already writes 2/√2 as √2. Gradients
             # that are sums over dy get their common factor out: √2·γ/8·(3·dy1 − dy2 − …).
             out = e.xreplace(mapping)
+            if out.is_number and out.is_Add:  # one denominator: (1 − 3·√2)/2, not 1/2 − 3·√2/2
+                return sp.together(out)
             return sp.factor_terms(out) if mapping and not out.is_number else out
 
         def num_all(es: Iterable[sp.Expr], num: Any = num) -> tuple[Any, ...]:

@@ -66,6 +66,50 @@ VARIANTS |= {
         ("outside-plain", {"eps_placement": "outside", "affine": False}),
     )
 }
+# Worked examples where every quantity is a number: γ, β (and the running statistics).
+VARIANTS |= {
+    "m4-example-params-features": dict(
+        m=4,
+        eps="1e-5",
+        values="2,0,2,4;1,2,3,5",
+        dy="1,2,3,4;0,0,1,1",
+        gamma="1.5,2",
+        beta="0.5;-1",
+    ),
+    "m3-eval-running": dict(
+        m=3,
+        mode="eval",
+        eps="1e-5",
+        values="1,2,4",
+        dy="1,0,-1",
+        gamma=2,
+        beta=0.5,
+        running_mean=1.5,
+        running_var=4,
+    ),
+    "layernorm-m4-params": dict(
+        m=4,
+        layer="layernorm",
+        eps="1e-5",
+        values="2,0,2,5",
+        dy="1,0,0,-1",
+        gamma="1,2,0.5,1.5",
+        beta="0,0.1,0.2,0.3",
+    ),
+    "groupnorm-m4-params": dict(
+        m=4,
+        layer="groupnorm",
+        channels=2,
+        eps=0,
+        values="2,0,2,5",
+        dy="1,0,0,-1",
+        gamma="1.5,2",
+        beta="0.5,-1",
+    ),
+    "rmsnorm-m4-params": dict(
+        m=4, layer="rmsnorm", eps=0, values="2,0,2,5", dy="1,0,0,-1", gamma="1,2,3,4"
+    ),
+}
 VARIANTS["layernorm-m3-unbiased-features"] = dict(
     m=3, layer="layernorm", variance="unbiased", eps=0, values="1,2,4;0,1,5", dy="1,0,2;0,0,1"
 )

@@ -86,3 +86,29 @@ def test_display_names():
     assert display_name("dy12") == "∂ℓ/∂y₁₂"
     assert display_name("xhat_i", "latex") == r"\hat{x}_{i}"
     assert display_name("gamma", "ascii") == "gamma"
+
+
+@pytest.mark.parametrize("m", [8, 128])
+def test_an_ellipsis_never_hides_a_sign(m):
+    """Every abbreviated sum's "…" carries the sign of the terms it hides: "+ …" only for
+    added terms, "− …" only for subtracted ones (signs read off SymPy, not the printer)."""
+    from bnsym._graph import Symbols
+    from bnsym.render import MAX_TERMS, expr_text, term_key
+    from bnsym.symbolic import graph_and_chain_rule
+
+    # the graph and the chain rule that derive prints, without the proofs (m = 128 in 1 s)
+    forward, backward = graph_and_chain_rule(Symbols.of(m), "biased", "inside", True, "train")
+    seen = 0
+    for st in (*forward, *backward):
+        for add in sp.preorder_traversal(st.rhs):
+            if not (isinstance(add, sp.Add) and len(add.args) > MAX_TERMS):
+                continue
+            terms = sorted(add.args, key=term_key)
+            hidden = [t.could_extract_minus_sign() for t in terms[2:-1]]
+            text = expr_text(add)
+            sign = "−" if all(hidden) else "±" if any(hidden) else "+"
+            assert f" {sign} …" in text, (text, sign)
+            seen += 1
+    assert seen >= 2  # ∂ℓ/∂μ_B and the sum inside it at least
+    if m == 8:  # the sum of issue 12: its hidden terms are −x₃ … −x₇
+        assert "(−x₁ − x₂ − … + 8·μ_B)/4" in to_text(derive(m))

@@ -10,7 +10,6 @@ import sympy as sp
 
 from bnsym import derive
 from bnsym._safe_parse import ExpressionError, parse_expression
-from bnsym.derivation import derive
 from bnsym.render import load_json
 from bnsym.symbolic import symbol_table
 
@@ -33,6 +32,8 @@ def test_round_trip_equals_sympify_on_trusted_text(kw) -> None:
     d = derive(kw.pop("m"), **kw)
     text = d.to_json()
     obj, table = json.loads(text), symbol_table(d.m)
+    # several features: each has its own γ_f, β_f (real, as bnsym makes them)
+    table |= {f"{n}{k}": sp.Symbol(f"{n}{k}", real=True) for n in ("gamma", "beta") for k in (1, 2)}
     data = load_json(text)
 
     def same(a, b):  # sympify keeps -1 and 1/4 apart in -(…)/(4·…): compare values, exactly
