@@ -8,6 +8,7 @@ Bad input is reported as one line, ``Error: <what> — <what to do>``, with exit
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -112,7 +113,8 @@ def _variant_options(f: Any) -> Any:
             "--eps",
             default=None,
             metavar="EPS",
-            help="ε as a number ≥ 0 read exactly (1e-5, 0); symbolic when omitted.",
+            help="ε as a number ≥ 0 read exactly (1e-5, 0); when omitted, symbolic in derive "
+            "and 1e-5 (the generated code's default) in codegen and check.",
         ),
         click.option(
             "--variance",
@@ -281,7 +283,7 @@ def derive_command(
     standalone: bool,
     output: str | None,
 ) -> None:
-    """Derive batch normalization for a batch of m values, step by step, with proofs."""
+    """Derive a normalization layer (batch norm unless --layer) for m values, with proofs."""
     from bnsym._io import OutputError, atomic_write, check_writable
 
     fmt = _output_format(fmt, output)
@@ -411,7 +413,7 @@ def codegen_command(
     output: str | None,
     order: int,
 ) -> None:
-    """Generate a standalone NumPy module with forward() and backward() for batch size m."""
+    """Generate a standalone NumPy module with forward() and backward() for groups of m."""
     from bnsym._io import OutputError, check_writable
     from bnsym.codegen import generate
 
@@ -420,6 +422,12 @@ def codegen_command(
             check_writable(output)
         except OutputError as exc:
             raise BadInput(str(exc)) from None
+        suffix = os.path.splitext(output)[1]
+        if suffix and suffix.lower() != ".py":
+            raise BadInput(
+                f"-o {output!r}: codegen writes a Python module, not a {suffix} file; "
+                "give a .py name (derive writes notes)."
+            )
     from bnsym._limits import LimitError
 
     d = _derive(variant)

@@ -614,7 +614,7 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         "import numpy",
         "",
         f"M = {o.m}  # values per group",
-        f"K = {K}  # gamma (and beta) values per group",
+        f"K = {K}  # gamma{' (and beta)' if decl.beta else ''} values per group",
         *([f"CHANNELS = {o.channels}  # channels per group"] if o.channels else []),
         "",
         "",
@@ -831,23 +831,30 @@ def _finite_result(name, a, running_var, eps):
 
 def _variant_text(d: Derivation, long: bool = False) -> str:
     o = d.options
+    layer = d.symbols.layer
     if not long:
         parts = [f"m={o.m}", o.mode]
         if o.mode == "train":
-            parts += [o.variance, f"eps-{o.eps_placement}"]
+            parts += [o.variance if layer.centred else "mean-square", f"eps-{o.eps_placement}"]
         parts.append("affine" if o.affine else "no-affine")
         return " ".join(parts)
     parts = [f"{o.mode} mode"]
     if o.mode == "train":
-        parts.append(
-            "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m-1))"
-        )
+        if not layer.centred:  # RMS norm: the mean square, no variance
+            parts.append("mean square (1/m)")
+        else:
+            parts.append(
+                "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m-1))"
+            )
         parts.append(
             "eps inside the square root" if o.eps_placement == "inside" else "eps outside the root"
         )
     else:
         parts.append("running statistics")
-    parts.append("affine (gamma, beta)" if o.affine else "no affine")
+    if not o.affine:
+        parts.append("no affine")
+    else:
+        parts.append("affine (gamma, beta)" if layer.beta else "affine (gamma)")
     return ", ".join(parts)
 
 

@@ -28,7 +28,11 @@ import numpy as np
 from bnsym._gradcheck_inputs import callable_name, param_names
 from bnsym.gradcheck import Report, check_function
 
-__all__ = ["check_torch"]
+__all__ = ["TorchMissingError", "check_torch"]
+
+
+class TorchMissingError(ImportError):
+    """PyTorch is not installed: ``check_torch`` has nothing to check with."""
 
 
 def check_torch(
@@ -71,7 +75,13 @@ def check_torch(
     >>> report.passed, report.inputs[0].hints[0]
     (False, 'analytic = 1.5 x numerical for every entry of x: a constant factor (+50%)')
     """
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise TorchMissingError(
+            "check_torch needs PyTorch, which is not installed; "
+            "install it with: pip install 'bnsym[torch]' (or pip install torch)"
+        ) from None
 
     if order not in (1, 2):
         raise ValueError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")

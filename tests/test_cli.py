@@ -114,3 +114,11 @@ def test_python_dash_m_and_no_numpy_for_derive():
 def test_import_bnsym_does_not_import_sympy():
     code = "import sys, bnsym; bnsym.__version__; assert 'sympy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_codegen_refuses_an_output_name_that_is_not_python(tmp_path):
+    target = tmp_path / "notes.tex"
+    result = CliRunner().invoke(main, ["codegen", "--m", "2", "-o", str(target)])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert ".py" in result.output and not target.exists()

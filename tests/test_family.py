@@ -13,14 +13,15 @@ import json
 import numpy as np
 import pytest
 import sympy as sp
-import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 
 from bnsym import _proofs_family, derive, generate, load_json
 from bnsym.cli import main
 from bnsym.layers import LAYERS
 from bnsym.symbolic import DerivationError, Symbols, graph_and_chain_rule
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
+F = torch.nn.functional
 
 FAMILY = ["layernorm", "instancenorm", "groupnorm", "rmsnorm"]
 
@@ -416,3 +417,14 @@ def test_the_family_prover_proves_batch_norm_too(variance, placement):
     forward, backward = graph_and_chain_rule(s, variance, placement, True, "train")
     result = _proofs_family.prove(s, forward, backward, variance, placement, True, "train")
     assert all(result["verified"].values()) and "mean_output_beta" in result["verified"]
+
+
+def test_rmsnorm_module_header_names_no_variance_and_no_beta():
+    # RMS norm divides by the root mean square and has no beta: the generated module's
+    # header and `check`'s variant line must not describe it as a centred layer with beta
+    source = generate(derive(4, layer="rmsnorm")).source
+    header = [line for line in source.splitlines() if line.startswith(("# Variant", "K ="))]
+    assert header == [
+        "# Variant: train mode, mean square (1/m), eps inside the square root, affine (gamma).",
+        "K = 4  # gamma values per group",
+    ]

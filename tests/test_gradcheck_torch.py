@@ -10,10 +10,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import bnsym
 from bnsym.gradcheck_torch import check_torch
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 pytest_plugins = ["pytester"]
 
@@ -218,3 +219,12 @@ def test_wrong(gradcheck):
             "*hint: analytic = 1.5 x numerical for every entry of x*",
         ]
     )
+
+
+def test_without_torch_check_torch_says_how_to_install_it(monkeypatch):
+    # sys.modules[name] = None makes `import name` raise ImportError, as when it is missing
+    from bnsym.gradcheck_torch import TorchMissingError, check_torch
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(TorchMissingError, match=r"pip install 'bnsym\[torch\]'"):
+        check_torch(lambda t: t, np.ones(3))

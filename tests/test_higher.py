@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pytest
 import sympy as sp
-import torch
 from click.testing import CliRunner
 
 from bnsym import check_higher, higher
@@ -23,6 +22,8 @@ from bnsym.codegen import generate
 from bnsym.codegen_higher import generate_higher
 from bnsym.higher import derive_higher
 from bnsym.symbolic import DerivationError, derive
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 LAYERS = [
     ("batchnorm", {}, (4, 3), 3),

@@ -32,7 +32,7 @@ def test_mkstemp_failure_is_an_output_error(tmp_path, monkeypatch) -> None:
 )
 def test_cli_reports_an_unwritable_path_in_one_line(tmp_path, monkeypatch, args) -> None:
     monkeypatch.setattr(_io.tempfile, "mkstemp", _refuse)
-    target = tmp_path / "out.txt"
+    target = tmp_path / ("out.py" if args[0] == "codegen" else "out.txt")
     result = CliRunner().invoke(main, [*args, "-o", str(target)])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()

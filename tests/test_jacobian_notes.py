@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from bnsym import derive
 from bnsym.notes import to_latex
 from bnsym.render import to_text
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 
 def test_the_projector_claim_holds_for_a_torch_jacobian():

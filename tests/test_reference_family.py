@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from bnsym import reference as R
 from bnsym.reference import BatchNormError, GroupSizeError, NormError
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
+F = torch.nn.functional
 
 # float64 rounding over a few dozen operations on values of size 1
 TOL = 1e-12

@@ -11,13 +11,14 @@ import re
 import numpy as np
 import pytest
 import sympy as sp
-import torch
 from click.testing import CliRunner
 
 from bnsym import derive
 from bnsym.cli import main
 from bnsym.notes import to_latex, to_markdown
 from bnsym.render import to_json, to_text
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 X = [2.0, 0.0, 2.0, 5.0]
 DY = [1.0, 0.0, 0.5, -1.0]
