@@ -119,9 +119,10 @@ def _generic(pic: Picture, d: Derivation) -> Picture:
     s = d.symbols
     names = {s.x[0]: "x_i", s.x_hat[0]: "xhat_i", s.y[0]: "y_i", s.dy[0]: "dy_i"}
     names.update({s.dx[0]: "dx_i", s.d_x_hat[0]: "dxhat_i"})
-    if not s.shared:
-        names.update({s.gammas[0]: "gamma_i", s.betas[0]: "beta_i"})
-        names.update({s.dgammas[0]: "dgamma_i", s.dbetas[0]: "dbeta_i"})
+    if not s.shared:  # per element: γ_i; per channel (group norm): γ_c, c the channel of x_i
+        k = "c" if s.layer.params == "channel" else "i"
+        names.update({s.gammas[0]: f"gamma_{k}", s.betas[0]: f"beta_{k}"})
+        names.update({s.dgammas[0]: f"dgamma_{k}", s.dbetas[0]: f"dbeta_{k}"})
     rename = {k: sp.Symbol(v, **k.assumptions0) for k, v in names.items()}
 
     def r(e: sp.Expr) -> sp.Expr:
@@ -198,8 +199,10 @@ def elements_line(d: Derivation, show: Show) -> str | None:
     rows = [", ".join(show(v) for v in vs) for vs in (s.x, s.x_hat, s.y)]
     line = f"for i = 1 … {d.m}: " + " → ".join(rows)
     params = graph_picture(d, generic=False).params
-    if not s.shared and params:  # γ_i (β_i) stand for one per element or channel
+    if not s.shared and params:  # γ_i (β_i) stand for one per element, γ_c per channel
         line += "; " + ", ".join(show(p) for p in params)
+        if s.layer.params == "channel":
+            line += f" (c = 1 … {d.options.channels}, the channel of xᵢ)"
     return line
 
 

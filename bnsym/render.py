@@ -36,14 +36,14 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     ),
     (r"gamma", ("γ", "gamma", r"\gamma")),
     (r"beta", ("β", "beta", r"\beta")),
-    (r"gamma(\d+|_i)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
-    (r"beta(\d+|_i)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
+    (r"gamma(\d+|_i|_c)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
+    (r"beta(\d+|_i|_c)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
     (
-        r"dgamma(\d+|_i)",
+        r"dgamma(\d+|_i|_c)",
         ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}"),
     ),
     (
-        r"dbeta(\d+|_i)",
+        r"dbeta(\d+|_i|_c)",
         ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}"),
     ),
     (r"epsilon", ("ε", "eps", r"\epsilon")),
@@ -131,6 +131,8 @@ def display_name(name: str, style: str = "unicode") -> str:
                 index = index.translate(_SUB) if index.isdigit() else "ᵢ" if index == "i" else index
             elif style == "ascii" and index == "i":
                 index = "_i"  # dl/dx_i, not dl/dxi
+            if index == "c" and style != "latex":  # γ_c: x_i's channel (no subscript c)
+                index = "_c"
             # Only the indexed forms are format strings; μ_B's \mu_{B} has literal braces.
             return forms[col].format(i=index) if hit.groups() else forms[col]
     return name

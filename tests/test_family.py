@@ -428,3 +428,15 @@ def test_rmsnorm_module_header_names_no_variance_and_no_beta():
         "# Variant: train mode, mean square (1/m), eps inside the square root, affine (gamma).",
         "K = 4  # gamma values per group",
     ]
+
+
+def test_group_norms_graph_names_gamma_by_channel_not_by_element():
+    # group norm has one γ per channel: element i's arrow comes from γ of x_i's channel, so
+    # the graph must not write γ_i (which reads as one γ per element, m of them)
+    text = derive(4, layer="groupnorm", channels=2).to_text()
+    graph = text.split("Computation graph")[1].split("Closed form")[0]
+    assert "γ_c" in graph and "the channel of xᵢ" in graph
+    assert "γᵢ" not in graph and "βᵢ" not in graph
+    # layer norm's γ is per element: γ_i is right there
+    graph = derive(4, layer="layernorm").to_text().split("Computation graph")[1]
+    assert "γᵢ" in graph.split("Closed form")[0]
