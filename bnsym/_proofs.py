@@ -30,6 +30,7 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym import _forms
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 from bnsym._graph import Step, Symbols, added, denominator, explicit_forward
 from bnsym._graph import normalizer as _normalizer
@@ -319,7 +320,9 @@ def prove(
         )
     jacobian, structure = _jacobian(c, closed_form_proved)
     identities = _identities(c)
-    explicit = _explicit(c)
+    more, extra = _forms.forms(c, c.frame, c.train)  # the lecture notes' other forms
+    identities = (*identities, *more)
+    explicit = {**_explicit(c), **extra}
     c.record(
         "explicit_results",
         _explicit_matches(c, explicit),

@@ -27,6 +27,7 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym import _forms
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 from bnsym._graph import Step, Symbols, added, denominator, normalizer
 from bnsym._proofs import (
@@ -166,6 +167,9 @@ def prove(
         )
     jacobian, structure = _jacobian(c)
     identities = _identities(c, explicit["var"])
+    more, extra = _forms.forms(c, c.yframe, True)  # the lecture notes' other forms
+    identities = (*identities, *more)
+    explicit.update(extra)
     c.record(
         "explicit_results",
         _explicit_matches(c, explicit),

@@ -373,13 +373,16 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         def num_any(e: Any, num: Any = num) -> Any:  # one expression, or one per γ
             return tuple(num(x) for x in e) if isinstance(e, tuple) else num(e)
 
+        var = num(ex["var"])
+        # σ = 0 with ε outside the root: ∂ℓ/∂x_i is the proved limit (bnsym._forms)
+        dx = ex["dx"] if var != 0 or "dx_limit" not in ex else ex["dx_limit"]
         features.append(
             {
                 "mean": num(ex["mean"]),
-                "var": num(ex["var"]),
+                "var": var,
                 "x_hat": num_all(ex["x_hat"]),
                 "y": num_all(ex["y"]),
-                "dx": num_all(ex["dx"]),
+                "dx": num_all(dx),
                 "dgamma": num_any(ex["dgamma"]),
                 "dbeta": num_any(ex["dbeta"]),
             }
