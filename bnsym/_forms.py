@@ -197,7 +197,7 @@ def _constant_batch_limit(c: Any, yframe: Any) -> tuple[Step, tuple[sp.Expr, ...
 
     Proof: e·(y_i − β_i) − γ_i·(x_i − μ) + γ_i·(x_i − μ)·σ/D = 0 for every batch (a polynomial
     identity in the frame, with D = σ + e); at x = c + h it says y_i(c + h) − y_i(c) −
-    (γ_i/e)·(h_i − h̄) = −γ_i·(h_i − h̄)·σ(h)/(e·D), and |h_i − h̄|·σ(h) ≤ |h|², so the
+    (γ_i/e)·(h_i − mean h) = −γ_i·(h_i − mean h)·σ(h)/(e·D), and |h_i − mean h|·σ(h) ≤ |h|², so the
     remainder is O(|h|²): y is differentiable at c with that J, although σ(h) is not."""
     s, m = c.s, c.m
     centred = s.layer.centred
@@ -278,7 +278,7 @@ def _running_var_unbiased(c: Any) -> Step:
     """E_B[σ²_B] = (m − 1)/m·Var[x] for independent x_i of variance Var[x] (σ²_B biased), so
     Algorithm 2 estimates Var[x] as m/(m − 1)·E_B[σ²_B].
 
-    Proof, exact for this m: with x_i = E[x] + z_i, σ²_B = (1/m)·Σ(z_i − z̄)² is a quadratic
+    Proof, exact for this m: with x_i = E[x] + z_i, σ²_B = (1/m)·Σ(z_i − w)², w the mean of the z_i, is a quadratic
     form in the z_i; E[z_i·z_j] = Var[x]·δ_ij, so E_B[σ²_B] is Var[x] times the sum of its
     diagonal coefficients."""
     m = c.m
@@ -290,9 +290,9 @@ def _running_var_unbiased(c: Any) -> Step:
     c.record(
         "running_var_unbiased",
         ok,
-        f"for m = {m}, σ²_B = (1/m)·Σ(zᵢ − z̄)² is a quadratic form symmetric in the zᵢ, so "
+        f"for m = {m}, σ²_B = (1/m)·Σᵢ(zᵢ − (1/m)·Σⱼ zⱼ)² is a quadratic form symmetric in the zᵢ, so "
         "its m diagonal coefficients all equal its value at z = (1, 0, …, 0); they sum to "
-        "(m − 1)/m exactly, and E[zᵢ·zⱼ] = Var[x]·δᵢⱼ",
+        "(m − 1)/m exactly, and E[zᵢ·zⱼ] = Var[x] for i = j, 0 otherwise",
     )
     return Step(
         EXPECTED_VAR,

@@ -135,7 +135,7 @@ def why(
             + (" − (1/m)·Σⱼ ∂ℓ/∂yⱼ)" if centred else ")")
             + ", with e the ε or √ε added to the root. Why: write x = c + h; then yᵢ − β = "
             "γ·uᵢ/(s + e) = (γ/e)·uᵢ − γ·uᵢ·s/(e·(s + e)), where "
-            + ("uᵢ = hᵢ − h̄" if centred else "uᵢ = hᵢ")
+            + ("uᵢ = hᵢ − (1/m)·Σⱼ hⱼ" if centred else "uᵢ = hᵢ")
             + " and s = √σ²(h); the last term is at most a constant times |h|², since |uᵢ| ≤ "
             "|h| and s ≤ |h|. So y is differentiable at c with J = (γ/e)·"
             + ("(I − 𝟙𝟙ᵀ/m)" if centred else "I")
@@ -148,8 +148,8 @@ def why(
         ),
         "running_var_unbiased": (
             "E_B[σ²_B] = (m − 1)/m·Var[x] when the m values of a batch are independent with "
-            "variance Var[x]. Why: with zᵢ = xᵢ − E[x], σ²_B = (1/m)·Σᵢ zᵢ² − z̄², E[zᵢ²] = "
-            "Var[x] and E[z̄²] = Var[x]/m; so m/(m − 1)·E_B[σ²_B] = Var[x], which is why "
+            "variance Var[x]. Why: with zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, σ²_B = "
+            "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so m/(m − 1)·E_B[σ²_B] = Var[x], which is why "
             "Algorithm 2 multiplies by m/(m − 1)."
         ),
         "explicit_results": (
