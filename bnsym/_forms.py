@@ -102,8 +102,12 @@ def _output_spread(c: Any, yframe: Any) -> Step:
     if of_y:
         note = (
             "the spread of the output: y's standard deviation is |γ|·σ/"
-            + _den_text(c.placement, "σ²", "σ").join("()" if c.placement != "inside" else "")
-            + " ≈ |γ| (exactly |γ| at ε = 0), not √γ: γ sets the spread as β sets the mean"
+            + (
+                _den_text(c.placement, "σ²", "σ")
+                if c.placement == "inside"
+                else f"({_den_text(c.placement, 'σ²', 'σ')})"
+            )
+            + ", about |γ| (exactly |γ| at ε = 0), not √γ: γ sets the spread as β sets the mean"
         )
         if mk != 1:
             note += "; σ² here divides by m − 1, so the spread (which divides by m) has (m − 1)/m"

@@ -728,6 +728,7 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "≈": "~",
     "𝟙𝟙ᵀ": "1 1^T",
     "ε": "eps",
     "γ": "gamma",
