@@ -93,7 +93,8 @@ def remarks(d: Any, show: Callable[[Any], str]) -> list[str]:
             out.append(
                 f"{label}The values {what}, so σ = √σ² = 0, where the root has no "
                 "derivative; the layer has one: ∂ℓ/∂xᵢ above is the limit "
-                f"(γ/{e})·(∂ℓ/∂yᵢ" + (" − (1/m)·Σⱼ ∂ℓ/∂yⱼ)" if centred else ")")
+                f"(γ/{e})·(∂ℓ/∂yᵢ"
+                + (" − (1/m)·Σⱼ ∂ℓ/∂yⱼ)" if centred else ")")
                 + " (constant_batch_limit, under Identities)."
             )
     return out

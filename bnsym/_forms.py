@@ -26,7 +26,7 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym._graph import Step, added, denominator
+from bnsym._graph import Step, denominator
 
 # Display-only symbols (see bnsym.render.DISPLAY).
 SPREAD_Y = sp.Symbol("spread_y")  # (1/m)·Σ_i (y_i − β)²
@@ -208,9 +208,7 @@ def _constant_batch_limit(c: Any, yframe: Any) -> tuple[Step, tuple[sp.Expr, ...
     mu = s.mu if centred else sp.Integer(0)
     sigma = sp.sqrt(s.var)
     gammas = [s.gamma_of(i) if c.affine else sp.Integer(1) for i in range(m)]
-    betas = [
-        s.beta_of(i) if (c.affine and s.layer.beta) else sp.Integer(0) for i in range(m)
-    ]
+    betas = [s.beta_of(i) if (c.affine and s.layer.beta) else sp.Integer(0) for i in range(m)]
     ok = all(
         yframe.is_zero(
             c.e * (c.y_graph[i] - betas[i])
@@ -282,9 +280,9 @@ def _running_var_unbiased(c: Any) -> Step:
     """E_B[σ²_B] = (m − 1)/m·Var[x] for independent x_i of variance Var[x] (σ²_B biased), so
     Algorithm 2 estimates Var[x] as m/(m − 1)·E_B[σ²_B].
 
-    Proof, exact for this m: with x_i = E[x] + z_i, σ²_B = (1/m)·Σ(z_i − w)², w the mean of the z_i, is a quadratic
-    form in the z_i; E[z_i·z_j] = Var[x]·δ_ij, so E_B[σ²_B] is Var[x] times the sum of its
-    diagonal coefficients."""
+    Proof, exact for this m: with x_i = E[x] + z_i and w the mean of the z_i,
+    σ²_B = (1/m)·Σ(z_i − w)² is a quadratic form in the z_i; E[z_i·z_j] = Var[x]·δ_ij, so
+    E_B[σ²_B] is Var[x] times the sum of its diagonal coefficients."""
     m = c.m
     # A quadratic form Q(z) = Σ a_ij·z_i·z_j has a_11 = Q(e_1); this one is symmetric in the
     # z_i, so its m diagonal coefficients are all Q(e_1) = (1/m)·Σ_i (δ_i1 − 1/m)².
@@ -294,16 +292,16 @@ def _running_var_unbiased(c: Any) -> Step:
     c.record(
         "running_var_unbiased",
         ok,
-        f"for m = {m}, σ²_B = (1/m)·Σᵢ(zᵢ − (1/m)·Σⱼ zⱼ)² is a quadratic form symmetric in the zᵢ, so "
-        "its m diagonal coefficients all equal its value at z = (1, 0, …, 0); they sum to "
-        "(m − 1)/m exactly, and E[zᵢ·zⱼ] = Var[x] for i = j, 0 otherwise",
+        f"for m = {m}, σ²_B = (1/m)·Σᵢ(zᵢ − (1/m)·Σⱼ zⱼ)² is a quadratic form symmetric in "
+        "the zᵢ, so its m diagonal coefficients all equal its value at z = (1, 0, …, 0); they "
+        "sum to (m − 1)/m exactly, and E[zᵢ·zⱼ] = Var[x] for i = j, 0 otherwise",
     )
     return Step(
         EXPECTED_VAR,
         sp.Mul(sp.Rational(m - 1, m), VAR_X, evaluate=False),
         "running_var_unbiased",
         note="over batches of m independent values: the batch variance, which divides by m, "
-        f"is low on average by (m − 1)/m, so Algorithm 2 estimates Var[x] = m/(m − 1)·E_B[σ²_B] "
+        "is low on average by (m − 1)/m, so Algorithm 2 estimates Var[x] = m/(m − 1)·E_B[σ²_B] "
         "= E_B of the variance that divides by m − 1. That 1/(m − 1) belongs to the running "
         "variance, not to the normalization of the batch, which divides by m (Algorithm 1)",
     )

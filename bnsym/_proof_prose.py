@@ -149,8 +149,8 @@ def why(
         "running_var_unbiased": (
             "E_B[σ²_B] = (m − 1)/m·Var[x] when the m values of a batch are independent with "
             "variance Var[x]. Why: with zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, σ²_B = "
-            "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so m/(m − 1)·E_B[σ²_B] = Var[x], which is why "
-            "Algorithm 2 multiplies by m/(m − 1)."
+            "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so "
+            "m/(m − 1)·E_B[σ²_B] = Var[x], which is why Algorithm 2 multiplies by m/(m − 1)."
         ),
         "explicit_results": (
             "the results written in x₁, …, x_m alone are the graph's. Why: they are the "

@@ -108,7 +108,10 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     # the lecture notes' other forms (bnsym._forms); each condition is in its identity's note
     (r"y_i\|E\[x\]", ("yᵢ", "y_i", r"y_{i}")),
     (r"dx_i\|const", ("∂ℓ/∂xᵢ", "dl/dx_i", r"\frac{\partial \ell}{\partial x_{i}}")),
-    (r"spread_y", ("(1/m)·Σᵢ(yᵢ − β)²", "mean_i((y_i - beta)^2)", r"\frac{1}{m}\sum_{i}(y_{i} - \beta)^{2}")),
+    (
+        r"spread_y",
+        ("(1/m)·Σᵢ(yᵢ − β)²", "mean_i((y_i - beta)^2)", r"\frac{1}{m}\sum_{i}(y_{i} - \beta)^{2}"),
+    ),
     (r"spread_xhat", ("(1/m)·Σᵢx̂ᵢ²", "mean_i(xhat_i^2)", r"\frac{1}{m}\sum_{i}\hat{x}_{i}^{2}")),
     (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\mathrm{E}_{B}[\sigma_{B}^{2}]")),
     (r"Var\[x\]", ("Var[x]", "Var[x]", r"\mathrm{Var}[x]")),
@@ -728,6 +731,7 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "≠": "!=",
     "≈": "~",
     "𝟙𝟙ᵀ": "1 1^T",
     "ε": "eps",

@@ -85,8 +85,13 @@ def test_sqrt_outside_references_match_torch(staged):
 def test_sqrt_outside_family_generated_backward_matches_finite_differences(layer):
     from bnsym.check import run_check
 
-    result = run_check(4, layer=layer, eps_placement="sqrt-outside", torch=False,
-                       channels=2 if layer == "groupnorm" else None)
+    result = run_check(
+        4,
+        layer=layer,
+        eps_placement="sqrt-outside",
+        torch=False,
+        channels=2 if layer == "groupnorm" else None,
+    )
     assert result.passed, result
 
 
@@ -101,7 +106,9 @@ def test_sqrt_outside_worked_example_is_numpys_and_differs_from_inside():
     identity = next(st for st in d.identities if st.rule == "sqrt_outside_differs")
     sigma, e = np.sqrt(2.0), eps
     lhs = (sigma + np.sqrt(e)) ** 2
-    rhs = float(identity.rhs.subs({d.symbols.sigma: sp.sqrt(2), d.symbols.eps: sp.Rational(1, 10**4)}))
+    rhs = float(
+        identity.rhs.subs({d.symbols.sigma: sp.sqrt(2), d.symbols.eps: sp.Rational(1, 10**4)})
+    )
     assert lhs == pytest.approx(rhs, rel=1e-14)
     assert lhs - (sigma**2 + e) == pytest.approx(2 * sigma * np.sqrt(e), rel=1e-12)
     text = d.to_text() if hasattr(d, "to_text") else ""
@@ -127,21 +134,38 @@ def test_eval_mode_outside_generated_code_is_the_constant_scaling(placement):
     )
     dx, dgamma, dbeta = mod.backward(dout, x, gamma, beta, rm, rv, eps=eps)
     np.testing.assert_allclose(dx, gamma * dout / std, rtol=1e-13)
+
     def f(z):
         return np.sum(dout * (gamma * (z - rm) / std + beta))
-    np.testing.assert_allclose(dx, central_vjp(lambda z: gamma * (z - rm) / std, x, dout), rtol=1e-7)
+
+    np.testing.assert_allclose(
+        dx, central_vjp(lambda z: gamma * (z - rm) / std, x, dout), rtol=1e-7
+    )
     np.testing.assert_allclose(dgamma, np.sum(dout * (x - rm) / std, axis=0), rtol=1e-13)
 
 
 def test_eval_mode_outside_worked_example_and_fold():
-    d = derive(4, mode="eval", eps_placement="outside", values="8,7,6,9", gamma="2", beta="1",
-               running_mean="7.5", running_var="1.25", eps="1e-5")
+    d = derive(
+        4,
+        mode="eval",
+        eps_placement="outside",
+        values="8,7,6,9",
+        gamma="2",
+        beta="1",
+        running_mean="7.5",
+        running_var="1.25",
+        eps="1e-5",
+    )
     x = np.array([8.0, 7.0, 6.0, 9.0])
     std = np.sqrt(1.25) + 1e-5
     np.testing.assert_allclose([float(v) for v in d.y], 2 * (x - 7.5) / std + 1, rtol=1e-14)
     fold = next(st for st in d.identities if st.rule == "inference_fold")
     s = d.symbols
-    scale = float(fold.rhs.args[0].args[0].subs({s.gamma: 2, s.running_var: sp.Rational(5, 4), s.eps: sp.Rational(1, 10**5)}))
+    scale = float(
+        fold.rhs.args[0]
+        .args[0]
+        .subs({s.gamma: 2, s.running_var: sp.Rational(5, 4), s.eps: sp.Rational(1, 10**5)})
+    )
     assert scale == pytest.approx(2 / std, rel=1e-14)
     assert d.verified["inference_fold"] and d.verified["undo_normalization"]
 
@@ -149,11 +173,21 @@ def test_eval_mode_outside_worked_example_and_fold():
 def test_eval_mode_inference_fold_matches_torch_eval_batch_norm():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 3))
-    gamma, beta, rm, rv = rng.uniform(0.5, 2, 3), rng.standard_normal(3), rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    gamma, beta, rm, rv = (
+        rng.uniform(0.5, 2, 3),
+        rng.standard_normal(3),
+        rng.standard_normal(3),
+        rng.uniform(0.5, 2, 3),
+    )
     eps = 1e-5
     y_t = torch.nn.functional.batch_norm(
-        torch.tensor(x), torch.tensor(rm), torch.tensor(rv), torch.tensor(gamma), torch.tensor(beta),
-        training=False, eps=eps,
+        torch.tensor(x),
+        torch.tensor(rm),
+        torch.tensor(rv),
+        torch.tensor(gamma),
+        torch.tensor(beta),
+        training=False,
+        eps=eps,
     ).numpy()
     scale = gamma / np.sqrt(rv + eps)  # the fold: one multiply-add per feature
     np.testing.assert_allclose(scale * x + (beta - scale * rm), y_t, rtol=1e-12, atol=1e-14)
@@ -179,8 +213,15 @@ def test_running_variance_factor_m_over_m_minus_1_is_torchs():
 @pytest.mark.parametrize("placement", ["outside", "sqrt-outside"])
 def test_constant_batch_gradient_is_the_limit_by_finite_differences(placement):
     eps, dy = 0.1, np.array([1.0, -2.0, 0.5, 3.0])
-    d = derive(4, values="3,3,3,3", eps="0.1", eps_placement=placement, dy="1,-2,0.5,3",
-               gamma="1.5", beta="0.25")
+    d = derive(
+        4,
+        values="3,3,3,3",
+        eps="0.1",
+        eps_placement=placement,
+        dy="1,-2,0.5,3",
+        gamma="1.5",
+        beta="0.25",
+    )
     ours = np.array([float(v) for v in d.dx])
     x = np.full((4, 1), 3.0)
     fd = central_vjp(lambda z: numpy_forward(z, 1.5, 0.25, eps, placement), x, dy[:, None])[:, 0]
@@ -198,8 +239,10 @@ def test_constant_batch_is_not_differentiable_twice():
     # y(c + t·v) has a term in t·|t|: the one-sided second differences differ in sign.
     v = np.array([[1.0], [-1.0], [0.0], [0.0]])
     c = np.full((4, 1), 3.0)
+
     def f(t):
         return numpy_forward(c + t * v, 1.0, 0.0, 0.1, "outside")[0, 0]
+
     t = 1e-3
     right = (f(2 * t) - 2 * f(t) + f(0)) / t**2
     left = (f(-2 * t) - 2 * f(-t) + f(0)) / t**2
@@ -207,13 +250,21 @@ def test_constant_batch_is_not_differentiable_twice():
 
 
 def test_rms_norm_at_zero_with_eps_outside_is_the_limit():
-    d = derive(4, layer="rmsnorm", values="0,0,0,0", eps="0.01", eps_placement="outside",
-               dy="1,2,3,4", gamma="1,2,3,4")
+    d = derive(
+        4,
+        layer="rmsnorm",
+        values="0,0,0,0",
+        eps="0.01",
+        eps_placement="outside",
+        dy="1,2,3,4",
+        gamma="1,2,3,4",
+    )
     np.testing.assert_allclose([float(v) for v in d.dx], np.array([1, 4, 9, 16]) / 0.01)
     x = np.zeros((1, 4))
     fd = central_vjp(
         lambda z: np.array([1, 2, 3, 4.0]) * z / (np.sqrt((z**2).mean()) + 0.01),
-        x, np.array([[1, 2, 3, 4.0]]),
+        x,
+        np.array([[1, 2, 3, 4.0]]),
     )[0]
     np.testing.assert_allclose([float(v) for v in d.dx], fd, rtol=1e-4)
 
@@ -235,7 +286,9 @@ def test_output_spread_identity_holds_in_numpy(placement, variance):
     ddof = 0 if variance == "biased" else 1
     var_b = x.var(ddof=ddof)
     fwd = reference.batchnorm_forward
-    y, _ = fwd(x, np.array([gamma]), np.array([beta]), eps, variance=variance, eps_placement=placement)
+    y, _ = fwd(
+        x, np.array([gamma]), np.array([beta]), eps, variance=variance, eps_placement=placement
+    )
     d = derive(m, variance=variance, eps_placement=placement)
     step = next(st for st in d.identities if st.rule == "output_spread")
     s = d.symbols
@@ -246,7 +299,9 @@ def test_output_spread_identity_holds_in_numpy(placement, variance):
 
 def test_output_spread_is_about_gamma_not_sqrt_gamma():
     # the notes' 2, 0, 2, 4 example with γ = 4: std(y) is 4, not √4 = 2
-    y, _ = reference.batchnorm_forward(np.array([[2.0], [0], [2], [4]]), np.array([4.0]), np.array([1.0]), 0.0)
+    y, _ = reference.batchnorm_forward(
+        np.array([[2.0], [0], [2], [4]]), np.array([4.0]), np.array([1.0]), 0.0
+    )
     assert y.std() == pytest.approx(4.0)
     from bnsym.render import to_text
 
@@ -265,8 +320,9 @@ def test_undo_holds_for_one_batch_only_and_for_the_population_at_inference():
     # the paper's version: population statistics in the inference layer undo every input
     E, V = 1.5, 2.5
     z = np.random.default_rng(0).standard_normal((7, 1))
-    y, _ = reference.batchnorm_forward_eval(z, np.array([np.sqrt(V + eps)]), np.array([E]),
-                                            np.array([E]), np.array([V]), eps)
+    y, _ = reference.batchnorm_forward_eval(
+        z, np.array([np.sqrt(V + eps)]), np.array([E]), np.array([E]), np.array([V]), eps
+    )
     np.testing.assert_allclose(y, z, rtol=1e-12, atol=1e-14)
     assert derive(2).verified["undo_population"]
 
@@ -274,7 +330,9 @@ def test_undo_holds_for_one_batch_only_and_for_the_population_at_inference():
 @pytest.mark.parametrize("layer", ["layernorm", "groupnorm", "rmsnorm", "instancenorm"])
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_family_has_the_forms_proved(layer, placement):
-    d = derive(4, layer=layer, eps_placement=placement, channels=2 if layer == "groupnorm" else None)
+    d = derive(
+        4, layer=layer, eps_placement=placement, channels=2 if layer == "groupnorm" else None
+    )
     names = {st.rule for st in d.identities}
     assert "output_spread" in names
     assert ("constant_batch_limit" in names) == (placement != "inside")
@@ -313,7 +371,12 @@ def test_forms_in_json_latex_markdown():
     d = derive(3, eps_placement="sqrt-outside", values="2,0,4", eps="1e-4")
     obj = json.loads(to_json(d))
     names = {i["name"] for i in obj["identities"]}
-    assert {"output_spread", "sqrt_outside_differs", "constant_batch_limit", "undo_population"} <= names
+    assert {
+        "output_spread",
+        "sqrt_outside_differs",
+        "constant_batch_limit",
+        "undo_population",
+    } <= names
     assert "sqrt-outside" == obj["options"]["eps_placement"]
     assert "different layer" in to_markdown(d) and "not" in to_markdown(d)
     assert r"\sqrt{\epsilon}" in to_latex(d, True) or r"\sqrt{\varepsilon}" in to_latex(d, True)
@@ -323,7 +386,9 @@ def test_cli_bad_placement_is_one_line_exit_2():
     result = CliRunner().invoke(main, ["derive", "--m", "4", "--eps-placement", "sqrt"])
     assert result.exit_code == 2
     assert result.output.count("\n") <= 2 and "sqrt-outside" in result.output
-    result = CliRunner().invoke(main, ["derive", "--m", "4", "--mode", "eval", "--variance", "unbiased"])
+    result = CliRunner().invoke(
+        main, ["derive", "--m", "4", "--mode", "eval", "--variance", "unbiased"]
+    )
     assert result.exit_code == 2 and "Error:" in result.output
 
 

@@ -103,8 +103,7 @@ def _eps(eps: float) -> float:
 def _placement(eps_placement: str) -> None:
     if eps_placement not in ("inside", "outside", "sqrt-outside"):
         raise NormError(
-            "eps_placement must be 'inside', 'outside' or 'sqrt-outside'; "
-            f"got {eps_placement!r}"
+            f"eps_placement must be 'inside', 'outside' or 'sqrt-outside'; got {eps_placement!r}"
         )
 
 
