@@ -26,7 +26,16 @@ import sympy as sp
 
 from bnsym.layers import Layer, layer
 
-__all__ = ["Step", "Symbols", "chain_rule", "explicit_forward", "normalizer"]
+__all__ = [
+    "PLACEMENTS",
+    "Step",
+    "Symbols",
+    "added",
+    "chain_rule",
+    "denominator",
+    "explicit_forward",
+    "normalizer",
+]
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,23 @@ class Symbols:
 def normalizer(m: int, variance: str) -> sp.Rational:
     """k in σ²_B = k·Σ(x_i − μ_B)²: 1/m (biased) or 1/(m − 1) (unbiased)."""
     return sp.Rational(1, m) if variance == "biased" else sp.Rational(1, m - 1)
+
+
+#: Where ε goes: √(σ² + ε) (the paper), σ + ε, or σ + √ε (both as some lecture notes write it;
+#: σ + √ε is not √(σ² + ε): (σ + √ε)² = σ² + ε + 2·σ·√ε).
+PLACEMENTS = ("inside", "outside", "sqrt-outside")
+
+
+def added(eps: sp.Expr, placement: str) -> sp.Expr:
+    """What is added to σ when ε is outside the root: ε, or √ε (sqrt-outside)."""
+    return sp.sqrt(eps) if placement == "sqrt-outside" else eps
+
+
+def denominator(var: sp.Expr, eps: sp.Expr, placement: str) -> sp.Expr:
+    """x̂'s denominator: √(var + ε) (inside), √var + ε (outside), √var + √ε (sqrt-outside)."""
+    if placement == "inside":
+        return sp.sqrt(var + eps)
+    return sp.sqrt(var) + added(eps, placement)
 
 
 def chain_rule(

@@ -23,7 +23,7 @@ MAX_M = 128
 #: Even with ``force=True``: m = 1024 takes about 10 min by the m² rule.
 MAX_FORCED_M = 1024
 Variance = Literal["biased", "unbiased"]
-Placement = Literal["inside", "outside"]
+Placement = Literal["inside", "outside", "sqrt-outside"]
 Mode = Literal["train", "eval"]
 
 
@@ -240,9 +240,10 @@ def make_options(
         raise DerivationError(f"mode must be 'train' or 'eval', not {mode!r}.")
     if variance not in ("biased", "unbiased"):
         raise DerivationError(f"variance must be 'biased' or 'unbiased', not {variance!r}.")
-    if eps_placement not in ("inside", "outside"):
+    if eps_placement not in ("inside", "outside", "sqrt-outside"):
         raise DerivationError(
-            f"eps_placement must be 'inside' or 'outside', not {eps_placement!r}."
+            "eps_placement must be 'inside' (√(σ² + ε)), 'outside' (σ + ε) or 'sqrt-outside' "
+            f"(σ + √ε), not {_short(eps_placement)}."
         )
     if m < decl.min_m(mode) and "eval" not in decl.modes:
         raise DerivationError(
@@ -266,10 +267,12 @@ def make_options(
             "10 s, m = 256 about a minute); "
             "pass force=True (--force) to derive it anyway."
         )
-    if mode == "eval" and (variance != "biased" or eps_placement != "inside"):
+    if mode == "eval" and variance != "biased":
+        # ε's placement is the layer's own (the notes' test-time layer divides by σ_run + ε);
+        # the variance's divisor belongs to the batch statistics, which eval mode does not use.
         raise DerivationError(
-            "variance and eps placement describe batch statistics, which eval mode does not "
-            "use; drop --variance/--eps-placement or use --mode train."
+            "variance describes the batch statistics, which eval mode does not use (its "
+            "running variance is given); drop --variance or use --mode train."
         )
     eps_r = None if eps is None else exact_number(eps, "eps")
     if eps_r is not None and eps_r < 0:
@@ -288,20 +291,18 @@ def make_options(
             "of upstream gradients per row of values."
         )
     if value_rows is not None and mode == "train":
+        # A constant group (all 0 for RMS norm) has σ = 0. With ε > 0 the layer is still
+        # differentiable there, ε outside the root included: only the intermediate σ = √σ² is
+        # not, and the derivation takes the limit (bnsym._forms.constant_limit).
         for f, row in enumerate(value_rows, start=1):
-            if len(set(row)) == 1:
+            singular = len(set(row)) == 1 if decl.centred else not any(row)
+            if singular and eps_r == 0:
                 where = f" (feature {f})" if len(value_rows) > 1 else ""
-                if eps_r == 0:
-                    raise DerivationError(
-                        f"values{where} all equal {row[0]}: their variance is 0 and ε = 0, so "
-                        "x̂ divides by zero; give ε > 0 (--eps 1e-5) or values that differ."
-                    )
-                if eps_placement == "outside":
-                    raise DerivationError(
-                        f"values{where} all equal {row[0]}: σ_B = √σ²_B has no derivative at 0, "
-                        "so with ε outside the root the gradient does not exist; use "
-                        "eps_placement 'inside' or values that differ."
-                    )
+                what = "variance" if decl.centred else "mean square"
+                raise DerivationError(
+                    f"values{where} all equal {row[0]}: their {what} is 0 and ε = 0, so "
+                    "x̂ divides by zero; give ε > 0 (--eps 1e-5) or values that differ."
+                )
     params = _example_params(
         decl, m, channels, affine, mode, eps_r, value_rows, gamma, beta, running_mean, running_var
     )

@@ -102,6 +102,56 @@ def why(
             if centred or not train
             else f"γ = {root} gives back yᵢ = xᵢ. Why: γ·x̂ᵢ = {root}·xᵢ/{root} = xᵢ."
         ),
+        # the lecture notes' other forms (bnsym._forms)
+        "output_spread": (
+            (
+                f"(1/m)·Σᵢ (yᵢ − β)² = γ²·{var}/{root}² for the variance that divides by m. "
+                f"Why: yᵢ − β = γ·x̂ᵢ = γ·(xᵢ − {mu})/{root}, and the mean of the (xᵢ − {mu})² "
+                f"is that variance; so y's standard deviation is |γ|·{sigma}/{root}, close to "
+                "|γ| (not √γ): γ sets the spread as β sets the mean."
+            )
+            if centred
+            else (
+                f"(1/m)·Σᵢ x̂ᵢ² = {var}/{root}². Why: x̂ᵢ = xᵢ/{root}, and the mean of the xᵢ² "
+                f"is {var}."
+            )
+        ),
+        "undo_population": (
+            "with γ = √(Var[x] + ε) and β = E[x] (ε placed as in this layer), the inference "
+            "layer γ·(x − E[x])/√(Var[x] + ε) + β is x for every x. Why: the same cancellation "
+            f"as for one batch, with constants instead of the batch's statistics; the batch "
+            f"version needs γ and β equal to this batch's {root} and {mu}, which change from "
+            "batch to batch while γ and β do not."
+        ),
+        "sqrt_outside_differs": (
+            "(σ + √ε)² = σ² + ε + 2·σ·√ε. Why: expand the square; the cross term 2·σ·√ε is "
+            "positive when σ > 0 and ε > 0, so σ + √ε > √(σ² + ε): the two denominators, and "
+            "so the two layers, differ."
+        ),
+        "constant_batch_limit": (
+            "at a group whose values all equal c"
+            + ("" if centred else " = 0")
+            + ", ∂ℓ/∂xᵢ = (γ/e)·(∂ℓ/∂yᵢ"
+            + (" − (1/m)·Σⱼ ∂ℓ/∂yⱼ)" if centred else ")")
+            + ", with e the ε or √ε added to the root. Why: write x = c + h; then yᵢ − β = "
+            "γ·uᵢ/(s + e) = (γ/e)·uᵢ − γ·uᵢ·s/(e·(s + e)), where "
+            + ("uᵢ = hᵢ − (1/m)·Σⱼ hⱼ" if centred else "uᵢ = hᵢ")
+            + " and s = √σ²(h); the last term is at most a constant times |h|², since |uᵢ| ≤ "
+            "|h| and s ≤ |h|. So y is differentiable at c with J = (γ/e)·"
+            + ("(I − 𝟙𝟙ᵀ/m)" if centred else "I")
+            + ", although s, a root of a square, is not; ∂ℓ/∂x = Jᵀ·∂ℓ/∂y."
+        ),
+        "inference_fold": (
+            f"yᵢ = (γ/{root})·xᵢ + (β − γ·{mu}/{root}). Why: expand γ·(xᵢ − {mu})/{root} + β; "
+            f"{mu} and {var} are constants at inference, so the scale and the shift are "
+            "computed once per feature."
+        ),
+        "running_var_unbiased": (
+            "E_B[σ²_B] = (m − 1)/m·Var[x] when the m values of a batch are independent with "
+            "variance Var[x]. Why: with zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, σ²_B = "
+            "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so "
+            "m/(m − 1)·E_B[σ²_B] = Var[x], which is why Algorithm 2 multiplies by m/(m − 1)."
+        ),
         "explicit_results": (
             "the results written in x₁, …, x_m alone are the graph's. Why: they are the "
             "graph's steps with every node replaced by its definition."

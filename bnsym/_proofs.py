@@ -7,7 +7,8 @@ proofs here use the algebraic structure instead, in a *centred frame*:
 - x_i = μ_B + d_i with d_m = −(d_1 + … + d_{m−1}), which is the definition of μ_B (Σd_i = 0);
 - σ²_B = σ² for a positive symbol σ;
 - ε = S² − σ² with S > 0 when ε is inside the root (so √(σ²_B + ε) = S), and ε = T − σ with
-  T > 0 when it is outside (so σ_B + ε = T).
+  T > 0 when it is outside (so σ_B + ε = T); with √ε outside (σ_B + √ε), √ε = T − σ and
+  ε = (T − σ)² (:func:`place_eps`).
 
 Every quantity of the graph is then a Laurent polynomial in d_i, dy_i, γ, β, σ, S, T (held as
 SymPy's sparse ``PolyElement``), and an identity holds exactly when the difference is the zero
@@ -29,8 +30,9 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym import _forms
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
-from bnsym._graph import Step, Symbols, explicit_forward
+from bnsym._graph import Step, Symbols, added, denominator, explicit_forward
 from bnsym._graph import normalizer as _normalizer
 
 # Display-only symbols: renderers know their names (see bnsym.render.DISPLAY).
@@ -167,7 +169,17 @@ class Frame(Laurent):
         if placement == "inside":
             self.values[s.eps] = self.gen[self.S] ** 2 - sigma**2
         else:
-            self.values[s.eps] = self.gen[self.T] - sigma
+            place_eps(self, s.eps, self.gen[self.T] - sigma, placement)
+
+
+def place_eps(f: Laurent, eps: sp.Symbol, e: Any, placement: str) -> None:
+    """ε in the ring ``f`` when it is outside the root, from e = what σ is added to: ε = e
+    (outside), or √ε = e and ε = e² (sqrt-outside; √ε is then read as one subexpression)."""
+    if placement == "sqrt-outside":
+        f.values[eps] = e**2
+        f.overrides[sp.sqrt(eps)] = e
+    else:
+        f.values[eps] = e
 
 
 #: Square roots of these primes may appear as coefficients (√2, √3 in the factored results for
@@ -244,7 +256,8 @@ class _Ctx:
         self.frame = Frame(s, variance, placement, mode)
         self.gamma = s.gamma if affine else sp.Integer(1)
         self.mu, self.var = (s.mu, s.var) if self.train else (s.running_mean, s.running_var)
-        self.D = sp.sqrt(self.var + s.eps) if placement == "inside" else sp.sqrt(self.var) + s.eps
+        self.D = denominator(self.var, s.eps, placement)
+        self.e = added(s.eps, placement)  # what σ is added to, ε or √ε (outside the root)
         self.k = _normalizer(s.m, variance) if self.train else sp.Integer(0)
         # r: the extra factor of the x̂x̂ᵀ term when ε is outside the root, (σ + ε)/σ.
         self.r = sp.Integer(1) if placement == "inside" else self.D / sp.sqrt(self.var)
@@ -267,13 +280,10 @@ class _Ctx:
         self.verified: dict[str, bool] = {}
         self.methods: dict[str, str] = {}
         # The denominator, the mean and the variance's n as the notes write them.
-        self.den_txt = (
-            "√(σ²_run + ε)"
-            if not self.train
-            else "√(σ²_B + ε)"
-            if placement == "inside"
-            else "σ_B + ε"
-        )
+        root = {"inside": "√({} + ε)", "outside": "√{} + ε", "sqrt-outside": "√{} + √ε"}
+        self.den_txt = root[placement].format("σ²_run" if not self.train else "σ²_B")
+        if self.train and placement != "inside":
+            self.den_txt = self.den_txt.replace("√σ²_B", "σ_B")
         self.mu_txt = "μ_B" if self.train else "μ_run"
         self.n_txt = str(s.m if variance == "biased" else s.m - 1)
 
@@ -310,7 +320,9 @@ def prove(
         )
     jacobian, structure = _jacobian(c, closed_form_proved)
     identities = _identities(c)
-    explicit = _explicit(c)
+    more, extra = _forms.forms(c, c.frame, c.train)  # the lecture notes' other forms
+    identities = (*identities, *more)
+    explicit = {**_explicit(c), **extra}
     c.record(
         "explicit_results",
         _explicit_matches(c, explicit),
@@ -337,8 +349,8 @@ def _closed_form(c: _Ctx) -> tuple[tuple[Step, ...], bool]:
     s, m = c.s, c.m
     c_outer = m * c.k * c.r
     D_shown, c_shown = c.D, c_outer
-    if c.train and c.placement == "outside":  # σ_B for √σ²_B, as the notes write it
-        D_shown = s.sigma + s.eps
+    if c.train and c.placement != "inside":  # σ_B for √σ²_B, as the notes write it
+        D_shown = s.sigma + c.e
         c_shown = m * c.k * D_shown / s.sigma
 
     def closed(dy_i: sp.Expr, x_hat_i: sp.Expr) -> sp.Expr:
@@ -391,8 +403,8 @@ def _jacobian(c: _Ctx, closed_form_proved: bool) -> tuple[sp.ImmutableMatrix | N
     s, m = c.s, c.m
     rk = c.k * c.r
     if c.train:
-        rk_shown = c.k * (s.sigma + s.eps) / s.sigma if c.placement == "outside" else c.k
-        D_shown = s.sigma + s.eps if c.placement == "outside" else c.D
+        rk_shown = c.k * (s.sigma + c.e) / s.sigma if c.placement != "inside" else c.k
+        D_shown = s.sigma + c.e if c.placement != "inside" else c.D
         # Unevaluated, so that it reads (γ/D)·(I − 𝟙𝟙ᵀ/m − x̂x̂ᵀ/m) as the notes write it.
         structure = sp.Mul(
             c.gamma / D_shown,
@@ -519,7 +531,7 @@ def _sum_dx_x_hat(c: _Ctx) -> sp.Expr:
     """
     s, m, frame = c.s, c.m, c.frame
     D = c.D
-    residual = c.gamma * s.eps * SUM_DY_XHAT / (D**3 if c.placement == "inside" else D**2)
+    residual = c.gamma * c.e * SUM_DY_XHAT / (D**3 if c.placement == "inside" else D**2)
     # (1) in a ring of its own, with x̂_i and dy_i free and D one positive symbol
     u = sp.symbols(f"u1:{m + 1}", real=True)
     D_sym = sp.Symbol("D", positive=True)
@@ -527,7 +539,7 @@ def _sum_dx_x_hat(c: _Ctx) -> sp.Expr:
     if c.placement == "inside":
         ring.values[c.var] = ring.gen[D_sym] ** 2 - ring.gen[s.eps]  # σ²_B + ε = D²
     else:
-        ring.values[s.eps] = ring.gen[D_sym] - ring.gen[s.sigma]  # σ_B + ε = D
+        place_eps(ring, s.eps, ring.gen[D_sym] - ring.gen[s.sigma], c.placement)  # σ_B + ε = D
         ring.values[c.var] = ring.gen[s.sigma] ** 2
     # Both sides are linear in the dy_j and symmetric under permuting the elements (every
     # closed_i is the same formula in i), so the coefficient of dy_1 decides: O(m) terms.
@@ -582,7 +594,7 @@ def _x_frame(c: _Ctx, var_x: sp.Expr | None) -> Frame:
     """The frame for expressions in x_1..x_m alone, with σ²_B written as ``var_x``."""
     s, frame = c.s, c.frame
     xf = copy.copy(frame)  # the same ring, its own substitutions
-    xf.values, xf.overrides, xf.memo = dict(frame.values), {}, {}
+    xf.values, xf.overrides, xf.memo = dict(frame.values), dict(frame.overrides), {}
     if var_x is None:  # eval mode: the running statistics are constants already
         return xf
     if c.placement == "inside":

@@ -27,8 +27,9 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym import _forms
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
-from bnsym._graph import Step, Symbols, normalizer
+from bnsym._graph import Step, Symbols, added, denominator, normalizer
 from bnsym._proofs import (
     DX_I,
     DY_I,
@@ -47,6 +48,7 @@ from bnsym._proofs import (
     Y_UNDONE,
     J,
     Laurent,
+    place_eps,
 )
 
 # Display-only symbols for per-element or per-channel γ (see bnsym.render.DISPLAY).
@@ -73,7 +75,8 @@ class _Family:
         self.centred = s.layer.centred
         m = s.m
         self.k = normalizer(m, variance) if self.centred else sp.Rational(1, m)
-        self.D = sp.sqrt(s.var + s.eps) if placement == "inside" else sp.sqrt(s.var) + s.eps
+        self.D = denominator(s.var, s.eps, placement)
+        self.e = added(s.eps, placement)  # what σ is added to, ε or √ε (outside the root)
         self.r = sp.Integer(1) if placement == "inside" else self.D / sp.sqrt(s.var)
         self.gammas = [s.gamma_of(i) if affine else sp.Integer(1) for i in range(m)]
         self.g = [gi * dyi for gi, dyi in zip(self.gammas, s.dy, strict=True)]
@@ -99,7 +102,9 @@ class _Family:
         self.dx_in_frame = [f(st.rhs) for st in backward if st.lhs in s.dx]
         self.verified: dict[str, bool] = {}
         self.methods: dict[str, str] = {}
-        self.den_txt = "√(σ² + ε)" if placement == "inside" else "σ + ε"
+        self.den_txt = {"inside": "√(σ² + ε)", "outside": "σ + ε", "sqrt-outside": "σ + √ε"}[
+            placement
+        ]
         if not self.centred:
             self.den_txt = self.den_txt.replace("σ", "ν")
 
@@ -118,7 +123,7 @@ class _Family:
         if self.placement == "inside":
             f.values[s.eps] = f.gen[self.S] ** 2 - sigma**2
         else:
-            f.values[s.eps] = f.gen[self.T] - sigma
+            place_eps(f, s.eps, f.gen[self.T] - sigma, self.placement)
         f.values.update({xh: f(e) for xh, e in to_x_hat.items()})
         return f
 
@@ -131,7 +136,7 @@ class _Family:
         with σ² written as ``var_x``."""
         base = self.frame if base is None else base
         xf = copy.copy(base)
-        xf.values, xf.overrides, xf.memo = dict(base.values), {}, {}
+        xf.values, xf.overrides, xf.memo = dict(base.values), dict(base.overrides), {}
         if self.placement == "inside":
             xf.values[self.s.eps] = xf.gen[self.S] ** 2 - xf(var_x)
         else:
@@ -162,6 +167,9 @@ def prove(
         )
     jacobian, structure = _jacobian(c)
     identities = _identities(c, explicit["var"])
+    more, extra = _forms.forms(c, c.yframe, True)  # the lecture notes' other forms
+    identities = (*identities, *more)
+    explicit.update(extra)
     c.record(
         "explicit_results",
         _explicit_matches(c, explicit),
@@ -184,8 +192,8 @@ def _closed_form(c: _Family) -> tuple[Step, ...]:
     shared = s.shared or not c.affine
     c_outer = m * c.k * c.r
     D_shown, c_shown = c.D, c_outer
-    if c.placement == "outside":  # σ for √σ², as the notes write it
-        D_shown = s.sigma + s.eps
+    if c.placement != "inside":  # σ for √σ², as the notes write it
+        D_shown = s.sigma + c.e
         c_shown = m * c.k * D_shown / s.sigma
     sum_g, sum_g_xhat = (SUM_DY, SUM_DY_XHAT) if shared else (SUM_G, SUM_G_XHAT)
 
@@ -237,8 +245,8 @@ def _jacobian(c: _Family) -> tuple[sp.ImmutableMatrix | None, Step]:
     """J_ji = ∂y_j/∂x_i = (γ_j/D)·(δ_ij − [centred]/m − k·r·x̂_i·x̂_j)."""
     s, m = c.s, c.m
     rk = c.k * c.r
-    rk_shown = c.k * (s.sigma + s.eps) / s.sigma if c.placement == "outside" else c.k
-    D_shown = s.sigma + s.eps if c.placement == "outside" else c.D
+    rk_shown = c.k * (s.sigma + c.e) / s.sigma if c.placement != "inside" else c.k
+    D_shown = s.sigma + c.e if c.placement != "inside" else c.D
     shared = s.shared or not c.affine
     scale = (s.gamma if c.affine else sp.Integer(1)) if shared else DIAG_GAMMA
     inner = [EYE] + ([-ONES / m] if c.centred else []) + [-rk_shown * XHAT_OUTER]

@@ -27,6 +27,7 @@ import numpy as np
 
 from bnsym._limits import check_size
 from bnsym.codegen import DEFAULT_EPS, GeneratedModule, generate
+from bnsym.reference._common import std_of
 from bnsym.symbolic import Derivation
 
 __all__ = ["RTOL", "CheckError", "CheckResult", "Row", "run_check"]
@@ -258,6 +259,7 @@ def _reference(
                 data["running_mean"],
                 data["running_var"],
                 eps,
+                eps_placement=o.eps_placement,
                 affine=o.affine,
             )
         else:
@@ -348,7 +350,7 @@ def _torch(
                 "inside the square root only."
             )
         return _family_torch(gen, torch), ""
-    if o.mode == "train" and (o.variance != "biased" or o.eps_placement != "inside"):
+    if o.eps_placement != "inside" or (o.mode == "train" and o.variance != "biased"):
         return None, (
             "torch.nn.functional.batch_norm normalizes with the biased variance and eps "
             "inside the square root only."
@@ -402,7 +404,7 @@ def _scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> dict[str,
         mu, var = data["running_mean"], data["running_var"]
     else:
         mu, var = x.mean(axis=0), x.var(axis=0, ddof=0 if o.variance == "biased" else 1)
-    std = np.sqrt(var + eps) if o.eps_placement == "inside" else np.sqrt(var) + eps
+    std = std_of(var, eps, o.eps_placement)
     x_hat = (x - mu) / std
     gamma = data.get("gamma", np.ones(x.shape[1]))
     beta = data.get("beta", np.zeros(x.shape[1]))
@@ -433,7 +435,7 @@ def _family_scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> di
         var = groups.var(axis=-1, keepdims=True, ddof=0 if o.variance == "biased" else 1)
     else:
         mu, var = 0.0, (groups**2).mean(axis=-1, keepdims=True)
-    std = np.sqrt(var + eps) if o.eps_placement == "inside" else np.sqrt(var) + eps
+    std = std_of(var, eps, o.eps_placement)
     x_hat = (groups - mu) / std
     gamma = np.abs(data.get("gamma", np.ones(1))).max()
     beta = np.abs(data.get("beta", np.zeros(1))).max()

@@ -126,7 +126,8 @@ def _variant_options(f: Any) -> Any:
             "--eps-placement",
             default="inside",
             show_default=True,
-            help="inside the root √(σ²+ε), or outside it, σ+ε.",
+            help="inside the root √(σ²+ε); outside it, σ+ε; or sqrt-outside, σ+√ε (a different "
+            "layer: √(σ²+ε) ≠ σ+√ε).",
         ),
         click.option(
             "--affine/--no-affine",

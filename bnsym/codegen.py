@@ -829,6 +829,13 @@ def _finite_result(name, a, running_var, eps):
 # --- naming the variant -----------------------------------------------------------------------
 
 
+_PLACEMENT_TEXT = {
+    "inside": "eps inside the square root",
+    "outside": "eps outside the root",
+    "sqrt-outside": "sqrt(eps) outside the root (sigma + sqrt(eps), not sqrt(sigma**2 + eps))",
+}
+
+
 def _variant_text(d: Derivation, long: bool = False) -> str:
     o = d.options
     layer = d.symbols.layer
@@ -836,6 +843,8 @@ def _variant_text(d: Derivation, long: bool = False) -> str:
         parts = [f"m={o.m}", o.mode]
         if o.mode == "train":
             parts += [o.variance if layer.centred else "mean-square", f"eps-{o.eps_placement}"]
+        elif o.eps_placement != "inside":
+            parts.append(f"eps-{o.eps_placement}")
         parts.append("affine" if o.affine else "no-affine")
         return " ".join(parts)
     parts = [f"{o.mode} mode"]
@@ -846,11 +855,11 @@ def _variant_text(d: Derivation, long: bool = False) -> str:
             parts.append(
                 "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m-1))"
             )
-        parts.append(
-            "eps inside the square root" if o.eps_placement == "inside" else "eps outside the root"
-        )
+        parts.append(_PLACEMENT_TEXT[o.eps_placement])
     else:
         parts.append("running statistics")
+        if o.eps_placement != "inside":
+            parts.append(_PLACEMENT_TEXT[o.eps_placement])
     if not o.affine:
         parts.append("no affine")
     else:

@@ -291,6 +291,8 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
         yield _heading(sec.title)
         if sec.key == "example":
             yield from _example_blocks(d, width)
+            for line in sec.outro.splitlines():  # what lecture notes get wrong, put right
+                yield _prose(line)
             continue
         if sec.intro:
             yield _prose(sec.intro)

@@ -105,6 +105,17 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"mean_y", ("(1/m)·Σᵢyᵢ", "mean_i(y_i)", r"\frac{1}{m}\sum_{i} y_{i}")),
     (r"y_i\(a\*x \+ c\)", ("yᵢ(a·x + c)", "y_i(a*x + c)", r"y_{i}(a x + c)")),
     (r"y_i\|undo", ("yᵢ", "y_i", r"y_{i}")),  # the condition is in the identity's note
+    # the lecture notes' other forms (bnsym._forms); each condition is in its identity's note
+    (r"y_i\|E\[x\]", ("yᵢ", "y_i", r"y_{i}")),
+    (r"dx_i\|const", ("∂ℓ/∂xᵢ", "dl/dx_i", r"\frac{\partial \ell}{\partial x_{i}}")),
+    (
+        r"spread_y",
+        ("(1/m)·Σᵢ(yᵢ − β)²", "mean_i((y_i - beta)^2)", r"\frac{1}{m}\sum_{i}(y_{i} - \beta)^{2}"),
+    ),
+    (r"spread_xhat", ("(1/m)·Σᵢx̂ᵢ²", "mean_i(xhat_i^2)", r"\frac{1}{m}\sum_{i}\hat{x}_{i}^{2}")),
+    (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\mathrm{E}_{B}[\sigma_{B}^{2}]")),
+    (r"Var\[x\]", ("Var[x]", "Var[x]", r"\mathrm{Var}[x]")),
+    (r"E\[x\]", ("E[x]", "E[x]", r"\mathrm{E}[x]")),
     (r"I", ("I", "I", r"I")),
     # a thin space and 1 1^T: bold 11ᵀ reads as eleven
     (r"11T", ("𝟙𝟙ᵀ", "1 1^T", r"\mathbf{1}\,\mathbf{1}^{\top}")),
@@ -269,18 +280,22 @@ class Section:
 def describe(d: Derivation) -> str:
     """One line naming the variant, e.g. 'train mode, biased variance (1/m), ε inside √'."""
     o = d.options
+    placement = {
+        "inside": "ε inside the root",
+        "outside": "ε outside the root ({} + ε)",
+        "sqrt-outside": "√ε outside the root ({} + √ε, not √({}² + ε))",
+    }[o.eps_placement]
     if o.mode == "eval":
         parts = ["eval mode (running statistics)"]
+        if o.eps_placement != "inside":
+            parts.append(placement.format(*["√σ²_run"] * 2).replace("√σ²_run²", "σ²_run"))
     elif not d.symbols.layer.centred:
-        parts = [
-            "mean square (1/m)",
-            "ε inside the root" if o.eps_placement == "inside" else "ε outside the root (ν + ε)",
-        ]
+        parts = ["mean square (1/m)", placement.format("ν", "ν")]
     else:
         parts = [
             "train mode",
             "biased variance (1/m)" if o.variance == "biased" else "unbiased variance (1/(m−1))",
-            "ε inside the root" if o.eps_placement == "inside" else "ε outside the root (σ + ε)",
+            placement.format("σ", "σ"),
         ]
     if o.channels is not None:
         parts.append(f"{o.channels} channel{'s' if o.channels > 1 else ''} of {o.m // o.channels}")
@@ -431,7 +446,10 @@ def _sections(d: Derivation) -> Iterator[Section]:
             steps += [Step(a, b, "") for a, b in zip(s.y, feat["y"], strict=True)]
             steps += [Step(a, b, "") for a, b in zip(s.dx, feat["dx"], strict=True)]
             steps += param_steps(d, feat)
-        yield Section("example", "Worked example", _example_intro(d), tuple(steps))
+        from bnsym._example_notes import remarks  # what the notes get wrong, put right
+
+        outro = "\n".join(remarks(d, lambda e: expr_text(_sigma_shown(d, e))))
+        yield Section("example", "Worked example", _example_intro(d), tuple(steps), outro)
 
 
 def _projector(d: Derivation) -> str:
@@ -630,8 +648,13 @@ def proof_reason(d: Derivation, name: str) -> str | None:
     names = (s.mu, s.var, s.sigma) if train else (s.running_mean, s.running_var, None)
     mu, var = display_name(names[0].name), display_name(names[1].name)
     sigma = display_name(s.sigma.name) if train else "√(σ²_run + ε)"
-    outside = train and d.options.eps_placement == "outside"
-    root = f"({sigma} + ε)" if outside else None  # x̂ divides by σ + ε
+    placement = d.options.eps_placement
+    if not train:
+        sigma_shown = display_name(s.running_var.name).join(("√", ""))
+    else:
+        sigma_shown = sigma
+    added = {"inside": None, "outside": "ε", "sqrt-outside": "√ε"}[placement]
+    root = f"({sigma_shown} + {added})" if added else None  # x̂ divides by σ + ε or σ + √ε
     return why(name, mu=mu, var=var, sigma=sigma, centred=s.layer.centred, train=train, root=root)
 
 
@@ -710,6 +733,8 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "≠": "!=",
+    "≈": "~",
     "𝟙𝟙ᵀ": "1 1^T",
     "ε": "eps",
     "γ": "gamma",
@@ -789,6 +814,10 @@ def _json_obj(d: Derivation) -> dict[str, Any]:
         obj["features"] = [exprs(f) for f in d.features]
     o = d.options
     obj["symbols"] = sorted(symbol_table(d.m, o.layer, o.channels), key=_natural)
+    obj["identities"] = [  # the identities' statements (display symbols by name)
+        {"name": st.rule, "lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "note": st.note}
+        for st in d.identities
+    ]
     obj["verified"] = dict(d.verified)
     obj["proof_methods"] = dict(d.proof_methods)
     return obj

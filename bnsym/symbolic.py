@@ -30,7 +30,7 @@ import sympy as sp
 
 from bnsym import _proofs, _proofs_family
 from bnsym._cutoffs import EXPLICIT_MAX_M, VALUE_MAX_M
-from bnsym._graph import Step, Symbols, chain_rule, explicit_forward, normalizer
+from bnsym._graph import Step, Symbols, chain_rule, denominator, explicit_forward, normalizer
 from bnsym._options import (
     MAX_M,
     DerivationError,
@@ -167,8 +167,9 @@ def derive(
             m/channels values each, listed channel by channel, with one γ, β per channel.
         eps: None for a symbolic ε (default), or a number ≥ 0 read exactly (1e-5 -> 1/100000).
         variance: ``"biased"`` (1/m, the paper and PyTorch) or ``"unbiased"`` (1/(m-1)).
-        eps_placement: ``"inside"`` the square root, √(σ²_B + ε) (default), or ``"outside"``,
-            σ_B + ε, as some lecture notes write it.
+        eps_placement: ``"inside"`` the square root, √(σ²_B + ε) (default), ``"outside"``,
+            σ_B + ε, or ``"sqrt-outside"``, σ_B + √ε, as some lecture notes write them (each a
+            different layer from √(σ²_B + ε)).
         affine: False drops γ and β (y_i = x̂_i).
         mode: ``"train"`` (batch statistics) or ``"eval"`` (batch norm only: running mean and
             variance are constants, so the gradient is a per-feature scaling).
@@ -258,7 +259,7 @@ def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -
         mu, var = (s.mu if decl.centred else sp.Integer(0)), s.var
     else:
         mu, var = s.running_mean, s.running_var
-    denom = sp.sqrt(var + s.eps) if placement == "inside" else sp.sqrt(var) + s.eps
+    denom = denominator(var, s.eps, placement)
     for xi, xh in zip(s.x, s.x_hat, strict=True):
         nodes.append(Step(xh, (xi - mu) / denom, "normalize"))
     for i, (xh, yi) in enumerate(zip(s.x_hat, s.y, strict=True)):
@@ -372,13 +373,16 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         def num_any(e: Any, num: Any = num) -> Any:  # one expression, or one per γ
             return tuple(num(x) for x in e) if isinstance(e, tuple) else num(e)
 
+        var = num(ex["var"])
+        # σ = 0 with ε outside the root: ∂ℓ/∂x_i is the proved limit (bnsym._forms)
+        dx = ex["dx"] if var != 0 or "dx_limit" not in ex else ex["dx_limit"]
         features.append(
             {
                 "mean": num(ex["mean"]),
-                "var": num(ex["var"]),
+                "var": var,
                 "x_hat": num_all(ex["x_hat"]),
                 "y": num_all(ex["y"]),
-                "dx": num_all(ex["dx"]),
+                "dx": num_all(dx),
                 "dgamma": num_any(ex["dgamma"]),
                 "dbeta": num_any(ex["dbeta"]),
             }

@@ -88,6 +88,19 @@ RECORD = {
     "example_cgpa_iq": "derive --m 4 --values '7,8,9,6;70,80,90,60' --eps-placement outside",
     "example_test_time": "derive --m 4 --mode eval --values '8,7,6,9;80,70,60,90'",
     "example_algorithm1": "derive --m 4 --values '6,9,8,5;8,9,8,6' --eps 1e-5 --format json",
+    # the lecture notes' other forms (issue 12, item 6; docs/lecture_forms.md)
+    "example_sqrt_outside": (
+        "derive --m 4 --values 2,0,2,4 --eps 1e-4 --eps-placement sqrt-outside"
+    ),
+    "example_constant_outside": (
+        "derive --m 4 --values 3,3,3,3 --eps 1e-4 --eps-placement outside --dy 1,0,0,0"
+    ),
+    "example_test_time_outside": (
+        "derive --m 4 --mode eval --eps-placement outside --values '8,7,6,9;80,70,60,90' "
+        "--running-mean 7.5,75 --running-var 1.25,125 --eps 1e-5"
+    ),
+    "check_m4_sqrt_outside": "check --m 4 --eps-placement sqrt-outside --no-torch",
+    "check_m4_eval_outside": "check --m 4 --mode eval --eps-placement outside --no-torch",
     "error_m1": "derive --m 1",
     "error_values": "derive --m 4 --values 1,2,3",
     "notes_markdown_m2": "derive --m 2 --format markdown",

@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.float64]
 Variance = Literal["biased", "unbiased"]
-EpsPlacement = Literal["inside", "outside"]
+EpsPlacement = Literal["inside", "outside", "sqrt-outside"]
 
 
 class NormError(ValueError):
@@ -101,8 +101,10 @@ def _eps(eps: float) -> float:
 
 
 def _placement(eps_placement: str) -> None:
-    if eps_placement not in ("inside", "outside"):
-        raise NormError(f"eps_placement must be 'inside' or 'outside'; got {eps_placement!r}")
+    if eps_placement not in ("inside", "outside", "sqrt-outside"):
+        raise NormError(
+            f"eps_placement must be 'inside', 'outside' or 'sqrt-outside'; got {eps_placement!r}"
+        )
 
 
 def _variance_factor(variance: str, shape: tuple[int, ...], hint: str) -> float:
@@ -123,9 +125,17 @@ def _one_row(shape: tuple[int, ...], hint: str) -> str:
     )
 
 
+def std_of(var: Array, eps: float, eps_placement: str) -> Array:
+    """The denominator of x_hat: ``sqrt(var + eps)`` (inside), ``sqrt(var) + eps`` (outside)
+    or ``sqrt(var) + sqrt(eps)`` (sqrt-outside, which is not ``sqrt(var + eps)``)."""
+    if eps_placement == "inside":
+        return np.sqrt(var + eps)
+    return np.sqrt(var) + (np.sqrt(eps) if eps_placement == "sqrt-outside" else eps)
+
+
 def _std(var: Array, eps: float, eps_placement: str) -> Array:
-    """The denominator of x_hat, ``sqrt(var + eps)`` or ``sqrt(var) + eps``, refused if 0."""
-    std = np.sqrt(var + eps) if eps_placement == "inside" else np.sqrt(var) + eps
+    """The denominator of x_hat (:func:`std_of`), refused if 0."""
+    std = std_of(var, eps, eps_placement)
     _nonzero(std)
     return std
 

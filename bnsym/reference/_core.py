@@ -37,6 +37,7 @@ from bnsym.reference._common import (
     _eps,
     _finite,
     _placement,
+    std_of,
 )
 
 
@@ -150,8 +151,8 @@ def _stats(x: Array, axes: tuple[int, ...], *, centred: bool, k: float) -> tuple
 def _normalize(
     x: Array, mu: Array, var: Array, eps: float, eps_placement: str
 ) -> tuple[Array, Array]:
-    """``(x_hat, std)`` with ``std`` = ``sqrt(var + eps)`` or ``sqrt(var) + eps``, refused if 0."""
-    std = np.sqrt(var + eps) if eps_placement == "inside" else np.sqrt(var) + eps
+    """``(x_hat, std)`` with ``std`` the denominator (``_common.std_of``), refused if 0."""
+    std = std_of(var, eps, eps_placement)
     _nonzero(std)
     return (x - mu) / std, std
 
@@ -311,7 +312,7 @@ def forward_staged(
         std = sqrt_var
     else:
         sqrt_var = np.sqrt(var)  # sqrt
-        std = sqrt_var + eps  # add eps
+        std = sqrt_var + (np.sqrt(eps) if eps_placement == "sqrt-outside" else eps)  # add eps
     _nonzero(std)
     ivar = 1.0 / std  # invert
     x_hat = x_mu * ivar  # normalize
@@ -362,7 +363,7 @@ def backward_staged(
     if c.eps_placement == "inside":
         dvar = dstd * 0.5 / c.sqrt_var  # sqrt: d sqrt(var + eps)/dvar = 1/(2 sqrt(var + eps))
     else:
-        dsqrt_var = dstd  # add eps: d(sqrt_var + eps)/dsqrt_var = 1
+        dsqrt_var = dstd  # add eps (or sqrt(eps)): d(sqrt_var + eps)/dsqrt_var = 1
         # sqrt: d sqrt(var)/dvar = 1/(2 sqrt(var)), infinite at var = 0; there dstd and the
         # square's x_mu are exactly 0 and the product's limit is 0, so take it.
         dvar = np.divide(0.5 * dsqrt_var, c.sqrt_var, out=np.zeros_like(dstd), where=c.sqrt_var > 0)

@@ -20,8 +20,10 @@ Variants, the same as the derivation's:
 
 - ``variance="biased"`` (``var = sum((x - mu)**2) / m``, the default and what every framework
   normalizes with) or ``"unbiased"`` (``/ (m - 1)``); below, ``k`` is ``1/m`` or ``1/(m-1)``;
-- ``eps_placement="inside"`` (``x_hat = (x - mu) / sqrt(var + eps)``, the default) or
-  ``"outside"`` (``x_hat = (x - mu) / (sqrt(var) + eps)``);
+- ``eps_placement="inside"`` (``x_hat = (x - mu) / sqrt(var + eps)``, the default),
+  ``"outside"`` (``x_hat = (x - mu) / (sqrt(var) + eps)``) or ``"sqrt-outside"``
+  (``x_hat = (x - mu) / (sqrt(var) + sqrt(eps))``, a different layer from the default:
+  ``sqrt(var + eps) != sqrt(var) + sqrt(eps)``);
 - ``affine=True`` (``out = gamma * x_hat + beta``) or ``False`` (``out = x_hat``; ``gamma`` and
   ``beta`` must then be ``None`` and the backward pass returns ``(dx, None, None)``, so callers
   unpack three values either way).
@@ -90,7 +92,8 @@ def batchnorm_forward(
     Args:
         x: array of shape (N, D), N >= 2.
         gamma, beta: arrays of shape (D,), or ``None`` both with ``affine=False``.
-        eps: added to the variance (``"inside"``) or to the standard deviation (``"outside"``).
+        eps: added to the variance (``"inside"``), or it or its root to the standard deviation
+            (``"outside"``, ``"sqrt-outside"``).
         variance, eps_placement, affine: the variant, see the module docstring.
 
     Returns:
