@@ -23,12 +23,15 @@ def why(
     centred: bool,
     train: bool = True,
     root: str | None = None,
+    shared: bool = True,
 ) -> str | None:
     """The claim and its reason for the proof called ``name``; None for a proof not known
     here (the machine's note is then shown alone). In eval mode ``mu`` and ``var`` are the
     running statistics' names; ``root`` is what x̂ divides by (√(σ² + ε) unless given, e.g.
-    σ + ε with ε outside the root)."""
+    σ + ε with ε outside the root); ``shared``: one γ, β for the whole group (batch and
+    instance norm), else one per element or channel."""
     root = root or f"√({var} + ε)"
+    root_sq = f"({var} + ε)" if root == f"√({var} + ε)" else f"{root}²"
     if not train and name == "closed_form":
         return (
             f"Claim: ∂ℓ/∂xᵢ = γ·∂ℓ/∂yᵢ/{root}. Why: the running statistics are constants, "
@@ -105,14 +108,20 @@ def why(
         # the lecture notes' other forms (bnsym._forms)
         "output_spread": (
             (
-                f"(1/m)·Σᵢ (yᵢ − β)² = γ²·{var}/{root}² for the variance that divides by m. "
+                f"(1/m)·Σᵢ (yᵢ − β)² = γ²·{var}/{root_sq} for the variance that divides by m. "
                 f"Why: yᵢ − β = γ·x̂ᵢ = γ·(xᵢ − {mu})/{root}, and the mean of the (xᵢ − {mu})² "
                 f"is that variance; so y's standard deviation is |γ|·{sigma}/{root}, close to "
                 "|γ| (not √γ): γ sets the spread as β sets the mean."
             )
+            if centred and shared
+            else (
+                f"(1/m)·Σᵢ x̂ᵢ² = {var}/{root_sq}. Why: x̂ᵢ = (xᵢ − {mu})/{root}, and the mean "
+                f"of the (xᵢ − {mu})² is {var}; with a γ per element or channel, each "
+                "yᵢ − βᵢ is γᵢ·x̂ᵢ, so the spread of y is that of x̂ scaled element by element."
+            )
             if centred
             else (
-                f"(1/m)·Σᵢ x̂ᵢ² = {var}/{root}². Why: x̂ᵢ = xᵢ/{root}, and the mean of the xᵢ² "
+                f"(1/m)·Σᵢ x̂ᵢ² = {var}/{root_sq}. Why: x̂ᵢ = xᵢ/{root}, and the mean of the xᵢ² "
                 f"is {var}."
             )
         ),

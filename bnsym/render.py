@@ -655,7 +655,16 @@ def proof_reason(d: Derivation, name: str) -> str | None:
         sigma_shown = sigma
     added = {"inside": None, "outside": "ε", "sqrt-outside": "√ε"}[placement]
     root = f"({sigma_shown} + {added})" if added else None  # x̂ divides by σ + ε or σ + √ε
-    return why(name, mu=mu, var=var, sigma=sigma, centred=s.layer.centred, train=train, root=root)
+    return why(
+        name,
+        mu=mu,
+        var=var,
+        sigma=sigma,
+        centred=s.layer.centred,
+        train=train,
+        root=root,
+        shared=s.shared,
+    )
 
 
 #: Text lines are wrapped to this many characters, at a + or − outside any parentheses.

@@ -9,6 +9,7 @@ Refresh them after an intended change of output with:  python tests/test_cli_ses
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import sys
@@ -34,7 +35,7 @@ def parse(path: Path) -> tuple[list[str], str, int]:
 
 def run(args: list[str], cwd: Path) -> tuple[str, int]:
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=cwd):
+    with contextlib.chdir(cwd):  # files the command writes land in cwd, a temporary directory
         result = runner.invoke(main, args, catch_exceptions=False)
     return result.output, result.exit_code
 
