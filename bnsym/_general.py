@@ -16,7 +16,7 @@ difference cancels to zero.
 
 >>> g = derive_general("batchnorm")
 >>> g.backward[0].rhs
-dy[i]*gamma
+gamma*dy[i]
 >>> all(g.verified.values())
 True
 """
@@ -36,8 +36,9 @@ from bnsym.layers import layer as _layer
 __all__ = ["General", "collapse", "derive_general", "instance_of"]
 
 M = sp.Symbol("m", integer=True, positive=True)
-I, J = sp.Symbol("i", integer=True, positive=True), sp.Symbol("j", integer=True, positive=True)
-K = sp.Symbol("k", integer=True, positive=True)  # the element (or channel) differentiated by
+# The indices as bnsym._safe_parse reads them back (integer; m positive).
+I, J = sp.Symbol("i", integer=True), sp.Symbol("j", integer=True)
+K = sp.Symbol("k", integer=True)  # the element (or channel) differentiated by
 C = sp.Symbol("C", integer=True, positive=True)  # group norm: channels in the group
 CH = sp.Function("c")  # group norm: c(i), the channel of element i
 X, DY, XHAT, Y, DXHAT, DX = (
@@ -242,7 +243,7 @@ def _shown(expr: sp.Expr, channel: bool) -> sp.Expr:
         lambda e: isinstance(e, sp.Sum) and e.limits[0][0] != J,
         lambda e: e.xreplace({e.limits[0][0]: J}),
     )
-    return expr.xreplace({K: sp.Symbol("c", integer=True, positive=True) if channel else I})
+    return expr.xreplace({K: sp.Symbol("c", integer=True) if channel else I})
 
 
 # --- the closed form and the proofs for every m -------------------------------------------------
@@ -372,7 +373,53 @@ def _prove(
             y = sp.Sum(Y[J], (J, 1, M)) / M - (facts["beta"] if affine and decl.beta else 0)
             verified["mean_output_beta"] = r.is_zero(y)
             methods["mean_output_beta"] = "for every m at once: (1/m)·Σ_i y_i − β, " + lemma
+        name = "scale_shift_invariance" if decl.centred else "scale_invariance"
+        verified[name] = _scale_invariant(r, decl.centred, nodes, s, facts)
+        methods[name] = (
+            "for every m at once: with ε = 0 and every x_j replaced by a·x_j"
+            + (" + c, μ(a·x + c) − (a·μ + c) and σ²(a·x + c) − a²·σ²" if decl.centred else "")
+            + ("" if decl.centred else ", ν²(a·x) − a²·ν²")
+            + " reduce to zero with symbolic m, and then x̂_i is unchanged"
+        )
+    if affine:
+        undo = {facts["gamma"]: facts["D"]}
+        if decl.beta:
+            undo[facts["beta"]] = facts["mu"]
+        y_undone = nodes[-1].rhs.xreplace(undo)
+        verified["undo_normalization"] = r.is_zero(y_undone - X[I])
+        methods["undo_normalization"] = (
+            "for every m at once: γ = the denominator"
+            + (" and β = the mean" if decl.beta else "")
+            + " in the graph's y_i give x_i exactly"
+        )
     return verified, methods, residual
+
+
+def _scale_invariant(
+    r: _Reducer, centred: bool, nodes: Sequence[Step], s: Symbols, facts: dict[str, Any]
+) -> bool:
+    """With ε = 0 the statistics of a·x + c are a·μ + c and a²·σ² (c = 0 for RMS norm), with
+    symbolic m, so x̂_i = (x_i − μ)/σ is unchanged."""
+    a, shift = sp.Symbol("a", positive=True), sp.Symbol("c", real=True) if centred else 0
+    definition = {n.lhs: n.rhs for n in nodes}
+
+    def scaled(e: sp.Expr) -> sp.Expr:
+        return e.replace(
+            lambda t: isinstance(t, sp.Indexed) and t.base == X,
+            lambda t: a * t + shift,
+        )
+
+    var, after = facts["var"], {s.var: a**2 * s.var, s.eps: 0}
+    ok = True
+    if centred:
+        mean_def = definition[s.mu]
+        ok = r.is_zero(scaled(mean_def) - (a * mean_def + shift))
+        after[s.mu] = a * s.mu + shift
+    var_def = definition[var]
+    ok = ok and r.is_zero(scaled(var_def).xreplace(after) - a**2 * var_def)
+    x_hat = definition[XHAT[I]]
+    moved = scaled(x_hat).xreplace(after)
+    return bool(ok and sp.cancel(moved - x_hat.xreplace({s.eps: 0})) == 0)
 
 
 @functools.cache

@@ -789,7 +789,25 @@ def _json_obj(d: Derivation) -> dict[str, Any]:
     obj["symbols"] = sorted(symbol_table(d.m, o.layer, o.channels), key=_natural)
     obj["verified"] = dict(d.verified)
     obj["proof_methods"] = dict(d.proof_methods)
+    if d.general is not None:
+        obj["general"] = general_json(d.general)
     return obj
+
+
+def general_json(g: Any) -> dict[str, Any]:
+    """The general form (symbolic m) as SymPy strings: ``Sum(dy[j], (j, 1, m))``."""
+
+    def step(st: Step) -> dict[str, str]:
+        return {"lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "rule": st.rule}
+
+    return {
+        "m": "m",
+        "forward": [step(st) for st in g.forward],
+        "backward": [step(st) for st in g.backward],
+        "closed_form": step(g.closed_form),
+        "verified": dict(g.verified),
+        "proof_methods": dict(g.methods),
+    }
 
 
 def _natural(name: str) -> tuple[str, int]:
