@@ -231,9 +231,11 @@ def _order(decl: Any, s: Symbols, facts: dict[str, Any], affine: bool) -> list[A
             if decl.beta:
                 order.append((s.beta, s.dbeta, "β shifts every y_i"))
         else:
-            order.append((GAMMA[K], DGAMMA[K], "γ_k scales its x̂_i"))
+            what = "x̂_i" if decl.params == "element" else "the x̂_j of channel c"
+            sub = "i" if decl.params == "element" else "c"
+            order.append((GAMMA[K], DGAMMA[K], f"γ_{sub} scales {what}"))
             if decl.beta:
-                order.append((BETA[K], DBETA[K], "β_k shifts its y_i"))
+                order.append((BETA[K], DBETA[K], f"β_{sub} shifts {what.replace('x̂', 'y')}"))
     return order
 
 
