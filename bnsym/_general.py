@@ -340,7 +340,7 @@ def _prove(
     affine: bool,
 ) -> tuple[dict[str, bool], dict[str, str], sp.Expr | None]:
     r = _Reducer(s, facts, nodes, placement)
-    dx = next(st.value for st in backward if st.lhs == DX[K])
+    dx: sp.Expr = next(st.value for st in backward if st.lhs == DX[K] and st.value is not None)
     verified, methods = {}, {}
     lemma = (
         "with symbolic m: every Σ expanded by linearity into sum atoms, Σ_j x_j = m·μ and "
@@ -358,7 +358,9 @@ def _prove(
         every = {K: J}
         if decl.centred:
             verified["sum_dx_zero"] = r.is_zero(sp.Sum(dx.xreplace(every), (J, 1, M)))
-            methods["sum_dx_zero"] = "for every m at once: Σ_i of the chain rule's ∂ℓ/∂x_i, " + lemma
+            methods["sum_dx_zero"] = (
+                "for every m at once: Σ_i of the chain rule's ∂ℓ/∂x_i, " + lemma
+            )
         gamma = facts["gamma"]
         shared = not isinstance(gamma, sp.Indexed)
         g = DY[J] if shared else gamma.xreplace({I: J}) * DY[J]
@@ -441,9 +443,7 @@ def derive_general(
     order = _order(decl, s, facts, affine)
     backward = chain_rule_general(nodes, {Y: DY}, order)
     closed = _closed_form(decl, s, facts, placement)
-    verified, methods, residual = _prove(
-        decl, s, facts, nodes, backward, closed, placement, affine
-    )
+    verified, methods, residual = _prove(decl, s, facts, nodes, backward, closed, placement, affine)
     channel = decl.params == "channel"
 
     def shown(st: Step, by_channel: bool = False) -> Step:
@@ -481,7 +481,9 @@ def instance_of(expr: sp.Expr, m: int, i: int | None = None, channels: int | Non
     e = e.replace(lambda a: isinstance(a, sp.Sum), lambda a: a.doit())
     if channels is not None:
         per = m // channels
-        e = e.replace(lambda a: isinstance(a, sp.Function) and a.func == CH, lambda a: -(-a.args[0] // per))
+        e = e.replace(
+            lambda a: isinstance(a, sp.Function) and a.func == CH, lambda a: -(-a.args[0] // per)
+        )
     return e.replace(
         lambda a: isinstance(a, sp.Indexed),
         lambda a: sp.Symbol(f"{a.base}{a.indices[0]}", real=True),

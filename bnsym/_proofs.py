@@ -230,7 +230,8 @@ class Lazy(Sequence[Any]):
     proofs that the general form covers are not redone, and the rest read two entries."""
 
     def __init__(self, f: Callable[[int], Any], n: int) -> None:
-        self.f, self.n, self.cache = f, n, {}
+        self.f, self.n = f, n
+        self.cache: dict[int, Any] = {}
 
     def __len__(self) -> int:
         return self.n
@@ -569,8 +570,7 @@ def _sum_dx_x_hat(c: _Ctx) -> sp.Expr:
     (2) the graph's x̂_i sum to zero and their squares to σ²_B/(k·D²), by the definitions
     of μ_B and σ²_B; (3) what remains equals the residual.
     """
-    s, m, frame = c.s, c.m, c.frame
-    D = c.D
+    s, D = c.s, c.D
     residual = c.gamma * s.eps * SUM_DY_XHAT / (D**3 if c.placement == "inside" else D**2)
     c.check(
         "sum_dx_xhat",

@@ -385,7 +385,7 @@ def _general_section(d: Derivation) -> Section:
     g = d.general
     assert g is not None
     proved = [n for n, ok in g.verified.items() if ok]
-    closed = Step(g.closed_form.lhs, g.closed_form.rhs, "closed form")
+    closed = Step(g.closed_form.lhs, g.closed_form.rhs, "closed form for every m")
     return Section(
         "general",
         "General form (any m)",

@@ -110,7 +110,9 @@ def test_general_proof_fails_for_a_wrong_closed_form() -> None:
     from bnsym import _general
 
     nodes, decl, s, facts = _general._graph("batchnorm", "biased", "inside", True, "train")
-    backward = _general.chain_rule_general(nodes, {_general.Y: DY}, _general._order(decl, s, facts, True))
+    backward = _general.chain_rule_general(
+        nodes, {_general.Y: DY}, _general._order(decl, s, facts, True)
+    )
     K, J, M = _general.K, _general.J, _general.M
     wrong = s.gamma / (M * facts["D"]) * (M * DY[K] - sp.Sum(DY[J], (J, 1, M)))
     verified, _, _ = _general._prove(decl, s, facts, nodes, backward, wrong, "inside", True)
