@@ -11,3 +11,9 @@ VALUE_MAX_M = 16
 #: Up to this m, the chain-rule result is also checked against direct differentiation of the
 #: fully explicit forward pass (that costs O(m³)).
 DIRECT_MAX_M = 8
+#: Above this m, the proofs that the general form (symbolic m) holds for every m are taken
+#: from it, not redone for the instance; up to it, both are done (and must agree).
+GENERAL_PROOF_MIN_M = 16
+#: Above this m, the renderers show the instance's per-element lines once, with i, after the
+#: general form, instead of m near-identical lines.
+SHORT_MAX_M = 8

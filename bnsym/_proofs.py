@@ -25,7 +25,7 @@ with each of them to check that.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sympy as sp
@@ -237,7 +237,53 @@ def _normalize(self: Laurent, poly: Any) -> Any:
     return out
 
 
-class _Ctx:
+class Lazy(Sequence[Any]):
+    """``[f(i) for i in range(n)]``, each entry computed when first read: above m = 16 the
+    proofs that the general form covers are not redone, and the rest read two entries."""
+
+    def __init__(self, f: Callable[[int], Any], n: int) -> None:
+        self.f, self.n = f, n
+        self.cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i not in self.cache:
+            self.cache[i] = self.f(i)
+        return self.cache[i]
+
+
+class Proofs:
+    """The record of one derivation's proofs: proof name -> result and how it was checked.
+
+    ``general`` holds the proofs of the general form (:mod:`bnsym._general`), which hold for
+    every m: a proof found there is recorded from it, not redone for this m.
+    """
+
+    def __init__(self, m: int, general: Any = None) -> None:
+        self.m = m
+        self.general = general
+        self.verified: dict[str, bool] = {}
+        self.methods: dict[str, str] = {}
+
+    def record(self, name: str, ok: bool, method: str) -> None:
+        self.verified[name] = bool(ok)
+        self.methods[name] = method
+
+    def check(self, name: str, proof: Callable[[], Any], method: str) -> bool:
+        """Record ``proof()`` under ``name``, or the general form's proof where it has one."""
+        g = self.general
+        if g is not None and name in g.verified:
+            self.record(name, g.verified[name], f"{g.methods[name]} (not redone for m = {self.m})")
+        else:
+            self.record(name, proof(), method)
+        return self.verified[name]
+
+
+class _Ctx(Proofs):
     """What every proof of one derivation needs: the graph, the chain rule, the frame."""
 
     def __init__(
@@ -249,8 +295,10 @@ class _Ctx:
         placement: str,
         affine: bool,
         mode: str,
+        general: Any = None,
     ) -> None:
-        self.s, self.forward, self.m = s, forward, s.m
+        super().__init__(s.m, general)
+        self.s, self.forward = s, forward
         self.variance, self.placement, self.affine = variance, placement, affine
         self.train = mode == "train"
         self.frame = Frame(s, variance, placement, mode)
@@ -275,10 +323,8 @@ class _Ctx:
         for st in backward:
             if st.lhs not in s.dx:
                 self.frame.values[st.lhs] = self.frame(st.rhs)
-        self.dx_in_frame = [self.frame(self.chain_rhs[dxi]) for dxi in s.dx]
+        self.dx_in_frame = Lazy(lambda i: self.frame(self.chain_rhs[s.dx[i]]), s.m)
         self.dx_chain = [self.chain[dxi] for dxi in s.dx]  # None above VALUE_MAX_M
-        self.verified: dict[str, bool] = {}
-        self.methods: dict[str, str] = {}
         # The denominator, the mean and the variance's n as the notes write them.
         root = {"inside": "√({} + ε)", "outside": "√{} + ε", "sqrt-outside": "√{} + √ε"}
         self.den_txt = root[placement].format("σ²_run" if not self.train else "σ²_B")
@@ -286,10 +332,6 @@ class _Ctx:
             self.den_txt = self.den_txt.replace("√σ²_B", "σ_B")
         self.mu_txt = "μ_B" if self.train else "μ_run"
         self.n_txt = str(s.m if variance == "biased" else s.m - 1)
-
-    def record(self, name: str, ok: bool, method: str) -> None:
-        self.verified[name] = bool(ok)
-        self.methods[name] = method
 
 
 def prove(
@@ -300,6 +342,7 @@ def prove(
     placement: str,
     affine: bool,
     mode: str,
+    general: Any = None,
 ) -> dict[str, Any]:
     """Closed form, Jacobian, identities and explicit expressions, with their proofs.
 
@@ -307,9 +350,10 @@ def prove(
     ``jacobian`` (an ImmutableMatrix for m ≤ JACOBIAN_MAX_M, else None),
     ``jacobian_structure``, ``identities`` (Steps whose rule names their proof),
     ``verified`` (proof name -> bool), ``proof_methods`` (proof name -> sentence) and
-    ``explicit`` (the results in the inputs only; see :func:`_explicit`).
+    ``explicit`` (the results in the inputs only; see :func:`_explicit`). ``general`` (a
+    :class:`bnsym._general.General`, or None) supplies the proofs that hold for every m.
     """
-    c = _Ctx(s, forward, backward, variance, placement, affine, mode)
+    c = _Ctx(s, forward, backward, variance, placement, affine, mode, general)
     closed_form, closed_form_proved = _closed_form(c)
     if s.m <= DIRECT_MAX_M:
         c.record(
@@ -362,11 +406,7 @@ def _closed_form(c: _Ctx) -> tuple[tuple[Step, ...], bool]:
     generic = Step(DX_I, closed(DY_I, XHAT_I), "closed form" if c.train else "eval mode: a scaling")
     sum_dy = sp.Add(*s.dy)
     sum_dy_xhat = sp.Add(*[dyj * xh for dyj, xh in zip(s.dy, c.x_hat_graph, strict=True)])
-    # Read the shown form directly: the sums and x̂_i stand for their polynomials.
-    read = copy.copy(c.frame)
-    read.values = {**c.frame.values, SUM_DY: c.frame(sum_dy), SUM_DY_XHAT: c.frame(sum_dy_xhat)}
-    read.memo = {}
-    per_element, ok = [], True
+    per_element = []
     for i in range(m):
         shown = closed(s.dy[i], s.x_hat[i])
         value = None
@@ -380,10 +420,21 @@ def _closed_form(c: _Ctx) -> tuple[tuple[Step, ...], bool]:
                 }
             )
         per_element.append(Step(s.dx[i], shown, f"element {i + 1}", value))
-        ok = ok and read(shown) == c.dx_in_frame[i]
-    c.record(
+
+    def proof() -> bool:
+        # Read the shown form directly: the sums and x̂_i stand for their polynomials.
+        read = copy.copy(c.frame)
+        read.values = {
+            **c.frame.values,
+            SUM_DY: c.frame(sum_dy),
+            SUM_DY_XHAT: c.frame(sum_dy_xhat),
+        }
+        read.memo = {}
+        return all(read(st.rhs) == c.dx_in_frame[i] for i, st in enumerate(per_element))
+
+    ok = c.check(
         "closed_form",
-        ok,
+        proof,
         "for each i, the closed form minus the chain-rule ∂ℓ/∂x_i is the zero polynomial "
         + (
             f"once x_i = μ_B + d_i with Σd_i = 0 (the definition of μ_B) and {c.den_txt} is "
@@ -464,9 +515,9 @@ def _identities(c: _Ctx) -> tuple[Step, ...]:
     steps: list[Step] = []
     beta = s.beta if c.affine else sp.Integer(0)
     if c.train:
-        c.record(
+        c.check(
             "sum_dx_zero",
-            not sum(c.dx_in_frame, frame.ring.zero),
+            lambda: not sum(c.dx_in_frame, frame.ring.zero),
             "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial, for any ε",
         )
         steps.append(Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε"))
@@ -479,16 +530,16 @@ def _identities(c: _Ctx) -> tuple[Step, ...]:
                 note="zero exactly when ε = 0: with ε > 0 the gradient keeps a small x̂ part",
             )
         )
-        c.record(
+        c.check(
             "mean_output_beta",
-            frame.is_zero(sp.Add(*c.y_graph) / m - beta),
+            lambda: frame.is_zero(sp.Add(*c.y_graph) / m - beta),
             "(1/m)·Σ_i y_i − β, with y_i from the forward graph, is the zero polynomial once "
             "Σ_i (x_i − μ_B) = 0 is used",
         )
         steps.append(Step(MEAN_Y, beta, "mean_output_beta", note="whatever the input"))
-        c.record(
+        c.check(
             "scale_shift_invariance",
-            _scale_shift_invariant(c),
+            lambda: _scale_shift_invariant(c),
             "with ε = 0, replacing every x_i by a·x_i + c, where a > 0, turns μ_B into "
             "a·μ_B + c and σ²_B into a²·σ²_B (each difference expands to zero), and then x̂_i, "
             "as the graph defines it, is unchanged since √(a²·σ²_B) = a·σ_B",
@@ -503,9 +554,11 @@ def _identities(c: _Ctx) -> tuple[Step, ...]:
         )
     if c.affine:
         undo = {s.gamma: c.D, s.beta: c.mu}
-        c.record(
+        c.check(
             "undo_normalization",
-            all(frame.is_zero(y.xreplace(undo) - xi) for y, xi in zip(c.y_graph, s.x, strict=True)),
+            lambda: all(
+                frame.is_zero(y.xreplace(undo) - xi) for y, xi in zip(c.y_graph, s.x, strict=True)
+            ),
             f"γ = {c.den_txt} and β = {c.mu_txt} substituted into the graph's y_i give x_i exactly",
         )
         steps.append(
@@ -529,9 +582,21 @@ def _sum_dx_x_hat(c: _Ctx) -> sp.Expr:
     (2) the graph's x̂_i sum to zero and their squares to σ²_B/(k·D²), by the definitions
     of μ_B and σ²_B; (3) what remains equals the residual.
     """
-    s, m, frame = c.s, c.m, c.frame
     D = c.D
     residual = c.gamma * c.e * SUM_DY_XHAT / (D**3 if c.placement == "inside" else D**2)
+    c.check(
+        "sum_dx_xhat",
+        lambda: _sum_dx_x_hat_proof(c, residual),
+        "multiplying the (proved) closed form by x̂_i and summing gives an identity of "
+        "polynomials in which only Σ_i x̂_i and Σ_i x̂_i² appear; with the graph's x̂_i these "
+        f"are 0 and ({c.n_txt})·σ²_B/({c.den_txt})², and what remains equals the residual "
+        "exactly; it is 0 exactly when ε = 0 (or when Σ_j ∂ℓ/∂y_j·x̂_j = 0)",
+    )
+    return residual
+
+
+def _sum_dx_x_hat_proof(c: _Ctx, residual: sp.Expr) -> bool:
+    s, m, frame, D = c.s, c.m, c.frame, c.D
     # (1) in a ring of its own, with x̂_i and dy_i free and D one positive symbol
     u = sp.symbols(f"u1:{m + 1}", real=True)
     D_sym = sp.Symbol("D", positive=True)
@@ -560,15 +625,7 @@ def _sum_dx_x_hat(c: _Ctx) -> sp.Expr:
     # (3) what remains, with P1 = 0 and P2 = σ²_B/(k·D²), is the residual
     remains = c.gamma / D * (SUM_DY_XHAT - c.k * c.r * SUM_DY_XHAT * c.var / (c.k * D**2))
     step3 = frame.is_zero(remains - residual)
-    c.record(
-        "sum_dx_xhat",
-        c.verified["closed_form"] and step1 and step2 and step3,
-        "multiplying the (proved) closed form by x̂_i and summing gives an identity of "
-        "polynomials in which only Σ_i x̂_i and Σ_i x̂_i² appear; with the graph's x̂_i these "
-        f"are 0 and ({c.n_txt})·σ²_B/({c.den_txt})², and what remains equals the residual "
-        "exactly; it is 0 exactly when ε = 0 (or when Σ_j ∂ℓ/∂y_j·x̂_j = 0)",
-    )
-    return residual
+    return bool(c.verified["closed_form"] and step1 and step2 and step3)
 
 
 def _scale_shift_invariant(c: _Ctx) -> bool:

@@ -48,6 +48,8 @@ from bnsym._proofs import (
     Y_UNDONE,
     J,
     Laurent,
+    Lazy,
+    Proofs,
     place_eps,
 )
 
@@ -59,7 +61,7 @@ DIAG_GAMMA = sp.Symbol("diag_gamma")
 Y_SCALED_ONLY = sp.Symbol("y_i(a*x)")
 
 
-class _Family:
+class _Family(Proofs):
     """The frame and the graph of one derivation, and the proofs' record."""
 
     def __init__(
@@ -70,8 +72,10 @@ class _Family:
         variance: str,
         placement: str,
         affine: bool,
+        general: Any = None,
     ) -> None:
-        self.s, self.m, self.placement, self.affine = s, s.m, placement, affine
+        super().__init__(s.m, general)
+        self.s, self.placement, self.affine = s, placement, affine
         self.centred = s.layer.centred
         m = s.m
         self.k = normalizer(m, variance) if self.centred else sp.Rational(1, m)
@@ -99,9 +103,8 @@ class _Family:
         for st in backward:  # the chain rule done in the ring, adjoint by adjoint
             if st.lhs not in s.dx:
                 f.values[st.lhs] = f(st.rhs)
-        self.dx_in_frame = [f(st.rhs) for st in backward if st.lhs in s.dx]
-        self.verified: dict[str, bool] = {}
-        self.methods: dict[str, str] = {}
+        dx_rhs = [st.rhs for st in backward if st.lhs in s.dx]
+        self.dx_in_frame = Lazy(lambda i: f(dx_rhs[i]), m)
         self.den_txt = {"inside": "√(σ² + ε)", "outside": "σ + ε", "sqrt-outside": "σ + √ε"}[
             placement
         ]
@@ -127,10 +130,6 @@ class _Family:
         f.values.update({xh: f(e) for xh, e in to_x_hat.items()})
         return f
 
-    def record(self, name: str, ok: bool, method: str) -> None:
-        self.verified[name] = bool(ok)
-        self.methods[name] = method
-
     def frame_of_x(self, var_x: sp.Expr, base: Laurent | None = None) -> Laurent:
         """The frame ``base`` (the gradients' by default) for expressions in x_1..x_m alone,
         with σ² written as ``var_x``."""
@@ -152,10 +151,11 @@ def prove(
     placement: str,
     affine: bool,
     mode: str,
+    general: Any = None,
 ) -> dict[str, Any]:
     """The closed form, the Jacobian, the identities and the explicit results of the layer
     ``s.layer`` (train mode), each proved; the same keys as :func:`bnsym._proofs.prove`."""
-    c = _Family(s, forward, backward, variance, placement, affine)
+    c = _Family(s, forward, backward, variance, placement, affine, general)
     closed_form = _closed_form(c)
     explicit = _explicit(c)
     if c.m <= DIRECT_MAX_M:
@@ -215,10 +215,7 @@ def _closed_form(c: _Family) -> tuple[Step, ...]:
             *[gi * xh for gi, xh in zip(s.dy if shared else c.g, c.x_hat_graph, strict=True)]
         ),
     }
-    read = copy.copy(c.frame)
-    read.values = {**c.frame.values, **{k: c.frame(v) for k, v in sums.items()}}
-    read.memo = {}
-    per_element, ok = [], True
+    per_element = []
     for i in range(m):
         g_i = s.dy[i] if shared else c.g[i]
         shown = closed(g_i, s.x_hat[i], gamma_shown)
@@ -226,10 +223,16 @@ def _closed_form(c: _Family) -> tuple[Step, ...]:
         if m <= VALUE_MAX_M:
             value = shown.xreplace({**sums, s.x_hat[i]: c.x_hat_graph[i], s.sigma: sp.sqrt(s.var)})
         per_element.append(Step(s.dx[i], shown, f"element {i + 1}", value))
-        ok = ok and read(shown) == c.dx_in_frame[i]
-    c.record(
+
+    def proof() -> bool:
+        read = copy.copy(c.frame)
+        read.values = {**c.frame.values, **{k: c.frame(v) for k, v in sums.items()}}
+        read.memo = {}
+        return all(read(st.rhs) == c.dx_in_frame[i] for i, st in enumerate(per_element))
+
+    c.check(
         "closed_form",
-        ok,
+        proof,
         "for each i, the closed form minus the chain-rule ∂ℓ/∂x_i is the zero polynomial "
         + (
             f"once x_i = μ + d_i with Σd_i = 0 (the definition of μ) and {c.den_txt} is one "
@@ -290,9 +293,9 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
     steps: list[Step] = []
     shared = s.shared or not c.affine
     if c.centred:
-        c.record(
+        c.check(
             "sum_dx_zero",
-            not sum(c.dx_in_frame, frame.ring.zero),
+            lambda: not sum(c.dx_in_frame, frame.ring.zero),
             "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial, for any ε",
         )
         steps.append(Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε"))
@@ -300,7 +303,7 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
         sum_g_xhat = SUM_DY_XHAT if shared else SUM_G_XHAT
         scale = s.gamma if (shared and c.affine) else sp.Integer(1)
         residual = scale * s.eps * sum_g_xhat / c.D**3
-        c.record("sum_dx_xhat", _sum_dx_x_hat(c), _SUM_DX_XHAT_METHOD)
+        c.check("sum_dx_xhat", lambda: _sum_dx_x_hat(c), _SUM_DX_XHAT_METHOD)
         steps.append(
             Step(
                 SUM_DX_XHAT,
@@ -311,17 +314,17 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
         )
     beta = [s.beta_of(i) if (c.affine and s.layer.beta) else sp.Integer(0) for i in range(m)]
     if c.centred and shared:
-        c.record(
+        c.check(
             "mean_output_beta",
-            c.yframe.is_zero(sp.Add(*c.y_graph) / m - beta[0]),
+            lambda: c.yframe.is_zero(sp.Add(*c.y_graph) / m - beta[0]),
             "(1/m)·Σ_i y_i − β, with y_i from the forward graph, is the zero polynomial once "
             "Σ_i (x_i − μ) = 0 is used",
         )
         steps.append(Step(MEAN_Y, beta[0], "mean_output_beta", note="whatever the input"))
     shift = c.c if c.centred else sp.Integer(0)
-    c.record(
+    c.check(
         "scale_shift_invariance" if c.centred else "scale_invariance",
-        _scale_invariant(c, shift),
+        lambda: _scale_invariant(c, shift),
         "with ε = 0, replacing every x_i by a·x_i"
         + (" + c" if c.centred else "")
         + ", where a > 0, "
@@ -344,9 +347,9 @@ def _identities(c: _Family, var_x: sp.Expr) -> tuple[Step, ...]:
         undo = {g: c.D for g in s.gammas}
         if s.layer.beta:
             undo.update({b: mu for b in s.betas})
-        c.record(
+        c.check(
             "undo_normalization",
-            all(
+            lambda: all(
                 c.yframe.is_zero(y.xreplace(undo) - xi)
                 for y, xi in zip(c.y_graph, s.x, strict=True)
             ),

@@ -24,7 +24,8 @@ class ProseError(ValueError):
 #: Unicode maths -> LaTeX (math mode).
 MATH = {
     "ε": r"\epsilon ", "γ": r"\gamma ", "β": r"\beta ", "μ": r"\mu ", "σ": r"\sigma ",
-    "Σ": r"\sum ", "∂": r"\partial ", "ℓ": r"\ell ", "·": r"\cdot ", "−": "-", "→": r"\to ",
+    "Σ": r"\sum ", "δ": r"\delta ", "∂": r"\partial ", "ℓ": r"\ell ", "·": r"\cdot ", "−": "-",
+    "→": r"\to ",
     "×": r"\times ", "≥": r"\geq ", "≤": r"\leq ", "²": "^{2}", "³": "^{3}", "ᵢ": "_{i}",
     "ⱼ": "_{j}", "ᵀ": r"^{\top}", "𝟙": r"\mathbf{1}", "√": r"\surd ", "≈": r"\approx ",
     "∞": r"\infty ", "∈": r"\in ", "≠": r"\neq ", "…": r"\ldots ", "ν": r"\nu ",

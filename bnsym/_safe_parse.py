@@ -69,14 +69,26 @@ _ASSUMPTIONS: dict[str, dict[str, bool]] = {
     "epsilon": {"positive": True},
 }
 _INDEXED = {"x", "dy", "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}
+#: The general form's graph nodes and their adjoints: the statistics by exact name, and the
+#: element-wise nodes only as ``xhat[i]``-style Indexed bases.
+_GRAPH_NAMES: dict[str, dict[str, bool]] = {
+    **{n: {"real": True} for n in ("mu_B", "mu", "dmu_B", "dmu", "dsigma2_B", "dsigma2")},
+    **{n: {"positive": True} for n in ("sigma2_B", "sigma2", "sigma_B", "sigma", "nu2", "nu")},
+    "dnu2": {"real": True},
+}
+_BASES = {**{n: {"real": True} for n in ("xhat", "dxhat", "dx", "y")}, **_ASSUMPTIONS}
 _NAME = re.compile(r"(?P<stem>[a-z_]+?)(?P<index>[1-9][0-9]*)?")
 #: Summation indices of the general form, Sum(x[i], (i, 1, m)), and the batch size m.
-_DUMMIES = {"i", "j", "k"}
+#: Group norm's general form adds c (a channel), C (the channels of a group) and c(i), the
+#: channel of element i.
+_DUMMIES = {"i", "j", "k", "c"}
 _INTEGERS = {
     **{name: sp.Symbol(name, integer=True) for name in _DUMMIES},
     "m": sp.Symbol("m", integer=True, positive=True),
+    "C": sp.Symbol("C", integer=True, positive=True),
 }
-_FUNCTIONS = {"sqrt", "Abs", "Rational", "Sum"}
+_FUNCTIONS = {"sqrt", "Abs", "Rational", "Sum", "c"}
+_CHANNEL = sp.Function("c")
 
 
 def symbol(name: str) -> sp.Symbol | None:
@@ -85,6 +97,8 @@ def symbol(name: str) -> sp.Symbol | None:
     >>> symbol("x12"), symbol("epsilon").is_positive, symbol("os")
     (x12, True, None)
     """
+    if name in _GRAPH_NAMES:
+        return sp.Symbol(name, **_GRAPH_NAMES[name])
     hit = _NAME.fullmatch(name)
     if hit is None or hit["stem"] not in _ASSUMPTIONS:
         return None
@@ -255,6 +269,10 @@ class Reader:
         if name == "Sum":
             return self.sum(node, depth)
         args = [self.build(a, depth + 1) for a in node.args]
+        if name == "c":  # the channel of an element: c(i), of an index only
+            if len(args) != 1 or args[0] not in _INTEGERS.values():
+                raise self.fail("c takes one index, c(i).")
+            return _CHANNEL(args[0])
         if name == "Rational":
             if len(args) != 2 or not all(isinstance(a, sp.Integer) for a in args):
                 raise self.fail("Rational takes two integers, Rational(p, q).")
@@ -282,11 +300,11 @@ class Reader:
 
     def indexed(self, node: ast.Subscript, depth: int) -> Any:
         base = node.value
-        if not (isinstance(base, ast.Name) and base.id in _INDEXED):
+        if not (isinstance(base, ast.Name) and base.id in _BASES):
             raise self.fail(f"{_short(ast.unparse(node))} indexes something bnsym does not index.")
         index = node.slice
         idx = self.build(index, depth + 1)
-        return sp.IndexedBase(base.id, **_ASSUMPTIONS[base.id])[idx]
+        return sp.IndexedBase(base.id, **_BASES[base.id])[idx]
 
     def bounded(self, value: Any) -> Any:
         """``value`` if it is finite and its numbers are of bounded size."""
@@ -295,6 +313,34 @@ class Reader:
         if isinstance(value, sp.Rational) and _bits(value) > MAX_BITS:
             raise self.fail(f"a number has more than {MAX_BITS} bits; bnsym writes none.")
         return value
+
+
+def _general(part: object, reader: Reader) -> dict[str, Any]:
+    """The ``general`` object: each step's ``lhs`` and ``rhs`` parsed (as every expression)."""
+    if not isinstance(part, dict):
+        raise ExpressionError(f"general: expected an object, not {_short(part)}.")
+    out = dict(part)
+    for key in ("forward", "backward", "closed_form"):
+        steps = out.get(key)
+        many = isinstance(steps, list)
+        if steps is None:
+            continue
+        if not many:
+            steps = [steps]
+        if len(steps) > 100 or not all(isinstance(st, dict) for st in steps):
+            raise ExpressionError(f"general.{key}: expected steps {{lhs, rhs, rule}}.")
+        parsed = [
+            {
+                **st,
+                **{
+                    side: reader.parse(st.get(side), f"general.{key}[{n}].{side}")
+                    for side in ("lhs", "rhs")
+                },
+            }
+            for n, st in enumerate(steps)
+        ]
+        out[key] = parsed if many else parsed[0]
+    return out
 
 
 def _bits(r: sp.Rational) -> int:
@@ -359,6 +405,8 @@ def read_document(source: object, keys: tuple[str, ...]) -> dict[str, Any]:
         raise ExpressionError(f"{field}: a list inside a list; bnsym writes lists of expressions.")
 
     result = convert(obj, "")
+    if "general" in result:
+        result["general"] = _general(result["general"], reader)
     if "features" in result:
         features = result["features"]
         if not isinstance(features, list):

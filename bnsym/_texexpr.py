@@ -26,7 +26,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from bnsym.render import display_name, term_key
+from bnsym.render import display_name, indexed_name, term_key
 
 __all__ = ["break_lines", "math_width", "number_text", "ordered_terms", "tex"]
 
@@ -71,6 +71,9 @@ class _NotesPrinter(LatexPrinter):
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:  # noqa: N802
         return display_name(expr.name, "latex")
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:  # noqa: N802
+        return indexed_name(expr, "latex", self._print)
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:  # noqa: N802
         out = ""

@@ -10,40 +10,42 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
+from bnsym._cutoffs import SHORT_MAX_M
 from bnsym.symbolic import EXPLICIT_MAX_M, Derivation, Step, symbol_table
 
 __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_json", "to_text"]
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_LETTER_SUB = {"i": "ᵢ", "j": "ⱼ", "k": "ₖ", "c": "_c"}
 
 # name pattern -> (unicode, ascii, latex); {i} is the index (subscripted in Unicode/LaTeX).
 DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
-    (r"x(\d+|_i)", ("x{i}", "x{i}", "x_{{{i}}}")),
-    (r"y(\d+|_i)", ("y{i}", "y{i}", "y_{{{i}}}")),
-    (r"xhat(\d+|_i)", ("x̂{i}", "xhat{i}", r"\hat{{x}}_{{{i}}}")),
-    (r"dy(\d+|_i)", ("∂ℓ/∂y{i}", "dl/dy{i}", r"\frac{{\partial \ell}}{{\partial y_{{{i}}}}}")),
-    (r"dx(\d+|_i)", ("∂ℓ/∂x{i}", "dl/dx{i}", r"\frac{{\partial \ell}}{{\partial x_{{{i}}}}}")),
+    (r"x(\d+|_[a-z])", ("x{i}", "x{i}", "x_{{{i}}}")),
+    (r"y(\d+|_[a-z])", ("y{i}", "y{i}", "y_{{{i}}}")),
+    (r"xhat(\d+|_[a-z])", ("x̂{i}", "xhat{i}", r"\hat{{x}}_{{{i}}}")),
+    (r"dy(\d+|_[a-z])", ("∂ℓ/∂y{i}", "dl/dy{i}", r"\frac{{\partial \ell}}{{\partial y_{{{i}}}}}")),
+    (r"dx(\d+|_[a-z])", ("∂ℓ/∂x{i}", "dl/dx{i}", r"\frac{{\partial \ell}}{{\partial x_{{{i}}}}}")),
     (
-        r"dxhat(\d+|_i)",
+        r"dxhat(\d+|_[a-z])",
         ("∂ℓ/∂x̂{i}", "dl/dxhat{i}", r"\frac{{\partial \ell}}{{\partial \hat{{x}}_{{{i}}}}}"),
     ),
     (r"gamma", ("γ", "gamma", r"\gamma")),
     (r"beta", ("β", "beta", r"\beta")),
-    (r"gamma(\d+|_i|_c)", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
-    (r"beta(\d+|_i|_c)", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
+    (r"gamma(\d+|_[a-z])", ("γ{i}", "gamma{i}", r"\gamma_{{{i}}}")),
+    (r"beta(\d+|_[a-z])", ("β{i}", "beta{i}", r"\beta_{{{i}}}")),
     (
-        r"dgamma(\d+|_i|_c)",
+        r"dgamma(\d+|_[a-z])",
         ("∂ℓ/∂γ{i}", "dl/dgamma{i}", r"\frac{{\partial \ell}}{{\partial \gamma_{{{i}}}}}"),
     ),
     (
-        r"dbeta(\d+|_i|_c)",
+        r"dbeta(\d+|_[a-z])",
         ("∂ℓ/∂β{i}", "dl/dbeta{i}", r"\frac{{\partial \ell}}{{\partial \beta_{{{i}}}}}"),
     ),
     (r"epsilon", ("ε", "eps", r"\epsilon")),
@@ -139,14 +141,23 @@ def display_name(name: str, style: str = "unicode") -> str:
             index = hit.group(1) if hit.groups() else ""
             index = index.lstrip("_")
             if style == "unicode":
-                index = index.translate(_SUB) if index.isdigit() else "ᵢ" if index == "i" else index
-            elif style == "ascii" and index == "i":
-                index = "_i"  # dl/dx_i, not dl/dxi
-            if index == "c" and style != "latex":  # γ_c: x_i's channel (no subscript c)
-                index = "_c"
+                index = index.translate(_SUB) if index.isdigit() else _LETTER_SUB.get(index, index)
+            elif style == "ascii" and index.isalpha():
+                index = "_" + index  # dl/dx_i, not dl/dxi
             # Only the indexed forms are format strings; μ_B's \mu_{B} has literal braces.
             return forms[col].format(i=index) if hit.groups() else forms[col]
     return name
+
+
+def indexed_name(expr: sp.Indexed, style: str, show: Any) -> str:
+    """``base[index]`` as the derivation writes ``base`` with that index (x[j]: xⱼ, x_{j})."""
+    (index,) = expr.indices
+    base = str(expr.base)
+    if isinstance(index, sp.Symbol):
+        return display_name(f"{base}_{index.name}", style)
+    # q stands for the index expression: no name of the derivation holds a q
+    shown = show(index)
+    return display_name(f"{base}_q", style).replace("q", shown if style == "latex" else f"_{shown}")
 
 
 class _TextPrinter(StrPrinter):
@@ -159,6 +170,27 @@ class _TextPrinter(StrPrinter):
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:  # noqa: N802 - SymPy's naming
         return display_name(expr.name, self.style)
+
+    def _print(self, expr: Any, **kwargs: Any) -> str:
+        if isinstance(expr, sp.Indexed):  # before Indexed's own _sympystr
+            return self._print_Indexed(expr)
+        return str(super()._print(expr, **kwargs))
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:  # noqa: N802
+        """The general form's x[i] as xᵢ, gamma[c(i)] as γ_c(i)."""
+        return indexed_name(expr, self.style, self._print)
+
+    def _print_Sum(self, expr: sp.Sum) -> str:  # noqa: N802
+        """Σⱼ(…) for j = 1…m, Σ_{j=lo..hi}(…) otherwise (sum_j(…) in ASCII)."""
+        body = self._print(expr.function)
+        if expr.function.is_Add or self.style == "ascii":
+            body = f"({body})"
+        v, lo, hi = expr.limits[0]
+        name = self._print(v)
+        sub = _LETTER_SUB.get(name, "_" + name) if self.style == "unicode" else "_" + name
+        if (lo, str(hi)) != (1, "m"):
+            sub = f"_({name}={self._print(lo)}..{self._print(hi)})"
+        return ("Σ" if self.style == "unicode" else "sum") + sub + body
 
     def _print_Mul(self, expr: sp.Mul) -> str:  # noqa: N802
         # An unevaluated (sum)·(1/m), as the forward pass writes μ_B and σ²_B: "(sum)/m".
@@ -364,10 +396,55 @@ def _sigma_shown(d: Derivation, e: Any) -> Any:
     )
 
 
+def _general_section(d: Derivation) -> Section:
+    g = d.general
+    assert g is not None
+    proved = [n for n, ok in g.verified.items() if ok]
+    closed = Step(g.closed_form.lhs, g.closed_form.rhs, "closed form for every m")
+    return Section(
+        "general",
+        "General form (any m)",
+        "The same graph for every m: Σⱼ runs over j = 1, …, m. The chain rule differentiates "
+        "it once (sympy.diff of x_j by x_i is the Kronecker delta δ_ij, evaluated inside its "
+        "sum), so the six steps and the closed form hold for every m; "
+        + (f"proved for every m at once: {', '.join(proved)}." if proved else "")
+        + (
+            f" Below, this m = {d.m}."
+            if d.m <= SHORT_MAX_M
+            else f" Below, m = {d.m}: the statistics, and each per-element line once, for i = 1."
+        ),
+        (*g.forward, *(Step(st.lhs, st.rhs, st.rule) for st in g.backward), closed),
+    )
+
+
+def _distinct(d: Derivation, steps: Sequence[Step]) -> tuple[Step, ...]:
+    """``steps`` where they are short (m ≤ SHORT_MAX_M); above, each family of per-element
+    lines (x̂ᵢ, yᵢ, ∂ℓ/∂xᵢ, …) by its first element only, said to hold for every i."""
+    if d.m <= SHORT_MAX_M:
+        return tuple(steps)
+    s = d.symbols
+    families = [s.x_hat, s.y, s.d_x_hat, s.dx]
+    if not s.shared:
+        families += [s.dgammas, s.dbetas]
+    later = {v for fam in families for v in fam[1:]}
+    first = {fam[0] for fam in families}
+    out = []
+    for st in steps:
+        if st.lhs in later:
+            continue
+        if st.lhs in first:
+            same = f"the same for i = 2, …, {len(next(f for f in families if f[0] == st.lhs))}"
+            st = Step(st.lhs, st.rhs, f"{st.rule}; {same}" if st.rule else same, st.value, st.note)
+        out.append(st)
+    return tuple(out)
+
+
 def _sections(d: Derivation) -> Iterator[Section]:
     o, s = d.options, d.symbols
     decl = s.layer
     train = o.mode == "train"
+    if d.general is not None:
+        yield _general_section(d)
     if decl.beta:
         then = ", then scale and shift" if o.affine else " (no γ, β: the output is x̂)"
     else:
@@ -382,17 +459,19 @@ def _sections(d: Derivation) -> Iterator[Section]:
         f"{stats}, normalize{then}."
         if train
         else f"The running mean μ_run and variance σ²_run are constants; normalize{then}.",
-        d.forward,
+        _distinct(d, d.forward),
     )
     yield Section(
         "backward",
         "Backward pass by the chain rule",
         "Each step differentiates one node of the computation graph (sympy.diff) and "
         "multiplies by the gradients of the nodes that use it, in the order of the paper.",
-        tuple(_tidy(st) for st in d.backward),
+        tuple(_tidy(st) for st in _distinct(d, d.backward)),
         _vanishing(d) if train and decl.centred else "",
     )
     generic, *per_element = d.closed_form
+    if d.m > SHORT_MAX_M:
+        per_element = []  # the formula for any i is the distinct line
     yield Section(
         "closed_form",
         "Closed form",
@@ -776,6 +855,8 @@ _ASCII = {
     "ℓ": "l",
     "…": "...",
     "±": "+/-",
+    "δ": "delta",
+    "ₖ": "_k",
 }
 
 
@@ -829,7 +910,25 @@ def _json_obj(d: Derivation) -> dict[str, Any]:
     ]
     obj["verified"] = dict(d.verified)
     obj["proof_methods"] = dict(d.proof_methods)
+    if d.general is not None:
+        obj["general"] = general_json(d.general)
     return obj
+
+
+def general_json(g: Any) -> dict[str, Any]:
+    """The general form (symbolic m) as SymPy strings: ``Sum(dy[j], (j, 1, m))``."""
+
+    def step(st: Step) -> dict[str, str]:
+        return {"lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "rule": st.rule}
+
+    return {
+        "m": "m",
+        "forward": [step(st) for st in g.forward],
+        "backward": [step(st) for st in g.backward],
+        "closed_form": step(g.closed_form),
+        "verified": dict(g.verified),
+        "proof_methods": dict(g.methods),
+    }
 
 
 def _natural(name: str) -> tuple[str, int]:

@@ -29,7 +29,8 @@ from typing import Any
 import sympy as sp
 
 from bnsym import _proofs, _proofs_family
-from bnsym._cutoffs import EXPLICIT_MAX_M, VALUE_MAX_M
+from bnsym._cutoffs import EXPLICIT_MAX_M, GENERAL_PROOF_MIN_M, VALUE_MAX_M
+from bnsym._general import General, derive_general
 from bnsym._graph import Step, Symbols, chain_rule, denominator, explicit_forward, normalizer
 from bnsym._options import (
     MAX_M,
@@ -46,6 +47,7 @@ __all__ = [
     "EXPLICIT_MAX_M",
     "Derivation",
     "DerivationError",
+    "General",
     "Options",
     "Step",
     "Symbols",
@@ -73,7 +75,9 @@ class Derivation:
 
     ``jacobian`` is the m×m matrix ∂y_j/∂x_i in graph symbols (None above m = 16),
     ``jacobian_structure`` its structured form, ``identities`` the proved statements, and
-    ``verified`` maps each proof's name to True/False.
+    ``verified`` maps each proof's name to True/False. ``general`` is the same layer for
+    every m at once (:class:`bnsym._general.General`: ``Sum`` over ``Indexed``), derived by
+    the same chain rule and proved with symbolic m.
 
     This is the data; :class:`bnsym.derivation.Derivation`, which :func:`bnsym.derive`
     returns, adds the methods that render it (``to_text``, ``_repr_latex_``, ...) from above
@@ -98,6 +102,7 @@ class Derivation:
     dgamma: sp.Expr | tuple[sp.Expr, ...] | None
     dbeta: sp.Expr | tuple[sp.Expr, ...] | None
     features: tuple[dict[str, Any], ...] = field(default=())
+    general: General | None = None
 
     @property
     def m(self) -> int:
@@ -235,6 +240,7 @@ class _Symbolic:
     verified: dict[str, bool]
     proof_methods: dict[str, str]
     explicit: dict[str, Any]
+    general: General
 
 
 def _graph(s: Symbols, variance: str, placement: str, affine: bool, mode: str) -> list[Step]:
@@ -343,9 +349,14 @@ def _derive_symbolic(
 ) -> _Symbolic:
     s = Symbols.of(m, layer, channels)
     forward, backward = graph_and_chain_rule(s, variance, placement, affine, mode)
+    general = derive_general(layer, variance, placement, affine, mode)
     prove = _proofs.prove if layer == "batchnorm" else _proofs_family.prove
-    result = prove(s, forward, backward, variance, placement, affine, mode)
-    return _Symbolic(symbols=s, forward=tuple(forward), backward=tuple(backward), **result)
+    # Above GENERAL_PROOF_MIN_M the proofs that hold for every m are the general form's.
+    for_every_m = general if m > GENERAL_PROOF_MIN_M else None
+    result = prove(s, forward, backward, variance, placement, affine, mode, for_every_m)
+    return _Symbolic(
+        symbols=s, forward=tuple(forward), backward=tuple(backward), general=general, **result
+    )
 
 
 def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
@@ -407,6 +418,7 @@ def _instantiate(base: _Symbolic, opts: Options) -> Derivation:
         dgamma=first["dgamma"],
         dbeta=first["dbeta"],
         features=tuple(features),
+        general=base.general,
     )
 
 
