@@ -68,7 +68,8 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
     rhs = {st.lhs: st.rhs for st in d.forward}
     elements = [0] if generic else list(range(d.m))
     stats = tuple(v for v in (s.mu, s.var) if v in rhs)
-    params = [p for p in (*s.gammas, *s.betas) if any(st.rhs.has(p) for st in d.forward)]
+    used = set().union(*(st.rhs.free_symbols for st in d.forward))
+    params = [p for p in (*s.gammas, *s.betas) if p in used]
     if generic:  # the first element's γ and β stand for x_i's
         params = [p for p in params if p in (s.gamma_of(0), s.beta_of(0))]
     adjoint = dict(zip(s.x, s.dx, strict=True))
@@ -82,10 +83,13 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
     readers = [*xs, *stats, *s.x_hat, *params]
     edges = []
     for child in children:
+        free = rhs[child].free_symbols
         for parent in readers:
-            if not rhs[child].has(parent):
+            if parent not in free:
                 continue
-            local = _factored(sp.diff(rhs[child], parent))
+            # only the terms that hold the parent: σ² has m terms, x_i is in one of them
+            part = sp.Add(*(t for t in sp.Add.make_args(rhs[child]) if t.has(parent)))
+            local = _factored(sp.diff(part, parent))
             note = ""
             if parent == s.mu and child == s.var:
                 mean = rhs[s.mu].doit()

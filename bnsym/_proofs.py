@@ -647,17 +647,44 @@ def _scale_shift_invariant(c: _Ctx) -> bool:
 # --- the chain rule against direct differentiation, and the explicit results ------------------
 
 
-def _x_frame(c: _Ctx, var_x: sp.Expr | None) -> Frame:
+class XFrame:
+    """A frame for expressions in x_1..x_m alone with ε inside the root: σ²(x) + ε, where it
+    appears (x̂'s denominator), is read as S², so σ²(x) — an O(m²) polynomial in the centred
+    frame — is not expanded; an expression with ε anywhere else is read by the frame with
+    ε = S² − σ²(x) instead (built when first needed). Either way σ²(x) + ε is S²; that
+    σ²(x) is σ²'s definition is proved separately."""
+
+    def __init__(self, base: Any, var_x: sp.Expr, eps: sp.Symbol, S: sp.Symbol) -> None:
+        self.fast = copy.copy(base)
+        self.fast.values, self.fast.overrides = dict(base.values), dict(base.overrides)
+        self.fast.memo = {}
+        self.fast.overrides[var_x + eps] = self.fast.gen[S] ** 2
+        del self.fast.values[eps]  # ε alone is then not readable: ProofError, slow frame
+        self.base, self.var_x, self.eps, self.S = base, var_x, eps, S
+        self.slow: Any = None
+
+    def __call__(self, expr: sp.Basic) -> Any:
+        try:
+            return self.fast(expr)
+        except ProofError:
+            if self.slow is None:
+                self.slow = copy.copy(self.base)
+                slow = self.slow
+                slow.values, slow.overrides = dict(self.base.values), dict(self.base.overrides)
+                slow.memo = {}
+                slow.values[self.eps] = slow.gen[self.S] ** 2 - slow(self.var_x)
+            return self.slow(expr)
+
+
+def _x_frame(c: _Ctx, var_x: sp.Expr | None) -> Any:
     """The frame for expressions in x_1..x_m alone, with σ²_B written as ``var_x``."""
     s, frame = c.s, c.frame
+    if var_x is not None and c.placement == "inside":
+        # ε = S² − σ²(x): then σ²(x) + ε is S² in the ring, whatever the form of σ²(x)
+        return XFrame(frame, var_x, s.eps, frame.S)
     xf = copy.copy(frame)  # the same ring, its own substitutions
     xf.values, xf.overrides, xf.memo = dict(frame.values), dict(frame.overrides), {}
-    if var_x is None:  # eval mode: the running statistics are constants already
-        return xf
-    if c.placement == "inside":
-        # ε = S² − σ²(x): then σ²(x) + ε is S² in the ring, whatever the form of σ²(x)
-        xf.values[s.eps] = xf.gen[frame.S] ** 2 - xf(var_x)
-    else:
+    if var_x is not None:  # else eval mode: the running statistics are constants already
         # σ²(x) is the base of √σ²(x): read it as σ², then σ + ε = T as before
         xf.overrides[var_x] = xf.gen[frame.sigma] ** 2
     return xf

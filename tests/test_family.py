@@ -440,3 +440,33 @@ def test_group_norms_graph_names_gamma_by_channel_not_by_element():
     # layer norm's γ is per element: γ_i is right there
     graph = derive(4, layer="layernorm").to_text().split("Computation graph")[1]
     assert "γᵢ" in graph.split("Closed form")[0]
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "layernorm"])
+@pytest.mark.parametrize("field", ["dx", "var"])
+def test_explicit_results_proof_fails_when_tampered_above_the_jacobian_cutoff(
+    layer, field, monkeypatch
+):
+    # Above m = 16 explicit_results compares elements 1 and 2 and reads σ²(x) + ε as one
+    # quantity: a wrong second element, or a wrong σ²(x), must still fail it
+    from bnsym import _proofs
+
+    module = _proofs if layer == "batchnorm" else _proofs_family
+    honest = module._explicit
+
+    def tampered(c):
+        ex = honest(c)
+        if field == "dx":
+            ex["dx"] = (ex["dx"][0], ex["dx"][1] + c.s.dy[0] / 1000, *ex["dx"][2:])
+        else:
+            ex["var"] = ex["var"] + c.s.x[0] ** 2 / 1000
+        return ex
+
+    from bnsym import symbolic
+
+    symbolic._derive_symbolic.cache_clear()  # derivations are cached: derive afresh
+    monkeypatch.setattr(module, "_explicit", tampered)
+    assert derive(20, layer=layer).verified["explicit_results"] is False
+    symbolic._derive_symbolic.cache_clear()
+    monkeypatch.setattr(module, "_explicit", honest)
+    assert derive(20, layer=layer).verified["explicit_results"] is True
