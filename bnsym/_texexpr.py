@@ -26,7 +26,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from bnsym.render import display_name, indexed_name, term_key
+from bnsym.render import channel_sum, display_name, indexed_name, term_key
 
 __all__ = ["break_lines", "math_width", "number_text", "ordered_terms", "tex"]
 
@@ -74,6 +74,16 @@ class _NotesPrinter(LatexPrinter):
 
     def _print_Indexed(self, expr: sp.Indexed) -> str:  # noqa: N802
         return indexed_name(expr, "latex", self._print)
+
+    def _print_Sum(self, expr: sp.Sum) -> str:  # noqa: N802
+        r"""A Σ over one channel's elements (group norm) as \sum_{j \in c}; others as SymPy."""
+        if not channel_sum(expr):
+            return str(super()._print_Sum(expr))
+        v = expr.limits[0][0]
+        body = self._print(expr.function)
+        if expr.function.is_Add:
+            body = rf"\left({body}\right)"
+        return rf"\sum_{{{self._print(v)} \in c}} {body}"
 
     def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:  # noqa: N802
         out = ""

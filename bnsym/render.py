@@ -156,8 +156,21 @@ def indexed_name(expr: sp.Indexed, style: str, show: Any) -> str:
     if isinstance(index, sp.Symbol):
         return display_name(f"{base}_{index.name}", style)
     # q stands for the index expression: no name of the derivation holds a q
-    shown = show(index)
+    if _is_channel_of(index):  # group norm's c(i), the channel of element i
+        shown = f"c({show(index.args[0])})"
+    else:
+        shown = show(index)
     return display_name(f"{base}_q", style).replace("q", shown if style == "latex" else f"_{shown}")
+
+
+def _is_channel_of(e: sp.Basic) -> bool:
+    """``c(i)``: group norm's channel of element i (an undefined function c)."""
+    return isinstance(e, sp.Function) and str(e.func) == "c" and len(e.args) == 1
+
+
+def channel_sum(expr: sp.Sum) -> bool:
+    """A Σ over the elements of one channel c (bounds in c and C, group norm)."""
+    return any(str(v) == "C" for v in expr.limits[0][2].free_symbols)
 
 
 class _TextPrinter(StrPrinter):
@@ -188,7 +201,9 @@ class _TextPrinter(StrPrinter):
         v, lo, hi = expr.limits[0]
         name = self._print(v)
         sub = _LETTER_SUB.get(name, "_" + name) if self.style == "unicode" else "_" + name
-        if (lo, str(hi)) != (1, "m"):
+        if channel_sum(expr):  # the elements of channel c
+            sub = f"_({name}∈c)" if self.style == "unicode" else f"_({name} in c)"
+        elif (lo, str(hi)) != (1, "m"):
             sub = f"_({name}={self._print(lo)}..{self._print(hi)})"
         return ("Σ" if self.style == "unicode" else "sum") + sub + body
 
@@ -245,23 +260,28 @@ def _hidden_sign(texts: list[str]) -> str:
     return "…"
 
 
-def term_key(term: sp.Basic) -> tuple[int, int, int, str]:
+def term_key(term: sp.Basic) -> tuple[int, int, int, int, str]:
     """Sort key for the terms of a sum: terms with indexed symbols (x₃, ∂ℓ/∂y₁₂) by index,
-    others (γ, β, ε) first in their usual order."""
+    others (γ, β, ε) first in their usual order; in the general form, a term with a Σ after
+    those without (m·∂ℓ/∂yᵢ − Σⱼ∂ℓ/∂yⱼ − …, as the notes write it)."""
     indices = [
         int(m.group(1))
         for s in term.free_symbols
         if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))
     ]
     if term.is_Number or term == _EYE:
-        return (-1, 0, 0, str(term))  # 2 − x̂₁² and I − 𝟙𝟙ᵀ/m, as a person writes them
-    if any(getattr(s, "name", "") in ("dsigma2_B", "dmu_B") for s in term.free_symbols):
+        return (-1, 0, 0, 0, str(term))  # 2 − x̂₁² and I − 𝟙𝟙ᵀ/m, as a person writes them
+    if any(getattr(s, "name", "") in _OTHER_ADJOINTS for s in term.free_symbols):
         # ∂ℓ/∂μ_B = Σ ∂ℓ/∂x̂_i·(…) + ∂ℓ/∂σ²_B·(…): the term of another node's gradient last
-        return (0, 1 << 30, 0, str(term))
+        return (2, 1 << 30, 0, 0, str(term))
     constant = bool(term.free_symbols & _ADDED_LAST) or any(
         _ADDED_LAST_INDEXED.fullmatch(getattr(s, "name", "")) for s in term.free_symbols
     )
-    return (0 if indices else 1, min(indices) if indices else 0, int(constant), str(term))
+    has_sum = int(term.has(sp.Sum))
+    return (0 if indices else 1, min(indices) if indices else 0, has_sum, int(constant), str(term))
+
+
+_OTHER_ADJOINTS = ("dsigma2_B", "dmu_B", "dsigma2", "dmu", "dnu2")
 
 
 #: β₁, μ_run,2: a feature's (or element's) shift, added last as its unindexed form is.

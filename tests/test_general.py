@@ -184,3 +184,17 @@ def test_large_m_text_has_no_near_identical_lines() -> None:
     text = derive(32).to_text()
     assert "x̂₃₂ = " not in text and "∂ℓ/∂x₃₂ = " not in text and "the same for i = 2, …, 32" in text
     assert text.index("General form") < text.index("Forward pass")
+
+
+def test_group_norms_general_form_reads_as_the_notes_write_it():
+    # γ of x_i's channel is γ_c(i), and ∂ℓ/∂γ_c sums over channel c's elements: neither the
+    # printer's c{\left(i \right)} nor the sum's raw bounds m·(c − 1)/C + 1 … c·m/C
+    d = derive(4, layer="groupnorm", channels=2)
+    text, latex = d.to_text(), d.to_latex()
+    general = text.split("General form")[1].split("Forward pass")[0]
+    assert "γ_c(i)" in general and "Σ_(j∈c)∂ℓ/∂yⱼ·x̂ⱼ" in general and ".." not in general
+    assert r"\gamma_{c(i)}" in latex and r"\sum_{j \in c}" in latex
+    assert r"c{\left(" not in latex
+    # the closed form with symbolic m lists m·∂ℓ/∂yᵢ first, as the instance does
+    closed = [line for line in general.splitlines() if "∂ℓ/∂xᵢ = (m·" in line]
+    assert closed and "− Σⱼ∂ℓ/∂yⱼ·γ_c(j) − x̂ᵢ·Σⱼ" in closed[0]
