@@ -128,56 +128,99 @@ class HigherDerivation:
 
 
 def supported(d: Derivation) -> None:
-    """Raise DerivationError unless order 2 and 3 are derived for ``d``'s variant."""
+    """Raise DerivationError unless codegen --order 2 covers ``d``'s variant: train mode, ε
+    inside the root, affine. :func:`derive_higher` takes every variant (the chain rule and
+    the identities; the closed form where :func:`has_closed_form`)."""
     o = d.options
-    if o.mode != "train" or o.eps_placement != "inside" or not o.affine:
+    if not (o.mode == "train" and o.eps_placement == "inside" and o.affine):
         raise DerivationError(
-            "--order 2 and 3 are derived for train mode, eps inside the root and affine "
-            f"layers; got mode {o.mode}, eps {o.eps_placement}, "
-            f"{'affine' if o.affine else 'no affine'}."
+            "codegen --order 2 writes train mode, eps inside the root and affine layers; got "
+            f"mode {o.mode}, eps {o.eps_placement}, {'affine' if o.affine else 'no affine'} "
+            "(derive and check --order 2 take every variant)."
         )
+
+
+def has_closed_form(d: Derivation) -> bool:
+    """Whether the closed form of order 2 is written for ``d``'s variant: train mode with ε
+    inside the root, and eval mode (not ε outside the root in train mode)."""
+    o = d.options
+    return o.mode == "eval" or o.eps_placement == "inside"
+
+
+def _variant_closed_form(d: Derivation) -> list[Step]:
+    s, o = d.symbols, d.options
+    cot = cotangents(s, o.affine)
+    if o.mode == "eval":
+        return _closed_form_eval(s, o.eps_placement, *cot)
+    if o.eps_placement == "inside":
+        return _closed_form(s, o.variance, *cot)
+    return []
 
 
 def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
     """The double backward of ``d`` (and, for ``order=3``, its vector-Jacobian product).
 
     Args:
-        d: a first-order derivation (train mode, ε inside the root, affine).
+        d: a first-order derivation, any variant: train or eval mode, ε inside or outside the
+            root, biased or unbiased variance, affine or not. The closed form and its proof
+            are for train mode, ε inside, affine (``closed_form`` is empty for the others);
+            the chain rule and the identities of order 2 are derived and proved for all.
         order: 2 or 3.
 
     Raises:
-        DerivationError: another order, or a variant not derived at higher order.
+        DerivationError: another order, or m above HIGHER_MAX_M.
     """
     if order not in (2, 3):
         raise DerivationError(f"order must be 2 or 3 here; got {order!r}.")
-    supported(d)
     o = d.options
     if o.m > HIGHER_MAX_M:
         raise DerivationError(
             f"--order {order} is derived and proved up to m = {HIGHER_MAX_M} (the proofs grow "
             f"as m⁴); got m = {o.m}. codegen --order 2 has no such limit."
         )
-    base = _derive2(o.m, o.layer, o.channels, o.variance)
+    key = (o.m, o.layer, o.channels, o.variance, o.eps_placement, o.affine, o.mode)
+    base = _derive2(*key)
     if base.derivation is not d:
         base = HigherDerivation(**{**base.__dict__, "derivation": d})
     if order == 3:
-        third = _derive3(o.m, o.layer, o.channels, o.variance)
+        third = _derive3(*key)
         base = HigherDerivation(**{**base.__dict__, **third, "order": 3, "derivation": d})
     return base
 
 
-@functools.cache
-def _derive2(m: int, layer: str, channels: int | None, variance: str) -> HigherDerivation:
-    d = derive(m, layer=layer, channels=channels, variance=variance)
+def _derivation(
+    m: int, layer: str, channels: int | None, variance: str, placement: str, affine: bool, mode: str
+) -> Derivation:
+    return derive(
+        m,
+        layer=layer,
+        channels=channels,
+        variance=variance,
+        eps_placement=placement,
+        affine=affine,
+        mode=mode,
+    )
+
+
+def _wrt(d: Derivation) -> list[sp.Symbol]:
+    """What the double backward differentiates: x, dy and, for an affine layer, γ (never β,
+    which the backward does not read, nor eval mode's running statistics, constants)."""
     s = d.symbols
-    K = len(s.gammas)
-    gdx, gdgamma, gdbeta = cotangents(s)
+    return [*s.x, *s.dy, *(s.gammas if d.options.affine else ())]
+
+
+@functools.cache
+def _derive2(*key: Any) -> HigherDerivation:
+    d = _derivation(*key)
+    s, variance = d.symbols, d.options.variance
+    gdx, gdgamma, gdbeta = cotangents(s, d.options.affine)
     seeds = dict(zip(s.dx, gdx, strict=True))
-    seeds.update(zip(s.dgammas, gdgamma, strict=True))
+    seeds.update(zip(s.dgammas[: len(gdgamma)], gdgamma, strict=True))  # none without affine
     seeds.update(zip(s.dbetas[: len(gdbeta)], gdbeta, strict=True))
-    steps = differentiate([*d.forward, *d.backward], seeds, [*s.x, *s.dy, *s.gammas], "g")
-    results = tuple(steps[-(2 * m + K) :])
-    closed = _closed_form(s, variance, gdx, gdgamma, gdbeta)
+    wrt = _wrt(d)
+    steps = differentiate([*d.forward, *d.backward], seeds, wrt, "g")
+    results = tuple(steps[-len(wrt) :])
+    closed = _variant_closed_form(d)
     verified, methods, identities = _prove(
         d, variance, steps, results, closed, gdx, gdgamma, gdbeta
     )
@@ -197,19 +240,16 @@ def _derive2(m: int, layer: str, channels: int | None, variance: str) -> HigherD
 
 
 @functools.cache
-def _derive3(m: int, layer: str, channels: int | None, variance: str) -> dict[str, Any]:
-    h = _derive2(m, layer, channels, variance)
-    s = h.symbols
+def _derive3(*key: Any) -> dict[str, Any]:
+    h = _derive2(*key)
     outputs = [st.lhs for st in h.results]
     cot = _like("t", outputs)
-    steps = differentiate(
-        h.nodes(), dict(zip(outputs, cot, strict=True)), [*s.x, *s.dy, *s.gammas], "t"
-    )
-    K = len(s.gammas)
+    wrt = _wrt(h.derivation)
+    steps = differentiate(h.nodes(), dict(zip(outputs, cot, strict=True)), wrt, "t")
     return {
         "third_cotangents": cot,
         "third_steps": tuple(steps),
-        "third_results": tuple(steps[-(2 * m + K) :]),
+        "third_results": tuple(steps[-len(wrt) :]),
     }
 
 
@@ -264,7 +304,9 @@ def _closed_form(
     ]
     sa = define("sum_gdx", sp.Add(*gdx))
     sax = define("sum_gdx_xhat", sp.Add(*[a * x for a, x in zip(gdx, xh, strict=True)]))
-    gam, b = s.gammas, gdgamma
+    affine = bool(gdgamma)
+    # without γ and β: γ = 1, and no gdgamma, gdbeta, ggamma
+    gam, b = (s.gammas, gdgamma) if affine else ((sp.Integer(1),) * K, (sp.Integer(0),) * K)
     S_g = define("sum_gamma_dy_xhat", sp.Add(*[gam[j] * sdyx[j] for j in range(K)]))
     S_h = define("sum_gdgamma_dy_xhat", sp.Add(*[b[j] * sdyx[j] for j in range(K)]))
     sag = define("sum_gamma_dy_gdx", sp.Add(*[gam[j] * sdya[j] for j in range(K)]))
@@ -294,10 +336,40 @@ def _closed_form(
     for i in range(m):
         j = idx[i]
         define(f"g{s.dy[i].name}", scale[j] * gdx[i] + coef_x[j] * xh[i] + const[j], "closed form")
-    for j, gamma in enumerate(gam):
+    for j, gamma in enumerate(gam if affine else ()):
         rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - k * sax * sdyx[j])
         define(f"g{gamma.name}", rhs, "closed form")
     return steps
+
+
+def _closed_form_eval(
+    s: Symbols,
+    placement: str,
+    gdx: Sequence[sp.Symbol],
+    gdgamma: Sequence[sp.Symbol],
+    gdbeta: Sequence[sp.Symbol],
+) -> list[Step]:
+    """Eval mode: the statistics are constants, D = √(ρ² + ε) (or √ρ² + ε), so the backward
+    dx_i = γ·dy_i/D is linear and gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i +
+    gdbeta, ggamma = Σ gdx_i·dy_i/D (without γ, β: gx_i = 0, gdy_i = gdx_i/D)."""
+    rv = s.running_var
+    inv_D = 1 / (sp.sqrt(rv + s.eps) if placement == "inside" else sp.sqrt(rv) + s.eps)
+    m = s.m
+    if not gdgamma:
+        return [Step(sp.Symbol(f"gx{i + 1}", real=True), sp.Integer(0), "closed form")
+                for i in range(m)] + [
+            Step(sp.Symbol(f"g{s.dy[i].name}", real=True), gdx[i] * inv_D, "closed form")
+            for i in range(m)
+        ]  # fmt: skip
+    (gamma,), (b,), (gb,) = s.gammas, gdgamma, gdbeta
+    return [
+        *(Step(sp.Symbol(f"gx{i + 1}", real=True), b * s.dy[i] * inv_D, "closed form")
+          for i in range(m)),
+        *(Step(sp.Symbol(f"g{s.dy[i].name}", real=True),
+               gamma * gdx[i] * inv_D + b * s.x_hat[i] + gb, "closed form") for i in range(m)),
+        Step(sp.Symbol(f"g{gamma.name}", real=True),
+             inv_D * sp.Add(*[a * dy for a, dy in zip(gdx, s.dy, strict=True)]), "closed form"),
+    ]  # fmt: skip
 
 
 def closed_form(d: Derivation) -> tuple[Step, ...]:
@@ -307,8 +379,11 @@ def closed_form(d: Derivation) -> tuple[Step, ...]:
     return tuple(_closed_form(d.symbols, d.options.variance, *cotangents(d.symbols)))
 
 
-def cotangents(s: Symbols) -> tuple[tuple[sp.Symbol, ...], ...]:
-    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm)."""
+def cotangents(s: Symbols, affine: bool = True) -> tuple[tuple[sp.Symbol, ...], ...]:
+    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm);
+    gdx alone for a layer without γ and β."""
+    if not affine:
+        return _seq("gdx", s.m), (), ()
     gdbeta = _like("g", s.dbetas) if s.layer.beta else ()
     return _seq("gdx", s.m), _like("g", s.dgammas), gdbeta
 
@@ -316,21 +391,31 @@ def cotangents(s: Symbols) -> tuple[tuple[sp.Symbol, ...], ...]:
 # --- the proofs ------------------------------------------------------------------------------
 
 
-def _frame(s: Symbols, extra: Sequence[sp.Symbol]) -> tuple[Laurent, sp.Symbol]:
-    """The frame of :mod:`bnsym._proofs_family` (ε inside): x_i = μ + d_i with Σd_i = 0
-    (centred), σ² a positive symbol, √(σ² + ε) = S; with ``extra`` generators."""
+def _frame(d: Derivation, extra: Sequence[sp.Symbol]) -> Laurent:
+    """The frame of :mod:`bnsym._proofs_family`: in train mode x_i = μ + d_i with Σd_i = 0
+    (centred) and σ² a positive symbol's square; in eval mode x_i free and the running
+    variance ρ²; the denominator of x̂ — √(σ² + ε), or σ + ε with ε outside the root — one
+    positive symbol S (ε = S² − σ², or S − σ); with ``extra`` generators."""
+    s, o = d.symbols, d.options
     S = sp.Symbol("S", positive=True)
-    free = sp.symbols(f"d1:{s.m}", real=True) if s.layer.centred else s.x
-    own = [*free, s.sigma] + ([s.mu] if s.layer.centred else [])
-    f = Laurent([*own, S, *extra])
-    sigma = f.gen[s.sigma]
-    if s.layer.centred:
-        d = [f.gen[v] for v in free]
-        d.append(-sum(d, f.ring.zero))
-        f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
-    f.values[s.var] = sigma**2
-    f.values[s.eps] = f.gen[S] ** 2 - sigma**2
-    return f, S
+    if o.mode == "eval":
+        rho = sp.Symbol("rho", positive=True)
+        f = Laurent([*s.x, s.running_mean, rho, S, *extra])
+        sigma = f.gen[rho]
+        f.values[s.running_var] = sigma**2
+    else:
+        free = sp.symbols(f"d1:{s.m}", real=True) if s.layer.centred else s.x
+        own = [*free, s.sigma] + ([s.mu] if s.layer.centred else [])
+        f = Laurent([*own, S, *extra])
+        sigma = f.gen[s.sigma]
+        if s.layer.centred:
+            dev = [f.gen[v] for v in free]
+            dev.append(-sum(dev, f.ring.zero))
+            f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, dev, strict=True)})
+        f.values[s.var] = sigma**2
+    inside = o.eps_placement == "inside"
+    f.values[s.eps] = f.gen[S] ** 2 - sigma**2 if inside else f.gen[S] - sigma
+    return f
 
 
 def _prove(
@@ -343,27 +428,31 @@ def _prove(
     gdgamma: Sequence[sp.Symbol],
     gdbeta: Sequence[sp.Symbol],
 ) -> tuple[dict[str, bool], dict[str, str], list[Step]]:
-    s, m = d.symbols, d.m
-    f, _ = _frame(s, [*s.dy, *s.gammas, *gdx, *gdgamma, *gdbeta])
+    s, m, o = d.symbols, d.m, d.options
+    f = _frame(d, [*s.dy, *s.gammas, *gdx, *gdgamma, *gdbeta])
     for st in (*d.forward, *d.backward, *steps):  # the chain rule done in the ring
         if st.lhs not in (*s.y, s.mu, s.var):  # the statistics are the frame's symbols
             f.values[st.lhs] = f(st.rhs)
     chain = {st.lhs: f.values[st.lhs] for st in results}
     verified, methods = {}, {}
-    where = (
-        "once x_i = μ + d_i with Σd_i = 0 and √(σ² + ε) is one positive symbol S"
-        if s.layer.centred
-        else "once √(ν² + ε) is one positive symbol S"
-    )
-    cf = copy.copy(f)  # the closed form's own steps, converted in a ring of their own
-    cf.values, cf.memo = dict(f.values), {}
-    for st in closed:
-        cf.values[st.lhs] = cf(st.rhs)
-    verified["closed_form_2"] = all(cf.values[r.lhs] == chain[r.lhs] for r in results)
-    methods["closed_form_2"] = (
-        "for each result, the closed form minus the chain rule's double backward is the zero "
-        f"polynomial {where}"
-    )
+    if closed:
+        root = "the denominator of x̂" if o.eps_placement == "outside" else "√(σ² + ε)"
+        where = (
+            "once the running variance is ρ² and √(ρ² + ε) one positive symbol S"
+            if o.mode == "eval"
+            else f"once x_i = μ + d_i with Σd_i = 0 and {root} is one positive symbol S"
+            if s.layer.centred
+            else "once √(ν² + ε) is one positive symbol S"
+        )
+        cf = copy.copy(f)  # the closed form's own steps, converted in a ring of their own
+        cf.values, cf.memo = dict(f.values), {}
+        for st in closed:
+            cf.values[st.lhs] = cf(st.rhs)
+        verified["closed_form_2"] = all(cf.values[r.lhs] == chain[r.lhs] for r in results)
+        methods["closed_form_2"] = (
+            "for each result, the closed form minus the chain rule's double backward is the "
+            f"zero polynomial {where}"
+        )
     # The Hessian of <dy, y> in x: gx = H·gdx when gdgamma = gdbeta = 0.
     R = f.ring
     pos = [R.gens.index(f.gen[v]) for v in gdx]
@@ -395,7 +484,7 @@ def _prove(
             note="the Hessian of Σ dy_i·y_i in x (gx = H·gdx when gdgamma = gdbeta = 0)",
         )
     ]
-    if s.layer.centred:
+    if s.layer.centred and o.mode == "train":  # eval mode's ℓ₂ moves with x: no such sums
         verified["sum_gx"] = not sum(gx, R.zero)
         methods["sum_gx"] = "Σ_i gx_i is the zero polynomial"
         identities.append(
@@ -406,7 +495,7 @@ def _prove(
                 note="ℓ₂ is unchanged when every x_i shifts by the same c",
             )
         )
-        if s.shared:
+        if s.shared and gdbeta:
             total = sum((chain[st.lhs] for st in results[m : 2 * m]), R.zero)
             verified["sum_gdy"] = total == m * f(gdbeta[0])
             methods["sum_gdy"] = "Σ_i gdy_i − m·gdbeta is the zero polynomial"

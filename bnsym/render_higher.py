@@ -22,7 +22,6 @@ __all__ = ["json_obj", "sections", "to_latex", "to_markdown", "to_text"]
 
 
 def sections(h: HigherDerivation) -> list[Section]:
-    s = h.symbols
     seeds = ", ".join(str(v) for v in (*h.gdx[:1], *h.gdgamma[:1], *h.gdbeta[:1]))
     out = [
         Section(
@@ -34,21 +33,10 @@ def sections(h: HigherDerivation) -> list[Section]:
             "Σ gdgamma·∂ℓ/∂γ + Σ gdbeta·∂ℓ/∂β, and g<name> = ∂ℓ₂/∂<name>.",
             h.steps,
         ),
-        Section(
-            "closed_form_2",
-            "Double backward: closed form",
-            "With a_i = gdx_i, g_i = γ_i·dy_i, h_i = gdgamma_i·dy_i, D = √(σ² + ε), "
-            "P(v)_i = v_i − "
-            + ("mean(v) − " if s.layer.centred else "")
-            + "k·x̂_i·Σ_j v_j·x̂_j and Q = Σ_i a_i·P(g)_i: gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + "
-            "(Σ g_j·x̂_j)·P(a)_i + (Σ a_j·x̂_j)·P(g)_i), gdy_i = γ_i·P(a)_i/D + gdgamma_i·x̂_i "
-            "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
-            "expand them into sums over each γ's values and a few coefficients, so that each "
-            "result is one line of four terms (as the generated code computes it).",
-            h.closed_form,
-        ),
+        _closed_section(h),
         Section("identities_2", "Identities at order 2", "", h.identities),
     ]
+    out = [sec for sec in out if sec.steps or sec.key != "closed_form_2"]
     if h.order == 3:
         out.append(
             Section(
@@ -152,3 +140,33 @@ def to_markdown(h: HigherDerivation) -> str:
         else:
             out += ["", "$$", r"\begin{aligned}", notes.join_rows(b.rows), r"\end{aligned}", "$$"]
     return "\n".join(out) + "\n"
+
+
+def _closed_section(h: HigherDerivation) -> Section:
+    """The closed form's section: the formulas of train mode or of eval mode (no section
+    where no closed form is written, ε outside the root in train mode)."""
+    s, o = h.symbols, h.derivation.options
+    if o.mode == "eval":
+        return Section(
+            "closed_form_2",
+            "Double backward: closed form",
+            "In eval mode the statistics are constants and D = √(ρ² + ε) (ρ² the running "
+            "variance; √ρ² + ε with ε outside the root), so ∂ℓ/∂x_i = γ·dy_i/D is linear: "
+            "gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = "
+            "Σ gdx_i·dy_i/D (without γ and β: gx_i = 0, gdy_i = gdx_i/D).",
+            h.closed_form,
+        )
+    return Section(
+        "closed_form_2",
+        "Double backward: closed form",
+        "With a_i = gdx_i, g_i = γ_i·dy_i, h_i = gdgamma_i·dy_i, D = √(σ² + ε), "
+        "P(v)_i = v_i − "
+        + ("mean(v) − " if s.layer.centred else "")
+        + "k·x̂_i·Σ_j v_j·x̂_j and Q = Σ_i a_i·P(g)_i: gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + "
+        "(Σ g_j·x̂_j)·P(a)_i + (Σ a_j·x̂_j)·P(g)_i), gdy_i = γ_i·P(a)_i/D + gdgamma_i·x̂_i "
+        "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
+        "expand them into sums over each γ's values and a few coefficients, so that each "
+        "result is one line of four terms (as the generated code computes it)."
+        + ("" if o.affine else " Without γ and β: γ = 1, gdgamma = gdbeta = 0, no ggamma."),
+        h.closed_form,
+    )
