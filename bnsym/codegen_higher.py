@@ -8,7 +8,12 @@ kernel ``_double_backward``, printed by ``sympy.lambdify`` from the proved close
 :mod:`bnsym.higher`: the forward graph's lines (``mu``, ``xmu_i``, ``sigma2``, ``std``,
 ``inv_std``, ``xhat_i``), the sums of dy over each γ's values (``sum_dy``, ``sum_dy_xhat``,
 ``sum_dy_gdx``) and of gdx over the group, a few coefficients per group, and one line of
-four terms per result: O(m) row operations, as a person would write it.
+four terms per result: O(m) row operations, as a person would write it. That kernel serves
+batch norm, whose m values per feature are rows of x. The grouped layouts (layer, instance,
+group and RMS norm), whose m values per group are strided, get the same closed form written
+over whole arrays instead (:func:`_grouped_body`): views of x, dout and gdx as (N, P, K, C),
+the sums as reductions over the last axes, each result one broadcast expression — no
+element-major copies of the inputs and no stacking of the results.
 
 >>> import numpy as np
 >>> from bnsym.symbolic import derive
@@ -136,31 +141,7 @@ def _source(d: Derivation, command: str) -> str:
             "    return (gx, numpy.stack(grads[M : 2 * M]), grads[2 * M])",
         ]
     else:
-        columns = ", ".join(f"*{p}.T" for p in cot)
-        body = [
-            "    x = _array('x', x)",
-            "    dout = _array('dout', dout)",
-            "    gdx = _array('gdx', gdx)",
-            "    for name, a in (('dout', dout), ('gdx', gdx)):",
-            "        if a.shape != x.shape:",
-            "            raise ValueError(",
-            "                f'{name} must have the shape of x {x.shape}; got {a.shape}'",
-            "            )",
-            "    groups = _groups('x', x)",
-            "    P = groups.shape[1]",
-            *[f"    {p} = _param({p!r}, {p}, P)" for p in (*params, *cot)],
-            "    eps = _eps(eps)",
-            "    xs = _elements(groups)",
-            "    dys = _elements(_groups('dout', dout))",
-            "    gdxs = _elements(_groups('gdx', gdx))",
-            codegen._ERRSTATE.replace("by feature", "by group"),
-            f"        grads = _double_backward(*gdxs, {columns}, *dys, *xs, *gamma.T, eps)",
-            "    # stacked along the last axis: one copy each (moveaxis + reshape would be two)",
-            "    gx = numpy.stack(grads[:M], axis=-1)",
-            "    _finite_result('gx', gx, groups, eps)",
-            "    gdout = numpy.stack(grads[M : 2 * M], axis=-1).reshape(x.shape)",
-            "    return (gx.reshape(x.shape), gdout, _param_grad(grads[2 * M : 2 * M + K]))",
-        ]
+        body = _grouped_body(d, params, cot)
     section = [
         "",
         "",
@@ -176,8 +157,92 @@ def _source(d: Derivation, command: str) -> str:
         "",
         *doc,
         *body,
-        "",
-        "",
-        codegen._kernel_source(_kernel(d)),
+        *(["", "", codegen._kernel_source(_kernel(d))] if decl.grouping == "columns" else []),
     ]
     return base.rstrip() + "\n" + "\n".join(section).rstrip() + "\n"
+
+
+def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]:
+    """The double backward of a grouped layout (layer, instance, group and RMS norm) as
+    whole-array NumPy over views of x, dout and gdx as (N, P, K, C) — the group's M values
+    as K parameter values (γ_j) times C positions — with no element-major copies: the
+    closed form's sums are reductions over the last axes and each result line is one
+    broadcast expression (the per-element kernel copies x, dout and gdx element-major and
+    stacks gx and gdout back, as much time as the arithmetic on these layouts)."""
+    decl = d.symbols.layer
+    k = normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)
+    centred = decl.centred
+    xmu = [
+        "        mu = xg.mean(axis=(-2, -1), keepdims=True)",
+        "        xmu = xg - mu",
+    ] if centred else ["        xmu = xg"]  # fmt: skip
+    sums_c = [
+        "        sum_gamma_dy = (gamma * sum_dy).sum(axis=-1)",
+        "        sum_gdgamma_dy = (gdgamma * sum_dy).sum(axis=-1)",
+        "        q = sum_gamma_dy_gdx - sum_gdx * sum_gamma_dy / M - k * sum_gdx_xhat * S_g",
+    ] if centred else [
+        "        q = sum_gamma_dy_gdx - k * sum_gdx_xhat * S_g",
+    ]  # fmt: skip
+    shift = [
+        "        shift = -inv_std * sum_gdgamma_dy / M + k * inv_var * (",
+        "            S_g * sum_gdx / M + sum_gdx_xhat * sum_gamma_dy / M",
+        "        )",
+        "        gx += shift[..., None, None]",
+    ] if centred else []  # fmt: skip
+    shift_gdy = "gdbeta" if decl.beta else "0.0"
+    if centred:
+        shift_gdy += " - gamma_inv_std * sum_gdx[..., None] / M"
+    mean_dy = " - sum_gdx[..., None] * sum_dy / M" if centred else ""
+    return [
+        "    x = _array('x', x)",
+        "    dout = _array('dout', dout)",
+        "    gdx = _array('gdx', gdx)",
+        "    for name, a in (('dout', dout), ('gdx', gdx)):",
+        "        if a.shape != x.shape:",
+        "            raise ValueError(",
+        "                f'{name} must have the shape of x {x.shape}; got {a.shape}'",
+        "            )",
+        "    groups = _groups('x', x)",
+        "    N, P = groups.shape[:2]",
+        *[f"    {p} = _param({p!r}, {p}, P)" for p in (*params, *cot)],
+        "    eps = _eps(eps)",
+        f"    k = {float(k)!r}  # {k}",
+        "    # views (N, P, K, C): the K values of gamma in a group, C positions each; no copies",
+        "    xg = groups.reshape(N, P, K, M // K)",
+        "    dy = _groups('dout', dout).reshape(xg.shape)",
+        "    a = _groups('gdx', gdx).reshape(xg.shape)",
+        codegen._ERRSTATE.replace("by feature", "by group"),
+        *xmu,
+        "        var = numpy.einsum('npkc,npkc->np', xmu, xmu) * k",
+        "        inv_std = 1 / numpy.sqrt(var + eps)",
+        "        inv_var = inv_std * inv_std",
+        "        xhat = xmu * inv_std[..., None, None]",
+        "        # sums over the values of each gamma_j (N, P, K) and over the group (N, P)",
+        "        sum_dy = dy.sum(axis=-1)",
+        "        sum_dy_xhat = numpy.einsum('npkc,npkc->npk', dy, xhat)",
+        "        sum_dy_gdx = numpy.einsum('npkc,npkc->npk', dy, a)",
+        "        sum_gdx = a.sum(axis=(-2, -1))",
+        "        sum_gdx_xhat = numpy.einsum('npkc,npkc->np', a, xhat)",
+        "        S_g = (gamma * sum_dy_xhat).sum(axis=-1)",
+        "        S_h = (gdgamma * sum_dy_xhat).sum(axis=-1)",
+        "        sum_gamma_dy_gdx = (gamma * sum_dy_gdx).sum(axis=-1)",
+        *sums_c,
+        "        coef_gdx = -k * inv_var * S_g",
+        "        coef_xhat = -k * inv_std * S_h - k * inv_var * q",
+        "        coef_xhat += 2 * k * k * inv_var * S_g * sum_gdx_xhat",
+        "        coef_dy = inv_std[..., None] * gdgamma",
+        "        coef_dy -= k * (inv_var * sum_gdx_xhat)[..., None] * gamma",
+        "        gx = coef_dy[..., None] * dy + coef_gdx[..., None, None] * a",
+        "        gx += coef_xhat[..., None, None] * xhat",
+        *shift,
+        "        gamma_inv_std = gamma * inv_std[..., None]",
+        "        coef_xhat_gdy = gdgamma - k * gamma_inv_std * sum_gdx_xhat[..., None]",
+        f"        shift_gdy = {shift_gdy}",
+        "        gdout = gamma_inv_std[..., None] * a + coef_xhat_gdy[..., None] * xhat",
+        "        gdout += shift_gdy[..., None]" if (decl.beta or centred) else "",
+        f"        ggamma = sum_dy_gdx{mean_dy}",
+        "        ggamma -= k * sum_gdx_xhat[..., None] * sum_dy_xhat",
+        "        ggamma = (inv_std[..., None] * ggamma).sum(axis=0)",
+        "    _finite_result('gx', gx.reshape(groups.shape), groups, eps)",
+        "    return (gx.reshape(x.shape), gdout.reshape(x.shape), ggamma.ravel())",
+    ]
