@@ -53,6 +53,9 @@ __all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "eval
 ORDERS = (1, 2, 3)
 #: derive_higher's largest m: its chain rule and proofs take 2 s at m = 16, minutes at 32.
 HIGHER_MAX_M = 16
+#: the largest m at which order 3 through the closed form is given, and proved (2 s at m = 8,
+#: a minute or two at 16: the chain rule's third order grows as m⁵ in the ring)
+THIRD_CLOSED_MAX_M = 8
 
 
 def _seq(name: str, n: int) -> tuple[sp.Symbol, ...]:
@@ -99,7 +102,11 @@ class HigherDerivation:
     results per element in x̂_i, D and the group's sums (one Step each, value None).
     ``identities`` the proved statements; ``verified``/``proof_methods`` as for order 1.
     At order 3: ``third_cotangents`` (tgx, tgdy, tggamma) and ``third_steps`` ending with
-    ``third_results`` (tx_i, tdy_i, tgamma_k); empty at order 2.
+    ``third_results`` (tx_i, tdy_i, tgamma_k); empty at order 2. ``third_closed_form``: the
+    same chain rule walked over the closed form of order 2 instead of the backward graph —
+    steps in the closed form's sums and coefficients, O(m) of them, ending with the same
+    results, proved equal to ``third_results`` (``closed_form_3``) where a closed form of
+    order 2 is written and m ≤ THIRD_CLOSED_MAX_M (8); empty otherwise.
     """
 
     derivation: Derivation
@@ -116,6 +123,7 @@ class HigherDerivation:
     third_cotangents: tuple[sp.Symbol, ...] = ()
     third_steps: tuple[Step, ...] = ()
     third_results: tuple[Step, ...] = ()
+    third_closed_form: tuple[Step, ...] = ()
 
     @property
     def symbols(self) -> Symbols:
@@ -242,15 +250,59 @@ def _derive2(*key: Any) -> HigherDerivation:
 @functools.cache
 def _derive3(*key: Any) -> dict[str, Any]:
     h = _derive2(*key)
+    d = h.derivation
     outputs = [st.lhs for st in h.results]
     cot = _like("t", outputs)
-    wrt = _wrt(h.derivation)
-    steps = differentiate(h.nodes(), dict(zip(outputs, cot, strict=True)), wrt, "t")
-    return {
+    seeds = dict(zip(outputs, cot, strict=True))
+    wrt = _wrt(d)
+    steps = differentiate(h.nodes(), seeds, wrt, "t")
+    out: dict[str, Any] = {
         "third_cotangents": cot,
         "third_steps": tuple(steps),
         "third_results": tuple(steps[-len(wrt) :]),
     }
+    if h.closed_form and d.m <= THIRD_CLOSED_MAX_M:
+        # the order-2 closed form is a graph too: the same walk over it gives the third order
+        # in its sums and coefficients, O(m) steps
+        closed = differentiate([*d.forward, *h.closed_form], seeds, wrt, "t")
+        out["third_closed_form"] = tuple(closed)
+        out["verified"] = MappingProxyType(
+            {**h.verified, "closed_form_3": _prove3(h, steps, closed, cot, len(wrt))}
+        )
+        out["proof_methods"] = MappingProxyType(
+            {
+                **h.proof_methods,
+                "closed_form_3": "the chain rule over the closed form of order 2 and over the "
+                "double backward's own graph give, for each result of order 3, the same "
+                "polynomial in the frame of the order-2 proofs",
+            }
+        )
+    return out
+
+
+def _prove3(
+    h: HigherDerivation,
+    chain: Sequence[Step],
+    closed: Sequence[Step],
+    cot: Sequence[sp.Symbol],
+    n: int,
+) -> bool:
+    """The third order through the closed form equals the third order through the chain
+    rule's double backward, result by result, as Laurent polynomials (two rings of values
+    over one frame: the names of the two walks' intermediate adjoints coincide)."""
+    d = h.derivation
+    s = d.symbols
+    f = _frame(d, [*s.dy, *s.gammas, *h.gdx, *h.gdgamma, *h.gdbeta, *cot])
+    g = copy.copy(f)
+    g.values, g.memo = dict(f.values), {}
+    frame_symbols = (*s.y, s.mu, s.var)
+    for ring, walk in ((f, (*d.backward, *h.steps, *chain)), (g, (*h.closed_form, *closed))):
+        for st in (*d.forward, *walk):
+            if st.lhs not in frame_symbols:
+                ring.values[st.lhs] = ring(st.rhs)
+    return all(
+        f.values[a.lhs] == g.values[b.lhs] for a, b in zip(chain[-n:], closed[-n:], strict=True)
+    )
 
 
 # --- the closed form -------------------------------------------------------------------------

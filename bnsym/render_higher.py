@@ -48,6 +48,17 @@ def sections(h: HigherDerivation) -> list[Section]:
                 h.third_steps,
             )
         )
+        if h.third_closed_form:
+            out.append(
+                Section(
+                    "third_order_closed_form",
+                    "Third order from the closed form",
+                    "The same chain rule walked over the closed form of order 2 (its sums and "
+                    "coefficients are nodes too): the third order in those sums, proved equal "
+                    "to the chain rule's above (closed_form_3).",
+                    h.third_closed_form,
+                )
+            )
     return out
 
 
@@ -66,7 +77,8 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
                 lines.append(f"      {st.note}")
             else:
                 lines += render.wrap(f"  {lhs} = ", rhs)
-    lines += ["", "Proofs at order 2", "-----------------"]
+    title = "Proofs at orders 2 and 3" if "closed_form_3" in h.verified else "Proofs at order 2"
+    lines += ["", title, "-" * len(title)]
     for name, ok in h.verified.items():
         mark = ("ok  " if ok else "FAIL") if ascii else ("✓" if ok else "✗")
         lines.append(f"  {mark} {name}: {h.proof_methods[name]}")
@@ -95,6 +107,7 @@ def json_obj(h: HigherDerivation) -> dict[str, Any]:
             "cotangents": [str(v) for v in h.third_cotangents],
             "steps": steps(h.third_steps),
             "results": [str(st.lhs) for st in h.third_results],
+            "closed_form": steps(h.third_closed_form),
         }
     return obj
 
@@ -111,7 +124,8 @@ def _blocks(h: HigherDerivation, width: float) -> list[notes.Block]:
                 notes.Block("math", rows=notes._step_rows(sec.steps, width, [""] * len(sec.steps)))
             )
     proofs = "; ".join(f"{n}: {'proved' if ok else 'FAILED'}" for n, ok in h.verified.items())
-    out.append(notes._prose(f"Proofs at order 2 — {proofs}."))
+    which = "orders 2 and 3" if "closed_form_3" in h.verified else "order 2"
+    out.append(notes._prose(f"Proofs at {which} — {proofs}."))
     return out
 
 

@@ -137,6 +137,79 @@ def test_a_wrong_closed_form_is_not_proved():
     assert verified["hessian_symmetric"] is True  # the chain rule itself is untouched
 
 
+@pytest.mark.parametrize(("name", "kw", "shape", "P"), LAYERS, ids=IDS)
+def test_order_3_through_the_closed_form_equals_torch(name, kw, shape, P):
+    """The third order walked over the closed form of order 2, at numbers, against torch
+    autograd three times through the elementary layer (one group: m = 4 values)."""
+    d = derive(4, layer=name, **kw)
+    h = derive_higher(d, 3)
+    assert h.verified["closed_form_3"] and h.third_closed_form
+    assert [st.lhs for st in h.third_closed_form[-len(h.third_results) :]] == [
+        st.lhs for st in h.third_results
+    ]
+    s = d.symbols
+    K = len(s.gammas)
+    rng = np.random.default_rng(9)
+    x, dout, gdx, tgx, tgdout = (rng.standard_normal(4) for _ in range(5))
+    x = 1.5 + 2 * x
+    gamma, gdgamma, gdbeta, tggamma = (rng.standard_normal(K) for _ in range(4))
+    values = {s.eps: sp.Rational(1, 100000)}
+    pairs = [(s.x, x), (s.dy, dout), (s.gammas, gamma), (h.gdx, gdx), (h.gdgamma, gdgamma)]
+    pairs += [(h.gdbeta, gdbeta)] if h.gdbeta else []
+    pairs += [(h.third_cotangents, np.concatenate([tgx, tgdout, tggamma]))]
+    for syms, nums in pairs:
+        values.update({k: sp.Float(v, 40) for k, v in zip(syms, nums, strict=True)})
+    out = higher.evaluate([*d.forward, *h.closed_form, *h.third_closed_form], values)
+    ours = np.array([float(out[st.lhs]) for st in h.third_results])
+
+    # torch: one group of the layer (batch norm: one feature of 4 samples; group norm:
+    # one group of 2 channels x 2 positions), through _torch_layer
+    layout = {
+        "batchnorm": (4, 1),
+        "layernorm": (1, 4),
+        "instancenorm": (1, 1, 4),
+        "groupnorm": (1, 2, 2),
+        "rmsnorm": (1, 4),
+    }[name]
+    T = {
+        k: torch.tensor(v, requires_grad=True)
+        for k, v in dict(x=x.reshape(layout), d=dout.reshape(layout), g=gamma).items()
+    }
+    has_beta = name != "rmsnorm"
+    beta = torch.zeros(K, dtype=torch.float64, requires_grad=True)
+    y = _torch_layer(name, T["x"], T["g"], beta if has_beta else None)
+    wrt = [T["x"], T["g"]] + ([beta] if has_beta else [])
+    grads = torch.autograd.grad(y, wrt, T["d"], create_graph=True)
+    cot = [gdx.reshape(layout), gdgamma] + ([gdbeta] if has_beta else [])
+    l2 = sum((torch.tensor(c) * g).sum() for c, g in zip(cot, grads, strict=True))
+    second = torch.autograd.grad(l2, (T["x"], T["d"], T["g"]), create_graph=True)
+    tcot = [tgx.reshape(layout), tgdout.reshape(layout), tggamma]
+    l3 = sum((torch.tensor(c) * g).sum() for c, g in zip(tcot, second, strict=True))
+    third = torch.autograd.grad(l3, (T["x"], T["d"], T["g"]))
+    want = np.concatenate([t.detach().numpy().ravel() for t in third])
+    np.testing.assert_allclose(ours, want, rtol=1e-9, atol=1e-12)
+
+
+def test_a_wrong_closed_form_fails_the_third_order_proof():
+    d = derive(3)
+    h = derive_higher(d, 3)
+    closed = list(h.closed_form)
+    k = next(i for i, st in enumerate(closed) if st.lhs.name == "coef_gdx")
+    closed[k] = dataclasses.replace(closed[k], rhs=closed[k].rhs * sp.Rational(1001, 1000))
+    wrong = dataclasses.replace(h, closed_form=tuple(closed))
+    outputs = {st.lhs: c for st, c in zip(h.results, h.third_cotangents, strict=True)}
+    walked = higher.differentiate([*d.forward, *closed], outputs, higher._wrt(d), "t")
+    n = len(h.third_results)
+    assert higher._prove3(wrong, h.third_steps, walked, h.third_cotangents, n) is False
+    assert higher._prove3(h, h.third_steps, h.third_closed_form, h.third_cotangents, n) is True
+
+
+def test_order_3_closed_form_is_bounded_and_absent_without_an_order_2_one():
+    assert not derive_higher(derive(4, eps_placement="outside"), 3).third_closed_form
+    h = derive_higher(derive(9, layer="rmsnorm"), 3)
+    assert h.third_results and not h.third_closed_form and "closed_form_3" not in h.verified
+
+
 def test_chain_rule_steps_at_numbers_equal_the_generated_code():
     d = derive(3, layer="layernorm")
     h = derive_higher(d, 2)
