@@ -117,7 +117,7 @@ def run_check_higher(
     if order == 2:
         lower = functools.partial(_first, gen, data, eps)
     elif generated:
-        third_cot = (data["tgx"], data["tgdout"], data["tggamma"])
+        third_cot = (data["tgx"], data["tgdout"], *([data["tggamma"]] if o.affine else []))
         lower = lambda *args: (_double(gen, data, eps, *args), third_cot)  # noqa: E731
     else:
         lower = _chain_double(gen, h, data, eps)
@@ -227,11 +227,9 @@ def _double(
     gen: Any, data: dict[str, Any], eps: float, x: Any = None, dout: Any = None, *gamma: Any
 ) -> tuple[Any, ...]:
     """The generated double backward (at x, dout, γ if given, else the data's)."""
-    beta = gen.derivation.symbols.layer.beta
     x = data["x"] if x is None else x
     dout = data["dout"] if dout is None else dout
-    g = gamma[0] if gamma else data["gamma"]
-    params = [g, *([data["beta"]] if beta else [])]
+    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
     out = gen.double_backward(data["gdx"], *_cotangents(gen, data), dout, x, *params, eps=eps)
     return tuple(out)
 

@@ -136,15 +136,14 @@ class HigherDerivation:
 
 
 def supported(d: Derivation) -> None:
-    """Raise DerivationError unless codegen --order 2 covers ``d``'s variant: train mode, ε
-    inside the root, affine. :func:`derive_higher` takes every variant (the chain rule and
-    the identities; the closed form where :func:`has_closed_form`)."""
-    o = d.options
-    if not (o.mode == "train" and o.eps_placement == "inside" and o.affine):
+    """Raise DerivationError unless codegen --order 2 covers ``d``'s variant: every variant
+    with a closed form of order 2 (:func:`has_closed_form`: not ε outside the root in train
+    mode). :func:`derive_higher` takes every variant (the chain rule and the identities)."""
+    if not has_closed_form(d):
         raise DerivationError(
-            "codegen --order 2 writes train mode, eps inside the root and affine layers; got "
-            f"mode {o.mode}, eps {o.eps_placement}, {'affine' if o.affine else 'no affine'} "
-            "(derive and check --order 2 take every variant)."
+            "codegen --order 2 writes the closed form of order 2, which is derived for train "
+            "mode with eps inside the root and for eval mode; got eps outside the root in "
+            "train mode (derive and check --order 2 take it)."
         )
 
 
@@ -414,13 +413,14 @@ def _closed_form_eval(
             for i in range(m)
         ]  # fmt: skip
     (gamma,), (b,), (gb,) = s.gammas, gdgamma, gdbeta
+    sdya = sp.Symbol("sum_dy_gdx", real=True)
     return [
+        Step(sdya, sp.Add(*[dy * a for dy, a in zip(s.dy, gdx, strict=True)])),
         *(Step(sp.Symbol(f"gx{i + 1}", real=True), b * s.dy[i] * inv_D, "closed form")
           for i in range(m)),
         *(Step(sp.Symbol(f"g{s.dy[i].name}", real=True),
                gamma * gdx[i] * inv_D + b * s.x_hat[i] + gb, "closed form") for i in range(m)),
-        Step(sp.Symbol(f"g{gamma.name}", real=True),
-             inv_D * sp.Add(*[a * dy for a, dy in zip(gdx, s.dy, strict=True)]), "closed form"),
+        Step(sp.Symbol(f"g{gamma.name}", real=True), inv_D * sdya, "closed form"),
     ]  # fmt: skip
 
 
@@ -428,7 +428,7 @@ def closed_form(d: Derivation) -> tuple[Step, ...]:
     """The closed form's steps of order 2 for ``d`` alone, without the chain rule and the
     proofs (what codegen needs at large m; :func:`derive_higher` proves it, up to m = 16)."""
     supported(d)
-    return tuple(_closed_form(d.symbols, d.options.variance, *cotangents(d.symbols)))
+    return tuple(_variant_closed_form(d))
 
 
 def cotangents(s: Symbols, affine: bool = True) -> tuple[tuple[sp.Symbol, ...], ...]:

@@ -251,8 +251,8 @@ def test_order_3_is_the_vjp_of_the_double_backward():
 
 
 def test_unsupported_variant_and_order_are_refused():
-    with pytest.raises(DerivationError, match="codegen --order 2 writes train mode"):
-        generate_higher(derive(3, mode="eval"))
+    with pytest.raises(DerivationError, match="codegen --order 2 writes the closed form"):
+        generate_higher(derive(3, eps_placement="outside"))
     with pytest.raises(DerivationError, match="order must be 2 or 3"):
         derive_higher(derive(3), 4)
 
@@ -323,8 +323,8 @@ def test_every_variant_is_checked_against_torch(name, kw, order):
     result = check_higher.run_check_higher(d, order, features=2, seed=1, torch=True)
     native = kw.get("eps_placement") != "outside" and kw.get("variance") != "unbiased"
     names = ["exact", "differences", *(["torch-native"] if native else []), "torch-elementary"]
-    if order == 2 and kw.get("variance") == "unbiased":
-        names.insert(0, "generated")  # codegen's own variant
+    if order == 2 and kw.get("eps_placement") != "outside":
+        names.insert(0, "generated")  # codegen writes every variant with a closed form
     assert result.header.endswith(", ".join(names) + "."), result.header
     quantities = {r.quantity for r in result.rows}
     assert ("ggamma" in quantities or "tgamma" in quantities) == kw.get("affine", True)
@@ -420,6 +420,51 @@ def test_derive_order_3_json():
     assert third["results"] == ["tx1", "tx2", "tdy1", "tdy2", "tgamma1", "tgamma2"]
 
 
+@pytest.mark.parametrize(
+    ("args", "signature"),
+    [
+        (("--no-affine",), "def double_backward(gdx, dout, x, eps=1e-05):"),
+        (("--layer", "rmsnorm", "--no-affine"), "def double_backward(gdx, dout, x, eps=1e-05):"),
+        (
+            ("--mode", "eval"),
+            "def double_backward(gdx, gdgamma, gdbeta, dout, x, gamma, beta, running_mean, "
+            "running_var,",
+        ),
+    ],
+)
+def test_codegen_order_2_of_variants_runs_against_torch(args, signature):
+    r = _run("codegen", "--m", "4", "--order", "2", *args)
+    assert r.exit_code == 0 and signature in r.output
+    namespace: dict = {}
+    exec(compile(r.output, "<codegen>", "exec"), namespace)
+    rng = np.random.default_rng(2)
+    layer = "rmsnorm" if "rmsnorm" in args else "batchnorm"
+    shape = (4, 3) if layer == "batchnorm" else (3, 4)
+    x, dout, gdx = 1.5 + 2 * rng.standard_normal(shape), *rng.standard_normal((2, *shape))
+    if "--mode" in args:
+        g, b, gg, gb, rm = rng.standard_normal((5, 3))
+        rv = rng.uniform(0.5, 2.0, 3)
+        got = namespace["double_backward"](gdx, gg, gb, dout, x, g, b, rm, rv)
+        T = {k: torch.tensor(v, requires_grad=True) for k, v in dict(x=x, d=dout, g=g).items()}
+        y = torch.nn.functional.batch_norm(
+            T["x"], torch.tensor(rm), torch.tensor(rv), T["g"], torch.tensor(b), False, eps=1e-5
+        )
+        dx, dg = torch.autograd.grad(y, (T["x"], T["g"]), T["d"], create_graph=True)
+        l2 = (torch.tensor(gdx) * dx).sum() + (torch.tensor(gg) * dg).sum()
+        l2 = l2 + (torch.tensor(gb) * T["d"].sum(0)).sum()
+        want = torch.autograd.grad(l2, (T["x"], T["d"], T["g"]), allow_unused=True)
+    else:
+        got = namespace["double_backward"](gdx, dout, x)
+        T = {k: torch.tensor(v, requires_grad=True) for k, v in dict(x=x, d=dout).items()}
+        y = _torch_layer(layer, T["x"], torch.ones(3 if layer == "batchnorm" else 4), None)
+        (dx,) = torch.autograd.grad(y, (T["x"],), T["d"], create_graph=True)
+        want = torch.autograd.grad((torch.tensor(gdx) * dx).sum(), (T["x"], T["d"]))
+    assert len(got) == len(want)
+    for g_, w in zip(got, want, strict=True):
+        w = np.zeros_like(g_) if w is None else w.detach().numpy()
+        np.testing.assert_allclose(g_, w, rtol=1e-10, atol=1e-12)
+
+
 def test_codegen_order_2_writes_double_backward():
     r = _run("codegen", "--m", "4", "--layer", "rmsnorm", "--order", "2")
     assert r.exit_code == 0
@@ -439,8 +484,10 @@ def test_codegen_order_2_writes_double_backward():
         (("derive", "--order", "x"), "Error: --order 'x' is not one of 1, 2, 3"),
         (("check", "--order", "0"), "Error: --order '0' is not one of 1, 2, 3"),
         (("codegen", "--order", "3"), "Error: --order '3' is not one of 1, 2 for"),
-        (("codegen", "--order", "2", "--no-affine"), "Error: codegen --order 2 writes train"),
-        (("codegen", "--order", "2", "--mode", "eval"), "Error: codegen --order 2 writes train"),
+        (
+            ("codegen", "--order", "2", "--eps-placement", "outside"),
+            "Error: codegen --order 2 writes the closed form of order 2",
+        ),
         (("derive", "--order", "2", "--m", "1"), "Error: "),
     ],
 )
