@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from bnsym import check, codegen
+from bnsym import check
 from bnsym.codegen import GeneratedModule
 from bnsym.codegen_higher import generate_higher
 from bnsym.higher import HigherDerivation, derive_higher, evaluate
-from bnsym.symbolic import Derivation, DerivationError
+from bnsym.symbolic import Derivation
 
 __all__ = ["HigherCheck", "run_check_higher"]
 
@@ -99,11 +99,7 @@ def run_check_higher(
     ``torch=None`` uses PyTorch when it is importable; True requires it (CheckError if not).
     """
     o = d.options
-    try:  # the generated double backward where codegen writes one (train, ε inside, affine)
-        gen: GeneratedModule = generate_higher(d)
-        generated = True
-    except DerivationError:  # else the first-order module, for the differences of order 2
-        gen, generated = codegen.generate(d), False
+    gen = generate_higher(d)
     eps = 1e-5 if o.eps is None else float(o.eps)
     data = check._data(gen, features, seed)
     rng = np.random.default_rng(seed + 1)
@@ -116,16 +112,14 @@ def run_check_higher(
     lower: Callable[..., tuple[Any, ...]]
     if order == 2:
         lower = functools.partial(_first, gen, data, eps)
-    elif generated:
+    else:
         third_cot = (data["tgx"], data["tgdout"], *([data["tggamma"]] if o.affine else []))
         lower = lambda *args: (_double(gen, data, eps, *args), third_cot)  # noqa: E731
-    else:
-        lower = _chain_double(gen, h, data, eps)
     impls: dict[str, Callable[[], tuple[np.ndarray, ...]]] = {
         "exact": lambda: _exact(gen, h, data, eps, order),
         "differences": lambda: _differences(gen, data, order, lower),
     }
-    if order == 2 and generated:
+    if order == 2:
         impls = {"generated": lambda: _double(gen, data, eps), **impls}
     torch_mod = _import_torch(torch)
     if torch_mod is not None:
@@ -140,7 +134,7 @@ def run_check_higher(
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 rows.append(_compare(quantity, a, b, results[a][q], results[b][q], scale))
-    variant = "" if generated else f" ({_variant(d)}; no generated double backward)"
+    variant = "" if _variant(d) == "train, eps inside, biased, affine" else f" ({_variant(d)})"
     header = (
         f"bnsym check --order {order} --layer {o.layer}: m = {o.m}, x {data['x'].shape}, "
         f"seed = {seed}, eps = {eps:g}{variant}; {', '.join(names)}."
@@ -232,43 +226,6 @@ def _double(
     params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
     out = gen.double_backward(data["gdx"], *_cotangents(gen, data), dout, x, *params, eps=eps)
     return tuple(out)
-
-
-def _chain_double(
-    gen: GeneratedModule, h: HigherDerivation, data: dict[str, Any], eps: float
-) -> Callable[..., tuple[Any, ...]]:
-    """The chain rule's double backward (its steps, compiled by lambdify) on the layout's
-    arrays, group by group at once; complex inputs allowed (for the complex step of order 3)."""
-    d = h.derivation
-    s, o = d.symbols, d.options
-    params = [*(s.gammas if o.affine else ())]
-    stats = [s.running_mean, s.running_var] if o.mode == "eval" else []
-    args = [*s.x, *s.dy, *params, *h.gdx, *h.gdgamma, *h.gdbeta, *stats, s.eps]
-    defs = [(st.lhs, st.rhs) for st in (*d.forward, *d.backward, *h.steps)]
-    fn = sp.lambdify(args, [st.lhs for st in h.results], modules="numpy", cse=codegen._cse(defs))
-    m, K = d.m, len(s.gammas)
-
-    def run(x: Any, dout: Any, *gamma: Any) -> tuple[Any, ...]:
-        xs, dys = _groups(gen, x), _groups(gen, dout)
-        P = xs.shape[1]
-        cols = [*np.moveaxis(xs, -1, 0), *np.moveaxis(dys, -1, 0)]
-        if o.affine:
-            cols += [*gamma[0].reshape(P, K).T]
-        cols += [*np.moveaxis(_groups(gen, data["gdx"]), -1, 0)]
-        if o.affine:
-            cols += [*data["gdgamma"].reshape(P, K).T]
-            if h.gdbeta:
-                cols += [*data["gdbeta"].reshape(P, K).T]
-        cols += [data[n] for n in ("running_mean", "running_var") if stats]
-        out = [np.broadcast_to(r, xs.shape[:2]) for r in fn(*cols, eps)]
-        gx, gdy = np.stack(out[:m], axis=-1), np.stack(out[m : 2 * m], axis=-1)
-        result = [_back(gen, gx, x.shape), _back(gen, gdy, x.shape)]
-        if o.affine:
-            result.append(np.stack(out[2 * m :], axis=-1).sum(axis=0).reshape(P * K))
-        cot = (data["tgx"], data["tgdout"], *([data["tggamma"]] if o.affine else []))
-        return tuple(result), cot
-
-    return run
 
 
 def _differences(

@@ -38,7 +38,7 @@ from bnsym import codegen
 from bnsym._graph import normalizer
 from bnsym._limits import float_eps
 from bnsym.codegen import DEFAULT_EPS, GeneratedModule
-from bnsym.higher import closed_form, cotangents, supported
+from bnsym.higher import closed_form, cotangents
 from bnsym.symbolic import Derivation
 
 __all__ = ["GeneratedModule2", "generate_higher"]
@@ -55,12 +55,8 @@ class GeneratedModule2(GeneratedModule):
 
 
 def generate_higher(d: Derivation, *, command: str | None = None) -> GeneratedModule2:
-    """The module of :func:`bnsym.codegen.generate` with ``double_backward`` added.
-
-    Raises DerivationError for a variant not derived at order 2 (see
-    :func:`bnsym.higher.supported`).
-    """
-    supported(d)
+    """The module of :func:`bnsym.codegen.generate` with ``double_backward`` added, for
+    every variant (from its proved closed form of order 2)."""
     float_eps(d.options.eps)
     if command is None:
         command = codegen._python_call(d)
@@ -88,6 +84,8 @@ def _kernel(d: Derivation) -> codegen._Kernel:
     std_expr = dict(forward.definitions)[std]  # the forward kernel's own denominator
 
     def in_kernel_terms(e: sp.Expr) -> sp.Expr:
+        if o.eps_placement == "outside" and o.mode == "train":  # sigma_B by name, as in
+            e = e.subs(sp.sqrt(s.var), s.sigma)  # the forward kernel
         e = e.xreplace({s.eps: eps}).subs(std_expr, std)
         return e.xreplace({1 / std: inv_std, std**-2: inv_std**2})
 
@@ -184,6 +182,8 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
     stacks gx and gdout back, as much time as the arithmetic on these layouts)."""
     decl = d.symbols.layer
     affine = d.options.affine
+    inside = d.options.eps_placement == "inside"
+    k_, two = ("k", "2") if inside else ("kr", "(r + 1)")  # see the comment on r below
     # without gamma and beta: gamma = 1 and gdgamma = gdbeta = 0, one "value of gamma" (K = 1)
     k = normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)
     centred = decl.centred
@@ -194,12 +194,12 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
     sums_c = [
         "        sum_gamma_dy = (gamma * sum_dy).sum(axis=-1)",
         "        sum_gdgamma_dy = (gdgamma * sum_dy).sum(axis=-1)",
-        "        q = sum_gamma_dy_gdx - sum_gdx * sum_gamma_dy / M - k * sum_gdx_xhat * S_g",
+        f"        q = sum_gamma_dy_gdx - sum_gdx * sum_gamma_dy / M - {k_} * sum_gdx_xhat * S_g",
     ] if centred else [
-        "        q = sum_gamma_dy_gdx - k * sum_gdx_xhat * S_g",
+        f"        q = sum_gamma_dy_gdx - {k_} * sum_gdx_xhat * S_g",
     ]  # fmt: skip
     shift = [
-        "        shift = -inv_std * sum_gdgamma_dy / M + k * inv_var * (",
+        f"        shift = -inv_std * sum_gdgamma_dy / M + {k_} * inv_var * (",
         "            S_g * sum_gdx / M + sum_gdx_xhat * sum_gamma_dy / M",
         "        )",
         "        gx += shift[..., None, None]",
@@ -210,7 +210,7 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
     mean_dy = " - sum_gdx[..., None] * sum_dy / M" if centred else ""
     ggamma = [
         f"        ggamma = sum_dy_gdx{mean_dy}",
-        "        ggamma -= k * sum_gdx_xhat[..., None] * sum_dy_xhat",
+        f"        ggamma -= ({k_} * sum_gdx_xhat)[..., None] * sum_dy_xhat",
         "        ggamma = (inv_std[..., None] * ggamma).sum(axis=0)",
     ] if affine else []  # fmt: skip
     return [
@@ -235,7 +235,18 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
         codegen._ERRSTATE.replace("by feature", "by group"),
         *xmu,
         "        var = numpy.einsum('npkc,npkc->np', xmu, xmu) * k",
-        "        inv_std = 1 / numpy.sqrt(var + eps)",
+        *(
+            ["        inv_std = 1 / numpy.sqrt(var + eps)"]
+            if inside
+            else [
+                "        sigma = numpy.sqrt(var)",
+                "        inv_std = 1 / (sigma + eps)",
+                "        # eps outside the root: d(sigma + eps)/dx_i = k*r*xhat_i with",
+                "        # r = (sigma + eps)/sigma: k*r stands where k did, and r varies with x",
+                "        r = (sigma + eps) / sigma",
+                "        kr = k * r",
+            ]
+        ),
         "        inv_var = inv_std * inv_std",
         "        xhat = xmu * inv_std[..., None, None]",
         "        # sums over the values of each gamma_j (N, P, K) and over the group (N, P)",
@@ -248,16 +259,16 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
         "        S_h = (gdgamma * sum_dy_xhat).sum(axis=-1)",
         "        sum_gamma_dy_gdx = (gamma * sum_dy_gdx).sum(axis=-1)",
         *sums_c,
-        "        coef_gdx = -k * inv_var * S_g",
-        "        coef_xhat = -k * inv_std * S_h - k * inv_var * q",
-        "        coef_xhat += 2 * k * k * inv_var * S_g * sum_gdx_xhat",
+        f"        coef_gdx = -{k_} * inv_var * S_g",
+        f"        coef_xhat = -{k_} * inv_std * S_h - {k_} * inv_var * q",
+        f"        coef_xhat += {two} * {k_} * {k_} * inv_var * S_g * sum_gdx_xhat",
         "        coef_dy = inv_std[..., None] * gdgamma",
-        "        coef_dy -= k * (inv_var * sum_gdx_xhat)[..., None] * gamma",
+        f"        coef_dy -= ({k_} * inv_var * sum_gdx_xhat)[..., None] * gamma",
         "        gx = coef_dy[..., None] * dy + coef_gdx[..., None, None] * a",
         "        gx += coef_xhat[..., None, None] * xhat",
         *shift,
         "        gamma_inv_std = gamma * inv_std[..., None]",
-        "        coef_xhat_gdy = gdgamma - k * gamma_inv_std * sum_gdx_xhat[..., None]",
+        f"        coef_xhat_gdy = gdgamma - ({k_} * sum_gdx_xhat)[..., None] * gamma_inv_std",
         "        gdout = gamma_inv_std[..., None] * a + coef_xhat_gdy[..., None] * xhat",
         *(
             [f"        shift_gdy = {shift_gdy}", "        gdout += shift_gdy[..., None]"]

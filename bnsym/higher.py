@@ -135,33 +135,12 @@ class HigherDerivation:
         return [*d.forward, *d.backward, *self.steps]
 
 
-def supported(d: Derivation) -> None:
-    """Raise DerivationError unless codegen --order 2 covers ``d``'s variant: every variant
-    with a closed form of order 2 (:func:`has_closed_form`: not ε outside the root in train
-    mode). :func:`derive_higher` takes every variant (the chain rule and the identities)."""
-    if not has_closed_form(d):
-        raise DerivationError(
-            "codegen --order 2 writes the closed form of order 2, which is derived for train "
-            "mode with eps inside the root and for eval mode; got eps outside the root in "
-            "train mode (derive and check --order 2 take it)."
-        )
-
-
-def has_closed_form(d: Derivation) -> bool:
-    """Whether the closed form of order 2 is written for ``d``'s variant: train mode with ε
-    inside the root, and eval mode (not ε outside the root in train mode)."""
-    o = d.options
-    return o.mode == "eval" or o.eps_placement == "inside"
-
-
 def _variant_closed_form(d: Derivation) -> list[Step]:
     s, o = d.symbols, d.options
-    cot = cotangents(s, o.affine)
+    gdx, gdgamma, gdbeta = cotangents(s, o.affine)
     if o.mode == "eval":
-        return _closed_form_eval(s, o.eps_placement, *cot)
-    if o.eps_placement == "inside":
-        return _closed_form(s, o.variance, *cot)
-    return []
+        return _closed_form_eval(s, o.eps_placement, gdx, gdgamma, gdbeta)
+    return _closed_form(s, o.variance, gdx, gdgamma, gdbeta, o.eps_placement)
 
 
 def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
@@ -169,9 +148,8 @@ def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
 
     Args:
         d: a first-order derivation, any variant: train or eval mode, ε inside or outside the
-            root, biased or unbiased variance, affine or not. The closed form and its proof
-            are for train mode, ε inside, affine (``closed_form`` is empty for the others);
-            the chain rule and the identities of order 2 are derived and proved for all.
+            root, biased or unbiased variance, affine or not; the chain rule, the closed form
+            and the identities of order 2 are derived and proved for all.
         order: 2 or 3.
 
     Raises:
@@ -313,6 +291,7 @@ def _closed_form(
     gdx: Sequence[sp.Symbol],
     gdgamma: Sequence[sp.Symbol],
     gdbeta: Sequence[sp.Symbol],
+    placement: str = "inside",
 ) -> list[Step]:
     """gx_i, gdy_i, ggamma_j in x̂_i, D = √(σ² + ε) and a few sums (the module docstring's
     formulas, expanded so that each result is a line of few terms).
@@ -326,10 +305,16 @@ def _closed_form(
     m, decl = s.m, s.layer
     k = normalizer(m, variance) if decl.centred else sp.Rational(1, m)
     c = 1 if decl.centred else 0
-    inv_D = 1 / sp.sqrt(s.var + s.eps)
+    steps: list[Step] = []
+    if placement == "inside":
+        inv_D, r = 1 / sp.sqrt(s.var + s.eps), sp.Integer(1)
+    else:  # D = σ + ε: ∂D/∂x_i = k·x̂_i·D/σ, so k·r with r = D/σ where k stood, and one term more
+        sigma = sp.sqrt(s.var)
+        inv_D = 1 / (sigma + s.eps)
+        r = sp.Symbol("r", positive=True)
+        steps.append(Step(r, (sigma + s.eps) / sigma, "(σ + ε)/σ"))
     xh, idx = s.x_hat, s.param_index
     K = len(s.gammas)
-    steps: list[Step] = []
 
     def define(name: str, e: sp.Expr, rule: str = "") -> sp.Expr:
         if e.is_Atom or e.is_Number:
@@ -365,30 +350,35 @@ def _closed_form(
     if c:
         sg = define("sum_gamma_dy", sp.Add(*[gam[j] * sdy[j] for j in range(K)]))
         sh = define("sum_gdgamma_dy", sp.Add(*[b[j] * sdy[j] for j in range(K)]))
-    q = define("q", sag - c * sa * sg / m - k * sax * S_g, "Σ gdx_i·P(γ·dy)_i")
-    coef_gdx = define("coef_gdx", -k * inv_D**2 * S_g)
-    coef_xhat = define(
-        "coef_xhat", -k * inv_D * S_h - k * inv_D**2 * q + 2 * k**2 * inv_D**2 * S_g * sax
-    )
+    kr = k * r if r == 1 else define("kr", k * r, "k·r")
+    q = define("q", sag - c * sa * sg / m - kr * sax * S_g, "Σ gdx_i·P(γ·dy)_i")
+    coef_gdx = define("coef_gdx", -kr * inv_D**2 * S_g)
+    # the x̂ coefficient: 2·k²·S_g·sax/D² with ε inside the root; with ε outside, (r + 1)·(k·r)²,
+    # since r = D/σ varies with x too (written as one bracket with q, to keep the line short)
+    if r == 1:
+        coef_xhat_rhs = -k * inv_D * S_h - k * inv_D**2 * q + 2 * k**2 * inv_D**2 * S_g * sax
+    else:
+        coef_xhat_rhs = -kr * inv_D * S_h - kr * inv_D**2 * (q - (r + 1) * kr * S_g * sax)
+    coef_xhat = define("coef_xhat", coef_xhat_rhs)
     shift = sp.Integer(0)
     if c:
-        shift = define("shift", -inv_D * sh / m + k * inv_D**2 * (S_g * sa / m + sax * sg / m))
+        shift = define("shift", -inv_D * sh / m + kr * inv_D**2 * (S_g * sa / m + sax * sg / m))
     coef_dy = [
-        define(f"coef_dy{tag(j)}", inv_D * b[j] - k * inv_D**2 * sax * gam[j]) for j in range(K)
+        define(f"coef_dy{tag(j)}", inv_D * b[j] - kr * inv_D**2 * sax * gam[j]) for j in range(K)
     ]
     for i in range(m):
         j = idx[i]
         rhs = coef_dy[j] * s.dy[i] + coef_gdx * gdx[i] + coef_xhat * xh[i] + shift
         define(f"gx{i + 1}", rhs, "closed form")
     scale = [define(f"gamma_inv_std{tag(j)}", gam[j] * inv_D) for j in range(K)]
-    coef_x = [define(f"coef_xhat_gdy{tag(j)}", b[j] - k * scale[j] * sax) for j in range(K)]
+    coef_x = [define(f"coef_xhat_gdy{tag(j)}", b[j] - kr * scale[j] * sax) for j in range(K)]
     const = [(gdbeta[j] if gdbeta else 0) - c * scale[j] * sa / m for j in range(K)]
     const = [define(f"shift_gdy{tag(j)}", e) for j, e in enumerate(const)]
     for i in range(m):
         j = idx[i]
         define(f"g{s.dy[i].name}", scale[j] * gdx[i] + coef_x[j] * xh[i] + const[j], "closed form")
     for j, gamma in enumerate(gam if affine else ()):
-        rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - k * sax * sdyx[j])
+        rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - kr * sax * sdyx[j])
         define(f"g{gamma.name}", rhs, "closed form")
     return steps
 
@@ -427,7 +417,6 @@ def _closed_form_eval(
 def closed_form(d: Derivation) -> tuple[Step, ...]:
     """The closed form's steps of order 2 for ``d`` alone, without the chain rule and the
     proofs (what codegen needs at large m; :func:`derive_higher` proves it, up to m = 16)."""
-    supported(d)
     return tuple(_variant_closed_form(d))
 
 

@@ -157,15 +157,15 @@ def to_markdown(h: HigherDerivation) -> str:
 
 
 def _closed_section(h: HigherDerivation) -> Section:
-    """The closed form's section: the formulas of train mode or of eval mode (no section
-    where no closed form is written, ε outside the root in train mode)."""
+    """The closed form's section: the formulas of train mode (ε inside or outside the root)
+    or of eval mode."""
     s, o = h.symbols, h.derivation.options
     if o.mode == "eval":
         return Section(
             "closed_form_2",
             "Double backward: closed form",
             "In eval mode the statistics are constants and D = √(ρ² + ε) (ρ² the running "
-            "variance; √ρ² + ε with ε outside the root), so ∂ℓ/∂x_i = γ·dy_i/D is linear: "
+            "variance), so ∂ℓ/∂x_i = γ·dy_i/D is linear: "
             "gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = "
             "Σ gdx_i·dy_i/D (without γ and β: gx_i = 0, gdy_i = gdx_i/D).",
             h.closed_form,
@@ -181,6 +181,13 @@ def _closed_section(h: HigherDerivation) -> Section:
         "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
         "expand them into sums over each γ's values and a few coefficients, so that each "
         "result is one line of four terms (as the generated code computes it)."
+        + (
+            ""
+            if o.eps_placement == "inside"
+            else " With ε outside the root, D = σ + ε and r = D/σ (the step r): k·r stands "
+            "for k in P and in k/D², and x̂_i·Q becomes x̂_i·(Q − k·r·(r − 1)·(Σ g_j·x̂_j)·"
+            "(Σ a_j·x̂_j)), since D/σ varies with x too."
+        )
         + ("" if o.affine else " Without γ and β: γ = 1, gdgamma = gdbeta = 0, no ggamma."),
         h.closed_form,
     )
