@@ -181,3 +181,85 @@ def test_importing_the_checker_does_not_import_sympy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- calling conventions: integer constants, float32, several outputs ---------------------------
+
+
+def _ce_forward(x, labels):
+    z = np.exp(x - x.max(1, keepdims=True))
+    p = z / z.sum(1, keepdims=True)
+    return -np.log(p[np.arange(len(labels)), labels]).mean(), (p, labels)
+
+
+def _ce_backward(dout, cache):
+    p, labels = cache
+    dx = p.copy()
+    dx[np.arange(len(labels)), labels] -= 1
+    return dx * dout / len(labels), None
+
+
+def _ce_double_backward(ggrads, dout, cache, *, centred=True):
+    gdx, _ = ggrads  # None for the labels, as the backward returns
+    p, labels = cache
+    n = len(labels)
+    s = (p * gdx).sum(1, keepdims=True) if centred else 0.0
+    dx = p.copy()
+    dx[np.arange(n), labels] -= 1
+    return dout / n * p * (gdx - s), None, np.asarray(np.sum(gdx * dx) / n)
+
+
+def test_integer_labels_are_constants_at_both_orders():
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    labels = np.array([0, 2, 1, 1])
+    report = check_double_backward(_ce_forward, _ce_backward, _ce_double_backward, x, labels)
+    assert report.passed, str(report)
+    assert [(r.name, r.checked) for r in report[2].inputs] == [
+        ("x", True),
+        ("labels", False),
+        ("dout", True),
+    ]
+
+    def wrong(ggrads, dout, cache):  # the softmax's Jacobian without its rank-one part
+        return _ce_double_backward(ggrads, dout, cache, centred=False)
+
+    failed = check_double_backward(_ce_forward, _ce_backward, wrong, x, labels)
+    assert failed.failed == (2,) and "order 2: ∂/∂x of the backward is wrong at" in str(failed)
+    # torch: the same loss, differentiated twice
+    t = torch.tensor(x, requires_grad=True)
+    d = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(t, torch.tensor(labels))
+    (dx,) = torch.autograd.grad(loss, t, d, create_graph=True)
+    gdx = np.random.default_rng(1).standard_normal(x.shape)
+    gx, gd = torch.autograd.grad((torch.tensor(gdx) * dx).sum(), (t, d))
+    ours = _ce_double_backward((gdx, None), 0.7, _ce_forward(x, labels)[1])
+    np.testing.assert_allclose(ours[0], gx.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ours[2], gd.numpy(), rtol=1e-12)
+
+
+def test_float32_and_several_outputs():
+    def cube_forward(x):
+        return x**3, x
+
+    def cube_backward(dout, x):
+        return 3 * x**2 * dout
+
+    def cube_double_backward(gdx, dout, x):
+        return 6 * x * dout * gdx, 3 * x**2 * gdx
+
+    x32 = np.linspace(-1, 1, 6, dtype=np.float32)
+    report = check_double_backward(cube_forward, cube_backward, cube_double_backward, x32)
+    assert report.passed and report[2]["x"].dtype == "float32", str(report)
+
+    def two_forward(x):
+        return (np.sin(x), x**2), x
+
+    def two_backward(dout, x):
+        return dout[0] * np.cos(x) + 2 * x * dout[1]
+
+    def two_double_backward(gdx, dout, x):
+        return -np.sin(x) * dout[0] * gdx + 2 * dout[1] * gdx, np.cos(x) * gdx, 2 * x * gdx
+
+    x = np.linspace(-1, 1, 5)
+    report = check_double_backward(two_forward, two_backward, two_double_backward, x)
+    assert report.passed and [r.name for r in report[2].inputs] == ["x", "dout0", "dout1"]
