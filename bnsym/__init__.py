@@ -5,7 +5,8 @@ The public surface, by concern:
 - ``derive(m, **options) -> Derivation`` — the symbolic derivation (SymPy);
 - ``generate(derivation) -> GeneratedModule`` — NumPy code from it (``sympy.lambdify``);
 - ``check_layer``, ``check_function``, ``assert_layer_gradients``, ``GradientCheckError`` —
-  the finite-difference gradient checker (NumPy only);
+  the finite-difference gradient checker (NumPy only); ``check_double_backward`` checks a
+  hand-written double backward too, and says which order failed;
 - ``check_torch`` — the same checker on PyTorch functions and modules (imports torch when
   called, never before).
 
@@ -30,6 +31,8 @@ _LAZY = {
     "GeneratedModule": "bnsym.codegen",
     "check_layer": "bnsym.gradcheck",
     "check_function": "bnsym.gradcheck",
+    "check_double_backward": "bnsym.gradcheck",
+    "OrdersReport": "bnsym.gradcheck",
     "assert_layer_gradients": "bnsym.gradcheck",
     "numerical_vjp": "bnsym.gradcheck",
     "GradientCheckError": "bnsym.gradcheck",
@@ -46,11 +49,13 @@ __all__ = [
     "DerivationError",
     "GeneratedModule",
     "GradientCheckError",
+    "OrdersReport",
     "Report",
     "__version__",
     "assert_layer_gradients",
     "batchnorm_backward",
     "batchnorm_forward",
+    "check_double_backward",
     "check_function",
     "check_layer",
     "check_torch",
@@ -66,8 +71,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from bnsym.derivation import Derivation, derive
     from bnsym.gradcheck import (
         GradientCheckError,
+        OrdersReport,
         Report,
         assert_layer_gradients,
+        check_double_backward,
         check_function,
         check_layer,
         numerical_vjp,

@@ -210,3 +210,99 @@ def _format_input(r: InputResult) -> list[str]:
     for note in r.notes:
         lines.append(f"  note ({r.name}): {note}")
     return lines
+
+
+# --- a check of several orders ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrdersReport:
+    """The check of a backward (order 1) and a double backward (order 2): one :class:`Report`
+    per order, ``report[1]`` and ``report[2]``.
+
+    Order 2 checks the double backward against numerical derivatives of the *backward as
+    written*, a function of the inputs and of ``dout``, so it is meaningful on its own even
+    where order 1 fails (then it says whether the double backward matches the wrong backward).
+
+    passed: every order passed. failed: the orders that failed, e.g. ``(2,)``.
+    """
+
+    orders: tuple[Report, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.orders)
+
+    @property
+    def failed(self) -> tuple[int, ...]:
+        return tuple(k for k, r in enumerate(self.orders, start=1) if not r.passed)
+
+    @property
+    def seed(self) -> int:
+        return self.orders[0].seed
+
+    def __getitem__(self, order: int) -> Report:
+        """The report of ``order`` (1: the backward, 2: the double backward)."""
+        if not isinstance(order, int) or not 1 <= order <= len(self.orders):
+            raise KeyError(f"orders are 1 to {len(self.orders)}, not {order!r}")
+        return self.orders[order - 1]
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return format_orders(self)
+
+
+_WHAT = {1: "the backward", 2: "the double backward"}  # what order k checks
+_OF = {1: "the forward", 2: "the backward"}
+
+
+def order_findings(order: int, report: Report) -> list[str]:
+    """One line per thing wrong at ``order``: ``order 2: ∂/∂x of the backward is wrong at
+    [2, 1]: …`` with both numbers, or the problem that stopped the check."""
+    lines = [f"order {order}: problem: {p}" for p in report.problems]
+    for r in report.inputs:
+        if r.passed or not r.judged:
+            continue
+        where = f"∂/∂{r.name} of {_OF.get(order, 'the order below')}"
+        failing = [e for e in r.worst if not e.passed]
+        if failing:
+            e = failing[0]
+            lines.append(
+                f"order {order}: {where} is wrong at {_index(e.index)}: {report.backward} "
+                f"gives {e.analytic + 0.0:.12g}, numerical {e.numerical + 0.0:.12g} "
+                f"(|difference| {_g(e.abs_error)} > tolerance {_g(e.tolerance)}; "
+                f"{r.n_failed} of {r.n_checked} checked differ)"
+            )
+        for problem in r.problems:
+            lines.append(f"order {order}: {where}: {problem}")
+        if not failing and not r.problems:
+            lines.append(f"order {order}: {where} was not compared")
+    return lines
+
+
+def format_orders(report: OrdersReport) -> str:
+    """The findings of every order first (which order failed, where), then each order's report."""
+    verdict = (
+        "passed"
+        if report.passed
+        else "FAILED at order " + " and ".join(str(k) for k in report.failed)
+    )
+    calls = ", ".join(f"{r.backward} (order {k})" for k, r in enumerate(report.orders, start=1))
+    lines = [f"double backward check {verdict}: {calls} of {report.orders[0].forward}"]
+    for k, r in enumerate(report.orders, start=1):
+        if r.passed:
+            vs = f"{r.backward} vs. numerical derivatives of {r.forward}"
+            lines.append(f"  order {k} passed: {vs}")
+        else:
+            lines.extend("  " + line for line in order_findings(k, r))
+    if 1 in report.failed and 2 not in report.failed and len(report.orders) > 1:
+        lines.append(
+            "  note: order 2 is checked against the backward as written; it passes, so the "
+            "double backward matches the wrong backward and must change with its fix"
+        )
+    for k, r in enumerate(report.orders, start=1):
+        lines.append(f"order {k}, {_WHAT.get(k, '')}:")
+        lines.extend("  " + line for line in format_report(r).splitlines())
+    return "\n".join(lines)

@@ -21,6 +21,7 @@ with its worst entry and both numbers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,9 @@ import numpy as np
 import sympy as sp
 
 from bnsym import check
-from bnsym.codegen_higher import GeneratedModule2, generate_higher
-from bnsym.higher import derive_higher, evaluate
+from bnsym.codegen import GeneratedModule
+from bnsym.codegen_higher import generate_higher
+from bnsym.higher import HigherDerivation, derive_higher, evaluate
 from bnsym.symbolic import Derivation
 
 __all__ = ["HigherCheck", "run_check_higher"]
@@ -96,37 +98,46 @@ def run_check_higher(
 
     ``torch=None`` uses PyTorch when it is importable; True requires it (CheckError if not).
     """
+    o = d.options
     gen = generate_higher(d)
-    eps = 1e-5 if d.options.eps is None else float(d.options.eps)
+    eps = 1e-5 if o.eps is None else float(o.eps)
     data = check._data(gen, features, seed)
     rng = np.random.default_rng(seed + 1)
     for name in ("gdx", "tgx", "tgdout"):
         data[name] = rng.standard_normal(data["x"].shape)
+    P = check._param_size(gen, data["x"].shape)
     for name in ("gdgamma", "gdbeta", "tggamma"):
-        data[name] = rng.standard_normal(data["gamma"].shape)
+        data[name] = rng.standard_normal(P)
+    h = derive_higher(d, order)
+    lower: Callable[..., tuple[Any, ...]]
+    if order == 2:
+        lower = functools.partial(_first, gen, data, eps)
+    else:
+        third_cot = (data["tgx"], data["tgdout"], *([data["tggamma"]] if o.affine else []))
+        lower = lambda *args: (_double(gen, data, eps, *args), third_cot)  # noqa: E731
     impls: dict[str, Callable[[], tuple[np.ndarray, ...]]] = {
-        "exact": lambda: _exact(gen, data, eps, order),
-        "differences": lambda: _differences(gen, data, eps, order),
+        "exact": lambda: _exact(gen, h, data, eps, order),
+        "differences": lambda: _differences(gen, data, order, lower),
     }
     if order == 2:
         impls = {"generated": lambda: _double(gen, data, eps), **impls}
     torch_mod = _import_torch(torch)
     if torch_mod is not None:
-        if d.options.variance == "biased":
+        if o.variance == "biased" and o.eps_placement == "inside":  # what PyTorch computes
             impls["torch-native"] = lambda: _torch(torch_mod, gen, data, eps, order, native=True)
         impls["torch-elementary"] = lambda: _torch(torch_mod, gen, data, eps, order, native=False)
     results = {name: f() for name, f in impls.items()}
     rows = []
     names = list(results)
-    for q, quantity in enumerate(NAMES[order]):
+    for q, quantity in enumerate(NAMES[order][: 3 if o.affine else 2]):
         scale = float(np.max(np.abs(results["exact"][q]))) or 1.0
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 rows.append(_compare(quantity, a, b, results[a][q], results[b][q], scale))
-    o = d.options
+    variant = "" if _variant(d) == "train, eps inside, biased, affine" else f" ({_variant(d)})"
     header = (
         f"bnsym check --order {order} --layer {o.layer}: m = {o.m}, x {data['x'].shape}, "
-        f"seed = {seed}, eps = {eps:g}; {', '.join(names)}."
+        f"seed = {seed}, eps = {eps:g}{variant}; {', '.join(names)}."
     )
     return HigherCheck(header, rows, _odd_one_out(rows, names))
 
@@ -181,37 +192,56 @@ def _import_torch(torch: bool | None) -> Any:
 # --- the implementations ---------------------------------------------------------------------
 
 
-def _has_beta(gen: GeneratedModule2) -> bool:
-    return gen.derivation.symbols.layer.beta
+def _variant(d: Derivation) -> str:
+    o = d.options
+    return ", ".join(
+        [o.mode, f"eps {o.eps_placement}", o.variance, "affine" if o.affine else "no affine"]
+    )
 
 
-def _double(gen: GeneratedModule2, data: dict[str, Any], eps: float) -> tuple[np.ndarray, ...]:
-    beta = _has_beta(gen)
-    cot = [data["gdgamma"], *([data["gdbeta"]] if beta else [])]
-    params = [data["gamma"], *([data["beta"]] if beta else [])]
-    return tuple(gen.double_backward(data["gdx"], *cot, data["dout"], data["x"], *params, eps=eps))
+def _cotangents(gen: GeneratedModule, data: dict[str, Any]) -> list[Any]:
+    """gdgamma, gdbeta as far as the layer has γ and β."""
+    o, decl = gen.derivation.options, gen.derivation.symbols.layer
+    if not o.affine:
+        return []
+    return [data["gdgamma"], *([data["gdbeta"]] if decl.beta else [])]
+
+
+def _first(
+    gen: GeneratedModule, data: dict[str, Any], eps: float, x: Any, dout: Any, *gamma: Any
+) -> tuple[Any, ...]:
+    """The generated backward at (x, dout, γ) and its cotangents (gdx, gdgamma, gdbeta)."""
+    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
+    grads = gen.backward(dout, x, *params, eps=eps)
+    grads = grads if isinstance(grads, tuple | list) else (grads,)
+    return tuple(grads), (data["gdx"], *_cotangents(gen, data))
+
+
+def _double(
+    gen: Any, data: dict[str, Any], eps: float, x: Any = None, dout: Any = None, *gamma: Any
+) -> tuple[Any, ...]:
+    """The generated double backward (at x, dout, γ if given, else the data's)."""
+    x = data["x"] if x is None else x
+    dout = data["dout"] if dout is None else dout
+    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
+    out = gen.double_backward(data["gdx"], *_cotangents(gen, data), dout, x, *params, eps=eps)
+    return tuple(out)
 
 
 def _differences(
-    gen: GeneratedModule2, data: dict[str, Any], eps: float, order: int
+    gen: GeneratedModule, data: dict[str, Any], order: int, lower: Callable[..., Any]
 ) -> tuple[np.ndarray, ...]:
-    """∂ℓ/∂(x, dout, γ) entry by entry by the complex step: ℓ(v + i·h·e_j) has imaginary part
+    """∂ℓ/∂(x, dout, γ) entry by entry by the complex step of the order below (``lower``,
+    returning its results and their cotangents): ℓ(v + i·h·e_j) has imaginary part
     h·∂ℓ/∂v_j + O(h³), with no cancellation, so h = 1e-20 gives the derivative to rounding."""
-    beta = _has_beta(gen)
     h = 1e-20
 
-    def loss(x: Any, dout: Any, gamma: Any) -> Any:
-        params = [gamma, *([data["beta"]] if beta else [])]
-        if order == 2:
-            grads = gen.backward(dout, x, *params, eps=eps)
-            cot = [data["gdx"], data["gdgamma"], *([data["gdbeta"]] if beta else [])]
-        else:
-            extra = [data["gdgamma"], *([data["gdbeta"]] if beta else [])]
-            grads = gen.double_backward(data["gdx"], *extra, dout, x, *params, eps=eps)
-            cot = [data["tgx"], data["tgdout"], data["tggamma"]]
+    def loss(*args: Any) -> Any:
+        grads, cot = lower(*args)
         return sum(np.sum(c * g) for c, g in zip(cot, grads, strict=True))
 
-    inputs = [data["x"], data["dout"], data["gamma"]]
+    affine = gen.derivation.options.affine
+    inputs = [data["x"], data["dout"], *([data["gamma"]] if affine else [])]
     out = []
     for which, v in enumerate(inputs):
         grad = np.zeros(v.shape)
@@ -223,7 +253,7 @@ def _differences(
     return tuple(out)
 
 
-def _groups(gen: GeneratedModule2, a: np.ndarray) -> np.ndarray:
+def _groups(gen: GeneratedModule, a: np.ndarray) -> np.ndarray:
     """x-shaped ``a`` as (N, P, m): the groups, as the generated module reads them."""
     o = gen.derivation.options
     if gen.derivation.symbols.layer.grouping == "columns":
@@ -231,13 +261,19 @@ def _groups(gen: GeneratedModule2, a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], -1, o.m)
 
 
+def _back(gen: GeneratedModule, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(N, P, m) groups back to x's layout."""
+    if gen.derivation.symbols.layer.grouping == "columns":
+        return a[0].T
+    return a.reshape(shape)
+
+
 def _exact(
-    gen: GeneratedModule2, data: dict[str, Any], eps: float, order: int
+    gen: GeneratedModule, h: HigherDerivation, data: dict[str, Any], eps: float, order: int
 ) -> tuple[np.ndarray, ...]:
     """The chain rule's steps evaluated group by group in 50-digit arithmetic."""
-    d = gen.derivation
-    h = derive_higher(d, order)
-    s = d.symbols
+    d = h.derivation
+    s, o = d.symbols, d.options
     K = len(s.gammas)
     steps = [*d.forward, *d.backward, *h.steps, *(h.third_steps if order == 3 else ())]
     results = h.results if order == 2 else h.third_results
@@ -249,67 +285,80 @@ def _exact(
     xs = _groups(gen, data["x"])
     N, P, _ = xs.shape
     per_x = {n: _groups(gen, data[n]) for n in ("dout", "gdx", "tgx", "tgdout")}
-    per_p = {n: data[n].reshape(P, K) for n in ("gamma", "gdgamma", "gdbeta", "tggamma")}
+    per_p = {
+        n: data[n].reshape(P, K)
+        for n in ("gamma", "gdgamma", "gdbeta", "tggamma", "running_mean", "running_var")
+        if n in data
+    }
     gx, gdy, gg = np.zeros((N, P, m)), np.zeros((N, P, m)), np.zeros((P, K))
     for n in range(N):
         for p in range(P):
             values: dict[sp.Symbol, Any] = {s.eps: num(eps)}
             values.update(zip(s.x, map(num, xs[n, p]), strict=True))
             values.update(zip(s.dy, map(num, per_x["dout"][n, p]), strict=True))
-            values.update(zip(s.gammas, map(num, per_p["gamma"][p]), strict=True))
             values.update(zip(h.gdx, map(num, per_x["gdx"][n, p]), strict=True))
-            values.update(zip(h.gdgamma, map(num, per_p["gdgamma"][p]), strict=True))
-            if h.gdbeta:  # RMS norm has no β
+            if o.affine:
+                values.update(zip(s.gammas, map(num, per_p["gamma"][p]), strict=True))
+                values.update(zip(h.gdgamma, map(num, per_p["gdgamma"][p]), strict=True))
+            if h.gdbeta:  # RMS norm and a layer without affine have no β
                 values.update(zip(h.gdbeta, map(num, per_p["gdbeta"][p]), strict=True))
+            if o.mode == "eval":
+                values[s.running_mean] = num(per_p["running_mean"][p][0])
+                values[s.running_var] = num(per_p["running_var"][p][0])
             if order == 3:
-                t = [*per_x["tgx"][n, p], *per_x["tgdout"][n, p], *per_p["tggamma"][p]]
+                t = [*per_x["tgx"][n, p], *per_x["tgdout"][n, p]]
+                t += [*per_p["tggamma"][p]] if o.affine else []
                 values.update(zip(h.third_cotangents, map(num, t), strict=True))
             out = evaluate(steps, values)
             r = [float(out[st.lhs]) for st in results]
             gx[n, p], gdy[n, p] = r[:m], r[m : 2 * m]
-            gg[p] += r[2 * m :]
+            if o.affine:
+                gg[p] += r[2 * m :]
     shape = data["x"].shape
-
-    def back(a: np.ndarray) -> np.ndarray:
-        return a[0].T if s.layer.grouping == "columns" else a.reshape(shape)
-
-    return back(gx), back(gdy), gg.reshape(data["gamma"].shape)
+    result = (_back(gen, gx, shape), _back(gen, gdy, shape))
+    return (*result, gg.reshape(P * K)) if o.affine else result
 
 
 def _torch(
-    torch: Any, gen: GeneratedModule2, data: dict[str, Any], eps: float, order: int, native: bool
+    torch: Any, gen: GeneratedModule, data: dict[str, Any], eps: float, order: int, native: bool
 ) -> tuple[np.ndarray, ...]:
     """autograd through the layer twice (or three times)."""
     o, decl = gen.derivation.options, gen.derivation.symbols.layer
     T = {n: torch.tensor(v, dtype=torch.float64) for n, v in data.items()}
-    x, dout, gamma = (T[n].clone().requires_grad_(True) for n in ("x", "dout", "gamma"))
-    beta = T["beta"].clone().requires_grad_(True) if decl.beta else None
+    x, dout = (T[n].clone().requires_grad_(True) for n in ("x", "dout"))
+    gamma = T["gamma"].clone().requires_grad_(True) if o.affine else None
+    beta = T["beta"].clone().requires_grad_(True) if o.affine and decl.beta else None
+    stats = (T["running_mean"], T["running_var"]) if o.mode == "eval" else None
     layer = _torch_native if native else _torch_elementary
-    y = layer(torch, decl.torch, o, x, gamma, beta, eps)
-    wrt = [x, gamma] + ([beta] if beta is not None else [])
-    grads = torch.autograd.grad(y, wrt, dout, create_graph=True)
-    cot = [T["gdx"], T["gdgamma"]] + ([T["gdbeta"]] if beta is not None else [])
+    y = layer(torch, decl.torch, o, x, gamma, beta, eps, stats)
+    params = [p for p in (gamma, beta) if p is not None]
+    grads = torch.autograd.grad(y, [x, *params], dout, create_graph=True)
+    cot = [T["gdx"], *([T["gdgamma"]] if gamma is not None else [])]
+    cot += [T["gdbeta"]] if beta is not None else []
     l2 = sum((c * g).sum() for c, g in zip(cot, grads, strict=True))
-    second = torch.autograd.grad(l2, (x, dout, gamma), create_graph=order == 3, allow_unused=True)
-    second = [
-        torch.zeros_like(v) if g is None else g
-        for g, v in zip(second, (x, dout, gamma), strict=True)
-    ]
+    wrt = (x, dout, *([gamma] if gamma is not None else []))
+    second = torch.autograd.grad(l2, wrt, create_graph=order == 3, allow_unused=True)
+    second = [torch.zeros_like(v) if g is None else g for g, v in zip(second, wrt, strict=True)]
     if order == 2:
         return tuple(g.detach().numpy() for g in second)
-    l3 = sum(
-        (c * g).sum() for c, g in zip((T["tgx"], T["tgdout"], T["tggamma"]), second, strict=True)
-    )
-    third = torch.autograd.grad(l3, (x, dout, gamma), allow_unused=True)
+    tcot = (T["tgx"], T["tgdout"], T["tggamma"])
+    l3 = sum((c * g).sum() for c, g in zip(tcot, second, strict=False))
+    if not l3.requires_grad:  # eval mode without γ: the double backward is constant
+        return tuple(torch.zeros_like(v).detach().numpy() for v in wrt)
+    third = torch.autograd.grad(l3, wrt, allow_unused=True)
     return tuple(
         (torch.zeros_like(v) if g is None else g).detach().numpy()
-        for g, v in zip(third, (x, dout, gamma), strict=True)
+        for g, v in zip(third, wrt, strict=True)
     )
 
 
-def _torch_native(torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float) -> Any:
+def _torch_native(
+    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float, stats: Any
+) -> Any:
     F = torch.nn.functional
     if name == "batch_norm":
+        if stats is not None:  # eval mode: the running statistics, constants
+            return F.batch_norm(x, *stats, gamma, beta, training=False, eps=eps)
         return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
     if name == "layer_norm":
         return F.layer_norm(x, (o.m,), gamma, beta, eps)
@@ -321,20 +370,28 @@ def _torch_native(torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, 
 
 
 def _torch_elementary(
-    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float
+    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float, stats: Any
 ) -> Any:
-    """The layer in means, squares and a square root: no fused kernel, autograd's own rules."""
+    """The layer in means, squares and a square root: no fused kernel, autograd's own rules.
+    Every variant: eval mode's running statistics, ε outside the root, the unbiased
+    variance, no γ and β."""
     k = 1.0 / (o.m - 1) if o.variance == "unbiased" else 1.0 / o.m
-    if name == "batch_norm":
-        g = x.T.unsqueeze(0)  # (1, D, m)
+
+    def denominator(var: Any) -> Any:
+        return torch.sqrt(var + eps) if o.eps_placement == "inside" else torch.sqrt(var) + eps
+
+    if stats is not None:  # eval mode (batch norm): x of shape (m, D), per-feature stats
+        xhat = (x - stats[0]) / denominator(stats[1])
     else:
-        g = x.reshape(x.shape[0], -1, o.m)
-    if name == "rms_norm":
-        xhat = g / torch.sqrt((g * g).mean(dim=-1, keepdim=True) + eps)
-    else:
-        xmu = g - g.mean(dim=-1, keepdim=True)
-        xhat = xmu / torch.sqrt((xmu * xmu).sum(dim=-1, keepdim=True) * k + eps)
-    xhat = xhat[0].T if name == "batch_norm" else xhat.reshape(x.shape)
+        g = x.T.unsqueeze(0) if name == "batch_norm" else x.reshape(x.shape[0], -1, o.m)
+        if name == "rms_norm":
+            xhat = g / denominator((g * g).mean(dim=-1, keepdim=True))
+        else:
+            xmu = g - g.mean(dim=-1, keepdim=True)
+            xhat = xmu / denominator((xmu * xmu).sum(dim=-1, keepdim=True) * k)
+        xhat = xhat[0].T if name == "batch_norm" else xhat.reshape(x.shape)
+    if gamma is None:
+        return xhat
     shape = [1] * x.ndim
     if name == "batch_norm":
         shape[1] = -1

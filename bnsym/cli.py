@@ -432,14 +432,6 @@ def codegen_command(
     from bnsym._limits import LimitError
 
     d = _derive(variant)
-    if order == 2:
-        from bnsym.higher import supported
-        from bnsym.symbolic import DerivationError
-
-        try:
-            supported(d)  # the variant's refusal, if any, as one line
-        except DerivationError as exc:
-            raise BadInput(str(exc)) from None
     module: Any
     try:
         if order == 2:

@@ -58,7 +58,7 @@ from bnsym._gradcheck_inputs import (
     validate_options,
 )
 from bnsym._gradcheck_numeric import ForwardRaised, Loss
-from bnsym._gradcheck_report import Entry, InputResult, Report
+from bnsym._gradcheck_report import Entry, InputResult, OrdersReport, Report
 from bnsym._gradcheck_steps import (
     FULL_LIMIT,
     BackwardRaised,
@@ -78,7 +78,9 @@ __all__ = [
     "Report",
     "InputResult",
     "Entry",
+    "OrdersReport",
     "assert_layer_gradients",
+    "check_double_backward",
     "check_function",
     "check_layer",
     "numerical_vjp",
@@ -91,9 +93,10 @@ METHODS = ("auto", "complex", "richardson")
 
 
 class GradientCheckError(AssertionError):
-    """A gradient check failed; ``.report`` holds the :class:`Report`, ``str()`` shows it."""
+    """A gradient check failed; ``.report`` holds the :class:`Report` (an
+    :class:`OrdersReport` for :func:`check_double_backward`), ``str()`` shows it."""
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report | OrdersReport) -> None:
         super().__init__(str(report))
         self.report = report
 
@@ -254,6 +257,169 @@ def assert_layer_gradients(
     if not report.passed:
         raise GradientCheckError(report)
     return report
+
+
+def check_double_backward(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    double_backward: Callable[..., Any],
+    *inputs: Any,
+    wrt: Sequence[int | str] | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: Sequence[str] | None = None,
+    dout: Any = None,
+    ggrads: Any = None,
+) -> OrdersReport:
+    """Check a hand-written backward (order 1) and double backward (order 2) of a layer.
+
+    forward, backward: as :func:`check_layer`: ``forward(*inputs) -> (out, cache)``,
+        ``backward(dout, cache) -> grads`` (one gradient per input). Order 1 is
+        :func:`check_layer` of the two.
+    double_backward: ``double_backward(ggrads, dout, cache) -> (g_input..., gdout)``, the
+        gradients of ``sum(ggrads * backward(dout, cache))`` with respect to every input and
+        to ``dout``. ``ggrads`` has the structure of what the backward returns (a tuple
+        ``(gdx, gdgamma, gdbeta)`` for ``(dx, dgamma, dbeta)``, None where the backward gives
+        None); the result holds one array per input, then one for ``dout`` (one per output
+        for a tuple of outputs), zeros where the backward does not read an input (β of batch
+        norm), or a dict keyed ``"x"``/``"gx"``, …, ``"dout"``/``"gdout"``. Order 2 is
+        :func:`check_function` of the backward, as a function of the inputs and of ``dout``,
+        with this vector-Jacobian product: the same probes, tolerances and hints.
+    wrt: the inputs to check at both orders (``dout`` is always checked at order 2).
+    seed, mode, method, rtol, atol, names: as :func:`check_layer`, for both orders.
+    dout: the upstream gradient of order 1 and the point ``dout`` of order 2; default seeded
+        standard normal. ggrads: the cotangents of order 2; default seeded standard normal.
+
+    Returns an :class:`OrdersReport`: ``report.passed``, ``report.failed`` (e.g. ``(2,)``),
+    ``report[1]`` and ``report[2]`` the :class:`Report` of each order, and ``str(report)``
+    starting with what failed at which order (``order 2: ∂/∂x of the backward is wrong at
+    [2, 1]: …``). A layer written as ``f(*inputs) -> out`` with ``vjp(dout, *inputs)`` is
+    checked as ``forward = lambda *a: (f(*a), a)``, ``backward = lambda d, a: vjp(d, *a)``.
+
+    >>> import numpy as np
+    >>> def tanh_forward(x):
+    ...     t = np.tanh(x)
+    ...     return t, t
+    >>> def tanh_backward(dout, t):
+    ...     return dout * (1 - t**2)
+    >>> def tanh_double_backward(gdx, dout, t):  # wrong: gx has its sign flipped
+    ...     return 2 * gdx * dout * t * (1 - t**2), gdx * (1 - t**2)
+    >>> report = check_double_backward(
+    ...     tanh_forward, tanh_backward, tanh_double_backward, np.linspace(-1, 1, 5)
+    ... )
+    >>> report.failed, report[2]["x"].hints[0]
+    ((2,), 'analytic = -numerical for every entry of x: a flipped sign')
+    >>> print(str(report).splitlines()[2][:56])
+      order 2: ∂/∂x of the backward is wrong at [1]: tanh_do
+    """
+    if not callable(double_backward):
+        raise TypeError(
+            "the double_backward must be callable (a function), not "
+            f"{type(double_backward).__name__} {double_backward!r:.60}"
+        )
+    arrays = validate_call(forward, backward, inputs, names)
+    names = list(names) if names is not None else param_names(forward, len(arrays))
+    options: dict[str, Any] = dict(seed=seed, mode=mode, method=method, rtol=rtol, atol=atol)
+    first = check_layer(forward, backward, *arrays, wrt=wrt, names=names, dout=dout, **options)
+    wrt_names = None if wrt is None else [names[i] for i in resolve_wrt(wrt, arrays, names)]
+    return OrdersReport(
+        (first, _check_order2(forward, backward, double_backward, arrays, names, wrt_names,
+                              dout, ggrads, options))
+    )  # fmt: skip
+
+
+def _check_order2(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    double_backward: Callable[..., Any],
+    arrays: list[Any],
+    names: list[str],
+    wrt: list[str] | None,
+    dout: Any,
+    ggrads: Any,
+    options: dict[str, Any],
+) -> Report:
+    """Order 2 as :func:`check_function`: the function is ``grads(*inputs, *douts)``, the
+    backward's non-None gradients as a tuple, and its vjp the user's double backward."""
+    n = len(arrays)
+    try:
+        with np.errstate(all="ignore"):
+            out = forward(*[np.array(a) if isinstance(a, np.ndarray) else a for a in arrays])[0]
+    except Exception:  # order 1's report names what the forward raised; order 2 repeats it
+        out = None
+    several = isinstance(out, tuple | list)
+    outs = [np.asarray(o) for o in out] if several else [np.asarray(out)]
+    if dout is None:
+        rng = np.random.default_rng([seed_of(options), 0x67726432])  # "grd2": its own stream
+        douts = [rng.standard_normal(o.shape).astype(_real(o.dtype)) for o in outs]
+    else:
+        douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
+    dout_names = ["dout"] if len(douts) == 1 else [f"dout{k}" for k in range(len(douts))]
+
+    def split(args: Sequence[Any]) -> tuple[Any, Any]:
+        d = tuple(args[n:]) if several else args[n]
+        return forward(*args[:n])[1], d
+
+    def grads(*args: Any) -> tuple[np.ndarray, ...]:
+        cache, d = split(args)
+        return tuple(np.asarray(g) for g in _flatten(backward(d, cache)))
+
+    def vjp(gg: Any, *args: Any) -> Any:
+        cache, d = split(args)
+        template = backward(d, cache)  # the structure ggrads takes
+        cache, _ = split(args)  # a cache of its own: what the backward did to its one is not seen
+        result = double_backward(_rebuild(template, list(gg)), d, cache)
+        if isinstance(result, dict):  # "gx" for "x", "gdout" for "dout"
+            keys = {"g" + name: name for name in (*names, *dout_names)}
+            result = {keys.get(k, k): v for k, v in result.items()}
+        return result
+
+    grads.__qualname__ = callable_name(backward)
+    vjp.__qualname__ = callable_name(double_backward)
+    if ggrads is not None:
+        ggrads = tuple(np.asarray(g) for g in _flatten(ggrads))
+    return check_function(
+        grads,
+        vjp,
+        *arrays,
+        *douts,
+        wrt=None if wrt is None else [*wrt, *dout_names],
+        names=[*names, *dout_names],
+        dout=ggrads,
+        **options,
+    )
+
+
+def seed_of(options: dict[str, Any]) -> int:
+    seed = options["seed"]
+    validate_options(seed, None, None)
+    return int(seed)
+
+
+def _real(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _flatten(raw: Any) -> list[Any]:
+    """The arrays a backward returned, in order, without its Nones."""
+    if isinstance(raw, dict):
+        return [g for g in raw.values() if g is not None]
+    if isinstance(raw, tuple | list):
+        return [g for g in raw if g is not None]
+    return [raw]
+
+
+def _rebuild(template: Any, flat: list[Any]) -> Any:
+    """``flat`` in the structure of ``template`` (what the backward returned)."""
+    it = iter(flat)
+    if isinstance(template, dict):
+        return {k: None if g is None else next(it) for k, g in template.items()}
+    if isinstance(template, tuple | list):
+        return type(template)(None if g is None else next(it) for g in template)
+    return next(it)
 
 
 def numerical_vjp(

@@ -20,10 +20,18 @@ RMS norm; k = 1/m, or 1/(m−1) for the unbiased variance) and Q = Σ_i a_i·P(g
 - ggamma_k = Σ_{i of k} dy_i·P(a)_i/D
 - gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + (Σ_j g_j·x̂_j)·P(a)_i + (Σ_j a_j·x̂_j)·P(g)_i)
 
-:func:`derive_higher` proves it equal to the chain rule's result exactly, as Laurent
+The other variants are data too: without γ and β, γ = 1 and gdgamma = gdbeta = 0 (no
+ggamma); with ε outside the root, D = σ + ε and r = D/σ, k·r stands where k did (in P and
+in k/D²) and x̂_i·Q becomes x̂_i·(Q − k·r·(r − 1)·(Σ g_j·x̂_j)·(Σ a_j·x̂_j)), since r varies
+with x too; in eval mode the statistics are constants and gx_i = gdgamma·dy_i/D,
+gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = Σ gdx_i·dy_i/D.
+
+:func:`derive_higher` proves each equal to the chain rule's result exactly, as Laurent
 polynomials in the frame of :mod:`bnsym._proofs_family`, and proves the identities of order
-2: the Hessian of ⟨dy, y⟩ in x is symmetric; Σ_i gx_i = 0 for a centred layer (ℓ₂ does not
-change when x shifts); Σ_i gdy_i = m·gdbeta where γ and β are shared.
+2: the Hessian of ⟨dy, y⟩ in x is symmetric; Σ_i gx_i = 0 for a centred layer in train mode
+(ℓ₂ does not change when x shifts); Σ_i gdy_i = m·gdbeta where γ and β are shared. At
+order 3 the same walk over the closed form's own steps gives the third order in its sums,
+proved equal to the walk over the whole double backward (``third_closed_form``, m ≤ 8).
 
 >>> h = derive_higher(derive(3), order=2)
 >>> all(h.verified.values())
@@ -53,6 +61,9 @@ __all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "eval
 ORDERS = (1, 2, 3)
 #: derive_higher's largest m: its chain rule and proofs take 2 s at m = 16, minutes at 32.
 HIGHER_MAX_M = 16
+#: the largest m at which order 3 through the closed form is given, and proved (2 s at m = 8,
+#: a minute or two at 16: the chain rule's third order grows as m⁵ in the ring)
+THIRD_CLOSED_MAX_M = 8
 
 
 def _seq(name: str, n: int) -> tuple[sp.Symbol, ...]:
@@ -99,7 +110,11 @@ class HigherDerivation:
     results per element in x̂_i, D and the group's sums (one Step each, value None).
     ``identities`` the proved statements; ``verified``/``proof_methods`` as for order 1.
     At order 3: ``third_cotangents`` (tgx, tgdy, tggamma) and ``third_steps`` ending with
-    ``third_results`` (tx_i, tdy_i, tgamma_k); empty at order 2.
+    ``third_results`` (tx_i, tdy_i, tgamma_k); empty at order 2. ``third_closed_form``: the
+    same chain rule walked over the closed form of order 2 instead of the backward graph —
+    steps in the closed form's sums and coefficients, O(m) of them, ending with the same
+    results, proved equal to ``third_results`` (``closed_form_3``) where a closed form of
+    order 2 is written and m ≤ THIRD_CLOSED_MAX_M (8); empty otherwise.
     """
 
     derivation: Derivation
@@ -116,6 +131,7 @@ class HigherDerivation:
     third_cotangents: tuple[sp.Symbol, ...] = ()
     third_steps: tuple[Step, ...] = ()
     third_results: tuple[Step, ...] = ()
+    third_closed_form: tuple[Step, ...] = ()
 
     @property
     def symbols(self) -> Symbols:
@@ -127,57 +143,77 @@ class HigherDerivation:
         return [*d.forward, *d.backward, *self.steps]
 
 
-def supported(d: Derivation) -> None:
-    """Raise DerivationError unless order 2 and 3 are derived for ``d``'s variant."""
-    o = d.options
-    if o.mode != "train" or o.eps_placement != "inside" or not o.affine:
-        raise DerivationError(
-            "--order 2 and 3 are derived for train mode, eps inside the root and affine "
-            f"layers; got mode {o.mode}, eps {o.eps_placement}, "
-            f"{'affine' if o.affine else 'no affine'}."
-        )
+def _variant_closed_form(d: Derivation) -> list[Step]:
+    s, o = d.symbols, d.options
+    gdx, gdgamma, gdbeta = cotangents(s, o.affine)
+    if o.mode == "eval":
+        return _closed_form_eval(s, o.eps_placement, gdx, gdgamma, gdbeta)
+    return _closed_form(s, o.variance, gdx, gdgamma, gdbeta, o.eps_placement)
 
 
 def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
     """The double backward of ``d`` (and, for ``order=3``, its vector-Jacobian product).
 
     Args:
-        d: a first-order derivation (train mode, ε inside the root, affine).
+        d: a first-order derivation, any variant: train or eval mode, ε inside or outside the
+            root, biased or unbiased variance, affine or not; the chain rule, the closed form
+            and the identities of order 2 are derived and proved for all.
         order: 2 or 3.
 
     Raises:
-        DerivationError: another order, or a variant not derived at higher order.
+        DerivationError: another order, or m above HIGHER_MAX_M.
     """
     if order not in (2, 3):
         raise DerivationError(f"order must be 2 or 3 here; got {order!r}.")
-    supported(d)
     o = d.options
     if o.m > HIGHER_MAX_M:
         raise DerivationError(
             f"--order {order} is derived and proved up to m = {HIGHER_MAX_M} (the proofs grow "
             f"as m⁴); got m = {o.m}. codegen --order 2 has no such limit."
         )
-    base = _derive2(o.m, o.layer, o.channels, o.variance)
+    key = (o.m, o.layer, o.channels, o.variance, o.eps_placement, o.affine, o.mode)
+    base = _derive2(*key)
     if base.derivation is not d:
         base = HigherDerivation(**{**base.__dict__, "derivation": d})
     if order == 3:
-        third = _derive3(o.m, o.layer, o.channels, o.variance)
+        third = _derive3(*key)
         base = HigherDerivation(**{**base.__dict__, **third, "order": 3, "derivation": d})
     return base
 
 
-@functools.cache
-def _derive2(m: int, layer: str, channels: int | None, variance: str) -> HigherDerivation:
-    d = derive(m, layer=layer, channels=channels, variance=variance)
+def _derivation(
+    m: int, layer: str, channels: int | None, variance: str, placement: str, affine: bool, mode: str
+) -> Derivation:
+    return derive(
+        m,
+        layer=layer,
+        channels=channels,
+        variance=variance,
+        eps_placement=placement,
+        affine=affine,
+        mode=mode,
+    )
+
+
+def _wrt(d: Derivation) -> list[sp.Symbol]:
+    """What the double backward differentiates: x, dy and, for an affine layer, γ (never β,
+    which the backward does not read, nor eval mode's running statistics, constants)."""
     s = d.symbols
-    K = len(s.gammas)
-    gdx, gdgamma, gdbeta = cotangents(s)
+    return [*s.x, *s.dy, *(s.gammas if d.options.affine else ())]
+
+
+@functools.cache
+def _derive2(*key: Any) -> HigherDerivation:
+    d = _derivation(*key)
+    s, variance = d.symbols, d.options.variance
+    gdx, gdgamma, gdbeta = cotangents(s, d.options.affine)
     seeds = dict(zip(s.dx, gdx, strict=True))
-    seeds.update(zip(s.dgammas, gdgamma, strict=True))
+    seeds.update(zip(s.dgammas[: len(gdgamma)], gdgamma, strict=True))  # none without affine
     seeds.update(zip(s.dbetas[: len(gdbeta)], gdbeta, strict=True))
-    steps = differentiate([*d.forward, *d.backward], seeds, [*s.x, *s.dy, *s.gammas], "g")
-    results = tuple(steps[-(2 * m + K) :])
-    closed = _closed_form(s, variance, gdx, gdgamma, gdbeta)
+    wrt = _wrt(d)
+    steps = differentiate([*d.forward, *d.backward], seeds, wrt, "g")
+    results = tuple(steps[-len(wrt) :])
+    closed = _variant_closed_form(d)
     verified, methods, identities = _prove(
         d, variance, steps, results, closed, gdx, gdgamma, gdbeta
     )
@@ -197,20 +233,61 @@ def _derive2(m: int, layer: str, channels: int | None, variance: str) -> HigherD
 
 
 @functools.cache
-def _derive3(m: int, layer: str, channels: int | None, variance: str) -> dict[str, Any]:
-    h = _derive2(m, layer, channels, variance)
-    s = h.symbols
+def _derive3(*key: Any) -> dict[str, Any]:
+    h = _derive2(*key)
+    d = h.derivation
     outputs = [st.lhs for st in h.results]
     cot = _like("t", outputs)
-    steps = differentiate(
-        h.nodes(), dict(zip(outputs, cot, strict=True)), [*s.x, *s.dy, *s.gammas], "t"
-    )
-    K = len(s.gammas)
-    return {
+    seeds = dict(zip(outputs, cot, strict=True))
+    wrt = _wrt(d)
+    steps = differentiate(h.nodes(), seeds, wrt, "t")
+    out: dict[str, Any] = {
         "third_cotangents": cot,
         "third_steps": tuple(steps),
-        "third_results": tuple(steps[-(2 * m + K) :]),
+        "third_results": tuple(steps[-len(wrt) :]),
     }
+    if h.closed_form and d.m <= THIRD_CLOSED_MAX_M:
+        # the order-2 closed form is a graph too: the same walk over it gives the third order
+        # in its sums and coefficients, O(m) steps
+        closed = differentiate([*d.forward, *h.closed_form], seeds, wrt, "t")
+        out["third_closed_form"] = tuple(closed)
+        out["verified"] = MappingProxyType(
+            {**h.verified, "closed_form_3": _prove3(h, steps, closed, cot, len(wrt))}
+        )
+        out["proof_methods"] = MappingProxyType(
+            {
+                **h.proof_methods,
+                "closed_form_3": "the chain rule over the closed form of order 2 and over the "
+                "double backward's own graph give, for each result of order 3, the same "
+                "polynomial in the frame of the order-2 proofs",
+            }
+        )
+    return out
+
+
+def _prove3(
+    h: HigherDerivation,
+    chain: Sequence[Step],
+    closed: Sequence[Step],
+    cot: Sequence[sp.Symbol],
+    n: int,
+) -> bool:
+    """The third order through the closed form equals the third order through the chain
+    rule's double backward, result by result, as Laurent polynomials (two rings of values
+    over one frame: the names of the two walks' intermediate adjoints coincide)."""
+    d = h.derivation
+    s = d.symbols
+    f = _frame(d, [*s.dy, *s.gammas, *h.gdx, *h.gdgamma, *h.gdbeta, *cot])
+    g = copy.copy(f)
+    g.values, g.memo = dict(f.values), {}
+    frame_symbols = (*s.y, s.mu, s.var)
+    for ring, walk in ((f, (*d.backward, *h.steps, *chain)), (g, (*h.closed_form, *closed))):
+        for st in (*d.forward, *walk):
+            if st.lhs not in frame_symbols:
+                ring.values[st.lhs] = ring(st.rhs)
+    return all(
+        f.values[a.lhs] == g.values[b.lhs] for a, b in zip(chain[-n:], closed[-n:], strict=True)
+    )
 
 
 # --- the closed form -------------------------------------------------------------------------
@@ -222,6 +299,7 @@ def _closed_form(
     gdx: Sequence[sp.Symbol],
     gdgamma: Sequence[sp.Symbol],
     gdbeta: Sequence[sp.Symbol],
+    placement: str = "inside",
 ) -> list[Step]:
     """gx_i, gdy_i, ggamma_j in x̂_i, D = √(σ² + ε) and a few sums (the module docstring's
     formulas, expanded so that each result is a line of few terms).
@@ -235,10 +313,16 @@ def _closed_form(
     m, decl = s.m, s.layer
     k = normalizer(m, variance) if decl.centred else sp.Rational(1, m)
     c = 1 if decl.centred else 0
-    inv_D = 1 / sp.sqrt(s.var + s.eps)
+    steps: list[Step] = []
+    if placement == "inside":
+        inv_D, r = 1 / sp.sqrt(s.var + s.eps), sp.Integer(1)
+    else:  # D = σ + ε: ∂D/∂x_i = k·x̂_i·D/σ, so k·r with r = D/σ where k stood, and one term more
+        sigma = sp.sqrt(s.var)
+        inv_D = 1 / (sigma + s.eps)
+        r = sp.Symbol("r", positive=True)
+        steps.append(Step(r, (sigma + s.eps) / sigma, "(σ + ε)/σ"))
     xh, idx = s.x_hat, s.param_index
     K = len(s.gammas)
-    steps: list[Step] = []
 
     def define(name: str, e: sp.Expr, rule: str = "") -> sp.Expr:
         if e.is_Atom or e.is_Number:
@@ -264,7 +348,9 @@ def _closed_form(
     ]
     sa = define("sum_gdx", sp.Add(*gdx))
     sax = define("sum_gdx_xhat", sp.Add(*[a * x for a, x in zip(gdx, xh, strict=True)]))
-    gam, b = s.gammas, gdgamma
+    affine = bool(gdgamma)
+    # without γ and β: γ = 1, and no gdgamma, gdbeta, ggamma
+    gam, b = (s.gammas, gdgamma) if affine else ((sp.Integer(1),) * K, (sp.Integer(0),) * K)
     S_g = define("sum_gamma_dy_xhat", sp.Add(*[gam[j] * sdyx[j] for j in range(K)]))
     S_h = define("sum_gdgamma_dy_xhat", sp.Add(*[b[j] * sdyx[j] for j in range(K)]))
     sag = define("sum_gamma_dy_gdx", sp.Add(*[gam[j] * sdya[j] for j in range(K)]))
@@ -272,43 +358,81 @@ def _closed_form(
     if c:
         sg = define("sum_gamma_dy", sp.Add(*[gam[j] * sdy[j] for j in range(K)]))
         sh = define("sum_gdgamma_dy", sp.Add(*[b[j] * sdy[j] for j in range(K)]))
-    q = define("q", sag - c * sa * sg / m - k * sax * S_g, "Σ gdx_i·P(γ·dy)_i")
-    coef_gdx = define("coef_gdx", -k * inv_D**2 * S_g)
-    coef_xhat = define(
-        "coef_xhat", -k * inv_D * S_h - k * inv_D**2 * q + 2 * k**2 * inv_D**2 * S_g * sax
-    )
+    kr = k * r if r == 1 else define("kr", k * r, "k·r")
+    q = define("q", sag - c * sa * sg / m - kr * sax * S_g, "Σ gdx_i·P(γ·dy)_i")
+    coef_gdx = define("coef_gdx", -kr * inv_D**2 * S_g)
+    # the x̂ coefficient: 2·k²·S_g·sax/D² with ε inside the root; with ε outside, (r + 1)·(k·r)²,
+    # since r = D/σ varies with x too (written as one bracket with q, to keep the line short)
+    if r == 1:
+        coef_xhat_rhs = -k * inv_D * S_h - k * inv_D**2 * q + 2 * k**2 * inv_D**2 * S_g * sax
+    else:
+        coef_xhat_rhs = -kr * inv_D * S_h - kr * inv_D**2 * (q - (r + 1) * kr * S_g * sax)
+    coef_xhat = define("coef_xhat", coef_xhat_rhs)
     shift = sp.Integer(0)
     if c:
-        shift = define("shift", -inv_D * sh / m + k * inv_D**2 * (S_g * sa / m + sax * sg / m))
+        shift = define("shift", -inv_D * sh / m + kr * inv_D**2 * (S_g * sa / m + sax * sg / m))
     coef_dy = [
-        define(f"coef_dy{tag(j)}", inv_D * b[j] - k * inv_D**2 * sax * gam[j]) for j in range(K)
+        define(f"coef_dy{tag(j)}", inv_D * b[j] - kr * inv_D**2 * sax * gam[j]) for j in range(K)
     ]
     for i in range(m):
         j = idx[i]
         rhs = coef_dy[j] * s.dy[i] + coef_gdx * gdx[i] + coef_xhat * xh[i] + shift
         define(f"gx{i + 1}", rhs, "closed form")
     scale = [define(f"gamma_inv_std{tag(j)}", gam[j] * inv_D) for j in range(K)]
-    coef_x = [define(f"coef_xhat_gdy{tag(j)}", b[j] - k * scale[j] * sax) for j in range(K)]
+    coef_x = [define(f"coef_xhat_gdy{tag(j)}", b[j] - kr * scale[j] * sax) for j in range(K)]
     const = [(gdbeta[j] if gdbeta else 0) - c * scale[j] * sa / m for j in range(K)]
     const = [define(f"shift_gdy{tag(j)}", e) for j, e in enumerate(const)]
     for i in range(m):
         j = idx[i]
         define(f"g{s.dy[i].name}", scale[j] * gdx[i] + coef_x[j] * xh[i] + const[j], "closed form")
-    for j, gamma in enumerate(gam):
-        rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - k * sax * sdyx[j])
+    for j, gamma in enumerate(gam if affine else ()):
+        rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - kr * sax * sdyx[j])
         define(f"g{gamma.name}", rhs, "closed form")
     return steps
+
+
+def _closed_form_eval(
+    s: Symbols,
+    placement: str,
+    gdx: Sequence[sp.Symbol],
+    gdgamma: Sequence[sp.Symbol],
+    gdbeta: Sequence[sp.Symbol],
+) -> list[Step]:
+    """Eval mode: the statistics are constants, D = √(ρ² + ε) (or √ρ² + ε), so the backward
+    dx_i = γ·dy_i/D is linear and gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i +
+    gdbeta, ggamma = Σ gdx_i·dy_i/D (without γ, β: gx_i = 0, gdy_i = gdx_i/D)."""
+    rv = s.running_var
+    inv_D = 1 / (sp.sqrt(rv + s.eps) if placement == "inside" else sp.sqrt(rv) + s.eps)
+    m = s.m
+    if not gdgamma:
+        return [Step(sp.Symbol(f"gx{i + 1}", real=True), sp.Integer(0), "closed form")
+                for i in range(m)] + [
+            Step(sp.Symbol(f"g{s.dy[i].name}", real=True), gdx[i] * inv_D, "closed form")
+            for i in range(m)
+        ]  # fmt: skip
+    (gamma,), (b,), (gb,) = s.gammas, gdgamma, gdbeta
+    sdya = sp.Symbol("sum_dy_gdx", real=True)
+    return [
+        Step(sdya, sp.Add(*[dy * a for dy, a in zip(s.dy, gdx, strict=True)])),
+        *(Step(sp.Symbol(f"gx{i + 1}", real=True), b * s.dy[i] * inv_D, "closed form")
+          for i in range(m)),
+        *(Step(sp.Symbol(f"g{s.dy[i].name}", real=True),
+               gamma * gdx[i] * inv_D + b * s.x_hat[i] + gb, "closed form") for i in range(m)),
+        Step(sp.Symbol(f"g{gamma.name}", real=True), inv_D * sdya, "closed form"),
+    ]  # fmt: skip
 
 
 def closed_form(d: Derivation) -> tuple[Step, ...]:
     """The closed form's steps of order 2 for ``d`` alone, without the chain rule and the
     proofs (what codegen needs at large m; :func:`derive_higher` proves it, up to m = 16)."""
-    supported(d)
-    return tuple(_closed_form(d.symbols, d.options.variance, *cotangents(d.symbols)))
+    return tuple(_variant_closed_form(d))
 
 
-def cotangents(s: Symbols) -> tuple[tuple[sp.Symbol, ...], ...]:
-    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm)."""
+def cotangents(s: Symbols, affine: bool = True) -> tuple[tuple[sp.Symbol, ...], ...]:
+    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm);
+    gdx alone for a layer without γ and β."""
+    if not affine:
+        return _seq("gdx", s.m), (), ()
     gdbeta = _like("g", s.dbetas) if s.layer.beta else ()
     return _seq("gdx", s.m), _like("g", s.dgammas), gdbeta
 
@@ -316,21 +440,31 @@ def cotangents(s: Symbols) -> tuple[tuple[sp.Symbol, ...], ...]:
 # --- the proofs ------------------------------------------------------------------------------
 
 
-def _frame(s: Symbols, extra: Sequence[sp.Symbol]) -> tuple[Laurent, sp.Symbol]:
-    """The frame of :mod:`bnsym._proofs_family` (ε inside): x_i = μ + d_i with Σd_i = 0
-    (centred), σ² a positive symbol, √(σ² + ε) = S; with ``extra`` generators."""
+def _frame(d: Derivation, extra: Sequence[sp.Symbol]) -> Laurent:
+    """The frame of :mod:`bnsym._proofs_family`: in train mode x_i = μ + d_i with Σd_i = 0
+    (centred) and σ² a positive symbol's square; in eval mode x_i free and the running
+    variance ρ²; the denominator of x̂ — √(σ² + ε), or σ + ε with ε outside the root — one
+    positive symbol S (ε = S² − σ², or S − σ); with ``extra`` generators."""
+    s, o = d.symbols, d.options
     S = sp.Symbol("S", positive=True)
-    free = sp.symbols(f"d1:{s.m}", real=True) if s.layer.centred else s.x
-    own = [*free, s.sigma] + ([s.mu] if s.layer.centred else [])
-    f = Laurent([*own, S, *extra])
-    sigma = f.gen[s.sigma]
-    if s.layer.centred:
-        d = [f.gen[v] for v in free]
-        d.append(-sum(d, f.ring.zero))
-        f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
-    f.values[s.var] = sigma**2
-    f.values[s.eps] = f.gen[S] ** 2 - sigma**2
-    return f, S
+    if o.mode == "eval":
+        rho = sp.Symbol("rho", positive=True)
+        f = Laurent([*s.x, s.running_mean, rho, S, *extra])
+        sigma = f.gen[rho]
+        f.values[s.running_var] = sigma**2
+    else:
+        free = sp.symbols(f"d1:{s.m}", real=True) if s.layer.centred else s.x
+        own = [*free, s.sigma] + ([s.mu] if s.layer.centred else [])
+        f = Laurent([*own, S, *extra])
+        sigma = f.gen[s.sigma]
+        if s.layer.centred:
+            dev = [f.gen[v] for v in free]
+            dev.append(-sum(dev, f.ring.zero))
+            f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, dev, strict=True)})
+        f.values[s.var] = sigma**2
+    inside = o.eps_placement == "inside"
+    f.values[s.eps] = f.gen[S] ** 2 - sigma**2 if inside else f.gen[S] - sigma
+    return f
 
 
 def _prove(
@@ -343,27 +477,31 @@ def _prove(
     gdgamma: Sequence[sp.Symbol],
     gdbeta: Sequence[sp.Symbol],
 ) -> tuple[dict[str, bool], dict[str, str], list[Step]]:
-    s, m = d.symbols, d.m
-    f, _ = _frame(s, [*s.dy, *s.gammas, *gdx, *gdgamma, *gdbeta])
+    s, m, o = d.symbols, d.m, d.options
+    f = _frame(d, [*s.dy, *s.gammas, *gdx, *gdgamma, *gdbeta])
     for st in (*d.forward, *d.backward, *steps):  # the chain rule done in the ring
         if st.lhs not in (*s.y, s.mu, s.var):  # the statistics are the frame's symbols
             f.values[st.lhs] = f(st.rhs)
     chain = {st.lhs: f.values[st.lhs] for st in results}
     verified, methods = {}, {}
-    where = (
-        "once x_i = μ + d_i with Σd_i = 0 and √(σ² + ε) is one positive symbol S"
-        if s.layer.centred
-        else "once √(ν² + ε) is one positive symbol S"
-    )
-    cf = copy.copy(f)  # the closed form's own steps, converted in a ring of their own
-    cf.values, cf.memo = dict(f.values), {}
-    for st in closed:
-        cf.values[st.lhs] = cf(st.rhs)
-    verified["closed_form_2"] = all(cf.values[r.lhs] == chain[r.lhs] for r in results)
-    methods["closed_form_2"] = (
-        "for each result, the closed form minus the chain rule's double backward is the zero "
-        f"polynomial {where}"
-    )
+    if closed:
+        root = "the denominator of x̂" if o.eps_placement == "outside" else "√(σ² + ε)"
+        where = (
+            "once the running variance is ρ² and √(ρ² + ε) one positive symbol S"
+            if o.mode == "eval"
+            else f"once x_i = μ + d_i with Σd_i = 0 and {root} is one positive symbol S"
+            if s.layer.centred
+            else "once √(ν² + ε) is one positive symbol S"
+        )
+        cf = copy.copy(f)  # the closed form's own steps, converted in a ring of their own
+        cf.values, cf.memo = dict(f.values), {}
+        for st in closed:
+            cf.values[st.lhs] = cf(st.rhs)
+        verified["closed_form_2"] = all(cf.values[r.lhs] == chain[r.lhs] for r in results)
+        methods["closed_form_2"] = (
+            "for each result, the closed form minus the chain rule's double backward is the "
+            f"zero polynomial {where}"
+        )
     # The Hessian of <dy, y> in x: gx = H·gdx when gdgamma = gdbeta = 0.
     R = f.ring
     pos = [R.gens.index(f.gen[v]) for v in gdx]
@@ -395,7 +533,7 @@ def _prove(
             note="the Hessian of Σ dy_i·y_i in x (gx = H·gdx when gdgamma = gdbeta = 0)",
         )
     ]
-    if s.layer.centred:
+    if s.layer.centred and o.mode == "train":  # eval mode's ℓ₂ moves with x: no such sums
         verified["sum_gx"] = not sum(gx, R.zero)
         methods["sum_gx"] = "Σ_i gx_i is the zero polynomial"
         identities.append(
@@ -406,7 +544,7 @@ def _prove(
                 note="ℓ₂ is unchanged when every x_i shifts by the same c",
             )
         )
-        if s.shared:
+        if s.shared and gdbeta:
             total = sum((chain[st.lhs] for st in results[m : 2 * m]), R.zero)
             verified["sum_gdy"] = total == m * f(gdbeta[0])
             methods["sum_gdy"] = "Σ_i gdy_i − m·gdbeta is the zero polynomial"

@@ -5,6 +5,7 @@ After ``pip install bnsym`` every test can ask for it, with no configuration::
     def test_affine(gradcheck):
         gradcheck(affine_forward, affine_backward, x, w, b)        # forward -> (out, cache)
         gradcheck.function(f, vjp, x, w, b)                        # f -> out, vjp(dout, *inputs)
+        gradcheck.double_backward(forward, backward, double_backward, x, w, b)  # orders 1 and 2
         gradcheck.torch(MyFunction.apply, x_tensor)                # autograd's backward, or
         gradcheck.torch(module, x_tensor, order=2)                 # a module's double backward
 
@@ -19,14 +20,16 @@ first used, so the plugin costs nothing in test runs that do not use it.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
-    from bnsym.gradcheck import Report
+    from bnsym.gradcheck import OrdersReport, Report
+
+_R = TypeVar("_R", "Report", "OrdersReport")
 
 _OPTIONS = {
     # name: (type, help)
@@ -90,8 +93,10 @@ class GradCheck:
 
     ``gradcheck(forward, backward, *inputs, **options)`` runs
     :func:`bnsym.assert_layer_gradients`; ``gradcheck.function(f, vjp, *inputs, **options)``
-    the same for ``check_function``. Both return the :class:`~bnsym.gradcheck.Report` when the
-    check passes and raise ``GradientCheckError`` (an AssertionError) with the report otherwise.
+    the same for ``check_function``; ``gradcheck.double_backward(forward, backward,
+    double_backward, *inputs)`` for ``check_double_backward``. All return the report
+    (:class:`~bnsym.gradcheck.Report`, or ``OrdersReport``) when the check passes and raise
+    ``GradientCheckError`` (an AssertionError) with the report otherwise.
     Keyword options override the command-line defaults in ``self.defaults``.
     """
 
@@ -118,6 +123,25 @@ class GradCheck:
 
         return self._raise(check_function(f, vjp, *inputs, **{**self.defaults, **options}))
 
+    def double_backward(
+        self,
+        forward: Callable[..., Any],
+        backward: Callable[..., Any],
+        double_backward: Callable[..., Any],
+        *inputs: Any,
+        **options: Any,
+    ) -> OrdersReport:
+        """:func:`bnsym.gradcheck.check_double_backward`: the backward (order 1) and a
+        hand-written ``double_backward(ggrads, dout, cache)`` (order 2); the failure says
+        which order failed and where."""
+        __tracebackhide__ = True
+        from bnsym.gradcheck import check_double_backward
+
+        report = check_double_backward(
+            forward, backward, double_backward, *inputs, **{**self.defaults, **options}
+        )
+        return self._raise(report)
+
     def torch(self, fn: Any, *tensors: Any, **options: Any) -> Report:
         """:func:`bnsym.check_torch`: autograd's gradients of a function of tensors or an
         ``nn.Module`` (``order=2``: the double backward); imports torch only here."""
@@ -127,7 +151,7 @@ class GradCheck:
         return self._raise(check_torch(fn, *tensors, **{**self.defaults, **options}))
 
     @staticmethod
-    def _raise(report: Report) -> Report:
+    def _raise(report: _R) -> _R:
         __tracebackhide__ = True
         from bnsym.gradcheck import GradientCheckError
 

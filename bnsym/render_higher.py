@@ -22,7 +22,6 @@ __all__ = ["json_obj", "sections", "to_latex", "to_markdown", "to_text"]
 
 
 def sections(h: HigherDerivation) -> list[Section]:
-    s = h.symbols
     seeds = ", ".join(str(v) for v in (*h.gdx[:1], *h.gdgamma[:1], *h.gdbeta[:1]))
     out = [
         Section(
@@ -34,21 +33,10 @@ def sections(h: HigherDerivation) -> list[Section]:
             "Σ gdgamma·∂ℓ/∂γ + Σ gdbeta·∂ℓ/∂β, and g<name> = ∂ℓ₂/∂<name>.",
             h.steps,
         ),
-        Section(
-            "closed_form_2",
-            "Double backward: closed form",
-            "With a_i = gdx_i, g_i = γ_i·dy_i, h_i = gdgamma_i·dy_i, D = √(σ² + ε), "
-            "P(v)_i = v_i − "
-            + ("mean(v) − " if s.layer.centred else "")
-            + "k·x̂_i·Σ_j v_j·x̂_j and Q = Σ_i a_i·P(g)_i: gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + "
-            "(Σ g_j·x̂_j)·P(a)_i + (Σ a_j·x̂_j)·P(g)_i), gdy_i = γ_i·P(a)_i/D + gdgamma_i·x̂_i "
-            "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
-            "expand them into sums over each γ's values and a few coefficients, so that each "
-            "result is one line of four terms (as the generated code computes it).",
-            h.closed_form,
-        ),
+        _closed_section(h),
         Section("identities_2", "Identities at order 2", "", h.identities),
     ]
+    out = [sec for sec in out if sec.steps or sec.key != "closed_form_2"]
     if h.order == 3:
         out.append(
             Section(
@@ -60,6 +48,17 @@ def sections(h: HigherDerivation) -> list[Section]:
                 h.third_steps,
             )
         )
+        if h.third_closed_form:
+            out.append(
+                Section(
+                    "third_order_closed_form",
+                    "Third order from the closed form",
+                    "The same chain rule walked over the closed form of order 2 (its sums and "
+                    "coefficients are nodes too): the third order in those sums, proved equal "
+                    "to the chain rule's above (closed_form_3).",
+                    h.third_closed_form,
+                )
+            )
     return out
 
 
@@ -78,7 +77,8 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
                 lines.append(f"      {st.note}")
             else:
                 lines += render.wrap(f"  {lhs} = ", rhs)
-    lines += ["", "Proofs at order 2", "-----------------"]
+    title = "Proofs at orders 2 and 3" if "closed_form_3" in h.verified else "Proofs at order 2"
+    lines += ["", title, "-" * len(title)]
     for name, ok in h.verified.items():
         mark = ("ok  " if ok else "FAIL") if ascii else ("✓" if ok else "✗")
         lines.append(f"  {mark} {name}: {h.proof_methods[name]}")
@@ -107,6 +107,7 @@ def json_obj(h: HigherDerivation) -> dict[str, Any]:
             "cotangents": [str(v) for v in h.third_cotangents],
             "steps": steps(h.third_steps),
             "results": [str(st.lhs) for st in h.third_results],
+            "closed_form": steps(h.third_closed_form),
         }
     return obj
 
@@ -123,7 +124,8 @@ def _blocks(h: HigherDerivation, width: float) -> list[notes.Block]:
                 notes.Block("math", rows=notes._step_rows(sec.steps, width, [""] * len(sec.steps)))
             )
     proofs = "; ".join(f"{n}: {'proved' if ok else 'FAILED'}" for n, ok in h.verified.items())
-    out.append(notes._prose(f"Proofs at order 2 — {proofs}."))
+    which = "orders 2 and 3" if "closed_form_3" in h.verified else "order 2"
+    out.append(notes._prose(f"Proofs at {which} — {proofs}."))
     return out
 
 
@@ -152,3 +154,40 @@ def to_markdown(h: HigherDerivation) -> str:
         else:
             out += ["", "$$", r"\begin{aligned}", notes.join_rows(b.rows), r"\end{aligned}", "$$"]
     return "\n".join(out) + "\n"
+
+
+def _closed_section(h: HigherDerivation) -> Section:
+    """The closed form's section: the formulas of train mode (ε inside or outside the root)
+    or of eval mode."""
+    s, o = h.symbols, h.derivation.options
+    if o.mode == "eval":
+        return Section(
+            "closed_form_2",
+            "Double backward: closed form",
+            "In eval mode the statistics are constants and D = √(ρ² + ε) (ρ² the running "
+            "variance), so ∂ℓ/∂x_i = γ·dy_i/D is linear: "
+            "gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = "
+            "Σ gdx_i·dy_i/D (without γ and β: gx_i = 0, gdy_i = gdx_i/D).",
+            h.closed_form,
+        )
+    return Section(
+        "closed_form_2",
+        "Double backward: closed form",
+        "With a_i = gdx_i, g_i = γ_i·dy_i, h_i = gdgamma_i·dy_i, D = √(σ² + ε), "
+        "P(v)_i = v_i − "
+        + ("mean(v) − " if s.layer.centred else "")
+        + "k·x̂_i·Σ_j v_j·x̂_j and Q = Σ_i a_i·P(g)_i: gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + "
+        "(Σ g_j·x̂_j)·P(a)_i + (Σ a_j·x̂_j)·P(g)_i), gdy_i = γ_i·P(a)_i/D + gdgamma_i·x̂_i "
+        "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
+        "expand them into sums over each γ's values and a few coefficients, so that each "
+        "result is one line of four terms (as the generated code computes it)."
+        + (
+            ""
+            if o.eps_placement == "inside"
+            else " With ε outside the root, D = σ + ε and r = D/σ (the step r): k·r stands "
+            "for k in P and in k/D², and x̂_i·Q becomes x̂_i·(Q − k·r·(r − 1)·(Σ g_j·x̂_j)·"
+            "(Σ a_j·x̂_j)), since D/σ varies with x too."
+        )
+        + ("" if o.affine else " Without γ and β: γ = 1, gdgamma = gdbeta = 0, no ggamma."),
+        h.closed_form,
+    )

@@ -117,3 +117,45 @@ def test_plugin_modes_are_the_checkers():
     from bnsym.pytest_plugin import MODES as PLUGIN_MODES
 
     assert PLUGIN_MODES == MODES
+
+
+def test_double_backward_fixture_says_which_order_failed(pytester):
+    pytester.makepyfile(
+        test_double="""
+import numpy as np
+
+def tanh_forward(x):
+    t = np.tanh(x)
+    return t, t
+
+def tanh_backward(dout, t):
+    return dout * (1 - t * t)
+
+def tanh_double_backward(gdx, dout, t):
+    return -2 * gdx * dout * t * (1 - t * t), gdx * (1 - t * t)
+
+def tanh_double_backward_scaled(gdx, dout, t):
+    return -2 * gdx * dout * t * (1 - t * t) * 1.001, gdx * (1 - t * t)
+
+x = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+
+def test_right(gradcheck):
+    report = gradcheck.double_backward(tanh_forward, tanh_backward, tanh_double_backward, x)
+    assert report.passed and report[2]["dout"].checked
+
+def test_wrong(gradcheck):
+    gradcheck.double_backward(tanh_forward, tanh_backward, tanh_double_backward_scaled, x)
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gradcheck-seed=3")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*GradientCheckError: double backward check FAILED at order 2:*",
+            "*order 1 passed: tanh_backward vs. numerical derivatives of tanh_forward*",
+            "*order 2: ∂/∂x of the backward is wrong at *: tanh_double_backward_scaled gives*",
+            "*hint: analytic = 1.001 x numerical for every entry of x*",
+            "*reproduce with seed=3*",
+        ]
+    )
+    assert "bnsym/gradcheck.py" not in result.stdout.str()
