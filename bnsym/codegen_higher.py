@@ -84,7 +84,7 @@ def _kernel(d: Derivation) -> codegen._Kernel:
     std_expr = dict(forward.definitions)[std]  # the forward kernel's own denominator
 
     def in_kernel_terms(e: sp.Expr) -> sp.Expr:
-        if o.eps_placement == "outside" and o.mode == "train":  # sigma_B by name, as in
+        if o.eps_placement != "inside" and o.mode == "train":  # sigma_B by name, as in
             e = e.subs(sp.sqrt(s.var), s.sigma)  # the forward kernel
         e = e.xreplace({s.eps: eps}).subs(std_expr, std)
         return e.xreplace({1 / std: inv_std, std**-2: inv_std**2})
@@ -184,6 +184,8 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
     affine = d.options.affine
     inside = d.options.eps_placement == "inside"
     k_, two = ("k", "2") if inside else ("kr", "(r + 1)")  # see the comment on r below
+    # what sigma is added to with eps outside the root: eps, or sqrt(eps) (sqrt-outside)
+    e = "numpy.sqrt(eps)" if d.options.eps_placement == "sqrt-outside" else "eps"
     # without gamma and beta: gamma = 1 and gdgamma = gdbeta = 0, one "value of gamma" (K = 1)
     k = normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)
     centred = decl.centred
@@ -240,10 +242,10 @@ def _grouped_body(d: Derivation, params: list[str], cot: list[str]) -> list[str]
             if inside
             else [
                 "        sigma = numpy.sqrt(var)",
-                "        inv_std = 1 / (sigma + eps)",
-                "        # eps outside the root: d(sigma + eps)/dx_i = k*r*xhat_i with",
-                "        # r = (sigma + eps)/sigma: k*r stands where k did, and r varies with x",
-                "        r = (sigma + eps) / sigma",
+                f"        inv_std = 1 / (sigma + {e})",
+                f"        # eps outside the root: d(sigma + {e})/dx_i = k*r*xhat_i with",
+                f"        # r = (sigma + {e})/sigma: k*r stands where k did, and r varies with x",
+                f"        r = (sigma + {e}) / sigma",
                 "        kr = k * r",
             ]
         ),

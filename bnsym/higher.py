@@ -51,8 +51,8 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym._graph import Step, Symbols, chain_rule, normalizer
-from bnsym._proofs import Laurent
+from bnsym._graph import Step, Symbols, added, chain_rule, denominator, normalizer
+from bnsym._proofs import Laurent, place_eps
 from bnsym.symbolic import Derivation, DerivationError, derive
 
 __all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "evaluate"]
@@ -317,10 +317,10 @@ def _closed_form(
     if placement == "inside":
         inv_D, r = 1 / sp.sqrt(s.var + s.eps), sp.Integer(1)
     else:  # D = σ + ε: ∂D/∂x_i = k·x̂_i·D/σ, so k·r with r = D/σ where k stood, and one term more
-        sigma = sp.sqrt(s.var)
-        inv_D = 1 / (sigma + s.eps)
+        sigma, e = sp.sqrt(s.var), added(s.eps, placement)  # e = ε, or √ε (sqrt-outside)
+        inv_D = 1 / (sigma + e)
         r = sp.Symbol("r", positive=True)
-        steps.append(Step(r, (sigma + s.eps) / sigma, "(σ + ε)/σ"))
+        steps.append(Step(r, (sigma + e) / sigma, "(σ + ε)/σ" if e == s.eps else "(σ + √ε)/σ"))
     xh, idx = s.x_hat, s.param_index
     K = len(s.gammas)
 
@@ -402,7 +402,7 @@ def _closed_form_eval(
     dx_i = γ·dy_i/D is linear and gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i +
     gdbeta, ggamma = Σ gdx_i·dy_i/D (without γ, β: gx_i = 0, gdy_i = gdx_i/D)."""
     rv = s.running_var
-    inv_D = 1 / (sp.sqrt(rv + s.eps) if placement == "inside" else sp.sqrt(rv) + s.eps)
+    inv_D = 1 / denominator(rv, s.eps, placement)
     m = s.m
     if not gdgamma:
         return [Step(sp.Symbol(f"gx{i + 1}", real=True), sp.Integer(0), "closed form")
@@ -462,8 +462,10 @@ def _frame(d: Derivation, extra: Sequence[sp.Symbol]) -> Laurent:
             dev.append(-sum(dev, f.ring.zero))
             f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, dev, strict=True)})
         f.values[s.var] = sigma**2
-    inside = o.eps_placement == "inside"
-    f.values[s.eps] = f.gen[S] ** 2 - sigma**2 if inside else f.gen[S] - sigma
+    if o.eps_placement == "inside":
+        f.values[s.eps] = f.gen[S] ** 2 - sigma**2
+    else:  # σ + ε = S, or σ + √ε = S (√ε read as one subexpression)
+        place_eps(f, s.eps, f.gen[S] - sigma, o.eps_placement)
     return f
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
-import torch
 from click.testing import CliRunner
 
 from bnsym import reference
 from bnsym.cli import main
 from bnsym.codegen import generate
 from bnsym.symbolic import DerivationError, derive
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 PLACEMENTS = ["inside", "outside", "sqrt-outside"]
 

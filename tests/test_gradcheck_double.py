@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from corpus_double import RIGHT, WRONG, bn_backward, bn_double_backward, bn_forward, bn_inputs
 
 from bnsym.gradcheck import GradientCheckError, OrdersReport, check_double_backward
+
+torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 EPS = 1e-5
 

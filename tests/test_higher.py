@@ -288,10 +288,12 @@ def test_check_higher(name, kw, shape, P, order):
 # variance is in LAYERS' closed form already: k = 1/(m - 1))
 VARIANTS = [
     *[(name, {**kw, "eps_placement": "outside"}) for name, kw, *_ in LAYERS],
+    *[(name, {**kw, "eps_placement": "sqrt-outside"}) for name, kw, *_ in LAYERS],
     *[(name, {**kw, "affine": False}) for name, kw, *_ in LAYERS],
     *[(name, {**kw, "variance": "unbiased"}) for name, kw, *_ in LAYERS if name != "rmsnorm"],
     ("batchnorm", {"mode": "eval"}),
     ("batchnorm", {"mode": "eval", "affine": False}),
+    ("batchnorm", {"mode": "eval", "eps_placement": "sqrt-outside"}),
 ]
 VARIANT_IDS = [f"{name}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for name, kw in VARIANTS]
 
@@ -317,7 +319,7 @@ def test_every_variant_is_checked_against_torch(name, kw, order):
     except PyTorch's fused batch/layer/instance norm at order 3 on ∂/∂x, as for affine."""
     d = derive(4, layer=name, **kw)
     result = check_higher.run_check_higher(d, order, features=2, seed=1, torch=True)
-    native = kw.get("eps_placement") != "outside" and kw.get("variance") != "unbiased"
+    native = kw.get("eps_placement", "inside") == "inside" and kw.get("variance") != "unbiased"
     names = ["exact", "differences", *(["torch-native"] if native else []), "torch-elementary"]
     if order == 2:
         names.insert(0, "generated")
