@@ -338,6 +338,7 @@ def _prove(
     closed: sp.Expr,
     placement: str,
     affine: bool,
+    identities: bool = True,
 ) -> tuple[dict[str, bool], dict[str, str], sp.Expr | None]:
     r = _Reducer(s, facts, nodes, placement)
     dx: sp.Expr = next(st.value for st in backward if st.lhs == DX[K] and st.value is not None)
@@ -354,6 +355,8 @@ def _prove(
         "for every m at once: the closed form minus the chain rule's ∂ℓ/∂x_i, " + lemma
     )
     residual = None
+    if not identities:  # the identities are proved for the instance (m ≤ GENERAL_PROOF_MIN_M)
+        return verified, methods, residual
     if facts["train"]:
         every = {K: J}
         if decl.centred:
@@ -434,8 +437,13 @@ def derive_general(
     placement: str = "inside",
     affine: bool = True,
     mode: str = "train",
+    identities: bool = True,
 ) -> General:
     """The layer's graph, chain rule, closed form and proofs with symbolic m.
+
+    The closed form is always proved for every m; the identities (Σ∂ℓ/∂x_i = 0, …) only with
+    ``identities``: a derivation for m ≤ GENERAL_PROOF_MIN_M proves them for its m, cheaply,
+    and the general proofs would only double its time.
 
     >>> derive_general("rmsnorm").closed_form.rhs
     (m*dy[i]*gamma[i] - xhat[i]*Sum(dy[j]*gamma[j]*xhat[j], (j, 1, m)))/(m*sqrt(epsilon + nu2))
@@ -444,7 +452,9 @@ def derive_general(
     order = _order(decl, s, facts, affine)
     backward = chain_rule_general(nodes, {Y: DY}, order)
     closed = _closed_form(decl, s, facts, placement)
-    verified, methods, residual = _prove(decl, s, facts, nodes, backward, closed, placement, affine)
+    verified, methods, residual = _prove(
+        decl, s, facts, nodes, backward, closed, placement, affine, identities
+    )
     channel = decl.params == "channel"
 
     def shown(st: Step, by_channel: bool = False) -> Step:

@@ -216,15 +216,51 @@ def chain_rule(
             consumers.setdefault(v, []).append(c)
     adjoint_symbol: dict[sp.Symbol, sp.Symbol] = dict(seeds)
     adjoint_value: dict[sp.Basic, sp.Expr] = {}
+    shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr] = {}
     steps = []
     for v, name, rule in order:
-        terms = [adjoint_symbol[c] * sp.diff(part[c, v], v) for c in consumers.get(v, [])]
+        terms = [
+            adjoint_symbol[c] * derivative(part[c, v], v, shapes) for c in consumers.get(v, [])
+        ]
         rhs = sp.Add(*terms)
         value = rhs.xreplace(adjoint_value) if (substitute or {}).get(v, True) else None
         adjoint_symbol[v] = name
         adjoint_value[name] = value
         steps.append(Step(name, rhs, rule, value))
     return steps
+
+
+def derivative(
+    e: sp.Expr, v: sp.Symbol, shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr]
+) -> sp.Expr:
+    """``sympy.diff(e, v)``, once per shape: ∂(x_i − μ)²/∂x_i is the same for every i up to
+    the names of its symbols, so ``e`` is differentiated with its symbols renamed to
+    placeholders of the same assumptions (exact: renaming symbols one to one commutes with
+    differentiation) and the result named back; the m elements cost one ``sympy.diff``. A sum
+    is differentiated term by term, as ``diff`` does. ``shapes`` is the cache."""
+    if e.is_Add:
+        return sp.Add(*(derivative(t, v, shapes) for t in e.args))
+    if e.is_Mul:  # c·f(v): c·f'(v), as the product rule gives with one factor in v
+        holding = [f for f in e.args if f.has(v)]
+        if len(holding) == 1 and holding[0].is_Add:
+            rest = [f for f in e.args if not f.has(v)]
+            return sp.Mul(*rest) * derivative(holding[0], v, shapes)
+    names = sorted(e.free_symbols | {v}, key=lambda t: t.name)
+    rename = {t: _placeholder(k, t) for k, t in enumerate(names)}
+    key = (e.xreplace(rename), rename[v])
+    if key not in shapes:
+        shapes[key] = sp.diff(*key)
+    return shapes[key].xreplace({p: t for t, p in rename.items()})
+
+
+def _placeholder(k: int, v: sp.Symbol) -> sp.Symbol:
+    """The k-th placeholder, a name no derivation uses, with v's assumptions."""
+    return _placeholder_of(k, tuple(sorted(v.assumptions0.items())))
+
+
+@functools.cache
+def _placeholder_of(k: int, assumptions: tuple[tuple[str, bool], ...]) -> sp.Symbol:
+    return sp.Symbol(f"_p{k}_", **dict(assumptions))
 
 
 def explicit_forward(s: Symbols, forward: Sequence[Step]) -> dict[sp.Basic, sp.Expr]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from bnsym._graph import derivative
 from bnsym.symbolic import Derivation
 
 __all__ = ["Edge", "Picture", "ascii_drawing", "graph_picture", "latex_picture", "mermaid"]
@@ -82,6 +83,7 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
     children = [*stats, *(s.x_hat[i] for i in elements), *(s.y[i] for i in elements)]
     readers = [*xs, *stats, *s.x_hat, *params]
     edges = []
+    shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr] = {}
     for child in children:
         free = rhs[child].free_symbols
         for parent in readers:
@@ -89,7 +91,7 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
                 continue
             # only the terms that hold the parent: σ² has m terms, x_i is in one of them
             part = sp.Add(*(t for t in sp.Add.make_args(rhs[child]) if t.has(parent)))
-            local = _factored(sp.diff(part, parent))
+            local = _factored(derivative(part, parent, shapes))
             note = ""
             if parent == s.mu and child == s.var:
                 mean = rhs[s.mu].doit()

@@ -17,7 +17,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from bnsym._cutoffs import SHORT_MAX_M
+from bnsym._cutoffs import GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.symbolic import EXPLICIT_MAX_M, Derivation, Step, symbol_table
 
 __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_json", "to_text"]
@@ -428,6 +428,12 @@ def _general_section(d: Derivation) -> Section:
         "it once (sympy.diff of x_j by x_i is the Kronecker delta δ_ij, evaluated inside its "
         "sum), so the six steps and the closed form hold for every m; "
         + (f"proved for every m at once: {', '.join(proved)}." if proved else "")
+        + (
+            " The identities are proved for this m under Proofs (with symbolic m too, for every"
+            f" m at once, when m is above {GENERAL_PROOF_MIN_M})."
+            if d.m <= GENERAL_PROOF_MIN_M
+            else ""
+        )
         + (
             f" Below, this m = {d.m}."
             if d.m <= SHORT_MAX_M

@@ -349,7 +349,9 @@ def _derive_symbolic(
 ) -> _Symbolic:
     s = Symbols.of(m, layer, channels)
     forward, backward = graph_and_chain_rule(s, variance, placement, affine, mode)
-    general = derive_general(layer, variance, placement, affine, mode)
+    general = derive_general(
+        layer, variance, placement, affine, mode, identities=m > GENERAL_PROOF_MIN_M
+    )
     prove = _proofs.prove if layer == "batchnorm" else _proofs_family.prove
     # Above GENERAL_PROOF_MIN_M the proofs that hold for every m are the general form's.
     for_every_m = general if m > GENERAL_PROOF_MIN_M else None
