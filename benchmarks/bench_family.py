@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _compiled import compile_bnsym
 
 from bnsym import reference
 from bnsym.codegen import generate
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=5, help="calls per timing (default 5)")
     parser.add_argument("--skip-derive", action="store_true", help="only the backward part")
     args = parser.parse_args()
+    compile_bnsym()  # as `pip install .` does: see benchmarks/_compiled.py
     print(f"python {sys.version.split()[0]}")
     if not args.skip_derive:
         derive_ratios(args.repeat)

@@ -25,6 +25,7 @@ import timeit
 from typing import Any
 
 import numpy as np
+from _compiled import compile_bnsym
 
 from bnsym.codegen_higher import generate_higher
 from bnsym.symbolic import derive
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=5, help="calls per timing (default 5)")
     parser.add_argument("--skip-derive", action="store_true", help="only the timing part (b)")
     args = parser.parse_args()
+    compile_bnsym()  # as `pip install .` does: see benchmarks/_compiled.py
     print(f"python {sys.version.split()[0]}")
     if not args.skip_derive:
         derive_ratios(args.repeat)
