@@ -78,21 +78,23 @@ def _output_spread(c: Any, yframe: Any) -> Step:
     mk = m * c.k  # 1 (biased, and RMS norm), m/(m − 1) (unbiased)
     shown_var = s.var / mk
     D_shown = sp.sqrt(s.var + s.eps) if c.placement == "inside" else s.sigma + c.e
-    if of_y:
-        beta = s.beta if s.layer.beta else sp.Integer(0)
-        lhs = sp.Add(*[(yi - beta) ** 2 for yi in c.y_graph]) / m
-        scale = s.gamma**2
-    else:
-        lhs = sp.Add(*[xh**2 for xh in c.x_hat_graph]) / m
-        scale = sp.Integer(1)
-    # σ² in the numerator is its definition (k·Σ(x_i − μ)², a polynomial in the frame), the
-    # denominator is the graph's own: the claim is about the statistic, not a free symbol.
-    claim = scale * c.definition[s.var] / (mk * c.D**2)
-    ok = yframe.is_zero(lhs - claim)
+    scale = s.gamma**2 if of_y else sp.Integer(1)
+
+    def proof() -> bool:
+        if of_y:
+            beta = s.beta if s.layer.beta else sp.Integer(0)
+            lhs = sp.Add(*[(yi - beta) ** 2 for yi in c.y_graph]) / m
+        else:
+            lhs = sp.Add(*[xh**2 for xh in c.x_hat_graph]) / m
+        # σ² in the numerator is its definition (k·Σ(x_i − μ)², a polynomial in the frame),
+        # the denominator is the graph's own: the claim is about the statistic, not a symbol.
+        claim = scale * c.definition[s.var] / (mk * c.D**2)
+        return bool(yframe.is_zero(lhs - claim))
+
     what = "(1/m)·Σᵢ (yᵢ − β)²" if of_y else "(1/m)·Σᵢ x̂ᵢ²"
-    c.record(
+    c.check(  # above m = 16, the general form's proof for every m
         "output_spread",
-        ok,
+        proof,
         f"{what} from the graph minus the right-hand side, with the variance written as its "
         "definition, is the zero polynomial",
     )

@@ -389,6 +389,24 @@ def _prove(
             + ("" if decl.centred else ", ν²(a·x) − a²·ν²")
             + " reduce to zero with symbolic m, and then x̂_i is unchanged"
         )
+    if facts["train"]:  # the spread: (1/m)·Σ(y_j − β)² = γ²·σ²/(m·k·D²), or the same for x̂
+        definition = {n.lhs: n.rhs for n in nodes}
+        shared = not isinstance(facts["gamma"], sp.Indexed)
+        of_y = decl.centred and shared and affine
+        if of_y:
+            beta = facts["beta"] if decl.beta else 0
+            lhs = sp.Sum((Y[J] - beta) ** 2, (J, 1, M)) / M
+        else:
+            lhs = sp.Sum(XHAT[J] ** 2, (J, 1, M)) / M
+        scale = facts["gamma"] ** 2 if of_y else 1
+        claim = scale * definition[facts["var"]] / (M * facts["k"] * facts["D"] ** 2)
+        verified["output_spread"] = r.is_zero(lhs - claim)
+        methods["output_spread"] = (
+            "for every m at once: "
+            + ("(1/m)·Σ_j (y_j − β)²" if of_y else "(1/m)·Σ_j x̂_j²")
+            + " minus the right-hand side, with the variance written as its definition, "
+            + lemma
+        )
     if affine:
         undo = {facts["gamma"]: facts["D"]}
         if decl.beta:

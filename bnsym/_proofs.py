@@ -152,6 +152,7 @@ class Frame(Laurent):
         self.T = sp.Symbol("T", positive=True)
         train = mode == "train"
         free = sp.symbols(f"d1:{s.m}", real=True) if train else ()
+        self.free = free
         self.extra = (sp.Symbol("a", positive=True), sp.Symbol("c", real=True))
         gens = [*free, *s.dy, s.gamma, s.beta, s.mu, self.sigma, self.S, self.T, *self.extra]
         gens += [SUM_DY, SUM_DY_XHAT]
@@ -676,6 +677,19 @@ class XFrame:
             return self.slow(expr)
 
 
+def variance_ring(s: Symbols, free: Sequence[sp.Symbol], centred: bool) -> Laurent:
+    """The centred frame's x_i = μ + d_i (Σ d_i = 0: d_m = −(d_1 + … + d_{m−1})) alone, in a
+    ring of the d_i and μ (of the x_i for RMS norm): the variance's two forms are O(m²)
+    polynomials, which the whole frame's hundreds of generators would make several times
+    slower to expand and compare."""
+    f = Laurent([*free, s.mu] if centred else [*free])
+    if centred:
+        d = [f.gen[v] for v in free]
+        d.append(-sum(d, f.ring.zero))
+        f.values.update({xi: f.gen[s.mu] + di for xi, di in zip(s.x, d, strict=True)})
+    return f
+
+
 def _x_frame(c: _Ctx, var_x: sp.Expr | None) -> Any:
     """The frame for expressions in x_1..x_m alone, with σ²_B written as ``var_x``."""
     s, frame = c.s, c.frame
@@ -725,7 +739,8 @@ def _explicit_matches(c: _Ctx, ex: dict[str, Any]) -> bool:
         # In the frame the mean of the x_i is μ_B itself (Σd_i = 0), so σ²_B's definition
         # with μ_B replaced by the explicit mean reads the same as the definition.
         ok = frame(ex["mean"]) == frame(c.definition[s.mu])
-        ok = ok and frame(ex["var"]) == frame(c.definition[s.var])
+        small = variance_ring(s, frame.free, centred=True)
+        ok = ok and small(ex["var"]) == small(c.definition[s.var])
     # ε is eliminated against the explicit form of σ²_B itself, whichever it is (the O(m)
     # form, or the factored one for m ≤ EXPLICIT_MAX_M): equal polynomials, as checked above.
     xf = _x_frame(c, ex["var"] if c.train else None)

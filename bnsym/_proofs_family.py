@@ -52,6 +52,7 @@ from bnsym._proofs import (
     Proofs,
     XFrame,
     place_eps,
+    variance_ring,
 )
 
 # Display-only symbols for per-element or per-channel γ (see bnsym.render.DISPLAY).
@@ -517,7 +518,8 @@ def _explicit_matches(c: _Family, ex: dict[str, Any]) -> bool:
     # In the frame the mean of the x_i is μ itself (Σ d_i = 0; proved first), so σ²'s
     # definition with μ replaced by the explicit mean reads the same as the definition.
     ok = not c.centred or frame(ex["mean"]) == frame(c.definition[s.mu])
-    ok = ok and frame(ex["var"]) == frame(c.definition[s.var])
+    small = variance_ring(s, c.free, c.centred)
+    ok = ok and small(ex["var"]) == small(c.definition[s.var])
     xf = c.frame_of_x(ex["var"])
     yf = c.frame_of_x(ex["var"], c.yframe)
     chosen = range(c.m) if c.m <= JACOBIAN_MAX_M else (0, 1)

@@ -198,3 +198,27 @@ def test_group_norms_general_form_reads_as_the_notes_write_it():
     # the closed form with symbolic m lists m·∂ℓ/∂yᵢ first, as the instance does
     closed = [line for line in general.splitlines() if "∂ℓ/∂xᵢ = (m·" in line]
     assert closed and "− Σⱼ∂ℓ/∂yⱼ·γ_c(j) − x̂ᵢ·Σⱼ" in closed[0]
+
+
+@pytest.mark.parametrize("layer", ["batchnorm", "layernorm"])
+def test_general_spread_proof_fails_for_a_wrong_normalizer(layer) -> None:
+    """The spread is proved for every m (and taken for m > 16): a claim with the variance's
+    1/m doubled must fail it."""
+    from bnsym import _general
+
+    nodes, decl, s, facts = _general._graph(layer, "biased", "inside", True, "train")
+    backward = _general.chain_rule_general(
+        nodes, {_general.Y: DY}, _general._order(decl, s, facts, True)
+    )
+    closed = _general._closed_form(decl, s, facts, "inside")
+    args = (decl, s, facts, nodes, backward, closed, "inside", True)
+    assert _general._prove(*args)[0]["output_spread"] is True
+    wrong = {**facts, "k": 2 * facts["k"]}
+    args = (decl, s, wrong, nodes, backward, closed, "inside", True)
+    assert _general._prove(*args)[0]["output_spread"] is False
+
+
+def test_large_m_takes_the_spread_from_the_general_form() -> None:
+    d = derive(20, layer="layernorm")
+    assert d.verified["output_spread"] is True
+    assert "not redone for m = 20" in d.proof_methods["output_spread"]
