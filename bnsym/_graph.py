@@ -253,6 +253,29 @@ def derivative(
     return shapes[key].xreplace({p: t for t, p in rename.items()})
 
 
+def partial(
+    y: sp.Expr,
+    xi: sp.Symbol,
+    xj: sp.Symbol,
+    xs: Sequence[sp.Symbol],
+    shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr],
+) -> sp.Expr:
+    """``sympy.diff(y, xi)`` for the output y_j of the fully explicit layer (x_j its own
+    input), once per shape: y_j is symmetric in the other inputs (they enter through sums),
+    so with x_i, x_j, the other inputs in order and then y's remaining symbols renamed to
+    placeholders, every pair i ≠ j has one shape and every i = j another; each is
+    differentiated once and named back (exact: renaming symbols one to one commutes with
+    differentiation). Were y_j not symmetric so, the keys would differ and only the cache
+    would miss."""
+    names = [xi, *([xj] if xj != xi else []), *(x for x in xs if x not in (xi, xj))]
+    names += sorted(y.free_symbols - set(xs), key=lambda t: t.name)
+    rename = {t: _placeholder(k, t) for k, t in enumerate(names)}
+    key = (y.xreplace(rename), rename[xi])
+    if key not in shapes:
+        shapes[key] = sp.diff(*key)
+    return shapes[key].xreplace({p: t for t, p in rename.items()})
+
+
 def _placeholder(k: int, v: sp.Symbol) -> sp.Symbol:
     """The k-th placeholder, a name no derivation uses, with v's assumptions."""
     return _placeholder_of(k, tuple(sorted(v.assumptions0.items())))

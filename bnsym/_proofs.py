@@ -32,7 +32,7 @@ import sympy as sp
 
 from bnsym import _forms
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
-from bnsym._graph import Step, Symbols, added, denominator, explicit_forward
+from bnsym._graph import Step, Symbols, added, denominator, explicit_forward, partial
 from bnsym._graph import normalizer as _normalizer
 
 # Display-only symbols: renderers know their names (see bnsym.render.DISPLAY).
@@ -723,8 +723,14 @@ def _direct_matches_chain(c: _Ctx) -> bool:
         to_x = {s.mu: mean_x, s.var: var_x}
     y_explicit = [y.xreplace(to_x) for y in c.y_graph]
     xf = _x_frame(c, var_x)
+    shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr] = {}
     for i, xi in enumerate(s.x):
-        direct = sp.Add(*[dyj * sp.diff(yj, xi) for dyj, yj in zip(s.dy, y_explicit, strict=True)])
+        direct = sp.Add(
+            *[
+                dyj * partial(yj, xi, xj, s.x, shapes)
+                for dyj, yj, xj in zip(s.dy, y_explicit, s.x, strict=True)
+            ]
+        )
         if xf(direct) != c.dx_in_frame[i]:
             return False
     return True

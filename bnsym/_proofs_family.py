@@ -29,7 +29,7 @@ import sympy as sp
 
 from bnsym import _forms
 from bnsym._cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
-from bnsym._graph import Step, Symbols, added, denominator, normalizer
+from bnsym._graph import Step, Symbols, added, denominator, normalizer, partial
 from bnsym._proofs import (
     DX_I,
     DY_I,
@@ -458,8 +458,14 @@ def _direct_matches_chain(c: _Family, var_x: sp.Expr) -> bool:
         return False
     y_explicit = [y.xreplace(to_x) for y in c.y_graph]
     xf = c.frame_of_x(var_x)
+    shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr] = {}
     for i, xi in enumerate(s.x):
-        direct = sp.Add(*[dyj * sp.diff(yj, xi) for dyj, yj in zip(s.dy, y_explicit, strict=True)])
+        direct = sp.Add(
+            *[
+                dyj * partial(yj, xi, xj, s.x, shapes)
+                for dyj, yj, xj in zip(s.dy, y_explicit, s.x, strict=True)
+            ]
+        )
         if xf(direct) != c.dx_in_frame[i]:
             return False
     return True
