@@ -245,12 +245,7 @@ def derivative(
         if len(holding) == 1 and holding[0].is_Add:
             rest = [f for f in e.args if not f.has(v)]
             return sp.Mul(*rest) * derivative(holding[0], v, shapes)
-    names = sorted(e.free_symbols | {v}, key=lambda t: t.name)
-    rename = {t: _placeholder(k, t) for k, t in enumerate(names)}
-    key = (e.xreplace(rename), rename[v])
-    if key not in shapes:
-        shapes[key] = sp.diff(*key)
-    return shapes[key].xreplace({p: t for t, p in rename.items()})
+    return _diff_renamed(e, v, sorted(e.free_symbols | {v}, key=lambda t: t.name), shapes)
 
 
 def partial(
@@ -269,8 +264,19 @@ def partial(
     would miss."""
     names = [xi, *([xj] if xj != xi else []), *(x for x in xs if x not in (xi, xj))]
     names += sorted(y.free_symbols - set(xs), key=lambda t: t.name)
+    return _diff_renamed(y, xi, names, shapes)
+
+
+def _diff_renamed(
+    e: sp.Expr,
+    v: sp.Symbol,
+    names: Sequence[sp.Symbol],
+    shapes: dict[tuple[sp.Expr, sp.Symbol], sp.Expr],
+) -> sp.Expr:
+    """``sympy.diff(e, v)`` with ``names`` (every symbol of e, and v) renamed in order to
+    placeholders of the same assumptions: one diff per shape in ``shapes``, named back."""
     rename = {t: _placeholder(k, t) for k, t in enumerate(names)}
-    key = (y.xreplace(rename), rename[xi])
+    key = (e.xreplace(rename), rename[v])
     if key not in shapes:
         shapes[key] = sp.diff(*key)
     return shapes[key].xreplace({p: t for t, p in rename.items()})

@@ -18,6 +18,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from bnsym._cutoffs import GENERAL_PROOF_MIN_M, SHORT_MAX_M
+from bnsym._general import CH, C
 from bnsym.symbolic import EXPLICIT_MAX_M, Derivation, Step, symbol_table
 
 __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_json", "to_text"]
@@ -164,13 +165,13 @@ def indexed_name(expr: sp.Indexed, style: str, show: Any) -> str:
 
 
 def _is_channel_of(e: sp.Basic) -> bool:
-    """``c(i)``: group norm's channel of element i (an undefined function c)."""
-    return isinstance(e, sp.Function) and str(e.func) == "c" and len(e.args) == 1
+    """``c(i)``: group norm's channel of element i in the general form."""
+    return isinstance(e, sp.Function) and e.func == CH
 
 
 def channel_sum(expr: sp.Sum) -> bool:
-    """A Σ over the elements of one channel c (bounds in c and C, group norm)."""
-    return any(str(v) == "C" for v in expr.limits[0][2].free_symbols)
+    """A Σ over the elements of one channel c: its bound holds C, the channels per group."""
+    return C in expr.limits[0][2].free_symbols
 
 
 class _TextPrinter(StrPrinter):
