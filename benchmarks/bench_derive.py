@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from _compiled import compile_bnsym
+from _common import compile_bnsym
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--newcomer-repeat", type=int, default=1)
     args = parser.parse_args()
-    compile_bnsym()  # as `pip install .` does: see benchmarks/_compiled.py
+    compile_bnsym()  # as `pip install .` does: see benchmarks/_common.py
 
     print(f"python {sys.version.split()[0]}; medians of {args.repeat} interleaved runs\n")
     a = interleaved({"import sympy": IMPORT_SYMPY, "derive --m 4": derive(4)}, args.repeat)

@@ -18,33 +18,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
-import time
 import timeit
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _compiled import compile_bnsym
+from _common import LAYERS, compile_bnsym, run_process
 
 from bnsym import reference
 from bnsym.codegen import generate
-
-LAYERS = {
-    # name: (m, codegen options, x shape, parameter size, torch call)
-    "batchnorm": (64, {}, (64, 4096), 4096),
-    "layernorm": (64, {}, (4096, 64), 64),
-    "instancenorm": (64, {}, (64, 64, 64), 64),
-    "groupnorm": (64, {"channels": 4}, (64, 256, 16), 256),
-    "rmsnorm": (64, {}, (4096, 64), 64),
-}
-
-
-def run_process(args: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def derive_ratios(repeat: int) -> None:
@@ -161,7 +144,7 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=5, help="calls per timing (default 5)")
     parser.add_argument("--skip-derive", action="store_true", help="only the backward part")
     args = parser.parse_args()
-    compile_bnsym()  # as `pip install .` does: see benchmarks/_compiled.py
+    compile_bnsym()  # as `pip install .` does: see benchmarks/_common.py
     print(f"python {sys.version.split()[0]}")
     if not args.skip_derive:
         derive_ratios(args.repeat)

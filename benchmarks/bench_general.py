@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from _compiled import compile_bnsym
+from _common import compile_bnsym
 
 LAYERS = {
     "batchnorm": [],
@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     repeat = parser.parse_args().repeat
-    compile_bnsym()  # as `pip install .` does: see benchmarks/_compiled.py
+    compile_bnsym()  # as `pip install .` does: see benchmarks/_common.py
     anchor = [sys.executable, "-c", "import sympy"]
     print(f"best of {repeat} runs each, derive and its anchor `import sympy` interleaved")
     print(f"{'layer':<14}{'m':>5}{'seconds':>10}{'sympy':>8}{'x sympy':>10}{'peak MB':>10}")
