@@ -1,6 +1,6 @@
 """pytest's root configuration (not shipped): the package's doctests that need PyTorch.
 
-``bnsym/gradcheck_torch.py``'s examples run PyTorch; without it (the README's test command
+``bnsym/gradcheck/pytorch.py``'s examples run PyTorch; without it (the README's test command
 installs the ``test`` extra only) they are not collected. CI installs PyTorch, and
 ``tests/conftest.py`` stops a CI run that lacks it.
 """
@@ -9,4 +9,4 @@ from __future__ import annotations
 
 import importlib.util
 
-collect_ignore = [] if importlib.util.find_spec("torch") else ["bnsym/gradcheck_torch.py"]
+collect_ignore = [] if importlib.util.find_spec("torch") else ["bnsym/gradcheck/pytorch.py"]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bnsym import reference
-from bnsym.codegen import generate
+from bnsym.codegen.module import generate
 
 SHAPES = [(4, 1_000_000), (64, 4096)]
 

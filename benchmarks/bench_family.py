@@ -27,7 +27,7 @@ import numpy as np
 from _common import LAYERS, compile_bnsym, run_process
 
 from bnsym import reference
-from bnsym.codegen import generate
+from bnsym.codegen.module import generate
 
 
 def derive_ratios(repeat: int) -> None:

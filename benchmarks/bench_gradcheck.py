@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 import bnsym
-from bnsym.gradcheck import check_layer
+from bnsym.gradcheck.check import check_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ["torch slow", "torch fast", "bnsym full", "bnsym default"]

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from _common import LAYERS, compile_bnsym, run_process
 
-from bnsym.codegen_higher import generate_higher
-from bnsym.symbolic import derive
+from bnsym.codegen.higher import generate_higher
+from bnsym.derivation import derive
 
 
 def derive_ratios(repeat: int) -> None:

@@ -25,19 +25,19 @@ __version__ = "0.1.0"
 _LAZY = {
     "derive": "bnsym.derivation",
     "Derivation": "bnsym.derivation",
-    "DerivationError": "bnsym.symbolic",
-    "load_json": "bnsym.render",
-    "generate": "bnsym.codegen",
-    "GeneratedModule": "bnsym.codegen",
-    "check_layer": "bnsym.gradcheck",
-    "check_function": "bnsym.gradcheck",
-    "check_double_backward": "bnsym.gradcheck",
-    "OrdersReport": "bnsym.gradcheck",
-    "assert_layer_gradients": "bnsym.gradcheck",
-    "numerical_vjp": "bnsym.gradcheck",
-    "GradientCheckError": "bnsym.gradcheck",
-    "check_torch": "bnsym.gradcheck_torch",
-    "Report": "bnsym.gradcheck",
+    "DerivationError": "bnsym.derivation",
+    "load_json": "bnsym.notes.text",
+    "generate": "bnsym.codegen.module",
+    "GeneratedModule": "bnsym.codegen.module",
+    "check_layer": "bnsym.gradcheck.check",
+    "check_function": "bnsym.gradcheck.check",
+    "check_double_backward": "bnsym.gradcheck.check",
+    "OrdersReport": "bnsym.gradcheck.check",
+    "assert_layer_gradients": "bnsym.gradcheck.check",
+    "numerical_vjp": "bnsym.gradcheck.check",
+    "GradientCheckError": "bnsym.gradcheck.check",
+    "check_torch": "bnsym.gradcheck.pytorch",
+    "Report": "bnsym.gradcheck.check",
     "BatchNorm": "bnsym.reference",
     "batchnorm_forward": "bnsym.reference",
     "batchnorm_backward": "bnsym.reference",
@@ -67,9 +67,10 @@ __all__ = [
 assert set(__all__) == set(_LAZY) | {"__version__"}
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from bnsym.codegen import GeneratedModule, generate
+    from bnsym.codegen.module import GeneratedModule, generate
+    from bnsym.core.options import DerivationError
     from bnsym.derivation import Derivation, derive
-    from bnsym.gradcheck import (
+    from bnsym.gradcheck.check import (
         GradientCheckError,
         OrdersReport,
         Report,
@@ -79,9 +80,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_layer,
         numerical_vjp,
     )
+    from bnsym.notes.text import load_json
     from bnsym.reference import BatchNorm, batchnorm_backward, batchnorm_forward
-    from bnsym.render import load_json
-    from bnsym.symbolic import DerivationError
 
 
 def __getattr__(name: str) -> Any:

@@ -37,7 +37,7 @@ class _OneLineErrors(click.Group):
         **extra: Any,
     ) -> Any:
         _INVOKED[:] = list(sys.argv[1:] if args is None else args)
-        from bnsym._io import cleanup_on_signals
+        from bnsym.output import cleanup_on_signals
 
         with cleanup_on_signals():  # SIGTERM, SIGHUP: temporary files are removed
             return self._main(args, prog_name, complete_var, standalone_mode, **extra)
@@ -164,7 +164,8 @@ _VARIANT = ("layer", "channels", "m", "eps", "variance", "eps_placement", "affin
 
 def _derive(variant: dict[str, Any], **examples: Any) -> Any:
     """Call bnsym.derive with the variant (and values, dy), turning errors into BadInput."""
-    from bnsym.symbolic import DerivationError, derive
+    from bnsym.core.options import DerivationError
+    from bnsym.derivation import derive
 
     options = dict(variant)
     m = options.pop("m")
@@ -189,14 +190,14 @@ def _order_option(highest: int) -> Any:
         show_default=True,
         metavar="N",
         callback=parse,
-        help=f"Order of the derivative: 1 (backward) up to {highest} (see bnsym.higher).",
+        help=f"Order of the derivative: 1 (backward) up to {highest} (see bnsym.proofs.higher).",
     )
 
 
 def _higher(d: Any, order: int) -> Any:
-    """bnsym.higher.derive_higher(d, order), its errors as BadInput."""
-    from bnsym.higher import derive_higher
-    from bnsym.symbolic import DerivationError
+    """bnsym.proofs.higher.derive_higher(d, order), its errors as BadInput."""
+    from bnsym.core.options import DerivationError
+    from bnsym.proofs.higher import derive_higher
 
     try:
         return derive_higher(d, order)
@@ -208,7 +209,7 @@ def _higher(d: Any, order: int) -> Any:
 
 
 def _extensions() -> dict[str, str]:
-    from bnsym._formats import FORMATS
+    from bnsym.notes.formats import FORMATS
 
     return {ext: fmt for fmt, (_, _, exts) in FORMATS.items() for ext in exts}
 
@@ -285,7 +286,7 @@ def derive_command(
     output: str | None,
 ) -> None:
     """Derive a normalization layer (batch norm unless --layer) for m values, with proofs."""
-    from bnsym._io import OutputError, atomic_write, check_writable
+    from bnsym.output import OutputError, atomic_write, check_writable
 
     fmt = _output_format(fmt, output)
     if ascii_ and fmt != "text":
@@ -308,11 +309,11 @@ def derive_command(
     )
     h = _higher(d, order) if order > 1 else None
     command = _command_line()
-    from bnsym._limits import LimitError
+    from bnsym.limits import LimitError
 
     try:
         if fmt == "pdf":
-            from bnsym import notes
+            from bnsym.notes import latex as notes
 
             try:
                 if h is None:
@@ -365,7 +366,7 @@ def _output_format(fmt: str | None, output: str | None) -> str:
 
 def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str, h: Any = None) -> str:
     if h is not None:  # order 2 or 3: the first order, then the higher sections
-        from bnsym import render_higher
+        from bnsym.notes import higher as render_higher
 
         if fmt == "json":
             import json
@@ -382,16 +383,16 @@ def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str, h: A
             return first + render_higher.to_markdown(h)
         return first + render_higher.to_text(h, ascii_)
     if fmt == "json":
-        from bnsym.render import to_json
+        from bnsym.notes.text import to_json
 
         return to_json(d)
     if fmt in ("latex", "markdown"):
-        from bnsym import notes
+        from bnsym.notes import latex as notes
 
         if fmt == "latex":
             return notes.to_latex(d, standalone=standalone, command=command)
         return notes.to_markdown(d, command=command)
-    from bnsym.render import to_text
+    from bnsym.notes.text import to_text
 
     return to_text(d, ascii=ascii_, command=command)
 
@@ -415,8 +416,8 @@ def codegen_command(
     order: int,
 ) -> None:
     """Generate a standalone NumPy module with forward() and backward() for groups of m."""
-    from bnsym._io import OutputError, check_writable
-    from bnsym.codegen import generate
+    from bnsym.codegen.module import generate
+    from bnsym.output import OutputError, check_writable
 
     if output not in (None, "-"):
         try:
@@ -429,13 +430,13 @@ def codegen_command(
                 f"-o {output!r}: codegen writes a Python module, not a {suffix} file; "
                 "give a .py name (derive writes notes)."
             )
-    from bnsym._limits import LimitError
+    from bnsym.limits import LimitError
 
     d = _derive(variant)
     module: Any
     try:
         if order == 2:
-            from bnsym.codegen_higher import generate_higher
+            from bnsym.codegen.higher import generate_higher
 
             module = generate_higher(d, command=_command_line())
         else:
@@ -493,12 +494,12 @@ def check_command(
     """
     import numpy as np
 
-    from bnsym._limits import LimitError
-    from bnsym.check import CheckError, run_check
+    from bnsym.crosscheck.first import CheckError, run_check
+    from bnsym.limits import LimitError
 
     d = _derive(variant)
     if order > 1:
-        from bnsym.check_higher import run_check_higher
+        from bnsym.crosscheck.higher import run_check_higher
 
         _higher(d, order)  # the variant's refusal, if any, as one line
         try:
@@ -729,7 +730,7 @@ def gradcheck(
     """
     import numpy as np
 
-    from bnsym.gradcheck import NotALayerError, check_function, check_layer
+    from bnsym.gradcheck.check import NotALayerError, check_function, check_layer
 
     for option, value in (("--rtol", rtol), ("--atol", atol)):
         if value is not None and not (np.isfinite(value) and value >= 0):  # NaN passes all

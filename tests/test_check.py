@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import bnsym.check
+import bnsym.crosscheck.first
 from bnsym import reference
 from bnsym.cli import main
 
@@ -74,7 +74,7 @@ def test_check_fails_when_the_reference_is_off_by_0_1_percent(runner, monkeypatc
 
 
 def test_check_fails_when_the_generated_code_is_broken(runner, monkeypatch) -> None:
-    generate = bnsym.check.generate
+    generate = bnsym.crosscheck.first.generate
 
     def broken_generate(*args, **kwargs):
         module = generate(*args, **kwargs)
@@ -89,7 +89,7 @@ def test_check_fails_when_the_generated_code_is_broken(runner, monkeypatch) -> N
         exec(compile(source, "<broken>", "exec"), namespace)
         return dataclasses.replace(module, source=source, backward=namespace["backward"])
 
-    monkeypatch.setattr(bnsym.check, "generate", broken_generate)
+    monkeypatch.setattr(bnsym.crosscheck.first, "generate", broken_generate)
     result = runner.invoke(main, ["check", "--m", "4", "--features", "2"])
     assert result.exit_code == 1, result.output
     bad = [line for line in result.output.splitlines() if "DISAGREE" in line]
@@ -142,7 +142,7 @@ def test_eps_0_skips_the_torch_column_with_a_reason(runner) -> None:
 
 def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:
     pytest.importorskip("torch")
-    torch_column = bnsym.check._torch
+    torch_column = bnsym.crosscheck.first._torch
 
     def broken(gen, eps):
         run, why = torch_column(gen, eps)
@@ -154,8 +154,8 @@ def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:
 
         return off, why
 
-    monkeypatch.setattr(bnsym.check, "_torch", broken)
-    table = bnsym.check.run_check(4, features=2, seed=0).table()
+    monkeypatch.setattr(bnsym.crosscheck.first, "_torch", broken)
+    table = bnsym.crosscheck.first.run_check(4, features=2, seed=0).table()
     assert "hint: torch disagrees with the others on dx, which agree among themselves." in table
     assert "hint: generated" not in table
 
@@ -184,7 +184,7 @@ def test_check_bad_input(runner: CliRunner, args: list[str], words: str) -> None
 
 
 def test_run_check_api() -> None:
-    result = bnsym.check.run_check(2, features=4, seed=1, torch=False)
+    result = bnsym.crosscheck.first.run_check(2, features=4, seed=1, torch=False)
     assert result.passed
     dx_rows = [r for r in result.rows if r.quantity == "dx" and "numerical" not in r.pair]
     assert all(r.max_rel_error < 1e-14 for r in dx_rows)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bnsym import reference
-from bnsym.codegen import GeneratedModule, generate
+from bnsym.codegen.module import GeneratedModule, generate
 
 TRAIN = [
     dict(variance=v, eps_placement=p, affine=a)
@@ -288,14 +288,14 @@ def test_zero_variance_with_eps_zero_is_an_error_not_nan() -> None:
 
 @pytest.mark.parametrize("m", ["1.5", "0", "abc"])
 def test_bad_m(m: str) -> None:
-    from bnsym.symbolic import DerivationError
+    from bnsym.core.options import DerivationError
 
     with pytest.raises(DerivationError, match="m must"):
         generate(m)
 
 
 def test_generate_from_a_derivation_takes_no_options() -> None:
-    from bnsym.symbolic import derive
+    from bnsym.derivation import derive
 
     d = derive(3, affine=False)
     assert "def forward(x, eps=1e-05):" in generate(d).source

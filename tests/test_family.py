@@ -15,10 +15,13 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from bnsym import _proofs_family, derive, generate, load_json
+from bnsym import derive, generate, load_json
 from bnsym.cli import main
-from bnsym.layers import LAYERS
-from bnsym.symbolic import DerivationError, Symbols, graph_and_chain_rule
+from bnsym.core.build import graph_and_chain_rule
+from bnsym.core.graph import Symbols
+from bnsym.core.options import DerivationError
+from bnsym.family.layers import LAYERS
+from bnsym.proofs import family as _proofs_family
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 F = torch.nn.functional
@@ -376,7 +379,7 @@ def test_json_contract_per_element_parameters_and_rms_without_beta():
 
 @pytest.mark.parametrize("layer", FAMILY)
 def test_check_every_layer_agrees_with_torch(layer):
-    from bnsym.check import run_check
+    from bnsym.crosscheck.first import run_check
 
     result = run_check(4, layer=layer, torch=True, **_kw(layer, 4))
     assert result.passed, result.table()
@@ -386,7 +389,7 @@ def test_check_every_layer_agrees_with_torch(layer):
 
 def test_check_names_a_wrong_reference_as_the_odd_one_out(monkeypatch):
     from bnsym import reference
-    from bnsym.check import run_check
+    from bnsym.crosscheck.first import run_check
 
     right = reference.layernorm_backward
 
@@ -449,7 +452,7 @@ def test_explicit_results_proof_fails_when_tampered_above_the_jacobian_cutoff(
 ):
     # Above m = 16 explicit_results compares elements 1 and 2 and reads σ²(x) + ε as one
     # quantity: a wrong second element, or a wrong σ²(x), must still fail it
-    from bnsym import _proofs
+    from bnsym.proofs import batchnorm as _proofs
 
     module = _proofs if layer == "batchnorm" else _proofs_family
     honest = module._explicit
@@ -462,7 +465,7 @@ def test_explicit_results_proof_fails_when_tampered_above_the_jacobian_cutoff(
             ex["var"] = ex["var"] + c.s.x[0] ** 2 / 1000
         return ex
 
-    from bnsym import symbolic
+    import bnsym.derivation as symbolic
 
     symbolic._derive_symbolic.cache_clear()  # derivations are cached: derive afresh
     monkeypatch.setattr(module, "_explicit", tampered)

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from bnsym import reference
 from bnsym.cli import main
-from bnsym.codegen import generate
-from bnsym.symbolic import DerivationError, derive
+from bnsym.codegen.module import generate
+from bnsym.core.options import DerivationError
+from bnsym.derivation import derive
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
@@ -84,7 +85,7 @@ def test_sqrt_outside_references_match_torch(staged):
 
 @pytest.mark.parametrize("layer", ["layernorm", "instancenorm", "groupnorm", "rmsnorm"])
 def test_sqrt_outside_family_generated_backward_matches_finite_differences(layer):
-    from bnsym.check import run_check
+    from bnsym.crosscheck.first import run_check
 
     result = run_check(
         4,
@@ -113,7 +114,7 @@ def test_sqrt_outside_worked_example_is_numpys_and_differs_from_inside():
     assert lhs == pytest.approx(rhs, rel=1e-14)
     assert lhs - (sigma**2 + e) == pytest.approx(2 * sigma * np.sqrt(e), rel=1e-12)
     text = d.to_text() if hasattr(d, "to_text") else ""
-    from bnsym.render import to_text
+    from bnsym.notes.text import to_text
 
     text = to_text(d)
     assert "different layer" in text and "√(σ² + ε) = σ + √ε is false" in text
@@ -304,7 +305,7 @@ def test_output_spread_is_about_gamma_not_sqrt_gamma():
         np.array([[2.0], [0], [2], [4]]), np.array([4.0]), np.array([1.0]), 0.0
     )
     assert y.std() == pytest.approx(4.0)
-    from bnsym.render import to_text
+    from bnsym.notes.text import to_text
 
     text = to_text(derive(4, values="2,0,2,4", eps=0))
     assert "not √γ" in text and "8/3" in text and "by m = 4" in text
@@ -342,8 +343,8 @@ def test_family_has_the_forms_proved(layer, placement):
 
 
 def test_a_wrong_constant_limit_fails_its_proof(monkeypatch):
-    from bnsym import _forms
-    from bnsym.symbolic import _derive_symbolic
+    from bnsym.derivation import _derive_symbolic
+    from bnsym.proofs import forms as _forms
 
     real = _forms._constant_batch_limit
 
@@ -366,8 +367,8 @@ def test_a_wrong_constant_limit_fails_its_proof(monkeypatch):
 def test_forms_in_json_latex_markdown():
     import json
 
-    from bnsym.notes import to_latex, to_markdown
-    from bnsym.render import to_json
+    from bnsym.notes.latex import to_latex, to_markdown
+    from bnsym.notes.text import to_json
 
     d = derive(3, eps_placement="sqrt-outside", values="2,0,4", eps="1e-4")
     obj = json.loads(to_json(d))
@@ -394,7 +395,7 @@ def test_cli_bad_placement_is_one_line_exit_2():
 
 
 def test_notes_with_the_forms_compile_to_pdf():
-    from bnsym.notes import to_pdf
+    from bnsym.notes.latex import to_pdf
 
     for d in (
         derive(4, values="2,0,2,4", eps="1e-4", eps_placement="sqrt-outside"),

@@ -16,10 +16,10 @@ import pytest
 import sympy as sp
 
 from bnsym import derive, load_json
-from bnsym._general import DX, DY, GAMMA, XHAT, derive_general, instance_of
-from bnsym._graph import Symbols
-from bnsym._safe_parse import ExpressionError
-from bnsym.symbolic import graph_and_chain_rule
+from bnsym.core.build import graph_and_chain_rule
+from bnsym.core.general import DX, DY, GAMMA, XHAT, derive_general, instance_of
+from bnsym.core.graph import Symbols
+from bnsym.notes.safe_parse import ExpressionError
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 F = torch.nn.functional
@@ -136,7 +136,7 @@ def test_general_closed_form_matches_torch(layer: str) -> None:
 
 def test_general_proof_fails_for_a_wrong_closed_form() -> None:
     """The proof engine refuses a closed form missing the x̂ term."""
-    from bnsym import _general
+    from bnsym.core import general as _general
 
     nodes, decl, s, facts = _general._graph("batchnorm", "biased", "inside", True, "train")
     backward = _general.chain_rule_general(
@@ -204,7 +204,7 @@ def test_group_norms_general_form_reads_as_the_notes_write_it():
 def test_general_spread_proof_fails_for_a_wrong_normalizer(layer) -> None:
     """The spread is proved for every m (and taken for m > 16): a claim with the variance's
     1/m doubled must fail it."""
-    from bnsym import _general
+    from bnsym.core import general as _general
 
     nodes, decl, s, facts = _general._graph(layer, "biased", "inside", True, "train")
     backward = _general.chain_rule_general(

@@ -37,7 +37,7 @@ from corpus import (
 
 import bnsym
 from bnsym.cli import main
-from bnsym.gradcheck import (
+from bnsym.gradcheck.check import (
     GradientCheckError,
     Report,
     assert_layer_gradients,
@@ -639,7 +639,7 @@ def test_public_names_are_reexported():
 
 def test_importing_the_checker_and_plugin_does_not_import_sympy():
     code = (
-        "import sys, bnsym, bnsym.gradcheck, bnsym.pytest_plugin; bnsym.check_layer; "
+        "import sys, bnsym, bnsym.gradcheck, bnsym.gradcheck.pytest_plugin; bnsym.check_layer; "
         "assert 'sympy' not in sys.modules, 'sympy imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -770,7 +770,7 @@ def test_a_cast_to_float_refuses_the_complex_step_and_leaves_the_warning_filters
 ):
     import warnings
 
-    import bnsym._gradcheck_numeric as numeric
+    import bnsym.gradcheck.numeric as numeric
 
     if not swap_filters:  # an interpreter without warnings._filters_mutated
         monkeypatch.setattr(numeric, "_FILTERS_MUTATED", None)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from corpus_double import RIGHT, WRONG, bn_backward, bn_double_backward, bn_forward, bn_inputs
 
-from bnsym.gradcheck import GradientCheckError, OrdersReport, check_double_backward
+from bnsym.gradcheck.check import GradientCheckError, OrdersReport, check_double_backward
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
@@ -129,8 +129,8 @@ def test_reported_entry_is_where_torch_differs_most(case):
 
 def test_generated_double_backward_of_bnsym_passes_the_checker():
     # bnsym's own generated group-norm double backward, through the layer convention
-    from bnsym.codegen_higher import generate_higher
-    from bnsym.symbolic import derive
+    from bnsym.codegen.higher import generate_higher
+    from bnsym.derivation import derive
 
     mod = generate_higher(derive(4, layer="groupnorm", channels=2))
     rng = np.random.default_rng(5)
@@ -177,7 +177,7 @@ def test_importing_the_checker_does_not_import_sympy():
     import sys
 
     code = (
-        "import sys, bnsym; bnsym.check_double_backward; import bnsym.gradcheck; "
+        "import sys, bnsym; bnsym.check_double_backward; import bnsym.gradcheck.check; "
         "print('sympy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

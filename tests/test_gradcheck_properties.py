@@ -14,7 +14,7 @@ from corpus import affine_backward, affine_forward, bn_backward, bn_forward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bnsym.gradcheck import check_layer, numerical_vjp
+from bnsym.gradcheck.check import check_layer, numerical_vjp
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 

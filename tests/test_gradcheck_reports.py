@@ -16,7 +16,7 @@ from corpus import (
     softmax_inputs,
 )
 
-from bnsym.gradcheck import check_function, check_layer
+from bnsym.gradcheck.check import check_function, check_layer
 
 BN = bn_inputs(8, 3)
 

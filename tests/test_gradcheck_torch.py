@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bnsym
-from bnsym.gradcheck_torch import check_torch
+from bnsym.gradcheck.pytorch import check_torch
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
@@ -182,7 +182,7 @@ def test_bad_order_and_fn_are_one_line_errors():
 def test_check_torch_is_exported_and_import_bnsym_does_not_import_torch():
     assert bnsym.check_torch is check_torch
     code = (
-        "import sys, bnsym, bnsym.gradcheck, bnsym.pytest_plugin; bnsym.check_layer; "
+        "import sys, bnsym, bnsym.gradcheck, bnsym.gradcheck.pytest_plugin; bnsym.check_layer; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -223,7 +223,7 @@ def test_wrong(gradcheck):
 
 def test_without_torch_check_torch_says_how_to_install_it(monkeypatch):
     # sys.modules[name] = None makes `import name` raise ImportError, as when it is missing
-    from bnsym.gradcheck_torch import TorchMissingError, check_torch
+    from bnsym.gradcheck.pytorch import TorchMissingError, check_torch
 
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(TorchMissingError, match=r"pip install 'bnsym\[torch\]'"):

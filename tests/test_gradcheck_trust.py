@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from corpus import affine_backward, affine_forward
 
-from bnsym.gradcheck import (
+from bnsym.gradcheck.check import (
     GradientCheckError,
     assert_layer_gradients,
     check_function,

@@ -16,12 +16,14 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from bnsym import check_higher, higher
 from bnsym.cli import main
-from bnsym.codegen import generate
-from bnsym.codegen_higher import generate_higher
-from bnsym.higher import derive_higher
-from bnsym.symbolic import DerivationError, derive
+from bnsym.codegen.higher import generate_higher
+from bnsym.codegen.module import generate
+from bnsym.core.options import DerivationError
+from bnsym.crosscheck import higher as check_higher
+from bnsym.derivation import derive
+from bnsym.proofs import higher
+from bnsym.proofs.higher import derive_higher
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
@@ -406,7 +408,7 @@ def test_derive_order_2_in_every_format(fmt):
 
 
 def test_derive_order_2_standalone_latex_compiles():
-    from bnsym import notes
+    from bnsym.notes import latex as notes
 
     r = _run("derive", "--m", "2", "--order", "2", "--format", "latex", "--standalone")
     assert notes.compile_pdf(r.output).startswith(b"%PDF")

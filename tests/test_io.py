@@ -8,9 +8,9 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from bnsym import _io
-from bnsym._io import OutputError, atomic_write
+from bnsym import output as _io
 from bnsym.cli import main
+from bnsym.output import OutputError, atomic_write
 
 
 def _refuse(*args, **kwargs):

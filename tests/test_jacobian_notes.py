@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bnsym import derive
-from bnsym.notes import to_latex
-from bnsym.render import to_text
+from bnsym.notes.latex import to_latex
+from bnsym.notes.text import to_text
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 

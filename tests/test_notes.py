@@ -17,12 +17,13 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 
-from bnsym import derive, notes
-from bnsym._prose import ProseError, prose_tex, text_tex
-from bnsym._texexpr import tex
+from bnsym import derive
 from bnsym.cli import main
-from bnsym.render import sections
-from bnsym.symbolic import Symbols
+from bnsym.core.graph import Symbols
+from bnsym.notes import latex as notes
+from bnsym.notes.prose import ProseError, prose_tex, text_tex
+from bnsym.notes.texexpr import tex
+from bnsym.notes.text import sections
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -284,11 +285,11 @@ def test_derivations_directory_is_current(tmp_path: Path) -> None:
     committed = sorted(
         p.name for p in (ROOT / "derivations").iterdir() if p.suffix in (".tex", ".md", ".py")
     )
-    assert names == committed, "run: python -m bnsym.notes derivations"
+    assert names == committed, "run: python -m bnsym.notes.latex derivations"
     for path in written:
         expected = (ROOT / "derivations" / path.name).read_bytes()
         assert path.read_bytes() == expected, (
-            f"derivations/{path.name} is stale; run: python -m bnsym.notes derivations"
+            f"derivations/{path.name} is stale; run: python -m bnsym.notes.latex derivations"
         )
 
 
@@ -410,9 +411,11 @@ def test_closed_form_labelled_once_and_proofs_said_once() -> None:
 
 def test_refresh_rejects_unknown_flags() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bnsym.notes", "--refresh", "x"], capture_output=True, text=True
+        [sys.executable, "-m", "bnsym.notes.latex", "--refresh", "x"],
+        capture_output=True,
+        text=True,
     )
-    assert done.returncode != 0 and "usage: python -m bnsym.notes DIRECTORY" in done.stderr
+    assert done.returncode != 0 and "usage: python -m bnsym.notes.latex DIRECTORY" in done.stderr
 
 
 # --- the CLI --------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 
 from bnsym import derive
-from bnsym._picture import graph_picture
-from bnsym.notes import to_latex, to_markdown
-from bnsym.render import display_name, to_text
+from bnsym.notes.latex import to_latex, to_markdown
+from bnsym.notes.picture import graph_picture
+from bnsym.notes.text import display_name, to_text
 
 LAYERS = {
     "batchnorm": {},

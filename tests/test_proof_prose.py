@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bnsym import derive
-from bnsym.notes import to_markdown
-from bnsym.render import to_text
+from bnsym.notes.latex import to_markdown
+from bnsym.notes.text import to_text
 
 LAYERS = {
     "batchnorm": ({}, "μ_B"),

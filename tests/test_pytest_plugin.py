@@ -61,7 +61,7 @@ def test_fixture_passes_right_and_shows_the_report_for_wrong(layer_tests):
         ]
     )
     # the report, not whole matrices, and no frames from inside the checker
-    assert "bnsym/gradcheck.py" not in result.stdout.str()
+    assert "bnsym/gradcheck/check.py" not in result.stdout.str()
 
 
 def test_command_line_options_set_the_defaults(layer_tests):
@@ -113,8 +113,8 @@ def test_bad_defaults_are_a_usage_error_at_start_up(layer_tests, args, ini, mess
 
 
 def test_plugin_modes_are_the_checkers():
-    from bnsym.gradcheck import MODES
-    from bnsym.pytest_plugin import MODES as PLUGIN_MODES
+    from bnsym.gradcheck.check import MODES
+    from bnsym.gradcheck.pytest_plugin import MODES as PLUGIN_MODES
 
     assert PLUGIN_MODES == MODES
 
@@ -158,4 +158,4 @@ def test_wrong(gradcheck):
             "*reproduce with seed=3*",
         ]
     )
-    assert "bnsym/gradcheck.py" not in result.stdout.str()
+    assert "bnsym/gradcheck/check.py" not in result.stdout.str()

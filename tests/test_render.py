@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 from bnsym import derive
-from bnsym.render import display_name, load_json, to_json, to_text
+from bnsym.notes.text import display_name, load_json, to_json, to_text
 
 REQUIRED = {"m", "options", "mean", "var", "x_hat", "y", "dx", "dgamma", "dbeta", "verified"}
 
@@ -92,9 +92,9 @@ def test_display_names():
 def test_an_ellipsis_never_hides_a_sign(m):
     """Every abbreviated sum's "…" carries the sign of the terms it hides: "+ …" only for
     added terms, "− …" only for subtracted ones (signs read off SymPy, not the printer)."""
-    from bnsym._graph import Symbols
-    from bnsym.render import MAX_TERMS, expr_text, term_key
-    from bnsym.symbolic import graph_and_chain_rule
+    from bnsym.core.build import graph_and_chain_rule
+    from bnsym.core.graph import Symbols
+    from bnsym.notes.text import MAX_TERMS, expr_text, term_key
 
     # the graph and the chain rule that derive prints, without the proofs (m = 128 in 1 s)
     forward, backward = graph_and_chain_rule(Symbols.of(m), "biased", "inside", True, "train")

@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 
 from bnsym import derive
-from bnsym._safe_parse import ExpressionError, parse_expression
-from bnsym.render import load_json
-from bnsym.symbolic import symbol_table
+from bnsym.core.build import symbol_table
+from bnsym.notes.safe_parse import ExpressionError, parse_expression
+from bnsym.notes.text import load_json
 
 VARIANTS = [
     dict(m=2),

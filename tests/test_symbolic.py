@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from bnsym import _proofs
-from bnsym.symbolic import Derivation, DerivationError, Symbols, derive, exact_number
+from bnsym.core.graph import Symbols
+from bnsym.core.options import DerivationError, exact_number
+from bnsym.derivation import Derivation, derive
+from bnsym.proofs import batchnorm as _proofs
 
 VARIANTS = [
     dict(variance=v, eps_placement=p, affine=a)
@@ -198,7 +200,7 @@ def test_eval_mode_lists_only_what_holds_there():
 
 
 def _derivation_parts(m, variance="biased", placement="inside", affine=True, mode="train"):
-    from bnsym.symbolic import graph_and_chain_rule
+    from bnsym.core.build import graph_and_chain_rule
 
     s = Symbols.of(m)
     return (s, *graph_and_chain_rule(s, variance, placement, affine, mode))
@@ -299,7 +301,7 @@ def test_bad_input_is_one_sentence_naming_the_value(kwargs, words):
 
 
 def test_m_1_in_eval_mode_and_m_above_the_limit_with_force_are_allowed(monkeypatch):
-    from bnsym import _options
+    from bnsym.core import options as _options
 
     assert derive(1, mode="eval").m == 1
     monkeypatch.setattr(_options, "MAX_M", 3)  # so that "above the limit" is cheap to test

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bnsym import _io, derive
-from bnsym._io import OutputError, atomic_write
+from bnsym import derive
+from bnsym import output as _io
 from bnsym.cli import main
-from bnsym.symbolic import DerivationError
+from bnsym.core.options import DerivationError
+from bnsym.output import OutputError, atomic_write
 
 
 def run(*args: str):
@@ -160,7 +161,7 @@ def test_a_dangling_link_creates_the_file_it_names(tmp_path) -> None:
 _SLOW_WRITER = textwrap.dedent(
     """
     import os, sys, time
-    from bnsym import _io
+    from bnsym import output as _io
     real = os.fsync
     def slow(fd):  # hold the temporary file open, so the signal arrives mid-write
         print("writing", flush=True)
@@ -280,7 +281,7 @@ def test_a_flag_must_be_a_bool(flag, value) -> None:
     "kw, words", [({"features": 0}, "features must be"), ({"seed": -1}, "seed must be")]
 )
 def test_run_check_names_a_bad_argument(kw, words) -> None:
-    from bnsym.check import run_check
+    from bnsym.crosscheck.first import run_check
 
     with pytest.raises(ValueError, match=words):
         run_check(2, **kw)
@@ -319,7 +320,7 @@ def test_dev_stdout_is_written_through_to_the_pipe() -> None:
 _SLOW_LATEX = textwrap.dedent(
     """
     import sys, time
-    from bnsym import notes
+    from bnsym.notes import latex as notes
     def slow(source, timeout):  # pdflatex "running" in its temporary directory
         print("compiling", flush=True)
         time.sleep(60)
@@ -359,8 +360,14 @@ def test_latex_too_wide_for_tex_is_refused_before_writing(tmp_path, ext) -> None
 @pytest.mark.parametrize(
     "call, words",
     [
-        (lambda d: __import__("bnsym.notes").notes.to_latex(d, command=5), "command must be"),
-        (lambda d: __import__("bnsym.notes").notes.to_markdown(d, command=5), "command must be"),
+        (
+            lambda d: __import__("bnsym.notes.latex").notes.latex.to_latex(d, command=5),
+            "command must be",
+        ),
+        (
+            lambda d: __import__("bnsym.notes.latex").notes.latex.to_markdown(d, command=5),
+            "command must be",
+        ),
         (lambda d: __import__("bnsym").generate(d, command=b"x"), "command must be"),
         (lambda d: atomic_write(5, "x"), "path must be a file name"),  # type: ignore[arg-type]
     ],

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from bnsym import derive
 from bnsym.cli import main
-from bnsym.notes import to_latex, to_markdown
-from bnsym.render import to_json, to_text
+from bnsym.notes.latex import to_latex, to_markdown
+from bnsym.notes.text import to_json, to_text
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
@@ -131,7 +131,7 @@ def test_each_decimal_is_the_exact_value_to_the_digits_shown():
     # LaTeX and Markdown show the same decimals (6 significant digits)
     for notes in (to_latex(d, standalone=True), to_markdown(d)):
         found = re.findall(r"\\approx (-?[\d.]+)(?: \\cdot 10\^\{(-?\d+)\})?", notes)
-        # the remarks after the example (bnsym._example_notes) add decimals of their own
+        # the remarks after the example (bnsym.notes.example_notes) add decimals of their own
         approx = [f"{a}e{k}" if k else a for a, k in found][: len(numbers)]
         assert approx and all(
             _close_to_the_digits_shown(a, e) for a, e in zip(approx, numbers, strict=True)

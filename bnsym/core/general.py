@@ -1,0 +1,519 @@
+"""The general-m form: one layer's graph with a symbolic group size m, and its chain rule.
+
+The graph is the layer's declaration (:mod:`bnsym.family.layers`) written once for every m: m a
+positive integer symbol, the inputs ``Indexed`` (x[i], dy[i]), the statistics ``Sum`` over
+j = 1…m. The chain rule is the one of :func:`bnsym.core.graph.chain_rule` — the adjoint of v is
+Σ over the nodes c that consume v of ∂ℓ/∂c·∂c/∂v, ∂c/∂v from ``sympy.diff`` — where a node
+of a family (x̂_i, y_i) consumes v once for every i, so its term is a Σ over i. ``sympy.diff``
+of x[j] by x[k] is the Kronecker delta δ_jk, and :func:`collapse` evaluates it inside its Σ
+(Σ_j f(j)·δ_jk = f(k), since 1 ≤ k ≤ m).
+
+The proofs hold for every m at once. A Σ is linear, so once every node is replaced by its
+definition each side reduces to a rational function of m, the scalars and a few sum atoms
+(Σ_j x_j, Σ_j x_j², Σ_j ∂ℓ/∂y_j·x_j, …); the definitions of the statistics, reduced the same
+way, give Σ_j x_j = m·μ and Σ_j x_j² = σ²/k + m·μ², and an identity holds when the
+difference cancels to zero.
+
+>>> g = derive_general("batchnorm")
+>>> g.backward[0].rhs
+gamma*dy[i]
+>>> all(g.verified.values())
+True
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from bnsym.core.graph import Step, Symbols, added, denominator
+from bnsym.family.layers import layer as _layer
+
+__all__ = ["General", "collapse", "derive_general", "instance_of"]
+
+M = sp.Symbol("m", integer=True, positive=True)
+# The indices as bnsym.notes.safe_parse reads them back (integer; m positive).
+I, J = sp.Symbol("i", integer=True), sp.Symbol("j", integer=True)
+K = sp.Symbol("k", integer=True)  # the element (or channel) differentiated by
+C = sp.Symbol("C", integer=True, positive=True)  # group norm: channels in the group
+CH = sp.Function("c")  # group norm: c(i), the channel of element i
+X, DY, XHAT, Y, DXHAT, DX = (
+    sp.IndexedBase(n, real=True) for n in ("x", "dy", "xhat", "y", "dxhat", "dx")
+)
+GAMMA, BETA, DGAMMA, DBETA = (
+    sp.IndexedBase(n, real=True) for n in ("gamma", "beta", "dgamma", "dbeta")
+)
+_J0 = sp.Symbol("j0", integer=True, positive=True)  # the canonical dummy of a sum atom
+
+
+@dataclass(frozen=True)
+class General:
+    """The derivation of one layer for every m at once (SymPy ``Sum`` over ``Indexed``).
+
+    ``forward`` and ``backward`` are the graph and the chain rule's steps (lhs x̂[i], y[i],
+    dx[i]... for an element i, a Symbol for the statistics); ``closed_form`` is ∂ℓ/∂x_i
+    collected into one expression; ``verified`` and ``methods`` map each proof that holds
+    for every m to its result and to how it was checked.
+    """
+
+    layer: str
+    forward: tuple[Step, ...]
+    backward: tuple[Step, ...]
+    closed_form: Step
+    verified: Mapping[str, bool] = field(default_factory=dict)
+    methods: Mapping[str, str] = field(default_factory=dict)
+    residual: sp.Expr | None = None  # Σ_i ∂ℓ/∂x_i·x̂_i where it is proved
+
+    def steps(self) -> tuple[Step, ...]:
+        return (*self.backward, self.closed_form)
+
+
+# --- Σ and δ ------------------------------------------------------------------------------------
+
+
+def _pull(body: sp.Expr, limits: tuple[Any, ...]) -> sp.Expr:
+    """Σ of ``body`` with the factors that do not depend on the index taken out."""
+    v = limits[0]
+    out = []
+    for term in sp.Add.make_args(sp.factor_terms(body)):
+        inside = [f for f in sp.Mul.make_args(term) if f.has(v)]
+        outside = [f for f in sp.Mul.make_args(term) if not f.has(v)]
+        count = limits[2] - limits[1] + 1
+        out.append(sp.Mul(*outside) * (sp.Sum(sp.Mul(*inside), limits) if inside else count))
+    return sp.Add(*out)
+
+
+def _delta_term(term: sp.Expr, limits: tuple[Any, ...]) -> sp.Expr | None:
+    """Σ over ``limits`` of one product holding δ(v, k): the product at v = k; with δ(k, c(v))
+    (group norm's γ of channel k), the Σ over the elements of channel k. None without δ."""
+    v, lo, hi = limits
+    for f in sp.Mul.make_args(term):
+        if isinstance(f, sp.KroneckerDelta) and f.has(v):
+            rest = sp.Mul(*[g for g in sp.Mul.make_args(term) if g is not f])
+            a, b = f.args
+            other = b if a == v else a if b == v else None
+            if other is not None:
+                return rest.xreplace({v: other})
+            k = a if not a.has(v) else b  # δ(k, c(v)): v runs over the elements of channel k
+            rest = rest.xreplace({CH(v): k})
+            return _pull(rest, (v, (k - 1) * hi / C + lo, k * hi / C))
+    return None
+
+
+def collapse(expr: sp.Expr) -> sp.Expr:
+    """Evaluate every Σ_j f(j)·δ_jk in ``expr`` to f(k) (1 ≤ k ≤ m), innermost first.
+
+    >>> x = X
+    >>> collapse(sp.Sum(sp.diff(x[J] ** 2, x[K]), (J, 1, M)))
+    2*x[k]
+    """
+    if not isinstance(expr, sp.Basic) or expr.is_Atom or isinstance(expr, sp.Indexed):
+        return expr
+    args = [collapse(a) for a in expr.args]
+    if not isinstance(expr, sp.Sum):
+        return expr.func(*args) if args != list(expr.args) else expr
+    body, limits = args[0], tuple(expr.limits[0])
+    if not body.has(sp.KroneckerDelta):
+        return _pull(body, limits)
+    kept, out = [], []
+    for term in sp.Add.make_args(sp.expand(body)):
+        hit = _delta_term(term, limits)
+        if hit is None:
+            kept.append(term)
+        else:
+            out.append(hit)
+    rest = _pull(sp.Add(*kept), limits) if kept else sp.Integer(0)
+    return sp.factor_terms(sp.Add(*out)) + rest
+
+
+# --- the graph and the chain rule ---------------------------------------------------------------
+
+
+def _declaration(name: str, variance: str, placement: str, affine: bool, mode: str) -> Any:
+    decl = _layer(name)
+    s = Symbols.of(4, decl.name, 2 if decl.has_channels else None)  # the scalars' names
+    return decl, s
+
+
+def _graph(
+    name: str, variance: str, placement: str, affine: bool, mode: str
+) -> tuple[list[Step], Any, Symbols, dict[str, Any]]:
+    decl, s = _declaration(name, variance, placement, affine, mode)
+    nodes: list[Step] = []
+    train = mode == "train"
+    k = (1 / M if variance == "biased" else 1 / (M - 1)) if decl.centred else 1 / M
+    if train:
+        if decl.centred:
+            nodes.append(Step(s.mu, sp.Sum(X[J], (J, 1, M)) / M, "mean"))
+            nodes.append(Step(s.var, k * sp.Sum((X[J] - s.mu) ** 2, (J, 1, M)), "variance"))
+        else:
+            nodes.append(Step(s.var, sp.Sum(X[J] ** 2, (J, 1, M)) / M, "mean square"))
+        mu, var = (s.mu if decl.centred else sp.Integer(0)), s.var
+    else:
+        mu, var = s.running_mean, s.running_var
+    D = denominator(var, s.eps, placement)
+    nodes.append(Step(XHAT[I], (X[I] - mu) / D, "normalize"))
+    if decl.params == "shared":
+        gamma, beta = s.gamma, s.beta
+    elif decl.params == "element":
+        gamma, beta = GAMMA[I], BETA[I]
+    else:
+        gamma, beta = GAMMA[CH(I)], BETA[CH(I)]
+    shift = beta if decl.beta else sp.Integer(0)
+    nodes.append(Step(Y[I], gamma * XHAT[I] + shift if affine else XHAT[I], "scale and shift"))
+    if not affine:
+        gamma, beta = sp.Integer(1), sp.Integer(0)
+    facts = {"k": k, "D": D, "mu": mu, "var": var, "gamma": gamma, "beta": beta, "train": train}
+    return nodes, decl, s, facts
+
+
+def chain_rule_general(
+    nodes: Sequence[Step],
+    seeds: Mapping[sp.Basic, sp.Basic],
+    order: Sequence[tuple[sp.Basic, sp.Basic, str]],
+) -> list[Step]:
+    """:func:`bnsym.core.graph.chain_rule` over a graph whose family nodes (lhs ``base[i]``)
+    stand for m nodes: a consumer ``c[i]`` contributes Σ_i ∂ℓ/∂c_i·∂c_i/∂v, and the δ that
+    ``sympy.diff`` gives where v is one element is evaluated by :func:`collapse`.
+
+    ``seeds`` maps output bases (or symbols) to their adjoints' bases; ``order`` lists
+    ``(v, name, rule)`` with v a symbol or ``base[k]``. Each step's value has the earlier
+    adjoints substituted, element by element.
+    """
+    adjoint: dict[sp.Basic, sp.Basic] = dict(seeds)
+    values: dict[sp.Basic, sp.Expr] = {}
+    steps = []
+    for v, name, rule in order:
+        terms = []
+        for n in nodes:
+            d = sp.diff(n.rhs, v)
+            if d == 0:
+                continue
+            if isinstance(n.lhs, sp.Indexed):
+                a = adjoint[n.lhs.base][n.lhs.indices]
+                terms.append(sp.Sum(a * d, (n.lhs.indices[0], 1, M)))
+            else:
+                terms.append(adjoint[n.lhs] * d)
+        rhs = collapse(sp.Add(*terms))
+        value = collapse(_substitute(rhs, values))
+        key = v.base if isinstance(v, sp.Indexed) else v
+        adjoint[key] = name.base if isinstance(name, sp.Indexed) else name
+        values[adjoint[key]] = value
+        steps.append(Step(name, rhs, rule, value))
+    return steps
+
+
+def _substitute(expr: sp.Expr, values: Mapping[sp.Basic, sp.Expr]) -> sp.Expr:
+    """Replace each adjoint by its value: a symbol directly, an element ``base[j]`` by the
+    value of ``base[k]`` at k = j."""
+
+    def element(e: sp.Indexed) -> sp.Expr:
+        return values[e.base].xreplace({K: e.indices[0]})
+
+    expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in values, element)
+    return expr.xreplace({k: v for k, v in values.items() if not isinstance(k, sp.IndexedBase)})
+
+
+def _order(decl: Any, s: Symbols, facts: dict[str, Any], affine: bool) -> list[Any]:
+    order: list[Any] = [(XHAT[K], DXHAT[K], "x̂_i feeds y_i")]
+    if facts["train"]:
+        order.append((s.var, s.d_var, "the variance feeds every x̂_i: sum over i"))
+        if decl.centred:
+            order.append((s.mu, s.d_mu, "the mean feeds every x̂_i and the variance"))
+    order.append((X[K], DX[K], "x_i feeds x̂_i and the statistics"))
+    if affine:
+        if decl.params == "shared":
+            order.append((s.gamma, s.dgamma, "γ scales every x̂_i"))
+            if decl.beta:
+                order.append((s.beta, s.dbeta, "β shifts every y_i"))
+        else:
+            what = "x̂_i" if decl.params == "element" else "the x̂_j of channel c"
+            sub = "i" if decl.params == "element" else "c"
+            order.append((GAMMA[K], DGAMMA[K], f"γ_{sub} scales {what}"))
+            if decl.beta:
+                order.append((BETA[K], DBETA[K], f"β_{sub} shifts {what.replace('x̂', 'y')}"))
+    return order
+
+
+def _shown(expr: sp.Expr, channel: bool) -> sp.Expr:
+    """As the notes write it: the element is i, every Σ runs over j (γ's channel is c)."""
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Sum) and e.limits[0][0] != J,
+        lambda e: e.xreplace({e.limits[0][0]: J}),
+    )
+    return expr.xreplace({K: sp.Symbol("c", integer=True) if channel else I})
+
+
+# --- the closed form and the proofs for every m -------------------------------------------------
+
+
+def _closed_form(decl: Any, s: Symbols, facts: dict[str, Any], placement: str) -> sp.Expr:
+    """∂ℓ/∂x_k = (1/(m·D))·(m·g_k − Σ_j g_j − c·x̂_k·Σ_j g_j·x̂_j), g_j = γ_j·∂ℓ/∂y_j, as the
+    notes write it (c = m·k·r; no Σ_j g_j for RMS norm; γ taken out where it is shared)."""
+    gamma, D = facts["gamma"], facts["D"]
+    shared = not isinstance(gamma, sp.Indexed)
+    g = (lambda e: DY[e]) if shared else (lambda e: gamma.xreplace({I: e}) * DY[e])
+    if not facts["train"]:
+        return gamma.xreplace({I: K}) * DY[K] / D
+    D_shown, c = D, M * facts["k"]
+    if placement != "inside":  # σ + ε, or σ + √ε (sqrt-outside)
+        D_shown = s.sigma + added(s.eps, placement)
+        c = M * facts["k"] * D_shown / s.sigma
+    terms = [M * g(K)]
+    if decl.centred:
+        terms.append(-sp.Sum(g(J), (J, 1, M)))
+    terms.append(-c * XHAT[K] * sp.Sum(g(J) * XHAT[J], (J, 1, M)))
+    scale = gamma if shared else sp.Integer(1)
+    return sp.Mul(scale / (M * D_shown), sp.Add(*terms), evaluate=False)
+
+
+class _Reducer:
+    """Reduce an expression of the general form to a rational function of sum atoms."""
+
+    def __init__(self, s: Symbols, facts: dict[str, Any], nodes: Sequence[Step], placement: str):
+        self.s, self.facts, self.placement = s, facts, placement
+        self.atoms: dict[sp.Basic, sp.Symbol] = {}
+        self.node_of = {n.lhs.base: n.rhs for n in nodes if isinstance(n.lhs, sp.Indexed)}
+        self.lemmas: dict[sp.Symbol, sp.Expr] = {}
+        # Σ_j x_j = m·μ and Σ_j x_j² = σ²/k + m·μ², from the definitions of the statistics
+        for n in nodes:
+            if not isinstance(n.lhs, sp.Indexed):
+                reduced = self.linear(n.rhs).xreplace(self.lemmas)
+                (atom,) = (a for a in reduced.free_symbols if a in self.atoms.values())
+                reduced = sp.expand(reduced)  # linear in the atom: a·atom + b = node
+                a = reduced.coeff(atom)
+                self.lemmas[atom] = sp.expand((n.lhs - (reduced - a * atom)) / a)
+
+    def inputs(self, expr: sp.Expr) -> sp.Expr:
+        """Every x̂ and y element replaced by its definition."""
+        for _ in range(2):
+            expr = expr.replace(
+                lambda e: isinstance(e, sp.Indexed) and e.base in self.node_of,
+                lambda e: self.node_of[e.base].xreplace({I: e.indices[0]}),
+            )
+        return expr
+
+    def linear(self, expr: sp.Expr) -> sp.Expr:
+        """Each Σ replaced by its expansion over sum atoms (symbols), innermost first."""
+        if not isinstance(expr, sp.Basic) or expr.is_Atom or isinstance(expr, sp.Indexed):
+            return expr
+        args = [self.linear(a) for a in expr.args]
+        if not isinstance(expr, sp.Sum):
+            return expr.func(*args)
+        v, lo, hi = expr.limits[0]
+        out = []
+        for term in sp.Add.make_args(sp.expand(args[0])):
+            inside = sp.Mul(*[f for f in sp.Mul.make_args(term) if f.has(v)])
+            outside = sp.Mul(*[f for f in sp.Mul.make_args(term) if not f.has(v)])
+            if inside == 1:
+                out.append(outside * (hi - lo + 1))
+                continue
+            key = sp.Sum(inside.xreplace({v: _J0}), (_J0, lo, hi))
+            atom = self.atoms.setdefault(key, sp.Symbol(f"S{len(self.atoms)}", real=True))
+            out.append(outside * atom)
+        return sp.Add(*out)
+
+    def is_zero(self, expr: sp.Expr) -> bool:
+        s = self.s
+        e = self.linear(self.inputs(expr)).xreplace(self.lemmas)
+        var, eps = self.facts["var"], s.eps
+        if self.placement == "inside":
+            D = sp.Symbol("D", positive=True)
+            e = e.subs(var, D**2 - eps)
+        else:
+            e = e.subs(var, s.sigma**2)
+        return bool(sp.cancel(sp.together(e)) == 0)
+
+
+def _prove(
+    decl: Any,
+    s: Symbols,
+    facts: dict[str, Any],
+    nodes: Sequence[Step],
+    backward: Sequence[Step],
+    closed: sp.Expr,
+    placement: str,
+    affine: bool,
+    identities: bool = True,
+) -> tuple[dict[str, bool], dict[str, str], sp.Expr | None]:
+    r = _Reducer(s, facts, nodes, placement)
+    dx: sp.Expr = next(st.value for st in backward if st.lhs == DX[K] and st.value is not None)
+    verified, methods = {}, {}
+    lemma = (
+        "with symbolic m: every Σ expanded by linearity into sum atoms, Σ_j x_j = m·μ and "
+        "Σ_j x_j² = σ²/k + m·μ² from the definitions of the statistics, and the difference "
+        "cancels to zero as a rational function"
+    )
+    if not facts["train"]:
+        lemma = "with symbolic m: the difference cancels to zero as a rational function"
+    verified["closed_form"] = r.is_zero(dx - closed)
+    methods["closed_form"] = (
+        "for every m at once: the closed form minus the chain rule's ∂ℓ/∂x_i, " + lemma
+    )
+    residual = None
+    if not identities:  # the identities are proved for the instance (m ≤ GENERAL_PROOF_MIN_M)
+        return verified, methods, residual
+    if facts["train"]:
+        every = {K: J}
+        if decl.centred:
+            verified["sum_dx_zero"] = r.is_zero(sp.Sum(dx.xreplace(every), (J, 1, M)))
+            methods["sum_dx_zero"] = (
+                "for every m at once: Σ_i of the chain rule's ∂ℓ/∂x_i, " + lemma
+            )
+        gamma = facts["gamma"]
+        shared = not isinstance(gamma, sp.Indexed)
+        g = DY[J] if shared else gamma.xreplace({I: J}) * DY[J]
+        scale = gamma if (shared and affine) else sp.Integer(1)
+        power = 3 if placement == "inside" else 2
+        if placement == "inside" or decl.name == "batchnorm":
+            e = added(s.eps, placement) if placement != "inside" else s.eps
+            residual = scale * e * sp.Sum(g * XHAT[J], (J, 1, M)) / facts["D"] ** power
+            total = sp.Sum(dx.xreplace(every) * XHAT[J], (J, 1, M))
+            verified["sum_dx_xhat"] = r.is_zero(total - residual)
+            methods["sum_dx_xhat"] = (
+                "for every m at once: Σ_i ∂ℓ/∂x_i·x̂_i minus the residual, " + lemma
+            )
+        if decl.centred and shared:
+            y = sp.Sum(Y[J], (J, 1, M)) / M - (facts["beta"] if affine and decl.beta else 0)
+            verified["mean_output_beta"] = r.is_zero(y)
+            methods["mean_output_beta"] = "for every m at once: (1/m)·Σ_i y_i − β, " + lemma
+        name = "scale_shift_invariance" if decl.centred else "scale_invariance"
+        verified[name] = _scale_invariant(r, decl.centred, nodes, s, facts)
+        methods[name] = (
+            "for every m at once: with ε = 0 and every x_j replaced by a·x_j"
+            + (" + c, μ(a·x + c) − (a·μ + c) and σ²(a·x + c) − a²·σ²" if decl.centred else "")
+            + ("" if decl.centred else ", ν²(a·x) − a²·ν²")
+            + " reduce to zero with symbolic m, and then x̂_i is unchanged"
+        )
+    if facts["train"]:  # the spread: (1/m)·Σ(y_j − β)² = γ²·σ²/(m·k·D²), or the same for x̂
+        definition = {n.lhs: n.rhs for n in nodes}
+        shared = not isinstance(facts["gamma"], sp.Indexed)
+        of_y = decl.centred and shared and affine
+        if of_y:
+            beta = facts["beta"] if decl.beta else 0
+            lhs = sp.Sum((Y[J] - beta) ** 2, (J, 1, M)) / M
+        else:
+            lhs = sp.Sum(XHAT[J] ** 2, (J, 1, M)) / M
+        scale = facts["gamma"] ** 2 if of_y else 1
+        claim = scale * definition[facts["var"]] / (M * facts["k"] * facts["D"] ** 2)
+        verified["output_spread"] = r.is_zero(lhs - claim)
+        methods["output_spread"] = (
+            "for every m at once: "
+            + ("(1/m)·Σ_j (y_j − β)²" if of_y else "(1/m)·Σ_j x̂_j²")
+            + " minus the right-hand side, with the variance written as its definition, "
+            + lemma
+        )
+    if affine:
+        undo = {facts["gamma"]: facts["D"]}
+        if decl.beta:
+            undo[facts["beta"]] = facts["mu"]
+        y_undone = nodes[-1].rhs.xreplace(undo)
+        verified["undo_normalization"] = r.is_zero(y_undone - X[I])
+        methods["undo_normalization"] = (
+            "for every m at once: γ = the denominator"
+            + (" and β = the mean" if decl.beta else "")
+            + " in the graph's y_i give x_i exactly"
+        )
+    return verified, methods, residual
+
+
+def _scale_invariant(
+    r: _Reducer, centred: bool, nodes: Sequence[Step], s: Symbols, facts: dict[str, Any]
+) -> bool:
+    """With ε = 0 the statistics of a·x + c are a·μ + c and a²·σ² (c = 0 for RMS norm), with
+    symbolic m, so x̂_i = (x_i − μ)/σ is unchanged."""
+    a, shift = sp.Symbol("a", positive=True), sp.Symbol("c", real=True) if centred else 0
+    definition = {n.lhs: n.rhs for n in nodes}
+
+    def scaled(e: sp.Expr) -> sp.Expr:
+        return e.replace(
+            lambda t: isinstance(t, sp.Indexed) and t.base == X,
+            lambda t: a * t + shift,
+        )
+
+    var, after = facts["var"], {s.var: a**2 * s.var, s.eps: 0}
+    ok = True
+    if centred:
+        mean_def = definition[s.mu]
+        ok = r.is_zero(scaled(mean_def) - (a * mean_def + shift))
+        after[s.mu] = a * s.mu + shift
+    var_def = definition[var]
+    ok = ok and r.is_zero(scaled(var_def).xreplace(after) - a**2 * var_def)
+    x_hat = definition[XHAT[I]]
+    moved = scaled(x_hat).xreplace(after)
+    return bool(ok and sp.cancel(moved - x_hat.xreplace({s.eps: 0})) == 0)
+
+
+@functools.cache
+def derive_general(
+    layer: str = "batchnorm",
+    variance: str = "biased",
+    placement: str = "inside",
+    affine: bool = True,
+    mode: str = "train",
+    identities: bool = True,
+) -> General:
+    """The layer's graph, chain rule, closed form and proofs with symbolic m.
+
+    The closed form is always proved for every m; the identities (Σ∂ℓ/∂x_i = 0, …) only with
+    ``identities``: a derivation for m ≤ GENERAL_PROOF_MIN_M proves them for its m, cheaply,
+    and the general proofs would only double its time.
+
+    >>> derive_general("rmsnorm").closed_form.rhs
+    (m*dy[i]*gamma[i] - xhat[i]*Sum(dy[j]*gamma[j]*xhat[j], (j, 1, m)))/(m*sqrt(epsilon + nu2))
+    """
+    nodes, decl, s, facts = _graph(layer, variance, placement, affine, mode)
+    order = _order(decl, s, facts, affine)
+    backward = chain_rule_general(nodes, {Y: DY}, order)
+    closed = _closed_form(decl, s, facts, placement)
+    verified, methods, residual = _prove(
+        decl, s, facts, nodes, backward, closed, placement, affine, identities
+    )
+    channel = decl.params == "channel"
+
+    def shown(st: Step, by_channel: bool = False) -> Step:
+        value = None if st.value is None else _shown(st.value, by_channel)
+        return Step(_shown(st.lhs, by_channel), _shown(st.rhs, by_channel), st.rule, value)
+
+    by_channel = {DGAMMA[K], DBETA[K]} if channel else set()
+    return General(
+        layer=decl.name,
+        forward=tuple(nodes),
+        backward=tuple(shown(st, st.lhs in by_channel) for st in backward),
+        closed_form=Step(DX[I], _shown(closed, False), "closed form"),
+        verified=verified,
+        methods=methods,
+        residual=None if residual is None else _shown(residual, False),
+    )
+
+
+# --- instances --------------------------------------------------------------------------------
+
+
+def instance_of(expr: sp.Expr, m: int, i: int | None = None, channels: int | None = None) -> Any:
+    """``expr`` at group size ``m`` (and element ``i``, 1-based): every Σ written out, every
+    ``base[n]`` the instance's symbol ``base`` + n (``x[3]`` -> ``x3``).
+
+    >>> instance_of(sp.Sum(X[J], (J, 1, M)) / M, 3)
+    x1/3 + x2/3 + x3/3
+    """
+    sub: dict[sp.Basic, Any] = {M: m}
+    if i is not None:
+        sub[I] = i
+    if channels is not None:
+        sub[C] = channels
+    e = expr.xreplace(sub)
+    e = e.replace(lambda a: isinstance(a, sp.Sum), lambda a: a.doit())
+    if channels is not None:
+        per = m // channels
+        e = e.replace(
+            lambda a: isinstance(a, sp.Function) and a.func == CH, lambda a: -(-a.args[0] // per)
+        )
+    return e.replace(
+        lambda a: isinstance(a, sp.Indexed),
+        lambda a: sp.Symbol(f"{a.base}{a.indices[0]}", real=True),
+    )

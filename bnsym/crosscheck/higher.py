@@ -1,0 +1,407 @@
+"""``bnsym check --order 2|3``: the double backward (and its derivative) checked four ways.
+
+On seeded random data in the layer's layout (the data of :mod:`bnsym.crosscheck.first`), each
+implementation computes the results of the order:
+
+- order 2: ``gx``, ``gdout``, ``ggamma`` — the gradients of ℓ₂ = Σ gdx·dx + Σ gdgamma·dgamma
+  + Σ gdbeta·dbeta with respect to x, dout and γ;
+- order 3: ``tx``, ``tdout``, ``tgamma`` — the gradients of ℓ₃ = Σ tgx·gx + Σ tgdout·gdout +
+  Σ tggamma·ggamma (the double backward's vector-Jacobian product).
+
+The implementations: ``generated`` (order 2: the generated ``double_backward``), ``exact``
+(the chain rule's symbolic steps of :mod:`bnsym.proofs.higher` evaluated at the inputs in 50-digit
+arithmetic), ``differences`` (complex-step differences of the generated order below:
+``backward`` for order 2, ``double_backward`` for order 3; exact to rounding, unlike central
+differences), and, where PyTorch is installed, ``torch-native`` (``F.batch_norm``,
+``F.layer_norm``, … differentiated by autograd) and ``torch-elementary`` (autograd through
+the same layer written in elementary operations). Every pair is compared; an implementation
+that disagrees with all the others, which agree among themselves, is named the odd one out,
+with its worst entry and both numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from bnsym.codegen.higher import generate_higher
+from bnsym.codegen.module import GeneratedModule
+from bnsym.crosscheck import first as check
+from bnsym.derivation import Derivation
+from bnsym.proofs.higher import HigherDerivation, derive_higher, evaluate
+
+__all__ = ["HigherCheck", "run_check_higher"]
+
+#: |a − b| ≤ RTOL·max|exact| per quantity: every implementation works in float64 (the exact
+#: one in 50 digits) on data of order 1 with σ of order 1, where rounding stays near 1e-14
+#: relative; 1e-9 leaves five orders of magnitude of margin, and a wrong term is O(1).
+RTOL = 1e-9
+NAMES = {2: ("gx", "gdout", "ggamma"), 3: ("tx", "tdout", "tgamma")}
+
+
+@dataclass(frozen=True)
+class Row:
+    quantity: str
+    pair: str
+    abs_error: float
+    rel_error: float
+    worst: tuple[int, ...]
+    a: float
+    b: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rel_error <= RTOL)
+
+
+@dataclass(frozen=True)
+class HigherCheck:
+    """The rows of every pair and the odd ones out; ``table()`` prints them."""
+
+    header: str
+    rows: list[Row]
+    odd: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def table(self) -> str:
+        lines = [
+            self.header,
+            f"Relative error: max|a - b| / max|exact| per quantity; tolerance {RTOL:g}.",
+            "",
+            f"{'quantity':<8} {'pair':<36} {'max abs error':>13} {'max rel error':>13}  verdict",
+        ]
+        for r in self.rows:
+            verdict = "ok" if r.passed else f"DIFFERS at {r.worst}: {r.a!r} vs {r.b!r}"
+            lines.append(
+                f"{r.quantity:<8} {r.pair:<36} {r.abs_error:13.2e} {r.rel_error:13.2e}  {verdict}"
+            )
+        lines.append("")
+        lines += self.odd
+        n = len(self.rows)
+        bad = sum(not r.passed for r in self.rows)
+        lines.append(f"OK: all {n} comparisons agree." if not bad else f"FAILED: {bad} of {n}.")
+        return "\n".join(lines) + "\n"
+
+
+def run_check_higher(
+    d: Derivation, order: int, features: int = 3, seed: int = 0, torch: bool | None = None
+) -> HigherCheck:
+    """Compare the implementations of ``order`` (2 or 3) on seeded data (module docstring).
+
+    ``torch=None`` uses PyTorch when it is importable; True requires it (CheckError if not).
+    """
+    o = d.options
+    gen = generate_higher(d)
+    eps = 1e-5 if o.eps is None else float(o.eps)
+    data = check._data(gen, features, seed)
+    rng = np.random.default_rng(seed + 1)
+    for name in ("gdx", "tgx", "tgdout"):
+        data[name] = rng.standard_normal(data["x"].shape)
+    P = check._param_size(gen, data["x"].shape)
+    for name in ("gdgamma", "gdbeta", "tggamma"):
+        data[name] = rng.standard_normal(P)
+    h = derive_higher(d, order)
+    lower: Callable[..., tuple[Any, ...]]
+    if order == 2:
+        lower = functools.partial(_first, gen, data, eps)
+    else:
+        third_cot = (data["tgx"], data["tgdout"], *([data["tggamma"]] if o.affine else []))
+        lower = lambda *args: (_double(gen, data, eps, *args), third_cot)  # noqa: E731
+    impls: dict[str, Callable[[], tuple[np.ndarray, ...]]] = {
+        "exact": lambda: _exact(gen, h, data, eps, order),
+        "differences": lambda: _differences(gen, data, order, lower),
+    }
+    if order == 2:
+        impls = {"generated": lambda: _double(gen, data, eps), **impls}
+    torch_mod = _import_torch(torch)
+    if torch_mod is not None:
+        if o.variance == "biased" and o.eps_placement == "inside":  # what PyTorch computes
+            impls["torch-native"] = lambda: _torch(torch_mod, gen, data, eps, order, native=True)
+        impls["torch-elementary"] = lambda: _torch(torch_mod, gen, data, eps, order, native=False)
+    results = {name: f() for name, f in impls.items()}
+    rows = []
+    names = list(results)
+    for q, quantity in enumerate(NAMES[order][: 3 if o.affine else 2]):
+        scale = float(np.max(np.abs(results["exact"][q]))) or 1.0
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                rows.append(_compare(quantity, a, b, results[a][q], results[b][q], scale))
+    variant = "" if _variant(d) == "train, eps inside, biased, affine" else f" ({_variant(d)})"
+    header = (
+        f"bnsym check --order {order} --layer {o.layer}: m = {o.m}, x {data['x'].shape}, "
+        f"seed = {seed}, eps = {eps:g}{variant}; {', '.join(names)}."
+    )
+    return HigherCheck(header, rows, _odd_one_out(rows, names))
+
+
+def _compare(quantity: str, a: str, b: str, va: Any, vb: Any, scale: float) -> Row:
+    va, vb = np.asarray(va, dtype=float), np.asarray(vb, dtype=float)
+    diff = np.abs(va - vb)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    k = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    worst = tuple(int(i) for i in k)
+    err = float(diff.max()) if diff.size else 0.0
+    return Row(quantity, f"{a} vs {b}", err, err / scale, worst, float(va[k]), float(vb[k]))
+
+
+def _odd_one_out(rows: list[Row], names: list[str]) -> list[str]:
+    """Name an implementation whose every comparison failed on a quantity while the
+    comparisons among the others passed: the others agree, so it is the one that is wrong."""
+    out = []
+    for name in names:
+        for quantity in dict.fromkeys(r.quantity for r in rows):
+            mine = [r for r in rows if r.quantity == quantity and name in r.pair.split(" vs ")]
+            others = [r for r in rows if r.quantity == quantity and r not in mine]
+            if (
+                mine
+                and others
+                and not any(r.passed for r in mine)
+                and all(r.passed for r in others)
+            ):
+                # shown against the exact value where there is one (the others agree with it)
+                vs_exact = [r for r in mine if "exact" in r.pair.split(" vs ")]
+                w = max(vs_exact or mine, key=lambda r: r.abs_error)
+                first = w.pair.split(" vs ")[0] == name
+                ours, theirs = (w.a, w.b) if first else (w.b, w.a)
+                other = w.pair.split(" vs ")[1 if first else 0]
+                out.append(
+                    f"odd one out: {name} on {quantity}, which the others agree on; worst entry "
+                    f"{w.worst}: {name} = {ours!r}, {other} = {theirs!r}."
+                )
+    return out
+
+
+def _import_torch(torch: bool | None) -> Any:
+    if torch is False:
+        return None
+    try:
+        import torch as torch_mod
+    except ImportError:
+        if torch:
+            raise check.CheckError("PyTorch is not installed; drop --torch.") from None
+        return None
+    return torch_mod
+
+
+# --- the implementations ---------------------------------------------------------------------
+
+
+def _variant(d: Derivation) -> str:
+    o = d.options
+    return ", ".join(
+        [o.mode, f"eps {o.eps_placement}", o.variance, "affine" if o.affine else "no affine"]
+    )
+
+
+def _cotangents(gen: GeneratedModule, data: dict[str, Any]) -> list[Any]:
+    """gdgamma, gdbeta as far as the layer has γ and β."""
+    o, decl = gen.derivation.options, gen.derivation.symbols.layer
+    if not o.affine:
+        return []
+    return [data["gdgamma"], *([data["gdbeta"]] if decl.beta else [])]
+
+
+def _first(
+    gen: GeneratedModule, data: dict[str, Any], eps: float, x: Any, dout: Any, *gamma: Any
+) -> tuple[Any, ...]:
+    """The generated backward at (x, dout, γ) and its cotangents (gdx, gdgamma, gdbeta)."""
+    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
+    grads = gen.backward(dout, x, *params, eps=eps)
+    grads = grads if isinstance(grads, tuple | list) else (grads,)
+    return tuple(grads), (data["gdx"], *_cotangents(gen, data))
+
+
+def _double(
+    gen: Any, data: dict[str, Any], eps: float, x: Any = None, dout: Any = None, *gamma: Any
+) -> tuple[Any, ...]:
+    """The generated double backward (at x, dout, γ if given, else the data's)."""
+    x = data["x"] if x is None else x
+    dout = data["dout"] if dout is None else dout
+    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
+    out = gen.double_backward(data["gdx"], *_cotangents(gen, data), dout, x, *params, eps=eps)
+    return tuple(out)
+
+
+def _differences(
+    gen: GeneratedModule, data: dict[str, Any], order: int, lower: Callable[..., Any]
+) -> tuple[np.ndarray, ...]:
+    """∂ℓ/∂(x, dout, γ) entry by entry by the complex step of the order below (``lower``,
+    returning its results and their cotangents): ℓ(v + i·h·e_j) has imaginary part
+    h·∂ℓ/∂v_j + O(h³), with no cancellation, so h = 1e-20 gives the derivative to rounding."""
+    h = 1e-20
+
+    def loss(*args: Any) -> Any:
+        grads, cot = lower(*args)
+        return sum(np.sum(c * g) for c, g in zip(cot, grads, strict=True))
+
+    affine = gen.derivation.options.affine
+    inputs = [data["x"], data["dout"], *([data["gamma"]] if affine else [])]
+    out = []
+    for which, v in enumerate(inputs):
+        grad = np.zeros(v.shape)
+        for j in np.ndindex(v.shape):
+            args = [a.astype(complex) for a in inputs]
+            args[which][j] += 1j * h
+            grad[j] = loss(*args).imag / h
+        out.append(grad)
+    return tuple(out)
+
+
+def _groups(gen: GeneratedModule, a: np.ndarray) -> np.ndarray:
+    """x-shaped ``a`` as (N, P, m): the groups, as the generated module reads them."""
+    o = gen.derivation.options
+    if gen.derivation.symbols.layer.grouping == "columns":
+        return a.T[None]
+    return a.reshape(a.shape[0], -1, o.m)
+
+
+def _back(gen: GeneratedModule, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(N, P, m) groups back to x's layout."""
+    if gen.derivation.symbols.layer.grouping == "columns":
+        return a[0].T
+    return a.reshape(shape)
+
+
+def _exact(
+    gen: GeneratedModule, h: HigherDerivation, data: dict[str, Any], eps: float, order: int
+) -> tuple[np.ndarray, ...]:
+    """The chain rule's steps evaluated group by group in 50-digit arithmetic."""
+    d = h.derivation
+    s, o = d.symbols, d.options
+    K = len(s.gammas)
+    steps = [*d.forward, *d.backward, *h.steps, *(h.third_steps if order == 3 else ())]
+    results = h.results if order == 2 else h.third_results
+    m = d.m
+
+    def num(v: Any) -> sp.Float:
+        return sp.Float(float(v), 50)
+
+    xs = _groups(gen, data["x"])
+    N, P, _ = xs.shape
+    per_x = {n: _groups(gen, data[n]) for n in ("dout", "gdx", "tgx", "tgdout")}
+    per_p = {
+        n: data[n].reshape(P, K)
+        for n in ("gamma", "gdgamma", "gdbeta", "tggamma", "running_mean", "running_var")
+        if n in data
+    }
+    gx, gdy, gg = np.zeros((N, P, m)), np.zeros((N, P, m)), np.zeros((P, K))
+    for n in range(N):
+        for p in range(P):
+            values: dict[sp.Symbol, Any] = {s.eps: num(eps)}
+            values.update(zip(s.x, map(num, xs[n, p]), strict=True))
+            values.update(zip(s.dy, map(num, per_x["dout"][n, p]), strict=True))
+            values.update(zip(h.gdx, map(num, per_x["gdx"][n, p]), strict=True))
+            if o.affine:
+                values.update(zip(s.gammas, map(num, per_p["gamma"][p]), strict=True))
+                values.update(zip(h.gdgamma, map(num, per_p["gdgamma"][p]), strict=True))
+            if h.gdbeta:  # RMS norm and a layer without affine have no β
+                values.update(zip(h.gdbeta, map(num, per_p["gdbeta"][p]), strict=True))
+            if o.mode == "eval":
+                values[s.running_mean] = num(per_p["running_mean"][p][0])
+                values[s.running_var] = num(per_p["running_var"][p][0])
+            if order == 3:
+                t = [*per_x["tgx"][n, p], *per_x["tgdout"][n, p]]
+                t += [*per_p["tggamma"][p]] if o.affine else []
+                values.update(zip(h.third_cotangents, map(num, t), strict=True))
+            out = evaluate(steps, values)
+            r = [float(out[st.lhs]) for st in results]
+            gx[n, p], gdy[n, p] = r[:m], r[m : 2 * m]
+            if o.affine:
+                gg[p] += r[2 * m :]
+    shape = data["x"].shape
+    result = (_back(gen, gx, shape), _back(gen, gdy, shape))
+    return (*result, gg.reshape(P * K)) if o.affine else result
+
+
+def _torch(
+    torch: Any, gen: GeneratedModule, data: dict[str, Any], eps: float, order: int, native: bool
+) -> tuple[np.ndarray, ...]:
+    """autograd through the layer twice (or three times)."""
+    o, decl = gen.derivation.options, gen.derivation.symbols.layer
+    T = {n: torch.tensor(v, dtype=torch.float64) for n, v in data.items()}
+    x, dout = (T[n].clone().requires_grad_(True) for n in ("x", "dout"))
+    gamma = T["gamma"].clone().requires_grad_(True) if o.affine else None
+    beta = T["beta"].clone().requires_grad_(True) if o.affine and decl.beta else None
+    stats = (T["running_mean"], T["running_var"]) if o.mode == "eval" else None
+    layer = _torch_native if native else _torch_elementary
+    y = layer(torch, decl.torch, o, x, gamma, beta, eps, stats)
+    params = [p for p in (gamma, beta) if p is not None]
+    grads = torch.autograd.grad(y, [x, *params], dout, create_graph=True)
+    cot = [T["gdx"], *([T["gdgamma"]] if gamma is not None else [])]
+    cot += [T["gdbeta"]] if beta is not None else []
+    l2 = sum((c * g).sum() for c, g in zip(cot, grads, strict=True))
+    wrt = (x, dout, *([gamma] if gamma is not None else []))
+    second = torch.autograd.grad(l2, wrt, create_graph=order == 3, allow_unused=True)
+    second = [torch.zeros_like(v) if g is None else g for g, v in zip(second, wrt, strict=True)]
+    if order == 2:
+        return tuple(g.detach().numpy() for g in second)
+    tcot = (T["tgx"], T["tgdout"], T["tggamma"])
+    l3 = sum((c * g).sum() for c, g in zip(tcot, second, strict=False))
+    if not l3.requires_grad:  # eval mode without γ: the double backward is constant
+        return tuple(torch.zeros_like(v).detach().numpy() for v in wrt)
+    third = torch.autograd.grad(l3, wrt, allow_unused=True)
+    return tuple(
+        (torch.zeros_like(v) if g is None else g).detach().numpy()
+        for g, v in zip(third, wrt, strict=True)
+    )
+
+
+def _torch_native(
+    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float, stats: Any
+) -> Any:
+    F = torch.nn.functional
+    if name == "batch_norm":
+        if stats is not None:  # eval mode: the running statistics, constants
+            return F.batch_norm(x, *stats, gamma, beta, training=False, eps=eps)
+        return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+    if name == "layer_norm":
+        return F.layer_norm(x, (o.m,), gamma, beta, eps)
+    if name == "rms_norm":
+        return F.rms_norm(x, (o.m,), gamma, eps)
+    if name == "instance_norm":
+        return F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
+    return F.group_norm(x, x.shape[1] // (o.channels or 1), gamma, beta, eps)
+
+
+def _torch_elementary(
+    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float, stats: Any
+) -> Any:
+    """The layer in means, squares and a square root: no fused kernel, autograd's own rules.
+    Every variant: eval mode's running statistics, ε outside the root, the unbiased
+    variance, no γ and β."""
+    k = 1.0 / (o.m - 1) if o.variance == "unbiased" else 1.0 / o.m
+
+    def denominator(var: Any) -> Any:
+        if o.eps_placement == "inside":
+            return torch.sqrt(var + eps)
+        return torch.sqrt(var) + (eps**0.5 if o.eps_placement == "sqrt-outside" else eps)
+
+    if stats is not None:  # eval mode (batch norm): x of shape (m, D), per-feature stats
+        xhat = (x - stats[0]) / denominator(stats[1])
+    else:
+        g = x.T.unsqueeze(0) if name == "batch_norm" else x.reshape(x.shape[0], -1, o.m)
+        if name == "rms_norm":
+            xhat = g / denominator((g * g).mean(dim=-1, keepdim=True))
+        else:
+            xmu = g - g.mean(dim=-1, keepdim=True)
+            xhat = xmu / denominator((xmu * xmu).sum(dim=-1, keepdim=True) * k)
+        xhat = xhat[0].T if name == "batch_norm" else xhat.reshape(x.shape)
+    if gamma is None:
+        return xhat
+    shape = [1] * x.ndim
+    if name == "batch_norm":
+        shape[1] = -1
+    elif name in ("layer_norm", "rms_norm"):
+        shape[-1] = -1
+    else:
+        shape[1] = -1
+    y = xhat * gamma.reshape(shape)
+    return y if beta is None else y + beta.reshape(shape)

@@ -1,0 +1,618 @@
+"""Check a layer's backward pass against numerical derivatives of its forward pass (NumPy only).
+
+The backward pass of a layer returns vector-Jacobian products: given the upstream gradient
+``dout`` it returns ``dx = dout . d(out)/dx`` for every input. That is the gradient of the scalar
+``L(inputs) = sum(dout * forward(inputs))``, so the checker draws a seeded random ``dout`` and
+compares each returned gradient with numerical derivatives of ``L``:
+
+- ``mode="full"``: every entry of every input (one complex-step evaluation per entry, or four
+  finite-difference evaluations);
+- ``mode="probe"``: per input, first one random direction (one complex step or one central
+  difference), which sees an error anywhere in its gradient and settles a pass; where it
+  disagrees, random signed directions, a few sampled entries and a bisection of a direction
+  down to a wrong entry. A failing input of up to ``SMALL_INPUT`` (64) entries (gamma, beta, a
+  bias) is compared entry by entry, so that swapped gradients are named;
+- ``mode="auto"``: the first direction per input, then, where it disagrees, ``full`` for an
+  input of up to ``FULL_LIMIT`` entries and ``probe`` above.
+
+A forward or backward that raises is a failed check whose report names it, the exception and
+the input shapes.
+
+The tolerance of each input is ``atol + rtol * |numerical|`` with ``rtol`` 1000 units of the
+working precision (at least 1e-9) and ``atol`` from the error estimates, so a correct float64
+layer is held to about 1e-9 and a correct float32 one to about 1e-4.
+
+This module holds the public API and the sequence of the check. The parts, one idea each:
+``_gradcheck_steps`` (the steps: safety, analytic gradients, numerical side, tolerances,
+comparison), ``_gradcheck_numeric`` (the numerical derivatives and their error estimates),
+``_gradcheck_compare`` (one input's comparison), ``_gradcheck_hints`` (patterns of common
+bugs), ``_gradcheck_inputs`` (calling conventions and safety messages), ``_gradcheck_report``
+(the report and its text).
+
+>>> import numpy as np
+>>> def scale_forward(x, w):
+...     return x * w, (x, w)
+>>> def scale_backward(dout, cache):
+...     x, w = cache
+...     return dout * w, dout * x
+>>> x, w = np.arange(1.0, 5.0), np.full(4, 0.5)
+>>> check_layer(scale_forward, scale_backward, x, w).passed
+True
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from bnsym.gradcheck.inputs import (
+    callable_name,
+    param_names,
+    raised,
+    resolve_wrt,
+    unchecked,
+    validate_call,
+    validate_options,
+)
+from bnsym.gradcheck.numeric import ForwardRaised, Loss
+from bnsym.gradcheck.report import Entry, InputResult, OrdersReport, Report
+from bnsym.gradcheck.steps import (
+    FULL_LIMIT,
+    BackwardRaised,
+    Layer,
+    analytic_gradients,
+    compare_inputs,
+    comparisons,
+    noise_note,
+    numerical_side,
+    run_forward_twice,
+    with_changes,
+)
+
+__all__ = [
+    "FULL_LIMIT",
+    "GradientCheckError",
+    "Report",
+    "InputResult",
+    "Entry",
+    "OrdersReport",
+    "assert_layer_gradients",
+    "check_double_backward",
+    "check_function",
+    "check_layer",
+    "numerical_vjp",
+]
+
+
+_STREAM = 0x67726164  # "grad": separates the checker's random numbers from the caller's
+MODES = ("auto", "full", "probe")
+METHODS = ("auto", "complex", "richardson")
+
+
+class GradientCheckError(AssertionError):
+    """A gradient check failed; ``.report`` holds the :class:`Report` (an
+    :class:`OrdersReport` for :func:`check_double_backward`), ``str()`` shows it."""
+
+    def __init__(self, report: Report | OrdersReport) -> None:
+        super().__init__(str(report))
+        self.report = report
+
+
+# --- public entry points ------------------------------------------------------------------------
+
+
+def check_layer(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    *inputs: Any,
+    wrt: Sequence[int | str] | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: Sequence[str] | None = None,
+    dout: Any = None,
+) -> Report:
+    """Check a layer written as ``forward(*inputs) -> (out, cache)``, ``backward(dout, cache)``.
+
+    inputs: the arrays the forward takes, e.g. ``x`` of shape (N, D), ``gamma`` and ``beta`` of
+        shape (D,). Never modified. Non-floating inputs (integer labels) are constants.
+    backward: returns one gradient per input (tuple or list, ``None`` for constants allowed), a
+        dict keyed by input name (``"x"`` or ``"dx"``), or a single array for a single input.
+        ``out`` may be a tuple of arrays; then ``dout`` is a tuple too.
+    wrt: the inputs to check, by position or name; default all floating-point inputs.
+    seed: seeds ``dout``, the random directions and the sampled entries (printed in the report).
+    mode: ``"auto"``, ``"full"`` or ``"probe"`` (see the module docstring).
+    Raises TypeError / ValueError naming an argument that cannot be checked (a forward that is
+    not callable, a bad ``seed``, ``rtol`` or ``wrt``, a ragged list, an ``np.matrix``).
+    method: ``"auto"`` (complex step where the forward is complex-analytic, else Richardson
+        finite differences), ``"complex"`` or ``"richardson"``.
+    rtol, atol: override the tolerances (``|analytic - numerical| <= atol + rtol * |numerical|``).
+    names: the inputs' names in the report; default the forward's parameter names.
+    dout: the upstream gradient; default seeded standard normal.
+
+    Returns a :class:`Report`; ``report.passed`` tells the verdict, ``print(report)`` the details.
+
+    >>> import numpy as np
+    >>> def affine_forward(x, w, b):
+    ...     return x @ w + b, (x, w)
+    >>> def affine_backward(dout, cache):
+    ...     x, w = cache
+    ...     return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    >>> rng = np.random.default_rng(0)
+    >>> x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+    >>> report = check_layer(affine_forward, affine_backward, x, w, b)
+    >>> report.passed, [r.name for r in report.inputs], report.inputs[0].method
+    (True, ['x', 'w', 'b'], 'complex-step')
+    """
+    inputs = tuple(validate_call(forward, backward, inputs, names))
+
+    def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
+        result = forward(*args)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise NotALayerError(
+                f"{callable_name(forward)} must return (out, cache) for check_layer; "
+                "use check_function for f(*inputs) -> out"
+            )
+        return result[0], result[1]
+
+    def run_backward(d: Any, cache: Any, args: Sequence[Any]) -> Any:
+        return backward(d, cache)
+
+    return _check(
+        run_forward,
+        run_backward,
+        lambda *args: forward(*args)[0],
+        inputs,
+        forward_name=callable_name(forward),
+        backward_name=callable_name(backward),
+        names=names or param_names(forward, len(inputs)),
+        wrt=wrt,
+        seed=seed,
+        mode=mode,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        dout=dout,
+    )
+
+
+def check_function(
+    f: Callable[..., Any],
+    vjp: Callable[..., Any],
+    *inputs: Any,
+    wrt: Sequence[int | str] | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: Sequence[str] | None = None,
+    dout: Any = None,
+) -> Report:
+    """Check ``vjp(dout, *inputs)`` against numerical derivatives of ``f(*inputs) -> out``.
+
+    The same check and options as :func:`check_layer`, for code without a cache: ``vjp``
+    receives the upstream gradient and the inputs and returns one gradient per input.
+
+    >>> import numpy as np
+    >>> def f(x, gamma, beta):
+    ...     return gamma * np.tanh(x) + beta
+    >>> def vjp(dout, x, gamma, beta):
+    ...     return dout * gamma * (1 - np.tanh(x) ** 2), (dout * np.tanh(x)).sum(0), dout.sum(0)
+    >>> x, gamma, beta = np.ones((4, 3)), np.full(3, 2.0), np.zeros(3)
+    >>> report = check_function(f, vjp, x, gamma, beta, wrt=["x", "gamma"])
+    >>> [(r.name, r.passed, r.checked) for r in report.inputs]
+    [('x', True, True), ('gamma', True, True), ('beta', True, False)]
+    """
+    inputs = tuple(validate_call(f, vjp, inputs, names))
+
+    def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
+        return f(*args), None
+
+    def run_backward(d: Any, cache: Any, args: Sequence[Any]) -> Any:
+        return vjp(d, *args)
+
+    return _check(
+        run_forward,
+        run_backward,
+        f,
+        inputs,
+        forward_name=callable_name(f),
+        backward_name=callable_name(vjp),
+        names=names or param_names(f, len(inputs)),
+        wrt=wrt,
+        seed=seed,
+        mode=mode,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        dout=dout,
+    )
+
+
+def assert_layer_gradients(
+    forward: Callable[..., Any], backward: Callable[..., Any], *inputs: Any, **options: Any
+) -> Report:
+    """:func:`check_layer`, raising :class:`GradientCheckError` (an AssertionError) on failure.
+
+    Returns the report when the check passes.
+
+    >>> import numpy as np
+    >>> def double_forward(x):
+    ...     return 2 * x, None
+    >>> def wrong_backward(dout, cache):
+    ...     return 3 * dout
+    >>> try:
+    ...     assert_layer_gradients(double_forward, wrong_backward, np.ones(3))
+    ... except GradientCheckError as exc:
+    ...     print(exc.report.passed, exc.report.inputs[0].hints[0])
+    False analytic = 1.5 x numerical for every entry of x: a constant factor (+50%)
+    """
+    report = check_layer(forward, backward, *inputs, **options)
+    if not report.passed:
+        raise GradientCheckError(report)
+    return report
+
+
+def check_double_backward(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    double_backward: Callable[..., Any],
+    *inputs: Any,
+    wrt: Sequence[int | str] | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    method: str = "auto",
+    rtol: float | None = None,
+    atol: float | None = None,
+    names: Sequence[str] | None = None,
+    dout: Any = None,
+    ggrads: Any = None,
+) -> OrdersReport:
+    """Check a hand-written backward (order 1) and double backward (order 2) of a layer.
+
+    forward, backward: as :func:`check_layer`: ``forward(*inputs) -> (out, cache)``,
+        ``backward(dout, cache) -> grads`` (one gradient per input). Order 1 is
+        :func:`check_layer` of the two.
+    double_backward: ``double_backward(ggrads, dout, cache) -> (g_input..., gdout)``, the
+        gradients of ``sum(ggrads * backward(dout, cache))`` with respect to every input and
+        to ``dout``. ``ggrads`` has the structure of what the backward returns (a tuple
+        ``(gdx, gdgamma, gdbeta)`` for ``(dx, dgamma, dbeta)``, None where the backward gives
+        None); the result holds one array per input, then one for ``dout`` (one per output
+        for a tuple of outputs), zeros where the backward does not read an input (β of batch
+        norm), or a dict keyed ``"x"``/``"gx"``, …, ``"dout"``/``"gdout"``. Order 2 is
+        :func:`check_function` of the backward, as a function of the inputs and of ``dout``,
+        with this vector-Jacobian product: the same probes, tolerances and hints.
+    wrt: the inputs to check at both orders (``dout`` is always checked at order 2).
+    seed, mode, method, rtol, atol, names: as :func:`check_layer`, for both orders.
+    dout: the upstream gradient of order 1 and the point ``dout`` of order 2; default seeded
+        standard normal. ggrads: the cotangents of order 2; default seeded standard normal.
+
+    Returns an :class:`OrdersReport`: ``report.passed``, ``report.failed`` (e.g. ``(2,)``),
+    ``report[1]`` and ``report[2]`` the :class:`Report` of each order, and ``str(report)``
+    starting with what failed at which order (``order 2: ∂/∂x of the backward is wrong at
+    [2, 1]: …``). A layer written as ``f(*inputs) -> out`` with ``vjp(dout, *inputs)`` is
+    checked as ``forward = lambda *a: (f(*a), a)``, ``backward = lambda d, a: vjp(d, *a)``.
+
+    >>> import numpy as np
+    >>> def tanh_forward(x):
+    ...     t = np.tanh(x)
+    ...     return t, t
+    >>> def tanh_backward(dout, t):
+    ...     return dout * (1 - t**2)
+    >>> def tanh_double_backward(gdx, dout, t):  # wrong: gx has its sign flipped
+    ...     return 2 * gdx * dout * t * (1 - t**2), gdx * (1 - t**2)
+    >>> report = check_double_backward(
+    ...     tanh_forward, tanh_backward, tanh_double_backward, np.linspace(-1, 1, 5)
+    ... )
+    >>> report.failed, report[2]["x"].hints[0]
+    ((2,), 'analytic = -numerical for every entry of x: a flipped sign')
+    >>> print(str(report).splitlines()[2][:56])
+      order 2: ∂/∂x of the backward is wrong at [1]: tanh_do
+    """
+    if not callable(double_backward):
+        raise TypeError(
+            "the double_backward must be callable (a function), not "
+            f"{type(double_backward).__name__} {double_backward!r:.60}"
+        )
+    arrays = validate_call(forward, backward, inputs, names)
+    names = list(names) if names is not None else param_names(forward, len(arrays))
+    options: dict[str, Any] = dict(seed=seed, mode=mode, method=method, rtol=rtol, atol=atol)
+    first = check_layer(forward, backward, *arrays, wrt=wrt, names=names, dout=dout, **options)
+    wrt_names = None if wrt is None else [names[i] for i in resolve_wrt(wrt, arrays, names)]
+    return OrdersReport(
+        (first, _check_order2(forward, backward, double_backward, arrays, names, wrt_names,
+                              dout, ggrads, options))
+    )  # fmt: skip
+
+
+def _check_order2(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    double_backward: Callable[..., Any],
+    arrays: list[Any],
+    names: list[str],
+    wrt: list[str] | None,
+    dout: Any,
+    ggrads: Any,
+    options: dict[str, Any],
+) -> Report:
+    """Order 2 as :func:`check_function`: the function is ``grads(*inputs, *douts)``, the
+    backward's non-None gradients as a tuple, and its vjp the user's double backward."""
+    n = len(arrays)
+    try:
+        with np.errstate(all="ignore"):
+            out = forward(*[np.array(a) if isinstance(a, np.ndarray) else a for a in arrays])[0]
+    except Exception:  # order 1's report names what the forward raised; order 2 repeats it
+        out = None
+    several = isinstance(out, tuple | list)
+    outs = [np.asarray(o) for o in out] if several else [np.asarray(out)]
+    if dout is None:
+        rng = np.random.default_rng([seed_of(options), 0x67726432])  # "grd2": its own stream
+        douts = [rng.standard_normal(o.shape).astype(_real(o.dtype)) for o in outs]
+    else:
+        douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
+    dout_names = ["dout"] if len(douts) == 1 else [f"dout{k}" for k in range(len(douts))]
+
+    def split(args: Sequence[Any]) -> tuple[Any, Any]:
+        d = tuple(args[n:]) if several else args[n]
+        return forward(*args[:n])[1], d
+
+    def grads(*args: Any) -> tuple[np.ndarray, ...]:
+        cache, d = split(args)
+        return tuple(np.asarray(g) for g in _flatten(backward(d, cache)))
+
+    def vjp(gg: Any, *args: Any) -> Any:
+        cache, d = split(args)
+        template = backward(d, cache)  # the structure ggrads takes
+        cache, _ = split(args)  # a cache of its own: what the backward did to its one is not seen
+        result = double_backward(_rebuild(template, list(gg)), d, cache)
+        if isinstance(result, dict):  # "gx" for "x", "gdout" for "dout"
+            keys = {"g" + name: name for name in (*names, *dout_names)}
+            result = {keys.get(k, k): v for k, v in result.items()}
+        return result
+
+    grads.__qualname__ = callable_name(backward)
+    vjp.__qualname__ = callable_name(double_backward)
+    if ggrads is not None:
+        ggrads = tuple(np.asarray(g) for g in _flatten(ggrads))
+    return check_function(
+        grads,
+        vjp,
+        *arrays,
+        *douts,
+        wrt=None if wrt is None else [*wrt, *dout_names],
+        names=[*names, *dout_names],
+        dout=ggrads,
+        **options,
+    )
+
+
+def seed_of(options: dict[str, Any]) -> int:
+    seed = options["seed"]
+    validate_options(seed, None, None)
+    return int(seed)
+
+
+def _real(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _flatten(raw: Any) -> list[Any]:
+    """The arrays a backward returned, in order, without its Nones."""
+    if isinstance(raw, dict):
+        return [g for g in raw.values() if g is not None]
+    if isinstance(raw, tuple | list):
+        return [g for g in raw if g is not None]
+    return [raw]
+
+
+def _rebuild(template: Any, flat: list[Any]) -> Any:
+    """``flat`` in the structure of ``template`` (what the backward returned)."""
+    it = iter(flat)
+    if isinstance(template, dict):
+        return {k: None if g is None else next(it) for k, g in template.items()}
+    if isinstance(template, tuple | list):
+        return type(template)(None if g is None else next(it) for g in template)
+    return next(it)
+
+
+def numerical_vjp(
+    f: Callable[..., Any],
+    inputs: Sequence[Any],
+    dout: Any,
+    *,
+    wrt: Sequence[int | str] | None = None,
+    method: str = "auto",
+    seed: int = 0,
+) -> list[np.ndarray | None]:
+    """Numerical vector-Jacobian products ``dout . d f(*inputs) / d input`` for every input.
+
+    f: the forward, ``f(*inputs) -> out`` (an array or a tuple of arrays).
+    inputs: a sequence of arrays (never modified); dout: shaped like ``out`` (a tuple for a tuple).
+    wrt: inputs to differentiate (position or name); default every floating-point input.
+    method: ``"auto"``, ``"complex"`` or ``"richardson"``.
+
+    Returns a list with, per input, a float64 array of the input's shape, or ``None`` for an
+    input not differentiated. Every entry is computed (one or four forward calls per entry).
+
+    >>> import numpy as np
+    >>> dx, dw = numerical_vjp(lambda x, w: x @ w, [np.eye(2), np.ones((2, 3))], np.ones((2, 3)))
+    >>> np.round(dx, 12), np.round(dw, 12)
+    (array([[3., 3.],
+           [3., 3.]]), array([[1., 1., 1.],
+           [1., 1., 1.]]))
+    """
+    validate_options(seed, None, None)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    arrays = validate_call(f, f, list(inputs), None)
+    with np.errstate(all="ignore"):  # NaN from a step outside the domain shows in the result
+        return _numerical_vjp(f, arrays, dout, wrt, method, seed)
+
+
+class NotALayerError(TypeError):
+    """check_layer's forward did not return ``(out, cache)``."""
+
+
+def _numerical_vjp(
+    f: Callable[..., Any],
+    inputs: list[Any],
+    dout: Any,
+    wrt: Sequence[int | str] | None,
+    method: str,
+    seed: int,
+) -> list[np.ndarray | None]:
+    names = param_names(f, len(inputs))
+    wrt_idx = resolve_wrt(wrt, inputs, names)
+    douts = list(dout) if isinstance(dout, tuple) else [np.asarray(dout)]
+    loss = Loss(f, inputs, douts, wrt_idx)
+    rng = _rng(seed)
+    loss.set_outputs(loss.outputs(loss.real))
+    use_complex = method == "complex" or (
+        method == "auto" and loss.complex_step_usable(rng) is None
+    )
+    if not use_complex:
+        loss.noise(rng)
+    result: list[np.ndarray | None] = [None] * len(inputs)
+    for i in wrt_idx:
+        flat = range(loss.base[i].size)
+        if use_complex:
+            values = loss.complex_coordinates(i, flat)
+        else:
+            values, _ = loss.richardson_coordinates(i, flat)
+        result[i] = values.reshape(loss.base[i].shape)
+    return result
+
+
+# --- the check --------------------------------------------------------------------------------
+
+
+def _check(*args: Any, **kwargs: Any) -> Report:
+    # NaN and inf, at the inputs or from a step outside the domain, are reported with their
+    # index; NumPy's warnings about them would only repeat that, once per evaluation
+    with np.errstate(all="ignore"):
+        return _check_quietly(*args, **kwargs)
+
+
+def _check_quietly(
+    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]],
+    run_backward: Callable[[Any, Any, Sequence[Any]], Any],
+    f: Callable[..., Any],
+    inputs: Sequence[Any],
+    *,
+    forward_name: str,
+    backward_name: str,
+    names: Sequence[str],
+    wrt: Sequence[int | str] | None,
+    seed: int,
+    mode: str,
+    method: str,
+    rtol: float | None,
+    atol: float | None,
+    dout: Any,
+) -> Report:
+    """The check, step by step: safety, analytic gradients, numerical side, tolerances,
+    comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    validate_options(seed, rtol, atol)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    arrays = list(inputs)
+    layer = Layer(
+        run_forward,
+        run_backward,
+        f,
+        arrays,
+        list(names),
+        resolve_wrt(wrt, arrays, list(names)),
+        forward_name,
+        backward_name,
+    )
+    rng = _rng(seed)
+    header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
+
+    def stopped(problem: str, evaluations: int, who: str | None = None) -> Report:
+        unjudged = tuple(
+            with_changes(
+                unchecked(layer.names[i], a, i in layer.wrt_idx), judged=i not in layer.wrt_idx
+            )
+            for i, a in enumerate(layer.inputs)
+        )
+        return Report(
+            False, mode=mode, inputs=unjudged, problems=(problem,), evaluations=evaluations,
+            raised=who, **header,
+        )  # fmt: skip
+
+    try:
+        safe = run_forward_twice(layer)
+    except ForwardRaised as exc:  # the user's forward raised: a failed check, with its report
+        return stopped(raised(forward_name, exc.error, layer.names, layer.inputs), 1, "forward")
+    if isinstance(safe, str):
+        return stopped(safe, 2)
+    out, cache, args, outs = safe
+    try:
+        douts, grads, grad_problems, problems = analytic_gradients(
+            layer, out, outs, cache, args, dout, rng
+        )
+    except BackwardRaised as exc:
+        return stopped(raised(backward_name, exc.error, layer.names, layer.inputs), 2, "backward")
+    del safe, out, cache, args  # the layer's cache is not needed again: free it for the numerics
+    ok_idx = [i for i in layer.wrt_idx if grads[i] is not None]
+    loss = None
+    try:
+        loss, chosen_mode, notes = numerical_side(layer, douts, outs, ok_idx, mode, method, rng)
+        checks, input_hints, input_notes = comparisons(
+            layer, loss, douts, outs, grads, ok_idx, rtol, atol
+        )
+        del outs  # sized into the tolerances; not needed again
+        results, chosen_mode = compare_inputs(
+            layer, checks, grads, grad_problems, chosen_mode, rng, input_hints, input_notes
+        )
+    except ForwardRaised as exc:  # the forward raised on inputs moved by a numerical step
+        problem = raised(forward_name, exc.error, layer.names, layer.inputs)
+        return stopped(
+            f"{problem} during the numerical derivatives, on inputs moved by a small step",
+            loss.evals if loss is not None else 2,
+            "forward",
+        )
+    notes += loss.method_notes + noise_note(loss)
+    if not any(r.checked for r in results):  # a check that compares nothing must not pass
+        problems.append(
+            "no input was checked: every input is an integer constant or empty (size 0); "
+            "give at least one floating-point input with entries"
+        )
+    passed = not problems and all(r.passed for r in results)
+    return Report(
+        passed,
+        mode=chosen_mode,
+        inputs=tuple(results),
+        problems=tuple(problems),
+        notes=tuple(notes),
+        evaluations=loss.evals,
+        **header,
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _rng(seed: int) -> np.random.Generator:
+    """The checker's random stream for ``seed``.
+
+    Not ``default_rng(seed)``: tests draw their inputs from that, and a ``dout`` equal to ``x``
+    makes the batch-norm ``dx`` vanish (``dout`` in the span of ``x_hat``) and hides every bug.
+    """
+    # default_rng([seed, _STREAM]) without hashing the seed again on every check
+    return np.random.Generator(np.random.PCG64(_seed_sequence(seed)))
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_sequence(seed: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([seed, _STREAM])
