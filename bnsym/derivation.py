@@ -41,6 +41,7 @@ from bnsym.core.cutoffs import GENERAL_PROOF_MIN_M
 from bnsym.core.general import General, derive_general
 from bnsym.core.graph import Step, Symbols
 from bnsym.core.options import DerivationError, Options, make_options
+from bnsym.family.layers import Layer
 from bnsym.notes.formats import render
 from bnsym.proofs import batchnorm as _proofs
 from bnsym.proofs import family as _proofs_family
@@ -100,7 +101,7 @@ class Derivation:
     def __repr__(self) -> str:
         o = self.options
         return (
-            f"<Derivation {o.layer} m={o.m} mode={o.mode} variance={o.variance} "
+            f"<Derivation {o.layer.name} m={o.m} mode={o.mode} variance={o.variance} "
             f"eps={'symbolic' if o.eps is None else o.eps} placement={o.eps_placement} "
             f"affine={o.affine} verified={sum(self.verified.values())}/{len(self.verified)}>"
         )
@@ -151,7 +152,7 @@ def _number_map(o: Options, s: Symbols, feature: int = 0) -> dict[sp.Basic, sp.B
 def derive(
     m: int,
     *,
-    layer: str = "batchnorm",
+    layer: str | Layer = "batchnorm",
     channels: object = None,
     eps: object = None,
     variance: str = "biased",
@@ -253,7 +254,7 @@ class _Symbolic:
 @functools.cache
 def _derive_symbolic(
     m: int,
-    layer: str,
+    layer: Layer,
     channels: int | None,
     variance: str,
     placement: str,
@@ -265,7 +266,7 @@ def _derive_symbolic(
     general = derive_general(
         layer, variance, placement, affine, mode, identities=m > GENERAL_PROOF_MIN_M
     )
-    prove = _proofs.prove if layer == "batchnorm" else _proofs_family.prove
+    prove = _proofs.prove if layer.name == "batchnorm" else _proofs_family.prove
     # Above GENERAL_PROOF_MIN_M the proofs that hold for every m are the general form's.
     for_every_m = general if m > GENERAL_PROOF_MIN_M else None
     result = prove(s, forward, backward, variance, placement, affine, mode, for_every_m)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from bnsym.errors import BnsymError
+
 #: ``run_check`` keeps about 40 float64 arrays of m x D values alive (inputs, outputs and
 #: gradients of four implementations, and the gradient checker's): about 340 bytes and 2 µs
 #: per value, measured at m = 4 and 64 (m·D = 4·10^6 takes 1.3 GB and 9 s).
@@ -17,7 +19,7 @@ CHECK_SECONDS_PER_VALUE = 2e-6
 MAX_CHECK_VALUES = 4_000_000
 
 
-class LimitError(ValueError):
+class LimitError(BnsymError, ValueError):
     """An input whose cost would exceed the bounds; the message gives the estimate."""
 
 

@@ -33,8 +33,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from bnsym.errors import BnsymError
 
-class OutputError(ValueError):
+
+class OutputError(BnsymError, ValueError):
     """The output path cannot be written; the message is one sentence for the user."""
 
 

@@ -3,8 +3,7 @@
 # Variant: train mode, biased variance (1/m), eps inside the square root, affine (gamma, beta).
 # Command: bnsym codegen --layer groupnorm --channels 2 --m 4 -o derivations/groupnorm_m4_c2.py
 #
-# Layout (PyTorch's F.group_norm): x (N, G*C, m/C): each group of C channels normalized, gamma
-#   and beta of shape (G*C,).
+# Layout: x (N, G*C, m/C): each group of C channels normalized, gamma and beta of shape (G*C,).
 # forward and backward check their arguments, view x as groups (N, P, M) and call the
 # kernels _forward and _backward, printed by sympy.lambdify (NumPy printer) from the
 # computation graph: x1..xm and dy1..dym are the m values of every group, each (N, P);

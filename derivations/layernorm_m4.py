@@ -3,7 +3,7 @@
 # Variant: train mode, biased variance (1/m), eps inside the square root, affine (gamma, beta).
 # Command: bnsym codegen --layer layernorm --m 4 -o derivations/layernorm_m4.py
 #
-# Layout (PyTorch's F.layer_norm): x (N, m): each row normalized, gamma and beta of shape (m,).
+# Layout: x (N, m): each row normalized, gamma and beta of shape (m,).
 # forward and backward check their arguments, view x as groups (N, P, M) and call the
 # kernels _forward and _backward, printed by sympy.lambdify (NumPy printer) from the
 # computation graph: x1..xm and dy1..dym are the m values of every group, each (N, P);

@@ -3,8 +3,7 @@
 # Variant: train mode, mean square (1/m), eps inside the square root, affine (gamma).
 # Command: bnsym codegen --layer rmsnorm --m 4 -o derivations/rmsnorm_m4.py
 #
-# Layout (PyTorch's F.rms_norm): x (N, m): each row divided by its root mean square, gamma of
-#   shape (m,).
+# Layout: x (N, m): each row divided by its root mean square, gamma of shape (m,).
 # forward and backward check their arguments, view x as groups (N, P, M) and call the
 # kernels _forward and _backward, printed by sympy.lambdify (NumPy printer) from the
 # computation graph: x1..xm and dy1..dym are the m values of every group, each (N, P);

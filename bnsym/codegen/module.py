@@ -594,7 +594,7 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         f"# Command: {_comment_text(command)}",
         "#",
         *textwrap.wrap(
-            f"Layout (PyTorch's F.{decl.torch}): {decl.layout}.",
+            f"Layout: {decl.layout}.",
             width=97,
             initial_indent="# ",
             subsequent_indent="#   ",

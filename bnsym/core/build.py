@@ -13,6 +13,7 @@ import sympy as sp
 
 from bnsym.core.cutoffs import VALUE_MAX_M
 from bnsym.core.graph import Step, Symbols, chain_rule, denominator, normalizer
+from bnsym.family.layers import Layer
 
 __all__ = ["backward_order", "forward_graph", "graph_and_chain_rule", "symbol_table"]
 
@@ -21,7 +22,7 @@ def forward_graph(s: Symbols, variance: str, placement: str, affine: bool, mode:
     """The forward computation graph of ``s.layer``, one Step per node, in the paper's order:
     the statistics (mean and variance, or the mean square), x̂_i, y_i."""
     m, decl = s.m, s.layer
-    words = "mini-batch " if decl.stat_suffix == "_B" else ""
+    words = f"{decl.stat_words} " if decl.stat_words else ""
     nodes: list[Step] = []
     if mode == "train":
         # Unevaluated, so that they read (x₁ + … + x_m)/m; the chain rule evaluates them.
@@ -114,7 +115,7 @@ def graph_and_chain_rule(
 
 
 def symbol_table(
-    m: int, layer: str = "batchnorm", channels: int | None = None
+    m: int, layer: Layer | str = "batchnorm", channels: int | None = None
 ) -> dict[str, sp.Symbol]:
     """The name -> symbol map that reads exported expressions back (see render.load_json)."""
     return Symbols.of(m, layer, channels).public()

@@ -31,6 +31,7 @@ from typing import Any
 import sympy as sp
 
 from bnsym.core.graph import Step, Symbols, added, denominator
+from bnsym.family.layers import Layer
 from bnsym.family.layers import layer as _layer
 
 __all__ = ["General", "collapse", "derive_general", "instance_of"]
@@ -60,7 +61,7 @@ class General:
     for every m to its result and to how it was checked.
     """
 
-    layer: str
+    layer: Layer
     forward: tuple[Step, ...]
     backward: tuple[Step, ...]
     closed_form: Step
@@ -133,14 +134,14 @@ def collapse(expr: sp.Expr) -> sp.Expr:
 # --- the graph and the chain rule ---------------------------------------------------------------
 
 
-def _declaration(name: str, variance: str, placement: str, affine: bool, mode: str) -> Any:
+def _declaration(name: Any, variance: str, placement: str, affine: bool, mode: str) -> Any:
     decl = _layer(name)
-    s = Symbols.of(4, decl.name, 2 if decl.has_channels else None)  # the scalars' names
+    s = Symbols.of(4, decl, 2 if decl.has_channels else None)  # the scalars' names
     return decl, s
 
 
 def _graph(
-    name: str, variance: str, placement: str, affine: bool, mode: str
+    name: Any, variance: str, placement: str, affine: bool, mode: str
 ) -> tuple[list[Step], Any, Symbols, dict[str, Any]]:
     decl, s = _declaration(name, variance, placement, affine, mode)
     nodes: list[Step] = []
@@ -450,7 +451,7 @@ def _scale_invariant(
 
 @functools.cache
 def derive_general(
-    layer: str = "batchnorm",
+    layer: Layer | str = "batchnorm",
     variance: str = "biased",
     placement: str = "inside",
     affine: bool = True,
@@ -481,7 +482,7 @@ def derive_general(
 
     by_channel = {DGAMMA[K], DBETA[K]} if channel else set()
     return General(
-        layer=decl.name,
+        layer=decl,
         forward=tuple(nodes),
         backward=tuple(shown(st, st.lhs in by_channel) for st in backward),
         closed_form=Step(DX[I], _shown(closed, False), "closed form"),

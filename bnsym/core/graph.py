@@ -120,8 +120,9 @@ class Symbols:
 
     @staticmethod
     @functools.cache
-    def of(m: int, layer_name: str = "batchnorm", channels: int | None = None) -> Symbols:
-        decl = layer(layer_name)
+    def of(m: int, layer_: Layer | str = "batchnorm", channels: int | None = None) -> Symbols:
+        """The symbols of the layer ``layer_`` (a declaration, or a shipped layer's name)."""
+        decl = layer(layer_)
 
         def seq(name: str, n: int = m, **assumptions: bool) -> tuple[sp.Symbol, ...]:
             return tuple(sp.Symbol(f"{name}{i}", **assumptions) for i in range(1, n + 1))

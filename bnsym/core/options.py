@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
 import sympy as sp
 
-from bnsym.family.layers import LayerError
+from bnsym.errors import BnsymError
+from bnsym.family.layers import Layer, LayerError
 from bnsym.family.layers import layer as find_layer
 
 #: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
@@ -27,7 +28,7 @@ Placement = Literal["inside", "outside", "sqrt-outside"]
 Mode = Literal["train", "eval"]
 
 
-class DerivationError(ValueError):
+class DerivationError(BnsymError, ValueError):
     """Bad input to :func:`derive`: the message names the value and says what to do."""
 
 
@@ -39,7 +40,7 @@ class Options:
     """The variant being derived, validated. See :func:`derive` for the meaning of each field."""
 
     m: int
-    layer: str = "batchnorm"
+    layer: Layer = field(default_factory=lambda: find_layer("batchnorm"))
     channels: int | None = None
     eps: sp.Rational | None = None
     variance: Variance = "biased"
@@ -61,7 +62,7 @@ class Options:
 
         return {
             "m": self.m,
-            "layer": self.layer,
+            "layer": self.layer.name,
             "channels": self.channels,
             "eps": None if self.eps is None else str(self.eps),
             "variance": self.variance,
@@ -193,7 +194,7 @@ def _channels(decl: Any, channels: object, m: int) -> int | None:
 def make_options(
     m: object,
     *,
-    layer: str = "batchnorm",
+    layer: str | Layer = "batchnorm",
     channels: object = None,
     eps: object = None,
     variance: str = "biased",
@@ -308,7 +309,7 @@ def make_options(
     )
     return Options(
         m=m,
-        layer=decl.name,
+        layer=decl,
         channels=channels,
         eps=eps_r,
         variance=variance,  # type: ignore[arg-type]

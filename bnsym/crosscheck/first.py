@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 
 from bnsym.codegen.module import DEFAULT_EPS, GeneratedModule, generate
+from bnsym.crosscheck.oracles import TORCH_NAMES
 from bnsym.derivation import Derivation
+from bnsym.errors import BnsymError
 from bnsym.limits import check_size
 from bnsym.reference._common import std_of
 
 __all__ = ["RTOL", "CheckError", "CheckResult", "Row", "run_check"]
 
 
-class CheckError(ValueError):
+class CheckError(BnsymError, ValueError):
     """The check cannot run as asked; the message is one sentence for the user."""
 
 
@@ -158,7 +160,7 @@ def run_check(
         else (f"x {_shape(gen, features)}")
     )
     header = (
-        f"bnsym check{'' if o.layer == 'batchnorm' else ' --layer ' + o.layer}: m = {o.m}, "
+        f"bnsym check --layer {o.layer.name}: m = {o.m}, "
         f"{size}, seed = {seed}, eps = {eps:g}; "
         f"{_variant(gen)}.\n"
         "Relative errors are |a - b| divided, per feature, by the size of the terms of the\n"
@@ -318,11 +320,11 @@ def _family_torch(gen: GeneratedModule, torch: Any) -> Callable[..., dict[str, A
             if n in data
         }
         x, gamma, beta = leaves["x"], leaves.get("gamma"), leaves.get("beta")
-        if decl.torch == "layer_norm":
+        if TORCH_NAMES[decl.name] == "layer_norm":
             y = F.layer_norm(x, (o.m,), gamma, beta, eps)
-        elif decl.torch == "rms_norm":
+        elif TORCH_NAMES[decl.name] == "rms_norm":
             y = F.rms_norm(x, (o.m,), gamma, eps)
-        elif decl.torch == "instance_norm":
+        elif TORCH_NAMES[decl.name] == "instance_norm":
             y = F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
         else:
             y = F.group_norm(x, x.shape[1] // (o.channels or 1), gamma, beta, eps)
@@ -346,8 +348,8 @@ def _torch(
     if decl.grouping != "columns":
         if o.variance != "biased" or o.eps_placement != "inside":
             return None, (
-                f"torch.nn.functional.{decl.torch} normalizes with the biased variance and eps "
-                "inside the square root only."
+                f"torch.nn.functional.{TORCH_NAMES[decl.name]} normalizes with the biased "
+                "variance and eps inside the square root only."
             )
         return _family_torch(gen, torch), ""
     if o.eps_placement != "inside" or (o.mode == "train" and o.variance != "biased"):

@@ -32,6 +32,7 @@ import sympy as sp
 from bnsym.codegen.higher import generate_higher
 from bnsym.codegen.module import GeneratedModule
 from bnsym.crosscheck import first as check
+from bnsym.crosscheck.oracles import TORCH_NAMES
 from bnsym.derivation import Derivation
 from bnsym.proofs.higher import HigherDerivation, derive_higher, evaluate
 
@@ -136,7 +137,7 @@ def run_check_higher(
                 rows.append(_compare(quantity, a, b, results[a][q], results[b][q], scale))
     variant = "" if _variant(d) == "train, eps inside, biased, affine" else f" ({_variant(d)})"
     header = (
-        f"bnsym check --order {order} --layer {o.layer}: m = {o.m}, x {data['x'].shape}, "
+        f"bnsym check --order {order} --layer {o.layer.name}: m = {o.m}, x {data['x'].shape}, "
         f"seed = {seed}, eps = {eps:g}{variant}; {', '.join(names)}."
     )
     return HigherCheck(header, rows, _odd_one_out(rows, names))
@@ -332,7 +333,7 @@ def _torch(
     beta = T["beta"].clone().requires_grad_(True) if o.affine and decl.beta else None
     stats = (T["running_mean"], T["running_var"]) if o.mode == "eval" else None
     layer = _torch_native if native else _torch_elementary
-    y = layer(torch, decl.torch, o, x, gamma, beta, eps, stats)
+    y = layer(torch, TORCH_NAMES[decl.name], o, x, gamma, beta, eps, stats)
     params = [p for p in (gamma, beta) if p is not None]
     grads = torch.autograd.grad(y, [x, *params], dout, create_graph=True)
     cot = [T["gdx"], *([T["gdgamma"]] if gamma is not None else [])]

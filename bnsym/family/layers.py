@@ -3,8 +3,8 @@
 Every member normalizes a *group* of m values by statistics of that group, then scales and
 shifts; they differ in three things only (as in Flax's ``normalization.py``):
 
-- **which values form a group** — the reduction axes of the layer's natural layout
-  (``layout``, ``group``);
+- **which values form a group** — how the layer's natural layout holds its groups
+  (``grouping``, a row of :data:`GROUPINGS`);
 - **whether the statistics are centred** — mean and variance (batch, layer, instance and
   group norm) or the mean square alone (RMS norm, ``centred=False``);
 - **how γ and β are shared** — one pair for the whole group (``params="shared"``: batch and
@@ -12,62 +12,197 @@ shifts; they differ in three things only (as in Flax's ``normalization.py``):
   (``"element"``: layer and RMS norm), or one per channel of the group (``"channel"``: group
   norm, whose m values belong to ``channels`` channels listed one after the other).
 
-The symbolic core (:mod:`bnsym.core`), the generated code (:mod:`bnsym.codegen`), the
-cross-check (:mod:`bnsym.crosscheck`) and the renderers read these declarations and know no
-layer by name. This module needs nothing but the standard library, so that the command line can
-list the layers without importing SymPy.
+The rest of a declaration is data too: whether there is a β, the modes (only a layer with
+running statistics has an eval mode), and the words its notes use (batch norm's paper says
+"mini-batch", subscripts μ_B, σ²_B and calls the forward pass Algorithm 1).
+
+The symbolic core, the proofs, the generated code, the cross-check and the renderers read
+these declarations and know no layer by name: a layer declared in a user's own file,
+``Layer(name="scalenorm", centred=False, beta=False, grouping="rows")``, goes through all of
+them. This module needs nothing but the standard library, so that the command line can list
+the layers without importing SymPy.
 
 >>> LAYERS["layernorm"].param_count(4)
 4
 >>> LAYERS["groupnorm"].param_index(6, channels=2)
 (0, 0, 0, 1, 1, 1)
+>>> Layer(name="scalenorm", centred=False, beta=False).title
+'Scalenorm'
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import re
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
-__all__ = ["LAYERS", "Layer", "LayerError", "layer"]
+from bnsym.errors import BnsymError
+
+__all__ = ["GROUPINGS", "LAYERS", "MODES", "SHARINGS", "Grouping", "Layer", "LayerError", "layer"]
 
 Sharing = Literal["shared", "element", "channel"]
-#: How the natural layout holds the groups (what the generated code reshapes):
-#: "columns" x (m, D), "rows" x (N, m), "channels" x (N, C, *spatial), "groups"
-#: x (N, G*C, *spatial) with C channels of a group next to each other.
-Grouping = Literal["columns", "rows", "channels", "groups"]
+#: How γ and β are shared within a group (see the module docstring).
+SHARINGS: tuple[str, ...] = ("shared", "element", "channel")
+#: The modes a layer may have: train (the group's own statistics) and eval (running ones).
+MODES: tuple[str, ...] = ("train", "eval")
 
 
-class LayerError(ValueError):
-    """An unknown layer, or an option the layer does not have: the message says which."""
+class LayerError(BnsymError, ValueError):
+    """An unknown layer, a declaration whose fields contradict, or an option the layer does
+    not have: the message names the field or the option."""
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How a natural layout holds the groups: what the generated code, the references and the
+    cross-check reshape.
+
+    Every layout is read as ``(N, P, m)`` — N samples, P groups per sample that have their own
+    parameters (K values of γ each), m values per group — and its parameters as ``(P*K,)``.
+    ``axes`` are x's axes in those letters (``s`` = m/K, the positions of one channel);
+    ``transposed``: the group runs down axis 0 (each column of x is a group, so the view is
+    ``x.T[None]``), else the view is ``x.reshape(N, -1, m)``. ``samples``: x has a sample
+    axis N (else N = 1); ``per_sample``: x has an axis of P groups per sample (else P = 1,
+    or P is the column axis of a transposed layout).
+    """
+
+    name: str
+    axes: tuple[str, ...]
+    transposed: bool = False
+    samples: bool = True
+    per_sample: bool = True
+    words: str = ""
+    #: x's shape as the notes write it, and the name of the axis P is (D, C, G or none)
+    text: str = ""
+    p_name: str = ""
+
+    def shape(self, N: int, P: int, m: int, K: int = 1) -> tuple[int, ...]:
+        """x's shape in this layout for N samples, P groups each, m values per group.
+
+        >>> GROUPINGS["groups"].shape(2, 3, 8, K=2)
+        (2, 6, 4)
+        """
+        size = {"N": N, "P": P, "m": m, "K": K, "P*K": P * K, "s": m // K}
+        return tuple(size[a] for a in self.axes)
+
+    def param_text(self, sharing: str) -> str:
+        """The shape of γ (and β) as the notes write it, for a sharing of :data:`SHARINGS`.
+
+        >>> GROUPINGS["groups"].param_text("channel"), GROUPINGS["rows"].param_text("shared")
+        ('(G*C,)', '(1,)')
+        """
+        k = {"shared": "", "element": "m", "channel": "C"}[sharing]
+        return "(" + ("*".join(n for n in (self.p_name, k) if n) or "1") + ",)"
+
+
+#: The groupings the family uses, by name.
+GROUPINGS: dict[str, Grouping] = {
+    g.name: g
+    for g in (
+        Grouping(
+            "columns",
+            ("m", "P"),
+            transposed=True,
+            samples=False,
+            per_sample=False,
+            words="one column, one feature's values over the m samples",
+            text="(m, D)",
+            p_name="D",
+        ),
+        Grouping(
+            "rows",
+            ("N", "m"),
+            per_sample=False,
+            words="one row, the m values of one sample",
+            text="(N, m)",
+        ),
+        Grouping(
+            "channels",
+            ("N", "P", "m"),
+            words="the m positions of one channel of one sample",
+            text="(N, C, m)",
+            p_name="C",
+        ),
+        Grouping(
+            "groups",
+            ("N", "P*K", "s"),
+            words="C channels × m/C positions of one sample, channel by channel",
+            text="(N, G*C, m/C)",
+            p_name="G",
+        ),
+    )
+}
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 @dataclass(frozen=True)
 class Layer:
     """One member of the normalization family (see the module docstring).
 
-    ``name`` is the command-line spelling, ``title`` the heading of its notes; ``group`` says
-    in words what the m values are; ``layout`` is the shape the generated code and the
-    references take (``m`` the group size); ``stat_suffix`` subscripts the statistics
-    (μ_B, σ²_B for the batch norm paper's "mini-batch"); ``grouping`` how that layout holds
-    the groups (see :data:`Grouping`); ``torch`` is PyTorch's functional name; ``modes`` the
-    modes it has (only batch norm keeps running statistics).
+    Args (keywords, all but ``name`` optional):
+        name: the command-line spelling: lower-case letters, digits and ``_``.
+        centred: subtract the mean and divide by the standard deviation (True), or divide by
+            the root mean square (False, as RMS norm).
+        params: ``"shared"`` (one γ, β per group), ``"element"`` (one per value of the
+            group) or ``"channel"`` (one per channel of the group; ``grouping="groups"``).
+        beta: whether the layer shifts by β after scaling by γ.
+        grouping: a key of :data:`GROUPINGS`: ``"columns"`` (x (m, D), each column a group,
+            as batch norm), ``"rows"`` (x (N, m), each row), ``"channels"`` (x (N, C,
+            *spatial), each channel of each sample), ``"groups"`` (x (N, G*C, *spatial),
+            C channels of a sample at a time).
+        modes: ``("train",)``, or ``("train", "eval")`` for a layer that keeps running
+            statistics for inference.
+        title: the heading of its notes (default: the name, capitalized).
+        group: what the m values are, in words (default: the grouping's words).
+        layout: the shapes the generated code and the references take, in words (default:
+            from the grouping and the parameters).
+        stat_suffix: the subscript of the statistics (``"_B"``: μ_B, σ²_B).
+        stat_words: the statistics' adjective (``"mini-batch"``: "mini-batch mean").
+        paper: what the paper calls the forward pass (``"Algorithm 1"``).
+        of_m: how the notes' title says "for ... of m" (``"a batch"``; default ``"groups"``).
+
+    Raises:
+        LayerError: a field of the wrong kind, an unknown value, or fields that contradict.
     """
 
     name: str
-    title: str
-    group: str
-    layout: str
     centred: bool = True
     params: Sharing = "shared"
     beta: bool = True
-    stat_suffix: str = ""
-    grouping: Grouping = "rows"
-    torch: str = ""
+    grouping: str = "rows"
     modes: tuple[str, ...] = ("train",)
+    title: str = ""
+    group: str = ""
+    layout: str = ""
+    stat_suffix: str = ""
+    stat_words: str = ""
+    paper: str = ""
+    of_m: str = "groups"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if not self.title:
+            object.__setattr__(self, "title", self.name.replace("_", " ").capitalize())
+        if not self.group:
+            object.__setattr__(self, "group", self.grouping_.words)
+        if not self.layout:
+            object.__setattr__(self, "layout", _layout_text(self))
+
+    @property
+    def grouping_(self) -> Grouping:
+        """The :class:`Grouping` row of ``grouping``."""
+        return GROUPINGS[self.grouping]
 
     @property
     def has_channels(self) -> bool:
+        """The group's values belong to several channels (``--channels``)."""
         return self.params == "channel"
+
+    @property
+    def has_eval(self) -> bool:
+        """The layer keeps running statistics and has an eval mode."""
+        return "eval" in self.modes
 
     def param_count(self, m: int, channels: int | None = None) -> int:
         """K, the number of γ (and β) symbols of a group of m values."""
@@ -92,60 +227,121 @@ class Layer:
         return 2 if self.centred and mode == "train" else 1
 
 
+def _validate(decl: Layer) -> None:
+    """LayerError naming the first field that is of the wrong kind, unknown or contradicts."""
+    if not isinstance(decl.name, str) or not _NAME.fullmatch(decl.name):
+        raise LayerError(
+            f"Layer name={str(decl.name)[:40]!r}: give lower-case letters, digits and '_', "
+            "starting with a letter (it is the --layer spelling), e.g. name='scalenorm'."
+        )
+    where = f"Layer {decl.name!r}"
+    for f in fields(decl):
+        value = getattr(decl, f.name)
+        if f.type in ("bool",) and not isinstance(value, bool):
+            raise LayerError(f"{where}: {f.name} must be True or False, not {value!r}.")
+        if f.type == "str" and not isinstance(value, str):
+            raise LayerError(f"{where}: {f.name} must be a string, not {_short(value)}.")
+    if decl.params not in SHARINGS:
+        raise LayerError(
+            f"{where}: params={_short(decl.params)} is not known; choose one of "
+            f"{', '.join(map(repr, SHARINGS))}."
+        )
+    if decl.grouping not in GROUPINGS:
+        raise LayerError(
+            f"{where}: grouping={_short(decl.grouping)} is not known; choose one of "
+            f"{', '.join(map(repr, GROUPINGS))}."
+        )
+    if decl.grouping_.axes.count("s") != (decl.params == "channel"):
+        if decl.params == "channel":
+            raise LayerError(
+                f"{where}: params='channel' (one γ per channel of the group) needs a layout "
+                "whose groups hold several channels: grouping='groups'."
+            )
+        raise LayerError(
+            f"{where}: grouping={decl.grouping!r} lays out channels within a group, which "
+            "needs one γ per channel: params='channel'."
+        )
+    modes = decl.modes
+    if (
+        not isinstance(modes, tuple)
+        or not modes
+        or modes[0] != "train"
+        or any(m not in MODES for m in modes)
+        or len(set(modes)) != len(modes)
+    ):
+        raise LayerError(
+            f"{where}: modes={_short(modes)} must be ('train',) or ('train', 'eval') (a layer "
+            "with running statistics), as a tuple."
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _layout_text(decl: Layer) -> str:
+    """The default ``layout``: x's shape, what a group is, the parameters' shape."""
+    g = decl.grouping_
+    params = "gamma and beta" if decl.beta else "gamma"
+    return f"x {g.text} (a group: {g.words}), {params} of shape {g.param_text(decl.params)}"
+
+
+#: The five layers bnsym ships.
 LAYERS: dict[str, Layer] = {
-    layer.name: layer
-    for layer in (
+    decl.name: decl
+    for decl in (
         Layer(
-            "batchnorm",
-            "Batch normalization",
-            "the batch: one feature's values over the m samples",
-            "x (m, D): each column normalized, gamma and beta of shape (D,)",
+            name="batchnorm",
+            title="Batch normalization",
+            group="the batch: one feature's values over the m samples",
+            layout="x (m, D): each column normalized, gamma and beta of shape (D,)",
             stat_suffix="_B",
+            stat_words="mini-batch",
+            paper="Algorithm 1",
+            of_m="a batch",
             grouping="columns",
-            torch="batch_norm",
             modes=("train", "eval"),
         ),
         Layer(
-            "layernorm",
-            "Layer normalization",
-            "the m features of one sample",
-            "x (N, m): each row normalized, gamma and beta of shape (m,)",
+            name="layernorm",
+            title="Layer normalization",
+            group="the m features of one sample",
+            layout="x (N, m): each row normalized, gamma and beta of shape (m,)",
             params="element",
-            torch="layer_norm",
         ),
         Layer(
-            "instancenorm",
-            "Instance normalization",
-            "the m positions of one channel of one sample",
-            "x (N, C, m): each (sample, channel) normalized, gamma and beta of shape (C,)",
+            name="instancenorm",
+            title="Instance normalization",
+            group="the m positions of one channel of one sample",
+            layout="x (N, C, m): each (sample, channel) normalized, gamma and beta of shape (C,)",
             grouping="channels",
-            torch="instance_norm",
         ),
         Layer(
-            "groupnorm",
-            "Group normalization",
-            "the channels × positions of one group of one sample, channel by channel",
-            "x (N, G*C, m/C): each group of C channels normalized, gamma and beta of shape (G*C,)",
+            name="groupnorm",
+            title="Group normalization",
+            group="the channels × positions of one group of one sample, channel by channel",
+            layout="x (N, G*C, m/C): each group of C channels normalized, gamma and beta of "
+            "shape (G*C,)",
             params="channel",
             grouping="groups",
-            torch="group_norm",
         ),
         Layer(
-            "rmsnorm",
-            "RMS normalization",
-            "the m features of one sample, not centred",
-            "x (N, m): each row divided by its root mean square, gamma of shape (m,)",
+            name="rmsnorm",
+            title="RMS normalization",
+            group="the m features of one sample, not centred",
+            layout="x (N, m): each row divided by its root mean square, gamma of shape (m,)",
             centred=False,
             params="element",
             beta=False,
-            torch="rms_norm",
         ),
     )
 }
 
 
 def layer(name: object) -> Layer:
-    """The declaration called ``name``; LayerError listing the known ones otherwise.
+    """The declaration called ``name`` (a ``Layer`` is passed through); LayerError listing the
+    known ones otherwise.
 
     >>> layer("rmsnorm").centred
     False
@@ -154,5 +350,8 @@ def layer(name: object) -> Layer:
         return name
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     if key not in LAYERS:
-        raise LayerError(f"unknown layer {str(name)[:40]!r}; choose one of {', '.join(LAYERS)}.")
+        raise LayerError(
+            f"unknown layer {str(name)[:40]!r}; choose one of {', '.join(LAYERS)}, or declare "
+            "one (bnsym.Layer) and pass it, or FILE.py:NAME on the command line."
+        )
     return LAYERS[key]

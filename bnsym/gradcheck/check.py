@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from bnsym.errors import BnsymError
 from bnsym.gradcheck.inputs import (
     callable_name,
     param_names,
@@ -92,9 +93,11 @@ MODES = ("auto", "full", "probe")
 METHODS = ("auto", "complex", "richardson")
 
 
-class GradientCheckError(AssertionError):
+class GradientCheckError(BnsymError, AssertionError):
     """A gradient check failed; ``.report`` holds the :class:`Report` (an
     :class:`OrdersReport` for :func:`check_double_backward`), ``str()`` shows it."""
+
+    exit_code = 1  # a failed check, not bad input
 
     def __init__(self, report: Report | OrdersReport) -> None:
         super().__init__(str(report))
@@ -456,7 +459,7 @@ def numerical_vjp(
         return _numerical_vjp(f, arrays, dout, wrt, method, seed)
 
 
-class NotALayerError(TypeError):
+class NotALayerError(BnsymError, TypeError):
     """check_layer's forward did not return ``(out, cache)``."""
 
 

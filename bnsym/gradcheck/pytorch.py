@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from bnsym.errors import BnsymError
 from bnsym.gradcheck.check import Report, check_function
 from bnsym.gradcheck.inputs import callable_name, param_names
 
 __all__ = ["TorchMissingError", "check_torch"]
 
 
-class TorchMissingError(ImportError):
+class TorchMissingError(BnsymError, ImportError):
     """PyTorch is not installed: ``check_torch`` has nothing to check with."""
 
 

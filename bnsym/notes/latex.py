@@ -37,6 +37,7 @@ import sympy as sp
 
 from bnsym.core.graph import Step
 from bnsym.derivation import Derivation, derive
+from bnsym.errors import BnsymError
 from bnsym.limits import check_tex_rows
 from bnsym.notes.decimals import TABLE_DIGITS, approx_expr
 from bnsym.notes.escape import command_text, latex_comment, latex_text, markdown_code
@@ -351,8 +352,7 @@ def _title(d: Derivation) -> str:
 
 def _doc_title(d: Derivation) -> str:
     """The document's title: batch norm's "for a batch of m", the others' "for groups of m"."""
-    what = "a batch" if d.symbols.layer.stat_suffix == "_B" else "groups"
-    return f"{d.symbols.layer.title} for {what} of m = {d.m}"
+    return f"{d.symbols.layer.title} for {d.symbols.layer.of_m} of m = {d.m}"
 
 
 def to_latex(
@@ -482,7 +482,7 @@ def to_pdf(d: Derivation, command: str | None = None) -> bytes:
     return compile_pdf(to_latex(d, standalone=True, command=command))
 
 
-class LatexError(Exception):
+class LatexError(BnsymError):
     """pdflatex is missing or failed; the message is one sentence for the user."""
 
 

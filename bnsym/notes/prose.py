@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 
+from bnsym.errors import BnsymError
+
 __all__ = ["MATH", "ProseError", "prose_math", "prose_parts", "prose_tex", "text_tex"]
 
 
-class ProseError(ValueError):
+class ProseError(BnsymError, ValueError):
     """A sentence holds a character the LaTeX notes have no spelling for."""
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import sympy as sp
 
+from bnsym.errors import BnsymError
+
 #: The longest expression string read, and the nodes of its syntax tree (m = 128 writes
 #: a few kB and a few thousand nodes per element).
 MAX_CHARS = 1_000_000
@@ -50,7 +52,7 @@ MAX_EXPONENT = 64
 MAX_INDEX = 10**6
 
 
-class ExpressionError(ValueError):
+class ExpressionError(BnsymError, ValueError):
     """An expression string that bnsym would not have written; the message names the field."""
 
 

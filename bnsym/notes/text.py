@@ -478,11 +478,14 @@ def _sections(d: Derivation) -> Iterator[Section]:
         then = ", then scale and shift" if o.affine else " (no γ, β: the output is x̂)"
     else:
         then = ", then scale" if o.affine else " (no γ: the output is x̂)"
-    paper = decl.stat_suffix == "_B"  # the batch-norm paper's words: mini-batch, Algorithm 1
-    stats = "Mini-batch statistics" if paper else f"Statistics of the group ({decl.group})"
+    stats = (
+        f"{decl.stat_words.capitalize()} statistics"
+        if decl.stat_words
+        else f"Statistics of the group ({decl.group})"
+    )
     yield Section(
         "forward",
-        ("Forward pass (Algorithm 1)" if paper else "Forward pass")
+        (f"Forward pass ({decl.paper})" if decl.paper else "Forward pass")
         if train
         else "Forward pass at inference",
         f"{stats}, normalize{then}."

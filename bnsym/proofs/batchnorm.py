@@ -33,6 +33,7 @@ import sympy as sp
 from bnsym.core.cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 from bnsym.core.graph import Step, Symbols, added, denominator, explicit_forward, partial
 from bnsym.core.graph import normalizer as _normalizer
+from bnsym.errors import BnsymError
 from bnsym.proofs import forms as _forms
 
 # Display-only symbols: renderers know their names (see bnsym.notes.text.DISPLAY).
@@ -46,8 +47,10 @@ Y_SCALED, Y_UNDONE = sp.Symbol("y_i(a*x + c)"), sp.Symbol("y_i|undo")
 Y_I, X_I = sp.Symbol("y_i", real=True), sp.Symbol("x_i", real=True)
 
 
-class ProofError(RuntimeError):
+class ProofError(BnsymError, RuntimeError):
     """An expression fell outside the frame (a bug in the derivation, not bad input)."""
+
+    exit_code = 1
 
 
 class Laurent:

@@ -11,12 +11,14 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from bnsym.errors import BnsymError
+
 Array = NDArray[np.float64]
 Variance = Literal["biased", "unbiased"]
 EpsPlacement = Literal["inside", "outside", "sqrt-outside"]
 
 
-class NormError(ValueError):
+class NormError(BnsymError, ValueError):
     """An argument of a normalization function or layer is invalid; the message names it."""
 
 
