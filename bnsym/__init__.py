@@ -23,6 +23,10 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _LAZY = {
+    "Layer": "bnsym.family.layers",
+    "LAYERS": "bnsym.family.layers",
+    "LayerError": "bnsym.family.layers",
+    "BnsymError": "bnsym.errors",
     "derive": "bnsym.derivation",
     "Derivation": "bnsym.derivation",
     "DerivationError": "bnsym.derivation",
@@ -44,7 +48,11 @@ _LAZY = {
 }
 
 __all__ = [
+    "LAYERS",
     "BatchNorm",
+    "BnsymError",
+    "Layer",
+    "LayerError",
     "Derivation",
     "DerivationError",
     "GeneratedModule",
@@ -70,6 +78,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from bnsym.codegen.module import GeneratedModule, generate
     from bnsym.core.options import DerivationError
     from bnsym.derivation import Derivation, derive
+    from bnsym.errors import BnsymError
+    from bnsym.family.layers import LAYERS, Layer, LayerError
     from bnsym.gradcheck.check import (
         GradientCheckError,
         OrdersReport,

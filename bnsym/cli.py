@@ -17,6 +17,8 @@ from typing import Any
 import click
 
 from bnsym import __version__
+from bnsym.errors import BnsymError
+from bnsym.family.layers import LAYERS
 
 
 class BadInput(click.ClickException):
@@ -63,16 +65,27 @@ class _OneLineErrors(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
+        except BnsymError as exc:  # every bnsym exception, converted here once
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+)
 @click.version_option(__version__, prog_name="bnsym")
-def main() -> None:
-    """Batch normalization: derived exactly, generated as NumPy code, checked numerically."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Normalization layers (batch, layer, instance, group, RMS norm, or your own): derived
+    exactly, generated as NumPy code, checked numerically and against PyTorch."""
+    if ctx.invoked_subcommand is None:  # bare `bnsym`: the help, not an error
+        click.echo(ctx.get_help())
 
 
 _INVOKED: list[str] = []  # the arguments of this invocation (not sys.argv under CliRunner)
@@ -91,7 +104,8 @@ def _variant_options(f: Any) -> Any:
             default="batchnorm",
             show_default=True,
             metavar="NAME",
-            help="batchnorm, layernorm, instancenorm, groupnorm or rmsnorm.",
+            help=f"{', '.join(LAYERS)}; or your own declaration (bnsym.Layer) as FILE.py:NAME "
+            "or module:NAME.",
         ),
         click.option(
             "--channels",
@@ -163,16 +177,14 @@ _VARIANT = ("layer", "channels", "m", "eps", "variance", "eps_placement", "affin
 
 
 def _derive(variant: dict[str, Any], **examples: Any) -> Any:
-    """Call bnsym.derive with the variant (and values, dy), turning errors into BadInput."""
-    from bnsym.core.options import DerivationError
+    """bnsym.derive with the variant (and values, dy); --layer may name a declaration."""
     from bnsym.derivation import derive
+    from bnsym.family.load import load_layer
 
     options = dict(variant)
     m = options.pop("m")
-    try:
-        return derive(m, **options, **examples)
-    except DerivationError as exc:
-        raise BadInput(str(exc)) from None
+    options["layer"] = load_layer(options["layer"])
+    return derive(m, **options, **examples)
 
 
 def _order_option(highest: int) -> Any:
@@ -195,26 +207,25 @@ def _order_option(highest: int) -> Any:
 
 
 def _higher(d: Any, order: int) -> Any:
-    """bnsym.proofs.higher.derive_higher(d, order), its errors as BadInput."""
-    from bnsym.core.options import DerivationError
+    """bnsym.proofs.higher.derive_higher(d, order)."""
     from bnsym.proofs.higher import derive_higher
 
-    try:
-        return derive_higher(d, order)
-    except DerivationError as exc:
-        raise BadInput(str(exc)) from None
+    return derive_higher(d, order)
 
 
 # --- derive ----------------------------------------------------------------------------------
 
 
-def _extensions() -> dict[str, str]:
+def _formats() -> Any:
+    """The table of output formats (bnsym.notes.formats: standard library only)."""
     from bnsym.notes.formats import FORMATS
 
-    return {ext: fmt for fmt, (_, _, exts) in FORMATS.items() for ext in exts}
+    return FORMATS
 
 
-_FORMATS = _extensions()
+_FORMATS = _formats()
+_FIRST = [f.extensions[0] for f in _FORMATS.values()]
+_EXTENSIONS = ", ".join(_FIRST[:-1]) + " or " + _FIRST[-1]
 
 
 @main.command("derive")
@@ -255,7 +266,8 @@ _FORMATS = _extensions()
     "--format",
     "fmt",
     default=None,
-    help="text (default), json, latex, markdown or pdf; taken from -o's extension if omitted.",
+    help="; ".join(f"{f.name}: {f.help}" for f in _FORMATS.values())
+    + ". Default: from -o's extension, else text.",
 )
 @click.option("--ascii", "ascii_", is_flag=True, help="Plain ASCII text instead of Unicode math.")
 @click.option(
@@ -268,7 +280,7 @@ _FORMATS = _extensions()
     "--output",
     default=None,
     metavar="FILE",
-    help="Write to FILE (.txt, .json, .tex, .md, .pdf) instead of standard output.",
+    help=f"Write to FILE ({_EXTENSIONS}) instead of standard output.",
 )
 @_order_option(3)
 def derive_command(
@@ -286,18 +298,22 @@ def derive_command(
     output: str | None,
 ) -> None:
     """Derive a normalization layer (batch norm unless --layer) for m values, with proofs."""
-    from bnsym.output import OutputError, atomic_write, check_writable
+    from bnsym.notes.formats import render
+    from bnsym.output import atomic_write, check_writable
 
-    fmt = _output_format(fmt, output)
-    if ascii_ and fmt != "text":
-        raise BadInput(f"--ascii applies to text output, not --format {fmt}; drop one of them.")
-    if standalone and fmt not in ("latex", "pdf"):
-        raise BadInput(f"--standalone applies to LaTeX output, not {fmt}; add --format latex.")
+    row = _output_format(fmt, output)
+    for flag, name, on in (
+        ("--ascii", "ascii", ascii_),
+        ("--standalone", "standalone", standalone),
+    ):
+        if on and name not in row.options:
+            takes = [f.name for f in _FORMATS.values() if name in f.options]
+            raise BadInput(
+                f"{flag} applies to {' and '.join(takes)} output, not {row.name}; drop {flag} "
+                f"or choose --format {takes[0]}."
+            )
     if output not in (None, "-"):
-        try:
-            check_writable(output)
-        except OutputError as exc:
-            raise BadInput(str(exc)) from None
+        check_writable(output)
     d = _derive(
         variant,
         values=values,
@@ -308,93 +324,45 @@ def derive_command(
         running_var=running_var,
     )
     h = _higher(d, order) if order > 1 else None
-    command = _command_line()
-    from bnsym.limits import LimitError
-
-    try:
-        if fmt == "pdf":
-            from bnsym.notes import latex as notes
-
-            try:
-                if h is None:
-                    data: str | bytes = notes.to_pdf(d, command=command)
-                else:
-                    data = notes.compile_pdf(_render(d, "latex", False, True, command, h))
-            except notes.LatexError as exc:
-                raise BadInput(str(exc)) from None
-        else:
-            data = _render(d, fmt, ascii_, standalone, command, h)
-    except LimitError as exc:
-        raise BadInput(str(exc)) from None
+    data = render(
+        d, row.name, higher=h, command=_command_line(), ascii=ascii_, standalone=standalone
+    )
     if output in (None, "-"):
         click.echo(data, nl=False)
         return
-    try:
-        atomic_write(output, data)
-    except OutputError as exc:
-        raise BadInput(str(exc)) from None
+    atomic_write(output, data)
 
 
-def _output_format(fmt: str | None, output: str | None) -> str:
-    """The output format: --format if given, else -o's extension, else text."""
+def _output_format(fmt: str | None, output: str | None) -> Any:
+    """The row of the format table: --format if given, else -o's extension, else text."""
     from pathlib import Path
+
+    from bnsym.notes.formats import by_extension
 
     to_file = output not in (None, "-")
     ext = Path(output).suffix.lower() if to_file and output else ""
+    chosen = by_extension(ext) if ext else None
     if fmt is not None:
-        if fmt not in ("text", "json", "latex", "markdown", "pdf"):
+        if fmt not in _FORMATS:
+            raise BadInput(f"--format {fmt!r} is not known; use {', '.join(_FORMATS)}.")
+        row = _FORMATS[fmt]
+        if row.file_only and not to_file:
+            raise BadInput(f"--format {fmt} writes a file; add -o FILE{row.extensions[0]}.")
+        if (chosen is not None and chosen.file_only or row.file_only) and chosen is not row:
             raise BadInput(
-                f"--format {fmt!r} is not known; use text, json, latex, markdown or pdf."
+                f"-o {output!r} and --format {fmt} disagree: a {ext or 'file without extension'} "
+                f"file holds {'the ' + chosen.name if chosen else 'no ' + fmt} output; drop "
+                "--format or change the file name."
             )
-        if fmt == "pdf" and not to_file:
-            raise BadInput("--format pdf writes a file; add -o FILE.pdf.")
-        if (ext == ".pdf") != (fmt == "pdf"):
-            raise BadInput(
-                f"-o {output!r} and --format {fmt} disagree: a .pdf file holds the compiled "
-                "notes only; drop --format or change the file name."
-            )
-        return fmt
+        return row
     if not to_file:
-        return "text"
-    if ext not in _FORMATS:
+        return _FORMATS["text"]
+    if chosen is None:
         raise BadInput(
             f"cannot tell the format of {output!r} from its extension {ext or '(none)'!r}; "
-            "use .txt, .json, .tex, .md or .pdf, or give --format."
+            f"use {_EXTENSIONS}, or give --format."
         )
-    return _FORMATS[ext]
-
-
-def _render(d: Any, fmt: str, ascii_: bool, standalone: bool, command: str, h: Any = None) -> str:
-    if h is not None:  # order 2 or 3: the first order, then the higher sections
-        from bnsym.notes import higher as render_higher
-
-        if fmt == "json":
-            import json
-
-            obj = json.loads(_render(d, fmt, ascii_, standalone, command))
-            obj.update(render_higher.json_obj(h))
-            return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-        first = _render(d, fmt, ascii_, standalone, command)
-        if fmt == "latex":
-            more = render_higher.to_latex(h, standalone)
-            end = "\\end{document}\n"
-            return first[: -len(end)] + more + end if standalone else first + more
-        if fmt == "markdown":
-            return first + render_higher.to_markdown(h)
-        return first + render_higher.to_text(h, ascii_)
-    if fmt == "json":
-        from bnsym.notes.text import to_json
-
-        return to_json(d)
-    if fmt in ("latex", "markdown"):
-        from bnsym.notes import latex as notes
-
-        if fmt == "latex":
-            return notes.to_latex(d, standalone=standalone, command=command)
-        return notes.to_markdown(d, command=command)
-    from bnsym.notes.text import to_text
-
-    return to_text(d, ascii=ascii_, command=command)
+    return chosen
 
 
 # --- codegen ---------------------------------------------------------------------------------
@@ -417,13 +385,10 @@ def codegen_command(
 ) -> None:
     """Generate a standalone NumPy module with forward() and backward() for groups of m."""
     from bnsym.codegen.module import generate
-    from bnsym.output import OutputError, check_writable
+    from bnsym.output import check_writable
 
     if output not in (None, "-"):
-        try:
-            check_writable(output)
-        except OutputError as exc:
-            raise BadInput(str(exc)) from None
+        check_writable(output)
         suffix = os.path.splitext(output)[1]
         if suffix and suffix.lower() != ".py":
             raise BadInput(
@@ -446,10 +411,7 @@ def codegen_command(
     if output in (None, "-"):
         click.echo(module.source, nl=False)
         return
-    try:
-        module.write(output)
-    except OutputError as exc:
-        raise BadInput(str(exc)) from None
+    module.write(output)
 
 
 # --- check -----------------------------------------------------------------------------------

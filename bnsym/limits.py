@@ -71,16 +71,3 @@ def _short(value: object) -> str:
 #: (a row of 3313 letters failed with "Dimension too large"). Rows above this are refused
 #: with room to spare; a row that wide is about 60 pages across anyway.
 MAX_TEX_ROW_LETTERS = 2500
-
-
-def check_tex_rows(rows: tuple[str, ...]) -> None:
-    """LimitError if a row of display maths is too wide for TeX to measure."""
-    from bnsym.notes.texexpr import math_width
-
-    widest = max((math_width(r) for r in rows), default=0.0)
-    if widest > MAX_TEX_ROW_LETTERS:
-        raise LimitError(
-            f"the LaTeX would hold a row about {widest:.0f} letters wide, beyond what TeX can "
-            f"measure (about {MAX_TEX_ROW_LETTERS} letters, 19 feet): the worked example's "
-            "numbers are too long; give values with fewer digits, or use --format text or json."
-        )

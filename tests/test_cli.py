@@ -62,7 +62,7 @@ def test_output_file_is_written_and_format_taken_from_extension(run, tmp_path):
         (["--m", "4", "--values", "1,2,three,4"], "'three' is not a number"),
         (["--m", "4", "--values", "3,3,3,3", "--eps", "0"], "divides by zero"),
         (["--m", "4", "--ascii", "--format", "json"], "--ascii applies to text"),
-        (["--m", "4", "--standalone"], "--standalone applies to LaTeX"),
+        (["--m", "4", "--standalone"], "--standalone applies to latex"),
         (["--m", "4", "--mode", "eval", "--variance", "unbiased"], "eval mode"),
         (["--m", "4", "--format", "html"], "--format 'html'"),
         (["--m", "4", "--format", "pdf"], "add -o FILE.pdf"),

@@ -395,7 +395,7 @@ def test_cli_bad_placement_is_one_line_exit_2():
 
 
 def test_notes_with_the_forms_compile_to_pdf():
-    from bnsym.notes.latex import to_pdf
+    from bnsym.notes.pdf import to_pdf
 
     for d in (
         derive(4, values="2,0,2,4", eps="1e-4", eps_placement="sqrt-outside"),

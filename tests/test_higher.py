@@ -408,10 +408,10 @@ def test_derive_order_2_in_every_format(fmt):
 
 
 def test_derive_order_2_standalone_latex_compiles():
-    from bnsym.notes import latex as notes
+    from bnsym.notes import pdf
 
     r = _run("derive", "--m", "2", "--order", "2", "--format", "latex", "--standalone")
-    assert notes.compile_pdf(r.output).startswith(b"%PDF")
+    assert pdf.compile_pdf(r.output).startswith(b"%PDF")
 
 
 def test_derive_order_3_json():

@@ -163,3 +163,145 @@ def test_the_graph_sees_imports_in_functions_and_skips_type_checking(tmp_path):
     cycle = find_cycle(graph)
     assert cycle in (["pkg.a", "pkg.b", "pkg.a"], ["pkg.b", "pkg.a", "pkg.b"])
     assert find_cycle({"x": {"y"}, "y": {"z"}, "z": set()}) is None
+
+
+# --- the direction of the design ------------------------------------------------------------
+
+#: Each part of the package (a subpackage, or a top-level module) and the parts it may import
+#: (its own modules always). The direction of the design (STYLE.md item 2, issue 16): the
+#: declarations need nothing; the symbolic core needs the declarations only; the proofs sit on
+#: the core; the renderers read derivations without knowing how they are made; the one
+#: Derivation type sits above its renderers; codegen and the cross-check join the symbolic
+#: side with NumPy; the NumPy references and the gradient checker need neither SymPy nor the
+#: core; nothing but ``__main__`` imports the command line.
+ALLOWED: dict[str, set[str]] = {
+    "bnsym.errors": set(),
+    "bnsym.family": {"bnsym.errors"},
+    "bnsym.output": {"bnsym.errors"},
+    "bnsym.limits": {"bnsym.errors"},
+    "bnsym.reference": {"bnsym.errors", "bnsym.family"},
+    "bnsym.gradcheck": {"bnsym.errors"},
+    "bnsym.core": {"bnsym.errors", "bnsym.family", "bnsym.limits"},
+    "bnsym.proofs": {"bnsym.errors", "bnsym.family", "bnsym.core", "bnsym.limits"},
+    "bnsym.notes": {
+        "bnsym.errors",
+        "bnsym.family",
+        "bnsym.core",
+        "bnsym.proofs",
+        "bnsym.output",
+        "bnsym.limits",
+    },
+    "bnsym.derivation": {
+        "bnsym.errors",
+        "bnsym.family",
+        "bnsym.core",
+        "bnsym.proofs",
+        "bnsym.notes",
+    },
+    "bnsym.codegen": {
+        "bnsym",  # __version__ for the header
+        "bnsym.errors",
+        "bnsym.family",
+        "bnsym.core",
+        "bnsym.proofs",
+        "bnsym.derivation",
+        "bnsym.notes",  # escaping the command line for a comment
+        "bnsym.output",
+        "bnsym.limits",
+    },
+    "bnsym.crosscheck": {
+        "bnsym.errors",
+        "bnsym.family",
+        "bnsym.core",
+        "bnsym.proofs",
+        "bnsym.derivation",
+        "bnsym.codegen",
+        "bnsym.reference",
+        "bnsym.gradcheck",
+        "bnsym.limits",
+    },
+    "bnsym.cli": {"*"},
+    "bnsym.__main__": {"bnsym.cli"},
+    "bnsym": set(),  # its public names are imported lazily, by name, when first used
+}
+
+#: Parts that must not import SymPy (nor PyTorch at import time): NumPy only.
+NUMPY_ONLY = ("bnsym.errors", "bnsym.family", "bnsym.reference", "bnsym.gradcheck")
+
+
+def part_of(module: str) -> str:
+    """The part of the design a module belongs to: ``bnsym.core.graph`` -> ``bnsym.core``."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+#: Edges against the direction that are being removed (an edge listed here that no longer
+#: exists fails the test, so the list cannot go stale).
+KNOWN_AGAINST_DIRECTION: frozenset[tuple[str, str]] = frozenset(
+    {("bnsym.proofs.higher", "bnsym.derivation")}
+)
+
+
+def test_every_part_imports_only_what_the_design_allows():
+    graph = import_graph(PACKAGE_DIR, "bnsym")
+    stale = sorted(e for e in KNOWN_AGAINST_DIRECTION if e[1] not in graph.get(e[0], ()))
+    assert not stale, f"remove from KNOWN_AGAINST_DIRECTION, gone: {stale}"
+    for importer, imported in KNOWN_AGAINST_DIRECTION:
+        graph[importer] = graph[importer] - {imported}
+    parts = {part_of(m) for m in graph}
+    assert parts <= set(ALLOWED), f"a new part needs its row in ALLOWED: {parts - set(ALLOWED)}"
+    wrong = []
+    for module, targets in sorted(graph.items()):
+        mine = part_of(module)
+        allowed = ALLOWED[mine]
+        for target in sorted(targets):
+            theirs = part_of(target)
+            if theirs != mine and "*" not in allowed and theirs not in allowed:
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, "imports against the design's direction: " + "; ".join(wrong)
+
+
+def test_nothing_imports_the_command_line():
+    graph = import_graph(PACKAGE_DIR, "bnsym")
+    importers = sorted(m for m, ts in graph.items() if "bnsym.cli" in ts)
+    assert importers == ["bnsym.__main__"], importers
+
+
+def _third_party(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_numpy_only_parts_never_import_sympy():
+    files = module_files(PACKAGE_DIR, "bnsym")
+    offenders = []
+    for module, path in files.items():
+        if part_of(module) in NUMPY_ONLY:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            if "sympy" in _third_party(tree):
+                offenders.append(module)
+    assert offenders == []
+
+
+def test_the_direction_test_sees_a_wrong_edge(tmp_path):
+    """The test above fails for a core module that imports a renderer (a tampered tree)."""
+    pkg = tmp_path / "bnsym"
+    for part in ("core", "notes"):
+        (pkg / part).mkdir(parents=True)
+        (pkg / part / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core" / "graph.py").write_text("def f():\n    from bnsym.notes import text\n")
+    (pkg / "notes" / "text.py").write_text("import bnsym.core.graph\n")
+    graph = import_graph(pkg, "bnsym")
+    bad = [
+        (m, t)
+        for m, ts in graph.items()
+        for t in ts
+        if part_of(t) != part_of(m) and part_of(t) not in ALLOWED[part_of(m)]
+    ]
+    assert bad == [("bnsym.core.graph", "bnsym.notes.text")]

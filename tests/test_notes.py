@@ -4,6 +4,7 @@ the CLI writes .tex/.md/.pdf or fails in one line without leaving a file behind.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from bnsym import derive
 from bnsym.cli import main
 from bnsym.core.graph import Symbols
 from bnsym.notes import latex as notes
+from bnsym.notes import pdf
 from bnsym.notes.prose import ProseError, prose_tex, text_tex
 from bnsym.notes.texexpr import tex
 from bnsym.notes.text import sections
@@ -279,38 +281,47 @@ def test_notebook_reprs_hold_the_maths() -> None:
     )
 
 
+def _refresh_script():
+    """scripts/refresh.py, the repository's maintenance script (not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bnsym_refresh", ROOT / "scripts" / "refresh.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_derivations_directory_is_current(tmp_path: Path) -> None:
-    written = notes.refresh(tmp_path)
+    written = _refresh_script().refresh(tmp_path)
     names = sorted(p.name for p in written)
     committed = sorted(
         p.name for p in (ROOT / "derivations").iterdir() if p.suffix in (".tex", ".md", ".py")
     )
-    assert names == committed, "run: python -m bnsym.notes.latex derivations"
+    assert names == committed, "run: python scripts/refresh.py derivations"
     for path in written:
         expected = (ROOT / "derivations" / path.name).read_bytes()
         assert path.read_bytes() == expected, (
-            f"derivations/{path.name} is stale; run: python -m bnsym.notes.latex derivations"
+            f"derivations/{path.name} is stale; run: python scripts/refresh.py derivations"
         )
 
 
 def test_compile_pdf_returns_a_pdf() -> None:
     _pdflatex()
-    pdf = notes.compile_pdf(notes.to_latex(derive(2), standalone=True))
-    assert pdf.startswith(b"%PDF")
+    compiled = pdf.compile_pdf(notes.to_latex(derive(2), standalone=True))
+    assert compiled.startswith(b"%PDF")
 
 
 def test_compile_pdf_reports_the_first_latex_error() -> None:
     _pdflatex()
     bad = "\\documentclass{article}\\begin{document}$\\frac{1}$\\end{document}"
-    with pytest.raises(notes.LatexError, match=r"^pdflatex failed: .+") as info:
-        notes.compile_pdf(bad)
+    with pytest.raises(pdf.LatexError, match=r"^pdflatex failed: .+") as info:
+        pdf.compile_pdf(bad)
     assert "\n" not in str(info.value)
 
 
 def test_compile_pdf_without_pdflatex_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(notes.LatexError, match="apt-get install texlive-latex-base"):
-        notes.compile_pdf("\\documentclass{article}\\begin{document}x\\end{document}")
+    with pytest.raises(pdf.LatexError, match="apt-get install texlive-latex-base"):
+        pdf.compile_pdf("\\documentclass{article}\\begin{document}x\\end{document}")
 
 
 # --- what the notes print: no conversion garbage, no nested fractions, natural order ------
@@ -411,11 +422,11 @@ def test_closed_form_labelled_once_and_proofs_said_once() -> None:
 
 def test_refresh_rejects_unknown_flags() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bnsym.notes.latex", "--refresh", "x"],
+        [sys.executable, str(ROOT / "scripts" / "refresh.py"), "--refresh", "x"],
         capture_output=True,
         text=True,
     )
-    assert done.returncode != 0 and "usage: python -m bnsym.notes.latex DIRECTORY" in done.stderr
+    assert done.returncode != 0 and "usage: python scripts/refresh.py DIRECTORY" in done.stderr
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -490,7 +501,7 @@ def test_cli_pdf_failure_leaves_no_file(
     if missing:
         monkeypatch.setenv("PATH", "/nonexistent")
     else:
-        monkeypatch.setattr(notes, "to_latex", lambda *a, **k: "\\begin{document}\\undefined")
+        monkeypatch.setattr(pdf, "to_latex", lambda *a, **k: "\\begin{document}\\undefined")
         _pdflatex()
     result = runner.invoke(main, ["derive", "--m", "2", "-o", str(target)])
     assert result.exit_code == 2

@@ -320,7 +320,7 @@ def test_dev_stdout_is_written_through_to_the_pipe() -> None:
 _SLOW_LATEX = textwrap.dedent(
     """
     import sys, time
-    from bnsym.notes import latex as notes
+    from bnsym.notes import pdf as notes
     def slow(source, timeout):  # pdflatex "running" in its temporary directory
         print("compiling", flush=True)
         time.sleep(60)

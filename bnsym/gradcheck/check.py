@@ -50,6 +50,7 @@ import numpy as np
 
 from bnsym.errors import BnsymError
 from bnsym.gradcheck.inputs import (
+    NotALayerError,
     callable_name,
     param_names,
     raised,
@@ -63,7 +64,7 @@ from bnsym.gradcheck.report import Entry, InputResult, OrdersReport, Report
 from bnsym.gradcheck.steps import (
     FULL_LIMIT,
     BackwardRaised,
-    Layer,
+    Subject,
     analytic_gradients,
     compare_inputs,
     comparisons,
@@ -459,10 +460,6 @@ def numerical_vjp(
         return _numerical_vjp(f, arrays, dout, wrt, method, seed)
 
 
-class NotALayerError(BnsymError, TypeError):
-    """check_layer's forward did not return ``(out, cache)``."""
-
-
 def _numerical_vjp(
     f: Callable[..., Any],
     inputs: list[Any],
@@ -528,7 +525,7 @@ def _check_quietly(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     arrays = list(inputs)
-    layer = Layer(
+    layer = Subject(
         run_forward,
         run_backward,
         f,

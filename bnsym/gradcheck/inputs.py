@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from bnsym.errors import BnsymError
 from bnsym.gradcheck.report import InputResult
+
+
+class NotALayerError(BnsymError, TypeError):
+    """check_layer's forward did not return ``(out, cache)``."""
 
 
 def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:

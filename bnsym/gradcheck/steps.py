@@ -22,6 +22,7 @@ import numpy as np
 from bnsym.gradcheck.compare import Comparison
 from bnsym.gradcheck.hints import swap_hints
 from bnsym.gradcheck.inputs import (
+    NotALayerError,
     as_outputs,
     copy_input,
     eps_of,
@@ -56,8 +57,9 @@ class BackwardRaised(Exception):
 
 
 @dataclass(frozen=True)
-class Layer:
-    """What every step of the check needs: the layer's calls, its inputs and their names."""
+class Subject:
+    """The code under check and what every step needs: the layer's (or function's) calls, its
+    inputs and their names."""
 
     run_forward: Callable[[Sequence[Any]], tuple[Any, Any]]
     run_backward: Callable[[Any, Any, Sequence[Any]], Any]
@@ -71,7 +73,7 @@ class Layer:
     backward_name: str
 
 
-def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.ndarray]]:
+def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[np.ndarray]]:
     """Step 1, safety: the forward on copies, twice; it must neither modify them nor vary.
 
     Returns ``(out, cache, args, outs)`` of the first call (``outs`` the outputs as a list),
@@ -119,21 +121,19 @@ def run_forward_twice(layer: Layer) -> str | tuple[Any, Any, list[Any], list[np.
     return out_a, cache, args_a, outs_a
 
 
-def _forward(layer: Layer, args: list[Any]) -> tuple[Any, Any]:
+def _forward(layer: Subject, args: list[Any]) -> tuple[Any, Any]:
     """The layer's forward; what it raises comes out as :class:`ForwardRaised` (check_layer's
     complaint that the forward is not a layer excepted)."""
     try:
         return layer.run_forward(args)
-    except TypeError as exc:
-        if type(exc).__name__ == "NotALayerError":
-            raise
-        raise ForwardRaised(exc) from exc
+    except NotALayerError:
+        raise
     except Exception as exc:
         raise ForwardRaised(exc) from exc
 
 
 def analytic_gradients(
-    layer: Layer,
+    layer: Subject,
     out: Any,
     outs: list[np.ndarray],
     cache: Any,
@@ -194,7 +194,7 @@ def analytic_gradients(
 
 
 def numerical_side(
-    layer: Layer,
+    layer: Subject,
     douts: list[np.ndarray],
     outs: list[np.ndarray],
     ok_idx: list[int],
@@ -239,7 +239,7 @@ def noise_note(loss: Loss) -> list[str]:
 
 
 def comparisons(
-    layer: Layer,
+    layer: Subject,
     loss: Loss,
     douts: list[np.ndarray],
     outs: list[np.ndarray],
@@ -336,7 +336,7 @@ def comparisons(
 
 
 def compare_inputs(
-    layer: Layer,
+    layer: Subject,
     checks: dict[int, Comparison],
     grads: list[np.ndarray | None],
     grad_problems: dict[int, str],

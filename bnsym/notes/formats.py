@@ -1,33 +1,120 @@
-"""The output formats, registered in one table: format -> the module and function that
-render a :class:`~bnsym.derivation.Derivation` in it, and the file extensions that choose it.
+"""The output formats, in one table: a new format is one row here.
 
-Used by :class:`bnsym.derivation.Derivation` (``to_text``, ``_repr_latex_``) and the
-command line, which sit above the renderers. A renderer is imported when first used, so
-that ``bnsym derive`` to the terminal does not import the LaTeX notes. A new format is one
-row here.
+Each row says which function renders a :class:`~bnsym.derivation.Derivation` in the format,
+which function appends the sections of orders 2 and 3 to it (``None`` where the renderer
+takes them itself), the file extensions that choose it for ``-o``, the options of
+``bnsym derive`` that apply to it, and the phrase ``--format``'s help gives it. The command
+line (``--format``, ``-o``, ``--ascii``, ``--standalone``) and
+:class:`~bnsym.derivation.Derivation`'s methods read this table; neither knows a format by
+name. A renderer is imported when first used, so that ``bnsym derive`` to the terminal does
+not import the LaTeX notes.
+
+>>> by_extension(".md").name, FORMATS["pdf"].file_only
+('markdown', True)
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any
 
-#: format -> (module, function, file extensions that choose it)
-FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "text": ("bnsym.notes.text", "to_text", (".txt",)),
-    "json": ("bnsym.notes.text", "to_json", (".json",)),
-    "latex": ("bnsym.notes.latex", "to_latex", (".tex",)),
-    "markdown": ("bnsym.notes.latex", "to_markdown", (".md", ".markdown")),
-    "pdf": ("bnsym.notes.latex", "to_pdf", (".pdf",)),
+__all__ = ["FORMATS", "Format", "by_extension", "render"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One output format (see the module docstring).
+
+    ``render`` and ``higher`` are ``"module:function"``: ``render(d, **options)`` returns
+    the document (``str``, or ``bytes`` where ``binary``), ``higher(document, h, **options)``
+    the document with the derivatives of order 2 or 3 ``h`` added. ``options`` are the
+    keyword options the renderer takes besides the derivation (``ascii``, ``standalone``,
+    ``command``); ``file_only``: written to a file, never to the terminal.
+    """
+
+    name: str
+    render: str
+    higher: str | None
+    extensions: tuple[str, ...]
+    help: str
+    options: tuple[str, ...] = ("command",)
+    binary: bool = False
+    file_only: bool = False
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format(
+            "text",
+            "bnsym.notes.text:to_text",
+            "bnsym.notes.higher:with_text",
+            (".txt",),
+            "Unicode text for a terminal (--ascii: plain ASCII)",
+            ("command", "ascii"),
+        ),
+        Format(
+            "json",
+            "bnsym.notes.text:to_json",
+            "bnsym.notes.higher:with_json",
+            (".json",),
+            "one JSON object, read back by bnsym.load_json",
+            (),
+        ),
+        Format(
+            "latex",
+            "bnsym.notes.latex:to_latex",
+            "bnsym.notes.higher:with_latex",
+            (".tex",),
+            "LaTeX (--standalone: a document that compiles with pdflatex)",
+            ("command", "standalone"),
+        ),
+        Format(
+            "markdown",
+            "bnsym.notes.latex:to_markdown",
+            "bnsym.notes.higher:with_markdown",
+            (".md", ".markdown"),
+            "Markdown with $$ maths, for GitHub and Jupyter",
+        ),
+        Format(
+            "pdf",
+            "bnsym.notes.pdf:to_pdf",
+            None,
+            (".pdf",),
+            "the LaTeX notes compiled by pdflatex (a file: -o FILE.pdf)",
+            binary=True,
+            file_only=True,
+        ),
+    )
 }
 
 
-def renderer(fmt: str) -> Any:
-    """The function that renders ``fmt``; KeyError for an unknown format."""
-    module, function, _ = FORMATS[fmt]
+def by_extension(extension: str) -> Format | None:
+    """The format a file extension (``".tex"``, any case) chooses, or None."""
+    ext = extension.lower()
+    return next((f for f in FORMATS.values() if ext in f.extensions), None)
+
+
+def _function(where: str) -> Any:
+    module, _, function = where.partition(":")
     return getattr(importlib.import_module(module), function)
 
 
-def render(derivation: Any, fmt: str, **options: Any) -> Any:
-    """``derivation`` in ``fmt``, with the renderer's ``options``."""
-    return renderer(fmt)(derivation, **options)
+def render(derivation: Any, fmt: str, higher: Any = None, **options: Any) -> Any:
+    """``derivation`` in the format ``fmt`` (KeyError if unknown), with the sections of
+    order 2 or 3 when ``higher`` is given; ``options`` the format takes (others are
+    dropped: ``ascii`` means nothing to JSON)."""
+    row = FORMATS[fmt]
+    given = {k: v for k, v in options.items() if k in row.options or k == "notebook"}
+    if row.higher is None:
+        return _function(row.render)(derivation, **given, **_higher_arg(higher))
+    out = _function(row.render)(derivation, **given)
+    if higher is not None:
+        extra = {k: v for k, v in given.items() if k in ("ascii", "standalone")}
+        out = _function(row.higher)(out, higher, **extra)
+    return out
+
+
+def _higher_arg(higher: Any) -> dict[str, Any]:
+    return {} if higher is None else {"higher_order": higher}

@@ -9,6 +9,7 @@ the first-order output of the same format by the command line (JSON: under the k
 
 from __future__ import annotations
 
+import json
 import textwrap
 from typing import Any
 
@@ -19,7 +20,17 @@ from bnsym.notes import text as render
 from bnsym.notes.text import Section
 from bnsym.proofs.higher import HigherDerivation
 
-__all__ = ["json_obj", "sections", "to_latex", "to_markdown", "to_text"]
+__all__ = [
+    "json_obj",
+    "sections",
+    "to_latex",
+    "to_markdown",
+    "to_text",
+    "with_json",
+    "with_latex",
+    "with_markdown",
+    "with_text",
+]
 
 
 def sections(h: HigherDerivation) -> list[Section]:
@@ -192,3 +203,32 @@ def _closed_section(h: HigherDerivation) -> Section:
         + ("" if o.affine else " Without γ and β: γ = 1, gdgamma = gdbeta = 0, no ggamma."),
         h.closed_form,
     )
+
+
+# --- appended to the first order's document, for each format (bnsym.notes.formats) ----------
+
+
+def with_text(first: str, h: HigherDerivation, ascii: bool = False) -> str:
+    """The first order's text, then the sections of order 2 (and 3)."""
+    return first + to_text(h, ascii)
+
+
+def with_json(first: str, h: HigherDerivation) -> str:
+    """The first order's JSON object with the keys ``"double_backward"`` (and
+    ``"third_order"``) added."""
+    obj = json.loads(first)
+    obj.update(json_obj(h))
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def with_latex(first: str, h: HigherDerivation, standalone: bool = False) -> str:
+    """The first order's LaTeX with the sections of order 2 (and 3) before ``\\end{document}``
+    (a fragment: after it)."""
+    end = "\\end{document}\n"
+    more = to_latex(h, standalone)
+    return first[: -len(end)] + more + end if standalone else first + more
+
+
+def with_markdown(first: str, h: HigherDerivation) -> str:
+    """The first order's Markdown, then the sections of order 2 (and 3)."""
+    return first + to_markdown(h)

@@ -23,29 +23,25 @@ True
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from bnsym.core.graph import Step
-from bnsym.derivation import Derivation, derive
-from bnsym.errors import BnsymError
-from bnsym.limits import check_tex_rows
+from bnsym.limits import MAX_TEX_ROW_LETTERS, LimitError
 from bnsym.notes.decimals import TABLE_DIGITS, approx_expr
 from bnsym.notes.escape import command_text, latex_comment, latex_text, markdown_code
 from bnsym.notes.prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym.notes.texexpr import break_lines, math_width, number_text, tex
 from bnsym.notes.text import describe, factored_jacobian, param_steps, proof_reason, sections
 
-__all__ = ["LatexError", "compile_pdf", "math_width", "refresh", "to_latex", "to_markdown"]
+if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
+    from bnsym.derivation import Derivation
+
+__all__ = ["math_width", "to_latex", "to_markdown"]
 
 #: Width of a row of a display in the standalone document, in letters of 11pt math: A4 with
 #: 2.2 cm margins leaves 471pt and a letter of indexed maths with its spacing is about 6.5pt. Kept
@@ -343,6 +339,17 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
             )
 
 
+def check_tex_rows(rows: tuple[str, ...]) -> None:
+    """LimitError if a row of display maths is too wide for TeX to measure."""
+    widest = max((math_width(r) for r in rows), default=0.0)
+    if widest > MAX_TEX_ROW_LETTERS:
+        raise LimitError(
+            f"the LaTeX would hold a row about {widest:.0f} letters wide, beyond what TeX can "
+            f"measure (about {MAX_TEX_ROW_LETTERS} letters, 19 feet): the worked example's "
+            "numbers are too long; give values with fewer digits, or use --format text or json."
+        )
+
+
 # --- LaTeX and Markdown --------------------------------------------------------------------
 
 
@@ -475,109 +482,3 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
 
 
 # --- PDF -----------------------------------------------------------------------------------
-
-
-def to_pdf(d: Derivation, command: str | None = None) -> bytes:
-    """The standalone notes compiled by pdflatex (see :func:`compile_pdf`)."""
-    return compile_pdf(to_latex(d, standalone=True, command=command))
-
-
-class LatexError(BnsymError):
-    """pdflatex is missing or failed; the message is one sentence for the user."""
-
-
-def compile_pdf(tex_source: str, timeout: float = 60) -> bytes:
-    """Compile a standalone LaTeX document with pdflatex and return the PDF's bytes.
-
-    Runs ``pdflatex -halt-on-error -interaction=nonstopmode`` in a temporary directory (a
-    second time if the log asks for a rerun). Raises LatexError with one sentence: how to
-    install pdflatex when it is missing, or the first error line of the log.
-    """
-    with tempfile.TemporaryDirectory(prefix="bnsym-latex-") as tmp:
-        source = Path(tmp, "notes.tex")
-        source.write_text(tex_source, encoding="utf-8")
-        for _ in range(2):
-            log = _run_pdflatex(source, timeout)
-            if "Rerun to get" not in log:
-                break
-        return Path(tmp, "notes.pdf").read_bytes()
-
-
-def _run_pdflatex(source: Path, timeout: float) -> str:
-    command = ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", source.name]
-    try:
-        done = subprocess.run(
-            command, cwd=source.parent, capture_output=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError:
-        raise LatexError(
-            "pdflatex is not installed; install it with 'apt-get install texlive-latex-base' "
-            "(Debian/Ubuntu) or any TeX Live distribution, or write .tex instead."
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise LatexError(f"pdflatex did not finish within {timeout:g} s.") from None
-    log_path = source.with_suffix(".log")
-    log = log_path.read_text(errors="replace") if log_path.exists() else ""
-    if done.returncode != 0 or not source.with_suffix(".pdf").exists():
-        first = next((line for line in log.splitlines() if line.startswith("!")), "")
-        detail = first.lstrip("! ").strip() or f"exit status {done.returncode}"
-        raise LatexError(f"pdflatex failed: {detail}")
-    return log
-
-
-# --- the committed examples ----------------------------------------------------------------
-
-#: The batch sizes of the committed notes in ``derivations/``.
-REFRESH_M = (2, 3, 4)
-
-
-#: The other layers' committed notes and modules: file stem -> derive options (m = 4).
-REFRESH_FAMILY: dict[str, dict[str, Any]] = {
-    "layernorm_m4": {"layer": "layernorm"},
-    "instancenorm_m4": {"layer": "instancenorm"},
-    "groupnorm_m4_c2": {"layer": "groupnorm", "channels": 2},
-    "rmsnorm_m4": {"layer": "rmsnorm"},
-}
-
-
-def refresh(directory: str | os.PathLike[str]) -> list[Path]:
-    """(Re)write the committed examples into ``directory``: ``bn_m{2,3,4}.tex`` (standalone)
-    and ``.md``, the generated NumPy module ``bn_m4.py``, and for each other layer of the
-    family its m = 4 notes (``.tex``, ``.md``) and module (``.py``). Deterministic: the same
-    files, byte for byte, on every run. Returns the paths written.
-    """
-    from bnsym.codegen import module as codegen
-    from bnsym.output import atomic_write
-
-    out = Path(directory)
-    written = []
-    for m in REFRESH_M:
-        d = derive(m)
-        tex_cmd = f"bnsym derive --m {m} --standalone -o derivations/bn_m{m}.tex"
-        md_cmd = f"bnsym derive --m {m} -o derivations/bn_m{m}.md"
-        written.append(atomic_write(out / f"bn_m{m}.tex", to_latex(d, True, command=tex_cmd)))
-        written.append(atomic_write(out / f"bn_m{m}.md", to_markdown(d, command=md_cmd)))
-    written.append(atomic_write(out / "bn_m4.py", codegen.generate(4).source))
-    for stem, options in REFRESH_FAMILY.items():
-        d = derive(4, **options)
-        flags = " ".join(f"--{k} {v}" for k, v in options.items())
-        tex_cmd = f"bnsym derive {flags} --m 4 --standalone -o derivations/{stem}.tex"
-        md_cmd = f"bnsym derive {flags} --m 4 -o derivations/{stem}.md"
-        py_cmd = f"bnsym codegen {flags} --m 4 -o derivations/{stem}.py"
-        written.append(atomic_write(out / f"{stem}.tex", to_latex(d, True, command=tex_cmd)))
-        written.append(atomic_write(out / f"{stem}.md", to_markdown(d, command=md_cmd)))
-        written.append(atomic_write(out / f"{stem}.py", codegen.generate(d, command=py_cmd).source))
-    return written
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
-        sys.exit("usage: python -m bnsym.notes.latex DIRECTORY")
-    from bnsym.output import OutputError
-
-    try:
-        for path in refresh(sys.argv[1]):
-            print(path)
-    except OutputError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -19,11 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from bnsym.core.graph import derivative
-from bnsym.derivation import Derivation
+
+if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
+    from bnsym.derivation import Derivation
 
 __all__ = ["Edge", "Picture", "ascii_drawing", "graph_picture", "latex_picture", "mermaid"]
 

@@ -10,12 +10,14 @@ every ∂ℓ/∂y_j) is left out: the exact list has it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from bnsym.derivation import Derivation
 from bnsym.notes.decimals import rounded
+
+if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
+    from bnsym.derivation import Derivation
 
 __all__ = ["Table", "example_table"]
 

@@ -11,7 +11,7 @@ The printer writes the derivation's notation (x̂_i, μ_B, σ²_B, ∂ℓ/∂y_i
   ``-\\frac{x_1 - \\mu_B}{2 (\\sigma_B^2 + \\epsilon)^{3/2}}
   \\frac{\\partial\\ell}{\\partial\\hat x_1}``.
 
->>> from bnsym.derivation import Symbols
+>>> from bnsym.core.graph import Symbols
 >>> s = Symbols.of(2)
 >>> tex(s.dy[0] * s.gamma / s.var)
 '\\\\frac{\\\\gamma}{\\\\sigma_{B}^{2}} \\\\frac{\\\\partial \\\\ell}{\\\\partial y_{1}}'
@@ -185,7 +185,7 @@ _DECIMAL_PRINTER = _NotesPrinter(decimals=True)
 def tex(expr: Any, decimals: bool = False) -> str:
     """LaTeX of ``expr`` in the derivation's notation (see the module docstring).
 
-    >>> from bnsym.derivation import Symbols
+    >>> from bnsym.core.graph import Symbols
     >>> s = Symbols.of(2)
     >>> tex(-s.d_x_hat[0] * (s.x[0] - s.mu) / (2 * (s.var + s.eps) ** sp.Rational(3, 2)))
     '- \\\\frac{x_{1} - \\\\mu_{B}}{2 \\\\left(\\\\sigma_{B}^{2} + \\\\epsilon\\\\right)^{3/2}} \
@@ -284,7 +284,7 @@ def break_lines(expr: Any, budget: float, decimals: bool = False) -> list[str]:
     A sum is packed term by term (continuation lines start with their sign); a product with
     a long bracketed sum becomes ``prefix \\biggl( … \\biggr)``; anything else stays whole.
 
-    >>> from bnsym.derivation import Symbols
+    >>> from bnsym.core.graph import Symbols
     >>> x = Symbols.of(4).x
     >>> break_lines(sum(x) / 4, 10)
     ['\\\\frac{x_{1}}{4} + \\\\frac{x_{2}}{4}', '+ \\\\frac{x_{3}}{4} + \\\\frac{x_{4}}{4}']

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 from sympy.printing.str import StrPrinter
@@ -21,7 +21,9 @@ from bnsym.core.build import symbol_table
 from bnsym.core.cutoffs import EXPLICIT_MAX_M, GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.core.general import CH, C
 from bnsym.core.graph import Step
-from bnsym.derivation import Derivation
+
+if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
+    from bnsym.derivation import Derivation
 
 __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_json", "to_text"]
 
