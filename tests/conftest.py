@@ -14,6 +14,14 @@ import os
 import pytest
 
 
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, for the tests that compare with it or check PyTorch code: a test that takes
+    this fixture skips without PyTorch outside CI (the README's test command installs the
+    ``test`` extra only), and every other test of its module still runs."""
+    return pytest.importorskip("torch")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("CI") and importlib.util.find_spec("torch") is None:
         raise pytest.UsageError(

@@ -558,6 +558,10 @@ def test_user_tolerances_are_used_and_reported():
     report = check_layer(affine_forward, backward, *_affine(), rtol=1e-2, atol=1e-6)
     assert report.passed
     assert {(r.rtol, r.atol) for r in report.inputs} == {(1e-2, 1e-6)}
+    # every input was checked and passed: x's 0.1% error was seen, and is within rtol 1e-2
+    assert all(r.checked and r.passed for r in report.inputs)
+    assert report["x"].max_rel_error == pytest.approx(1e-3, rel=1e-6)
+    assert report["w"].max_rel_error < 1e-12 and report["b"].max_rel_error < 1e-12
 
 
 def test_seed_reproduces_the_report_and_changes_dout():
@@ -887,3 +891,26 @@ def test_a_check_that_checks_no_input_fails(inputs):
     text = str(report)
     assert text.startswith("gradient check FAILED") and "problem: no input was checked" in text
     assert "FAIL\n" not in text and not text.splitlines()[4].endswith("FAIL")
+
+
+# --- check_torch without PyTorch -------------------------------------------------------
+
+
+def test_check_torch_is_exported_and_import_bnsym_does_not_import_torch():
+    from bnsym.gradcheck.pytorch import check_torch
+
+    assert bnsym.check_torch is check_torch
+    code = (
+        "import sys, bnsym, bnsym.gradcheck, bnsym.gradcheck.pytest_plugin; bnsym.check_layer; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_torch_check_torch_says_how_to_install_it(monkeypatch):
+    # sys.modules[name] = None makes `import name` raise ImportError, as when it is missing
+    from bnsym.gradcheck.pytorch import TorchMissingError, check_torch
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(TorchMissingError, match=r"pip install 'bnsym\[torch\]'"):
+        check_torch(lambda t: t, np.ones(3))

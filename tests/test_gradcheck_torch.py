@@ -5,15 +5,14 @@ order 1 cannot. PyTorch is installed wherever the tests run (CI installs the tor
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-import bnsym
 from bnsym.gradcheck.pytorch import check_torch
 
+# Every test of this module checks PyTorch code (its layers below are torch.autograd.Function
+# classes), so the module needs PyTorch; the checks of check_torch that do not are in
+# test_gradcheck.py.
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
 pytest_plugins = ["pytester"]
@@ -179,15 +178,6 @@ def test_bad_order_and_fn_are_one_line_errors():
         check_torch(3, _x())
 
 
-def test_check_torch_is_exported_and_import_bnsym_does_not_import_torch():
-    assert bnsym.check_torch is check_torch
-    code = (
-        "import sys, bnsym, bnsym.gradcheck, bnsym.gradcheck.pytest_plugin; bnsym.check_layer; "
-        "assert 'torch' not in sys.modules, 'torch imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_the_fixture_checks_torch_code(pytester):
     pytester.makepyfile(
         test_torch_layers="""
@@ -219,12 +209,3 @@ def test_wrong(gradcheck):
             "*hint: analytic = 1.5 x numerical for every entry of x*",
         ]
     )
-
-
-def test_without_torch_check_torch_says_how_to_install_it(monkeypatch):
-    # sys.modules[name] = None makes `import name` raise ImportError, as when it is missing
-    from bnsym.gradcheck.pytorch import TorchMissingError, check_torch
-
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(TorchMissingError, match=r"pip install 'bnsym\[torch\]'"):
-        check_torch(lambda t: t, np.ones(3))

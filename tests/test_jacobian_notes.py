@@ -10,10 +10,8 @@ from bnsym import derive
 from bnsym.notes.latex import to_latex
 from bnsym.notes.text import to_text
 
-torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 
-
-def test_the_projector_claim_holds_for_a_torch_jacobian():
+def test_the_projector_claim_holds_for_a_torch_jacobian(torch):
     """J = (γ/σ)·(I − (𝟙𝟙ᵀ + x̂x̂ᵀ)/m) at ε = 0, eigenvalues 0, 0 and γ/σ (m − 2 times)."""
     m, gamma = 5, 1.7
     x = torch.tensor([0.3, -1.2, 2.0, 0.7, 4.1], dtype=torch.float64)

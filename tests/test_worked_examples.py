@@ -18,13 +18,11 @@ from bnsym.cli import main
 from bnsym.notes.latex import to_latex, to_markdown
 from bnsym.notes.text import to_json, to_text
 
-torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
-
 X = [2.0, 0.0, 2.0, 5.0]
 DY = [1.0, 0.0, 0.5, -1.0]
 
 
-def _layer_in_torch(layer, x, gamma, beta, eps, channels=None):
+def _layer_in_torch(torch, layer, x, gamma, beta, eps, channels=None):
     """y for one group of values, straight from the layer's definition."""
     if layer == "rmsnorm":
         x_hat = x / torch.sqrt((x * x).mean() + eps)
@@ -48,7 +46,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("layer", list(CASES))
-def test_worked_example_with_numbers_equals_numpy_and_torch(layer):
+def test_worked_example_with_numbers_equals_numpy_and_torch(layer, torch):
     extra, gamma, beta = CASES[layer]
     eps = 1e-5
     d = derive(
@@ -64,7 +62,7 @@ def test_worked_example_with_numbers_equals_numpy_and_torch(layer):
     x = torch.tensor(X, dtype=torch.float64, requires_grad=True)
     g = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
     b = torch.tensor(beta if beta else [0.0] * len(gamma), dtype=torch.float64, requires_grad=True)
-    y = _layer_in_torch(layer, x, g, b, eps, extra.get("channels"))
+    y = _layer_in_torch(torch, layer, x, g, b, eps, extra.get("channels"))
     y.backward(torch.tensor(DY, dtype=torch.float64))
     # every quantity of the example is a number
     for e in (*d.y, *d.dx):
