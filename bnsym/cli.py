@@ -56,6 +56,9 @@ class _OneLineErrors(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
+            sys.stdout.flush()  # here, not at exit: a full device is reported below
+        except OSError as exc:
+            _output_failed(exc)
         except click.UsageError as exc:
             hint = ""
             if exc.ctx is not None and exc.ctx.command_path:
@@ -89,6 +92,25 @@ def main(ctx: click.Context) -> None:
 
 
 _INVOKED: list[str] = []  # the arguments of this invocation (not sys.argv under CliRunner)
+
+
+def _output_failed(exc: OSError) -> None:
+    """Standard output could not be written (a full device, a closed pipe): one line, exit 1.
+
+    Standard output is then pointed at /dev/null, so that Python's own flush at exit finds
+    nothing left to write and prints no second error."""
+    import errno
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture)
+        pass
+    if exc.errno == errno.EPIPE:
+        sys.exit(1)  # the reader stopped reading (`bnsym derive | head`): nothing to say
+    reason = exc.strerror or str(exc)
+    click.echo(f"Error: cannot write the output: {reason}; write to a file with -o.", err=True)
+    sys.exit(1)
 
 
 def _command_line() -> str:
@@ -267,7 +289,8 @@ _EXTENSIONS = ", ".join(_FIRST[:-1]) + " or " + _FIRST[-1]
     "fmt",
     default=None,
     help="; ".join(f"{f.name}: {f.help}" for f in _FORMATS.values())
-    + ". Default: from -o's extension, else text.",
+    + ". Default: from -o's extension, else text; an extension that names another format "
+    "is refused.",
 )
 @click.option("--ascii", "ascii_", is_flag=True, help="Plain ASCII text instead of Unicode math.")
 @click.option(
@@ -348,11 +371,11 @@ def _output_format(fmt: str | None, output: str | None) -> Any:
         row = _FORMATS[fmt]
         if row.file_only and not to_file:
             raise BadInput(f"--format {fmt} writes a file; add -o FILE{row.extensions[0]}.")
-        if (chosen is not None and chosen.file_only or row.file_only) and chosen is not row:
+        if chosen is not None and chosen is not row:  # the name would say another format
             raise BadInput(
-                f"-o {output!r} and --format {fmt} disagree: a {ext or 'file without extension'} "
-                f"file holds {'the ' + chosen.name if chosen else 'no ' + fmt} output; drop "
-                "--format or change the file name."
+                f"-o {output!r} and --format {fmt} disagree: a {ext} file holds {chosen.name} "
+                f"output; drop --format (the extension chooses) or name the file "
+                f"*{row.extensions[0]}."
             )
         return row
     if not to_file:
@@ -512,101 +535,6 @@ def _gradcheck_load(spec: str) -> Callable[..., Any]:
     return obj
 
 
-def _gradcheck_shape(text: str) -> tuple[int, ...]:
-    """``"4,3"`` -> (4, 3); ``""`` or ``"scalar"`` -> (); BadInput otherwise."""
-    text = text.strip().strip("()")
-    if text in ("", "scalar"):
-        return ()
-    try:
-        shape = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        shape = (-1,)
-    if not shape or any(n < 1 for n in shape):
-        raise BadInput(f"--input {text!r} is not a shape; give positive sizes like 4,3")
-    return shape
-
-
-GRADCHECK_MAX_BYTES = 2**30  # inputs beyond 1 GiB are refused before anything is allocated
-
-
-def _gradcheck_inputs(specs: tuple[str, ...], dtype: str, seed: int) -> list[Any]:
-    """The arrays the ``--input`` options describe, in order.
-
-    ``4,3``: seeded standard normal of that shape (``--dtype``); ``int:0-9:64``: integers
-    0..9 of shape (64,) (labels, indices; a constant of the check); ``x.npy``: the array in
-    the file; ``data.npz:x``: the array ``x`` of an ``.npz`` file (the key may be left out
-    when the file holds one array). BadInput naming the option otherwise, and for random
-    inputs beyond GRADCHECK_MAX_BYTES, before allocating them.
-    """
-    import math
-
-    import numpy as np
-
-    plans: list[tuple[str, Any]] = []
-    total = 0
-    for spec in specs:
-        path, _, key = spec.partition(".npz")
-        if spec.endswith(".npy") or ".npz" in spec:
-            plans.append(("file", (spec, path + ".npz", key.lstrip(":"))))
-        elif spec.startswith("int:"):
-            _, low_high, shape_text = (spec.split(":", 2) + ["", ""])[:3]
-            low, sep, high = low_high.partition("-")
-            try:
-                lo, hi = int(low), int(high)
-            except ValueError:
-                lo, hi, sep = 0, -1, ""
-            if not sep or hi < lo:
-                raise BadInput(
-                    f"--input {spec!r}: integers are int:LOW-HIGH:SHAPE, e.g. int:0-9:64 "
-                    "(labels 0 to 9 for 64 rows)"
-                )
-            shape = _gradcheck_shape(shape_text)
-            plans.append(("int", (lo, hi, shape)))
-            total += 8 * math.prod(shape)
-        else:
-            shape = _gradcheck_shape(spec)
-            plans.append(("float", shape))
-            total += np.dtype(dtype).itemsize * math.prod(shape)
-    if total > GRADCHECK_MAX_BYTES:
-        raise BadInput(
-            f"the --input shapes need {total / 2**30:.3g} GiB for the random inputs alone, and "
-            f"the check a few times that; give shapes under {GRADCHECK_MAX_BYTES / 2**30:g} GiB"
-        )
-    rng = np.random.default_rng(seed)
-    arrays: list[Any] = []
-    for kind, plan in plans:
-        if kind == "float":
-            arrays.append(rng.standard_normal(plan).astype(dtype))
-        elif kind == "int":
-            lo, hi, shape = plan
-            arrays.append(rng.integers(lo, hi + 1, size=shape))
-        else:
-            arrays.append(_gradcheck_load_array(*plan))
-    return arrays
-
-
-def _gradcheck_load_array(spec: str, npz: str, key: str) -> Any:
-    """The array of an ``.npy`` file, or of an ``.npz`` file under ``key``; BadInput else."""
-    import numpy as np
-
-    file = spec if spec.endswith(".npy") else npz
-    try:
-        loaded = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"--input {spec!r}: cannot load {file!r} ({exc})") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        keys = list(loaded.keys())
-        if not key and len(keys) == 1:
-            key = keys[0]
-        if key not in keys:
-            raise BadInput(
-                f"--input {spec!r}: give one array of {file!r} as {file}:NAME; it holds {keys}"
-            )
-        return loaded[key]
-
-
 def _gradcheck_raised_in(exc: BaseException, fn: Callable[..., Any]) -> bool:
     """True if the traceback of ``exc`` passes through the body of ``fn``."""
     code = getattr(fn, "__code__", None)
@@ -697,8 +625,10 @@ def gradcheck(
     for option, value in (("--rtol", rtol), ("--atol", atol)):
         if value is not None and not (np.isfinite(value) and value >= 0):  # NaN passes all
             raise BadInput(f"{option} must be a finite number >= 0, not {value}")
+    from bnsym.gradcheck.arrays import make_inputs
+
     fwd, bwd = _gradcheck_load(forward), _gradcheck_load(backward)
-    inputs = _gradcheck_inputs(shapes, dtype, seed)
+    inputs = make_inputs(shapes, dtype, seed)
     sizes = [a.shape for a in inputs]
     check = check_function if as_function else check_layer
     try:

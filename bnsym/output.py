@@ -61,6 +61,10 @@ def _plan(path: str | os.PathLike[str]) -> tuple[str, Path]:
             raise OutputError(f"the file name {shown} holds a NUL character; choose another.")
         if not name:
             raise OutputError("the file name is empty; give a file name or '-'.")
+        if name.endswith(("/", os.sep)):  # a directory's path, whether or not it exists
+            raise OutputError(
+                f"{shown} ends with '/', which names a directory; give the name of a file."
+            )
         try:
             st = os.stat(name)  # through links, /proc's magic links included
         except (FileNotFoundError, NotADirectoryError):  # the parent is checked below

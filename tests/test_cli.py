@@ -122,3 +122,68 @@ def test_codegen_refuses_an_output_name_that_is_not_python(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert ".py" in result.output and not target.exists()
+
+
+# --- targets that say what they are -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--format", "text", "-o", "out.json"], "a .json file holds json output"),
+        (["--format", "latex", "-o", "out.json"], "a .json file holds json output"),
+        (["--format", "json", "-o", "notes.md"], "a .md file holds markdown output"),
+        (["-o", "sub/out.tex/"], "ends with '/', which names a directory"),
+        (["-o", "out.tex/"], "ends with '/', which names a directory"),
+    ],
+    ids=["text-into-json", "latex-into-json", "json-into-md", "dir-slash", "slash"],
+)
+def test_a_target_that_contradicts_its_format_is_refused_and_nothing_written(
+    run, tmp_path, monkeypatch, args, words
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    result = CliRunner().invoke(main, ["derive", "--m", "2", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["sub"]
+
+
+def test_codegen_refuses_a_directory_path_for_its_module(tmp_path):
+    result = CliRunner().invoke(main, ["codegen", "--m", "2", "-o", f"{tmp_path}/out.py/"])
+    assert result.exit_code == 2 and "names a directory" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_device_is_one_line_and_exit_1():
+    done = subprocess.run(
+        f"{sys.executable} -m bnsym derive --m 4 > /dev/full",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        "Error: cannot write the output: No space left on device; write to a file with -o.\n"
+    )
+
+
+def test_a_closed_pipe_is_quiet():
+    # the reader stops after one line; bnsym writes the rest into a closed pipe
+    done = subprocess.run(
+        f"{sys.executable} -m bnsym derive --m 16 --format latex | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        executable="/bin/bash",
+    )
+    assert done.returncode == 0 and len(done.stdout) == 10
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+
+
+def test_bare_bnsym_shows_the_help():
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0
+    assert result.output.startswith("Usage: ") and "Commands:" in result.output
+    assert "derive" in result.output and "Error" not in result.output

@@ -81,8 +81,8 @@ def test_inputs_from_npy_and_npz_files(losses):
     "inputs, message",
     [
         (["int:9-0:4", "4"], "integers are int:LOW-HIGH:SHAPE, e.g. int:0-9:64"),
-        (["missing.npy", "4"], "--input 'missing.npy': cannot load 'missing.npy'"),
-        (["data.npz", "4"], "give one array of 'data.npz' as data.npz:NAME; it holds ['a', 'b']"),
+        (["missing.npy", "4"], "--input 'missing.npy': missing.npy does not exist"),
+        (["data.npz", "4"], "give one array of data.npz as data.npz:NAME; it holds ['a', 'b']"),
         (["100000,100000", "1"], "the --input shapes need 74.5 GiB for the random inputs alone"),
     ],
     ids=["int-range", "missing-file", "npz-key", "huge"],
@@ -101,3 +101,69 @@ def test_a_negative_seed_is_a_usage_error(losses):
                   "--input", "3", "--input", "3", "--seed", "-1")  # fmt: skip
     assert result.exit_code == 2
     assert "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
+
+
+def _npy_header_only(path, shape, descr="<f8"):
+    """An .npy file whose header claims ``shape`` and which holds no data."""
+    with open(path, "wb") as f:
+        header = {"descr": descr, "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(f, header)
+
+
+def _damaged(data: bytes) -> bytes:
+    """The bytes with one byte of the stored array flipped (a bad CRC)."""
+    out = bytearray(data)
+    out[len(out) // 2] ^= 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda d: _npy_header_only(d / "x.npy", (10**11,)),
+            "its header says shape (100000000000,) of float64, 745 GiB; give an array under 1 GiB",
+        ),
+        (
+            lambda d: _npy_header_only(d / "x.npy", (100,)),
+            "(800 bytes) but the file holds 0: it is cut short or damaged",
+        ),
+        (
+            lambda d: np.save(d / "x.npy", np.array([1, "a"], dtype=object), allow_pickle=True),
+            "the array holds Python objects (object), which only pickling can read",
+        ),
+        (
+            lambda d: (d / "x.npz").write_bytes(b"not a zip file"),
+            "cannot read x.npz: File is not a zip file",
+        ),
+        (
+            lambda d: (
+                np.savez(d / "ok.npz", x=np.arange(64.0)),
+                (d / "x.npz").write_bytes(_damaged((d / "ok.npz").read_bytes())),
+            ),
+            "cannot read x.npz: Bad CRC-32 for file 'x.npy'",
+        ),
+        (
+            lambda d: np.savez(d / "x.npz", x=np.array([{}], dtype=object)),
+            "the array holds Python objects (object), which only pickling can read",
+        ),
+        (lambda d: (d / "x.npy").mkdir(), "x.npy is a directory"),
+    ],
+    ids=[
+        "header-claims-745-GiB",
+        "cut-short",
+        "object-npy",
+        "bad-zip",
+        "bad-crc",
+        "object-npz",
+        "directory",
+    ],  # fmt: skip
+)
+def test_a_bad_input_file_is_one_line_naming_it(losses, make, message):
+    make(losses)
+    spec = "x.npy" if (losses / "x.npy").exists() else "x.npz"
+    result = _run("gc_losses:scale", "gc_losses:scale_backward", "--input", spec, "--input", "3")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --input '{spec}': "), result.output
+    assert message in lines[0], lines[0]

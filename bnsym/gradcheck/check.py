@@ -22,12 +22,15 @@ The tolerance of each input is ``atol + rtol * |numerical|`` with ``rtol`` 1000 
 working precision (at least 1e-9) and ``atol`` from the error estimates, so a correct float64
 layer is held to about 1e-9 and a correct float32 one to about 1e-4.
 
-This module holds the public API and the sequence of the check. The parts, one idea each:
-``_gradcheck_steps`` (the steps: safety, analytic gradients, numerical side, tolerances,
-comparison), ``_gradcheck_numeric`` (the numerical derivatives and their error estimates),
-``_gradcheck_compare`` (one input's comparison), ``_gradcheck_hints`` (patterns of common
-bugs), ``_gradcheck_inputs`` (calling conventions and safety messages), ``_gradcheck_report``
-(the report and its text).
+This module holds the public API and the sequence of the check. The parts of the package,
+one idea each: :mod:`~bnsym.gradcheck.steps` (the steps: safety, analytic gradients,
+numerical side, tolerances, comparison), :mod:`~bnsym.gradcheck.numeric` (the numerical
+derivatives and their error estimates), :mod:`~bnsym.gradcheck.compare` (one input's
+comparison), :mod:`~bnsym.gradcheck.hints` (patterns of common bugs),
+:mod:`~bnsym.gradcheck.inputs` (calling conventions and safety messages),
+:mod:`~bnsym.gradcheck.report` (the report and its text), :mod:`~bnsym.gradcheck.arrays`
+(the command line's ``--input`` arrays and files), :mod:`~bnsym.gradcheck.pytorch` (PyTorch
+code) and :mod:`~bnsym.gradcheck.pytest_plugin` (the ``gradcheck`` fixture).
 
 >>> import numpy as np
 >>> def scale_forward(x, w):
