@@ -152,8 +152,7 @@ def _read_npy(f: IO[bytes], size: int, spec: str) -> np.ndarray:
     if len(data) != nbytes:
         raise InputFileError(f"--input {spec!r}: the file is shorter than its header says")
     array = np.frombuffer(data, dtype=dtype, count=count)
-    order = "F" if fortran else "C"
-    return array.reshape(shape, order=order).copy()
+    return array.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _read_npz(path: Path, key: str, spec: str) -> np.ndarray:
