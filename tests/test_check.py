@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import bnsym.crosscheck.first
-from bnsym import reference
 from bnsym.cli import main
+from bnsym.crosscheck import oracles
+from bnsym.family.layers import LAYERS
 
 
 @pytest.fixture
@@ -54,14 +55,24 @@ def test_check_passes_for_correct_code(runner: CliRunner, args: list[str]) -> No
     assert "max rel error" in result.output and "size of the terms" in result.output
 
 
-def test_check_fails_when_the_reference_is_off_by_0_1_percent(runner, monkeypatch) -> None:
-    backward = reference.batchnorm_backward
+def break_reference(monkeypatch, layer, which, change) -> None:
+    """Replace ``which`` ("fused" or "staged") training reference of ``layer`` in the oracle
+    table by one whose backward's results pass through ``change``."""
+    row = oracles.ORACLES[layer]
+    right = getattr(row, which)["train"]
 
-    def broken(dout, cache):
-        dx, dgamma, dbeta = backward(dout, cache)
+    def backward(dout, cache):
+        return change(*right.backward(dout, cache))
+
+    wrong = {**getattr(row, which), "train": dataclasses.replace(right, backward=backward)}
+    monkeypatch.setitem(oracles.ORACLES, layer, dataclasses.replace(row, **{which: wrong}))
+
+
+def test_check_fails_when_the_reference_is_off_by_0_1_percent(runner, monkeypatch) -> None:
+    def dx_off(dx, dgamma, dbeta):
         return 1.001 * dx, dgamma, dbeta
 
-    monkeypatch.setattr(reference, "batchnorm_backward", broken)
+    break_reference(monkeypatch, LAYERS["batchnorm"], "fused", dx_off)
     result = runner.invoke(main, ["check", "--m", "4"])
     assert result.exit_code == 1, result.output
     rows = [line for line in result.output.splitlines() if "DISAGREE" in line]
@@ -98,20 +109,35 @@ def test_check_fails_when_the_generated_code_is_broken(runner, monkeypatch) -> N
     assert not any("fused vs staged" in line for line in bad)
 
 
-def test_check_says_when_torch_is_missing(runner, monkeypatch) -> None:
+#: The one advice of every order's report when PyTorch is missing: the extra with the tested pin.
+INSTALL = "PyTorch is not installed; pip install 'bnsym[torch]' adds the tested version."
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        ([], f"torch: no column; {INSTALL}"),
+        (["--order", "2"], f"torch-native, torch-elementary: no columns; {INSTALL}"),
+        (["--order", "3"], f"torch-native, torch-elementary: no columns; {INSTALL}"),
+    ],
+    ids=["order-1", "order-2", "order-3"],
+)
+def test_check_says_when_torch_is_missing(runner, monkeypatch, args, line) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    result = runner.invoke(main, ["check", "--m", "3"])
+    result = runner.invoke(main, ["check", "--m", "3", "-D", "2", *args])
     assert result.exit_code == 0, result.output
-    assert "torch: no column; PyTorch is not installed (pip install torch)." in result.output
+    assert line in result.output.splitlines()
     assert "vs torch" not in result.output
 
 
-def test_torch_asked_for_but_not_installed_is_bad_input(runner, monkeypatch) -> None:
+@pytest.mark.parametrize("order", ["1", "2"])
+def test_torch_asked_for_but_not_installed_is_bad_input(runner, monkeypatch, order) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    line = _one_line_error(runner.invoke(main, ["check", "--m", "3", "--torch"]))
-    assert line == "Error: --torch: no torch column is possible: PyTorch is not installed " + (
-        "(pip install torch)."
-    )
+    args = ["check", "--m", "3", "--torch", "--order", order]
+    line = _one_line_error(runner.invoke(main, args))
+    assert line.startswith("Error: ") and line.endswith(
+        f"no torch column is possible: {INSTALL}"
+    ), line
 
 
 @pytest.mark.parametrize(
@@ -145,14 +171,14 @@ def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:
     torch_column = bnsym.crosscheck.first._torch
 
     def broken(gen, eps):
-        run, why = torch_column(gen, eps)
+        (name, run), why = torch_column(gen, eps)
 
         def off(data, eps):
             out = run(data, eps)
             out["dx"] = out["dx"] * 1.001
             return out
 
-        return off, why
+        return (name, off), why
 
     monkeypatch.setattr(bnsym.crosscheck.first, "_torch", broken)
     table = bnsym.crosscheck.first.run_check(4, features=2, seed=0).table()

@@ -388,16 +388,20 @@ def test_check_every_layer_agrees_with_torch(layer):
 
 
 def test_check_names_a_wrong_reference_as_the_odd_one_out(monkeypatch):
-    from bnsym import reference
+    import dataclasses
+
+    from bnsym.crosscheck import oracles
     from bnsym.crosscheck.first import run_check
 
-    right = reference.layernorm_backward
+    row = oracles.ORACLES[LAYERS["layernorm"]]
+    right = row.fused["train"]
 
     def wrong(dout, cache):  # dgamma off by 0.1%
-        dx, dgamma, dbeta = right(dout, cache)
+        dx, dgamma, dbeta = right.backward(dout, cache)
         return dx, dgamma * 1.001, dbeta
 
-    monkeypatch.setattr(reference, "layernorm_backward", wrong)
+    fused = {"train": dataclasses.replace(right, backward=wrong)}
+    monkeypatch.setitem(oracles.ORACLES, LAYERS["layernorm"], dataclasses.replace(row, fused=fused))
     result = run_check(4, layer="layernorm", torch=True)
     assert not result.passed
     assert "hint: fused disagrees with the others on dgamma" in result.table()
