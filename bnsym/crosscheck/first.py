@@ -32,7 +32,7 @@ import numpy as np
 from bnsym.codegen.module import DEFAULT_EPS, GeneratedModule, generate
 from bnsym.crosscheck import pytorch
 from bnsym.crosscheck.data import make_data, params
-from bnsym.crosscheck.oracles import oracles_for, results
+from bnsym.crosscheck.oracles import called, oracles_for, results
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
 from bnsym.errors import BnsymError
@@ -151,8 +151,8 @@ def run_check(
     notes = []
     if not oracles.hand_written:
         notes.append(
-            f"fused, staged: no hand-written reference of {o.layer.name}; both are built from "
-            "its declaration (bnsym.reference.DeclaredReference)."
+            f"fused, staged: no hand-written reference of {called(o.layer)}; both are built "
+            "from its declaration (bnsym.reference.DeclaredReference)."
         )
     column, why_not = _torch(gen, eps) if torch is not False else (None, "")
     if column is not None:

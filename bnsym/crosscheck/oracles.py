@@ -38,7 +38,7 @@ import bnsym.reference as reference
 from bnsym.family.layers import LAYERS, Layer
 from bnsym.reference.declared import DeclaredReference
 
-__all__ = ["ORACLES", "Oracles", "Reference", "TorchKernel", "oracles_for", "results"]
+__all__ = ["ORACLES", "Oracles", "Reference", "TorchKernel", "called", "oracles_for", "results"]
 
 #: ``(data, o, eps) -> (args, kwargs)``: a reference's arguments after x, from the check's data
 #: (``gamma``, ``beta``, ``running_mean``, ``running_var`` where present) and options ``o``.
@@ -257,3 +257,11 @@ def oracles_for(o: Any) -> Oracles:
         torch=None,
         hand_written=False,
     )
+
+
+def called(layer: Layer) -> str:
+    """How a report names a layer that is not in the table: its name, and for a declaration
+    that reuses a shipped layer's name, that it is not that layer."""
+    if layer.name in LAYERS:
+        return f"{layer.name} as declared here (not bnsym's {layer.name})"
+    return layer.name

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bnsym.crosscheck.oracles import TorchKernel
+from bnsym.crosscheck.oracles import TorchKernel, called
 from bnsym.reference.declared import groups, ungroup
 
 __all__ = ["INSTALL", "elementary", "fused", "import_torch", "no_kernel"]
@@ -44,7 +44,7 @@ def import_torch() -> Any | None:
 def no_kernel(o: Any) -> str:
     """The report's words for a layer without a fused kernel in the oracle table."""
     return (
-        f"no fused PyTorch kernel for {o.layer.name}; torch-elementary is autograd through "
+        f"no fused PyTorch kernel for {called(o.layer)}; torch-elementary is autograd through "
         "its means, squares and square root, built from its declaration."
     )
 
