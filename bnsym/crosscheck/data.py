@@ -5,10 +5,13 @@ Every grouping reads x as groups ``(N, P, m)`` and the parameters as ``(P*K,)``
 samples N where the layout has them (then P = :data:`GROUPS` groups per sample where it has
 several), else the groups P themselves (batch norm's D features).
 
+ScaleNorm, one γ shared by the m values of a row:
+
 >>> from bnsym.core.options import make_options
->>> o = make_options(4, layer="groupnorm", channels=2)
+>>> from bnsym.family.layers import Layer
+>>> o = make_options(4, layer=Layer(name="scalenorm", centred=False, beta=False))
 >>> x_shape(o, 3), param_size(o, 3)
-((3, 4, 2), 4)
+((3, 4), 1)
 """
 
 from __future__ import annotations

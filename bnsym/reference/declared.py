@@ -72,8 +72,10 @@ def groups(layer: Layer, a: Any, m: int) -> Any:
     for a transposed layout (each column a group), else ``a.reshape(N, -1, m)``.  A view where
     the layout allows; NumPy arrays and torch tensors alike.
 
-    >>> from bnsym.family.layers import LAYERS
-    >>> groups(LAYERS["batchnorm"], np.arange(6.0).reshape(3, 2), 3)
+    An uncentred batch norm (as PowerNorm uses it), whose groups are the columns of x:
+
+    >>> powernorm = Layer(name="powernorm", centred=False, grouping="columns")
+    >>> groups(powernorm, np.arange(6.0).reshape(3, 2), 3)
     array([[[0., 2., 4.],
             [1., 3., 5.]]])
     """
