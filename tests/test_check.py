@@ -164,6 +164,13 @@ def test_eps_0_skips_the_torch_column_with_a_reason(runner) -> None:
     # eval mode has no such limit
     result = runner.invoke(main, ["check", "--m", "3", "--eps", "0", "--mode", "eval"])
     assert result.exit_code == 0 and "generated vs torch" in result.output, result.output
+    # the table's row says so at every order (order 2 used to call it and die in PyTorch)
+    result = runner.invoke(main, ["check", "--m", "3", "--eps", "0", "--order", "2", "-D", "2"])
+    assert result.exit_code == 0, result.output
+    assert "torch-native: no column; torch.nn.functional.batch_norm refuses eps = 0" in (
+        result.output
+    )
+    assert "vs torch-native" not in result.output and "vs torch-elementary" in result.output
 
 
 def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:

@@ -111,6 +111,14 @@ class CheckResult:
         return "\n".join(lines) + "\n"
 
 
+#: One implementation as the check runs it: ``(data, eps) -> {"y", "dx", "dgamma", "dbeta"}``.
+Implementation = Callable[[dict[str, Any], float], dict[str, Any]]
+
+#: The PyTorch columns: the layer's fused kernel, or the layer built from elementary operations
+#: where it has none (:mod:`bnsym.crosscheck.pytorch`).
+TORCH_COLUMNS = ("torch", "torch-elementary")
+
+
 def run_check(
     derivation_or_m: Derivation | int | str,
     *,
@@ -143,7 +151,7 @@ def run_check(
     data = make_data(o, features, seed)
     oracles = oracles_for(o)
     fused, staged = oracles.fused[o.mode], oracles.staged[o.mode]
-    impls: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {
+    impls: dict[str, Implementation] = {
         "generated": _generated(gen),
         "fused": lambda data, eps: fused(data, o, eps),
         "staged": lambda data, eps: staged(data, o, eps),
@@ -156,7 +164,8 @@ def run_check(
         )
     column, why_not = _torch(gen, eps) if torch is not False else (None, "")
     if column is not None:
-        impls.update([column])
+        name, run = column
+        impls[name] = run
         if why_not:
             notes.append(f"torch: {why_not}")
     elif torch:
@@ -192,12 +201,6 @@ def run_check(
 
 
 # --- the implementations ----------------------------------------------------------------------
-
-#: The PyTorch columns: the layer's fused kernel, or the layer built from elementary operations
-#: where it has none (:mod:`bnsym.crosscheck.pytorch`).
-TORCH_COLUMNS = ("torch", "torch-elementary")
-
-Implementation = Callable[[dict[str, Any], float], dict[str, Any]]
 
 
 def _generated(gen: GeneratedModule) -> Implementation:

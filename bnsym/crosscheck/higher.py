@@ -138,12 +138,13 @@ def run_check_higher(
         notes.append(f"torch-native, torch-elementary: no columns; {INSTALL}")
     if torch_mod is not None:
         kernel = oracles_for(o).torch
-        why_not = no_kernel(o) if kernel is None else kernel.why_not(o, eps)
-        if kernel is not None and not why_not:
+        if kernel is None:
+            notes.append(f"torch-native: {no_kernel(o)}")
+        elif why_not := kernel.why_not(o, eps):
+            notes.append(f"torch-native: no column; {why_not}")
+        else:
             native = pytorch.fused(torch_mod, kernel, o)
             impls["torch-native"] = lambda: _torch(torch_mod, native, gen, data, eps, order)
-        else:
-            notes.append(f"torch-native: {'' if kernel is None else 'no column; '}{why_not}")
         elementary = pytorch.elementary(torch_mod, o)
         impls["torch-elementary"] = lambda: _torch(torch_mod, elementary, gen, data, eps, order)
     results = {name: f() for name, f in impls.items()}
