@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import bnsym.crosscheck.first
-from bnsym import reference
 from bnsym.cli import main
+from bnsym.crosscheck import oracles
+from bnsym.family.layers import LAYERS, Layer
 
 
 @pytest.fixture
@@ -54,14 +55,24 @@ def test_check_passes_for_correct_code(runner: CliRunner, args: list[str]) -> No
     assert "max rel error" in result.output and "size of the terms" in result.output
 
 
-def test_check_fails_when_the_reference_is_off_by_0_1_percent(runner, monkeypatch) -> None:
-    backward = reference.batchnorm_backward
+def break_reference(monkeypatch, layer, which, change) -> None:
+    """Replace ``which`` ("fused" or "staged") training reference of ``layer`` in the oracle
+    table by one whose backward's results pass through ``change``."""
+    row = oracles.ORACLES[layer]
+    right = getattr(row, which)["train"]
 
-    def broken(dout, cache):
-        dx, dgamma, dbeta = backward(dout, cache)
+    def backward(dout, cache):
+        return change(*right.backward(dout, cache))
+
+    wrong = {**getattr(row, which), "train": dataclasses.replace(right, backward=backward)}
+    monkeypatch.setitem(oracles.ORACLES, layer, dataclasses.replace(row, **{which: wrong}))
+
+
+def test_check_fails_when_the_reference_is_off_by_0_1_percent(runner, monkeypatch) -> None:
+    def dx_off(dx, dgamma, dbeta):
         return 1.001 * dx, dgamma, dbeta
 
-    monkeypatch.setattr(reference, "batchnorm_backward", broken)
+    break_reference(monkeypatch, LAYERS["batchnorm"], "fused", dx_off)
     result = runner.invoke(main, ["check", "--m", "4"])
     assert result.exit_code == 1, result.output
     rows = [line for line in result.output.splitlines() if "DISAGREE" in line]
@@ -98,20 +109,35 @@ def test_check_fails_when_the_generated_code_is_broken(runner, monkeypatch) -> N
     assert not any("fused vs staged" in line for line in bad)
 
 
-def test_check_says_when_torch_is_missing(runner, monkeypatch) -> None:
+#: The one advice of every order's report when PyTorch is missing: the extra with the tested pin.
+INSTALL = "PyTorch is not installed; pip install 'bnsym[torch]' adds the tested version."
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        ([], f"torch: no column; {INSTALL}"),
+        (["--order", "2"], f"torch-native, torch-elementary: no columns; {INSTALL}"),
+        (["--order", "3"], f"torch-native, torch-elementary: no columns; {INSTALL}"),
+    ],
+    ids=["order-1", "order-2", "order-3"],
+)
+def test_check_says_when_torch_is_missing(runner, monkeypatch, args, line) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    result = runner.invoke(main, ["check", "--m", "3"])
+    result = runner.invoke(main, ["check", "--m", "3", "-D", "2", *args])
     assert result.exit_code == 0, result.output
-    assert "torch: no column; PyTorch is not installed (pip install torch)." in result.output
+    assert line in result.output.splitlines()
     assert "vs torch" not in result.output
 
 
-def test_torch_asked_for_but_not_installed_is_bad_input(runner, monkeypatch) -> None:
+@pytest.mark.parametrize("order", ["1", "2"])
+def test_torch_asked_for_but_not_installed_is_bad_input(runner, monkeypatch, order) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
-    line = _one_line_error(runner.invoke(main, ["check", "--m", "3", "--torch"]))
-    assert line == "Error: --torch: no torch column is possible: PyTorch is not installed " + (
-        "(pip install torch)."
-    )
+    args = ["check", "--m", "3", "--torch", "--order", order]
+    line = _one_line_error(runner.invoke(main, args))
+    assert line.startswith("Error: ") and line.endswith(
+        f"no torch column is possible: {INSTALL}"
+    ), line
 
 
 @pytest.mark.parametrize(
@@ -138,6 +164,13 @@ def test_eps_0_skips_the_torch_column_with_a_reason(runner) -> None:
     # eval mode has no such limit
     result = runner.invoke(main, ["check", "--m", "3", "--eps", "0", "--mode", "eval"])
     assert result.exit_code == 0 and "generated vs torch" in result.output, result.output
+    # the table's row says so at every order (order 2 used to call it and die in PyTorch)
+    result = runner.invoke(main, ["check", "--m", "3", "--eps", "0", "--order", "2", "-D", "2"])
+    assert result.exit_code == 0, result.output
+    assert "torch-native: no column; torch.nn.functional.batch_norm refuses eps = 0" in (
+        result.output
+    )
+    assert "vs torch-native" not in result.output and "vs torch-elementary" in result.output
 
 
 def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:
@@ -145,14 +178,14 @@ def test_the_hint_blames_torch_when_only_torch_disagrees(monkeypatch) -> None:
     torch_column = bnsym.crosscheck.first._torch
 
     def broken(gen, eps):
-        run, why = torch_column(gen, eps)
+        (name, run), why = torch_column(gen, eps)
 
         def off(data, eps):
             out = run(data, eps)
             out["dx"] = out["dx"] * 1.001
             return out
 
-        return off, why
+        return (name, off), why
 
     monkeypatch.setattr(bnsym.crosscheck.first, "_torch", broken)
     table = bnsym.crosscheck.first.run_check(4, features=2, seed=0).table()
@@ -242,3 +275,158 @@ def test_codegen_header_survives_a_newline_in_an_argument(runner: CliRunner, tmp
     source = path.read_text()
     compile(source, "bn.py", "exec")  # a SyntaxError before the header was escaped
     assert "a\\nb.py" in source.splitlines()[3]
+
+
+# --- the oracle table, and layers declared outside the package ---------------------------------
+
+#: A layer the five do not cover, declared as a user would: one γ for a row, no β,
+#: y = γ·x/√(mean(x²) + ε).
+SCALENORM = Layer(name="scalenorm", centred=False, beta=False)
+#: A declaration that reuses a shipped layer's name: it is not that layer.
+NOT_LAYERNORM = Layer(name="layernorm", centred=False, params="element", beta=False)
+#: One γ per channel of a group, not centred, no β: the layout of group norm, not group norm.
+GROUP_RMS = Layer(name="grouprms", centred=False, params="channel", grouping="groups", beta=False)
+
+
+def test_every_shipped_layer_has_its_row_and_no_other_declaration_has_one() -> None:
+    from bnsym.core.options import make_options
+
+    assert set(oracles.ORACLES) == set(LAYERS.values())
+    for decl, row in oracles.ORACLES.items():
+        assert row.hand_written and row.torch is not None and "train" in row.fused, decl.name
+        assert set(row.fused) == set(row.staged) == set(decl.modes), decl.name
+    for decl in (SCALENORM, NOT_LAYERNORM):
+        row = oracles.oracles_for(make_options(4, layer=decl))
+        assert row.torch is None and not row.hand_written
+
+
+def _plain_scalenorm(x, gamma, dout, eps):
+    """ScaleNorm by hand: y = γ·x/r, r = √(mean(x²) + ε) per row; dx = γ/r·(dout − x̂·mean(dout·x̂)),
+    dγ = Σ dout·x̂ over every value."""
+    r = np.sqrt((x**2).mean(axis=1, keepdims=True) + eps)
+    x_hat = x / r
+    dx = gamma / r * (dout - x_hat * (dout * x_hat).mean(axis=1, keepdims=True))
+    return gamma * x_hat, dx, np.array([(dout * x_hat).sum()])
+
+
+def test_scalenorm_generated_code_is_plain_numpys_scalenorm() -> None:
+    from bnsym.codegen.module import generate
+    from bnsym.derivation import derive
+
+    mod = generate(derive(4, layer=SCALENORM))
+    rng = np.random.default_rng(11)
+    x, dout, gamma = 1 + 2 * rng.standard_normal((5, 4)), rng.standard_normal((5, 4)), [1.3]
+    y, dx, dgamma = _plain_scalenorm(x, 1.3, dout, 1e-5)
+    np.testing.assert_allclose(mod.forward(x, gamma), y, rtol=1e-13)
+    got_dx, got_dgamma = mod.backward(dout, x, gamma)
+    np.testing.assert_allclose(got_dx, dx, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got_dgamma, dgamma, rtol=1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_scalenorm_passes_with_the_elementary_pytorch_column(order) -> None:
+    """No fused kernel: the report says so, and the torch-elementary column agrees."""
+    pytest.importorskip("torch")
+    from bnsym.crosscheck.higher import run_check_higher
+    from bnsym.derivation import derive
+
+    d = derive(4, layer=SCALENORM)
+    if order == 1:
+        result = bnsym.crosscheck.first.run_check(d, torch=True)
+        pairs = {r.pair for r in result.rows}
+        assert "generated vs torch-elementary" in pairs and "generated vs torch" not in pairs
+    else:
+        result = run_check_higher(d, order, features=2, torch=True)
+        assert result.header.endswith(", torch-elementary.") and "torch-native" not in str(
+            result.rows
+        )
+    table = result.table()
+    assert result.passed, table
+    assert "no fused PyTorch kernel for scalenorm;" in table
+    if order == 1:
+        assert "no hand-written reference of scalenorm" in table
+
+
+@pytest.mark.parametrize(
+    "decl, kernel, kw",
+    [
+        (NOT_LAYERNORM, "layer_norm", {}),
+        (GROUP_RMS, "group_norm", {"channels": 2}),
+        (SCALENORM, "group_norm", {}),  # the old fall-through of an unknown layer
+    ],
+    ids=["shipped-name", "group-layout", "unknown"],
+)
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_declared_layer_gets_no_other_layers_kernel(monkeypatch, decl, kernel, kw, order):
+    """Never a fall-back to another layer's kernel: the kernel a wrong lookup would reach
+    raises here, and the check passes with the elementary column all the same."""
+    torch = pytest.importorskip("torch")
+    from bnsym.crosscheck.higher import run_check_higher
+    from bnsym.derivation import derive
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"F.{kernel} called for a layer it does not compute")
+
+    monkeypatch.setattr(torch.nn.functional, kernel, refuse)
+    d = derive(4, layer=decl, **kw)
+    if order == 1:
+        result = bnsym.crosscheck.first.run_check(d, torch=True)
+    else:
+        result = run_check_higher(d, order, features=2, torch=True)
+    table = result.table()
+    assert result.passed, table
+    assert "torch-elementary" in table and "no fused PyTorch kernel for " in table
+    if decl.name in LAYERS:
+        assert f"as declared here (not bnsym's {decl.name})" in table
+
+
+def test_a_shipped_layer_declared_anew_is_checked_in_eval_mode_too() -> None:
+    """Batch norm with other words is another declaration: its references are built from it
+    (eval mode's running statistics included) and PyTorch's column is the elementary one."""
+    pytest.importorskip("torch")
+    from bnsym.crosscheck.higher import run_check_higher
+    from bnsym.derivation import derive
+
+    again = dataclasses.replace(LAYERS["batchnorm"], title="Batch norm, declared again")
+    assert oracles.ORACLES.get(again) is None
+    d = derive(4, layer=again, mode="eval", eps_placement="sqrt-outside")
+    result = bnsym.crosscheck.first.run_check(d, torch=True)
+    assert result.passed and "generated vs torch-elementary" in result.table()
+    assert run_check_higher(d, 2, features=2, torch=True).passed
+
+
+def test_a_wrong_declared_reference_is_the_odd_one_out(monkeypatch) -> None:
+    from bnsym.reference import DeclaredReference
+
+    right = DeclaredReference.backward
+
+    def off(self, dout, cache):  # dx 0.1% off
+        dx, dgamma, dbeta = right(self, dout, cache)
+        return 1.001 * dx, dgamma, dbeta
+
+    monkeypatch.setattr(DeclaredReference, "backward", off)
+    table = bnsym.crosscheck.first.run_check(4, layer=SCALENORM, torch=False).table()
+    assert "FAILED: 2 of" in table
+    assert "hint: fused disagrees with the others on dx, which agree among themselves." in table
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_wrong_elementary_pytorch_layer_is_the_odd_one_out(monkeypatch, order) -> None:
+    pytest.importorskip("torch")
+    from bnsym.crosscheck import higher, pytorch
+    from bnsym.derivation import derive
+
+    right = pytorch.elementary
+
+    def off(torch, o):  # y 0.1% off, and with it every derivative
+        layer = right(torch, o)
+        return lambda *args: 1.001 * layer(*args)
+
+    monkeypatch.setattr(pytorch, "elementary", off)
+    d = derive(4, layer=SCALENORM)
+    if order == 1:
+        table = bnsym.crosscheck.first.run_check(d, torch=True).table()
+        assert "hint: torch-elementary disagrees with the others on y, dx, dgamma" in table
+    else:
+        table = higher.run_check_higher(d, 2, features=2, torch=True).table()
+        assert "odd one out: torch-elementary on gx, which the others agree on" in table

@@ -1,13 +1,17 @@
-"""Three-way agreement: generated code, the hand-written reference, numerical derivatives.
+"""Order 1: generated code, the NumPy references, numerical derivatives and PyTorch agree.
 
-``run_check(d)`` generates NumPy code from the derivation ``d`` and runs it, the fused and the
-staged hand-written versions (:mod:`bnsym.reference`) and, where PyTorch is importable and has
-the variant, ``torch.nn.functional.batch_norm`` with autograd, on one seeded random batch. It
-compares every pair of implementations on y, dx, dgamma and dbeta, and the generated backward
-with numerical derivatives of the generated forward (:func:`bnsym.gradcheck.check.check_function`,
-whose tolerance is its own). ``bnsym check`` prints :meth:`CheckResult.table`.
+``run_check(d)`` generates NumPy code from the derivation ``d`` and runs it, and the layer's
+oracles (:mod:`bnsym.crosscheck.oracles`) on one seeded random batch in the layer's layout:
+the fused and the staged NumPy references (hand-written in :mod:`bnsym.reference`, or built
+from the declaration of a layer that has none) and, where PyTorch is importable, the layer's
+fused kernel (``torch.nn.functional.batch_norm``, ``layer_norm``, ...) where it computes the
+variant, or for a layer with no fused kernel the torch-elementary layer built from its
+declaration, each with autograd. It compares every pair of implementations on y, dx, dgamma
+and dbeta, and the generated backward with numerical derivatives of the generated forward
+(:func:`bnsym.gradcheck.check.check_function`, whose tolerance is its own). ``bnsym check``
+prints :meth:`CheckResult.table`.
 
-Relative errors are measured against the size of the *terms* of each result, per feature, not
+Relative errors are measured against the size of the *terms* of each result, per group, not
 against the result itself: at m = 2, dx = (g - mean(g) - x_hat*mean(g*x_hat))/std is a
 difference of near-equal terms and O(eps) in size, so two correct implementations differ by
 ~5e-10 relative to dx's own maximum while agreeing to ~1e-16 relative to the terms.
@@ -26,11 +30,15 @@ from typing import Any
 import numpy as np
 
 from bnsym.codegen.module import DEFAULT_EPS, GeneratedModule, generate
-from bnsym.crosscheck.oracles import TORCH_NAMES
+from bnsym.crosscheck import pytorch
+from bnsym.crosscheck.data import make_data, params
+from bnsym.crosscheck.oracles import called, oracles_for, results
+from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
 from bnsym.errors import BnsymError
 from bnsym.limits import check_size
 from bnsym.reference._common import std_of
+from bnsym.reference.declared import groups, ungroup
 
 __all__ = ["RTOL", "CheckError", "CheckResult", "Row", "run_check"]
 
@@ -80,14 +88,16 @@ class CheckResult:
     def table(self) -> str:
         """The report printed by ``bnsym check``: header, one line per row, the verdict."""
         lines = [self.header, ""]
+        # 28 fits "generated vs numerical"; wider only for a longer column's name
+        w = max([28, *(len(r.pair) + 1 for r in self.rows)])
         lines.append(
-            f"{'quantity':<9}{'pair':<28}{'max abs error':>14}{'max rel error':>15}"
+            f"{'quantity':<9}{'pair':<{w}}{'max abs error':>14}{'max rel error':>15}"
             f"  {'tolerance':<26}verdict"
         )
         for r in self.rows:
             verdict = "ok" if r.passed else "DISAGREE"
             lines.append(
-                f"{r.quantity:<9}{r.pair:<28}{r.max_abs_error:>14.2e}{r.max_rel_error:>15.2e}"
+                f"{r.quantity:<9}{r.pair:<{w}}{r.max_abs_error:>14.2e}{r.max_rel_error:>15.2e}"
                 f"  {r.tolerance:<26}{verdict}{'  ' + r.note if r.note else ''}"
             )
         lines.append("")
@@ -101,6 +111,14 @@ class CheckResult:
         return "\n".join(lines) + "\n"
 
 
+#: One implementation as the check runs it: ``(data, eps) -> {"y", "dx", "dgamma", "dbeta"}``.
+Implementation = Callable[[dict[str, Any], float], dict[str, Any]]
+
+#: The PyTorch columns: the layer's fused kernel, or the layer built from elementary operations
+#: where it has none (:mod:`bnsym.crosscheck.pytorch`).
+TORCH_COLUMNS = ("torch", "torch-elementary")
+
+
 def run_check(
     derivation_or_m: Derivation | int | str,
     *,
@@ -109,14 +127,16 @@ def run_check(
     torch: bool | None = None,
     **options: Any,
 ) -> CheckResult:
-    """Compare generated, fused, staged (and torch) batch norm on seeded random float64 data.
+    """Compare the generated code with the layer's oracles on seeded random float64 data.
 
     Args:
         derivation_or_m: a Derivation, or m with ``options`` for :func:`bnsym.derive`.
-        features: D, the number of columns of x.
+        features: the length of the layout's batch axis: D, the columns of batch norm's x;
+            N, the samples, of the other layers.
         seed: seeds x, gamma, beta, dout (and running statistics) and the gradient check.
-        torch: None compares with PyTorch where it can (it is importable and has the
-            variant), False never, True always: then CheckError says why it cannot.
+        torch: None compares with PyTorch where it can (it is importable, and the layer's
+            fused kernel computes the variant or the layer has none), False never, True
+            always: then CheckError says why it cannot.
 
     Returns:
         a :class:`CheckResult`; ``passed`` is the verdict, ``table()`` the report.
@@ -128,16 +148,26 @@ def run_check(
     o = gen.derivation.options
     features = check_size(o.m, features, seed)  # before any array is allocated
     eps = DEFAULT_EPS if o.eps is None else float(o.eps)
-    data = _data(gen, features, seed)
-    impls: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {
+    data = make_data(o, features, seed)
+    oracles = oracles_for(o)
+    fused, staged = oracles.fused[o.mode], oracles.staged[o.mode]
+    impls: dict[str, Implementation] = {
         "generated": _generated(gen),
-        "fused": _reference(gen, staged=False),
-        "staged": _reference(gen, staged=True),
+        "fused": lambda data, eps: fused(data, o, eps),
+        "staged": lambda data, eps: staged(data, o, eps),
     }
     notes = []
-    torch_impl, why_not = _torch(gen, eps) if torch is not False else (None, "")
-    if torch_impl is not None:
-        impls["torch"] = torch_impl
+    if not oracles.hand_written:
+        notes.append(
+            f"fused, staged: no hand-written reference of {called(o.layer)}; both are built "
+            "from its declaration (bnsym.reference.DeclaredReference)."
+        )
+    column, why_not = _torch(gen, eps) if torch is not False else (None, "")
+    if column is not None:
+        name, run = column
+        impls[name] = run
+        if why_not:
+            notes.append(f"torch: {why_not}")
     elif torch:
         raise CheckError(f"no torch column is possible: {why_not}")
     elif torch is None:
@@ -147,23 +177,22 @@ def run_check(
     rows = []
     names = list(results)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    pairs = [(a, b) for a, b in pairs if "torch" not in (a, b) or a == "generated"]
+    # PyTorch is compared with the generated code alone: the references agree with it already
+    pairs = [(a, b) for a, b in pairs if b not in TORCH_COLUMNS or a == "generated"]
     for q in QUANTITIES:
         if q not in results["generated"]:
             continue
         for a, b in pairs:
             rows.append(_compare(q, f"{a} vs {b}", results[a][q], results[b][q], scales[q]))
     rows.extend(_numerical(gen, data, eps, seed))
-    size = (
-        f"D = {features}"
-        if gen.derivation.symbols.layer.grouping == "columns"
-        else (f"x {_shape(gen, features)}")
-    )
+    grouping = o.layer.grouping_
+    # the batch axis by its name where it is the groups (batch norm's D), else x's shape
+    size = f"{grouping.p_name} = {features}" if not grouping.samples else f"x {data['x'].shape}"
     header = (
         f"bnsym check --layer {o.layer.name}: m = {o.m}, "
         f"{size}, seed = {seed}, eps = {eps:g}; "
         f"{_variant(gen)}.\n"
-        "Relative errors are |a - b| divided, per feature, by the size of the terms of the\n"
+        "Relative errors are |a - b| divided, per group, by the size of the terms of the\n"
         "result, not by the result (at m = 2 dx is O(eps), a difference of near-equal terms):\n"
         + "; ".join(f"{q} by {SCALES[q]}" for q in QUANTITIES if q in results["generated"])
         + ".\nNumerical rows use the gradient checker's own tolerance, atol + rtol·|numerical|."
@@ -174,144 +203,36 @@ def run_check(
 # --- the implementations ----------------------------------------------------------------------
 
 
-#: For a layer whose groups lie along the last axes: the groups (P) of each sample that
-#: have their own parameters in the check's data (channels for instance norm, groups of
-#: channels for group norm).
-GROUPS = 2
-
-
-def _shape(gen: GeneratedModule, D: int) -> tuple[int, ...]:
-    """x's shape in the layer's layout: D is the batch axis's length (features for batch
-    norm, samples for the others)."""
+def _generated(gen: GeneratedModule) -> Implementation:
     o = gen.derivation.options
-    grouping = gen.derivation.symbols.layer.grouping
-    if grouping == "columns":
-        return (o.m, D)
-    if grouping == "rows":
-        return (D, o.m)
-    if grouping == "channels":
-        return (D, GROUPS, o.m)
-    channels = o.channels or 1
-    return (D, GROUPS * channels, o.m // channels)
 
-
-def _param_size(gen: GeneratedModule, shape: tuple[int, ...]) -> int:
-    grouping = gen.derivation.symbols.layer.grouping
-    return {"columns": shape[-1], "rows": shape[-1]}.get(grouping, shape[1])
-
-
-def _data(gen: GeneratedModule, D: int, seed: int) -> dict[str, Any]:
-    o = gen.derivation.options
-    decl = gen.derivation.symbols.layer
-    rng = np.random.default_rng(seed)
-    shape = _shape(gen, D)
-    P = _param_size(gen, shape)
-    data: dict[str, Any] = {
-        # an offset and a spread other than 0 and 1, so that centring and scaling matter
-        "x": 1.5 + 2.0 * rng.standard_normal(shape),
-        "dout": rng.standard_normal(shape),
-    }
-    gamma, beta = 1.0 + 0.5 * rng.standard_normal(P), rng.standard_normal(P)
-    if o.affine:
-        data.update(gamma=gamma, **({"beta": beta} if decl.beta else {}))
-    if o.mode == "eval":
-        data.update(running_mean=rng.standard_normal(P), running_var=rng.uniform(0.5, 2.0, P))
-    return data
-
-
-def _params(gen: GeneratedModule, data: dict[str, Any]) -> list[Any]:
-    o = gen.derivation.options
-    names = ([n for n in ("gamma", "beta") if n in data]) + (
-        ["running_mean", "running_var"] if o.mode == "eval" else []
-    )
-    return [data[n] for n in names]
-
-
-def _generated(gen: GeneratedModule) -> Callable[[dict[str, Any], float], dict[str, Any]]:
     def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
-        params = _params(gen, data)
-        y = gen.forward(data["x"], *params, eps=eps)
-        grads = gen.backward(data["dout"], data["x"], *params, eps=eps)
-        return _named(y, grads)
+        args = params(o, data)
+        y = gen.forward(data["x"], *args, eps=eps)
+        return results(y, gen.backward(data["dout"], data["x"], *args, eps=eps))
 
     return run
 
 
-def _reference(
-    gen: GeneratedModule, staged: bool
-) -> Callable[[dict[str, Any], float], dict[str, Any]]:
-    # Looked up at call time, so that a test can break one of them with monkeypatch.
-    from bnsym import reference
-
+def _torch(gen: GeneratedModule, eps: float) -> tuple[tuple[str, Implementation] | None, str]:
+    """The PyTorch column ``(name, implementation)`` and what the report says of it, or None and
+    why there is none: the layer's fused kernel with autograd where the oracle table has one
+    and it computes the variant; the torch-elementary layer where the layer has none."""
     o = gen.derivation.options
-    decl = gen.derivation.symbols.layer
-    suffix = ("_eval" if o.mode == "eval" else "") + ("_staged" if staged else "")
-    if decl.grouping != "columns":
-        return _family_reference(gen, staged)
-
-    def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
-        forward = getattr(reference, "batchnorm_forward" + suffix)
-        backward = getattr(reference, "batchnorm_backward" + suffix)
-        gamma, beta = (data["gamma"], data["beta"]) if o.affine else (None, None)
-        if o.mode == "eval":
-            y, cache = forward(
-                data["x"],
-                gamma,
-                beta,
-                data["running_mean"],
-                data["running_var"],
-                eps,
-                eps_placement=o.eps_placement,
-                affine=o.affine,
-            )
-        else:
-            y, cache = forward(
-                data["x"],
-                gamma,
-                beta,
-                eps,
-                variance=o.variance,
-                eps_placement=o.eps_placement,
-                affine=o.affine,
-            )
-        dx, dgamma, dbeta = backward(data["dout"], cache)
-        return _named(y, (dx, dgamma, dbeta) if o.affine else dx)
-
-    return run
+    torch = import_torch()
+    if torch is None:
+        return None, INSTALL
+    kernel = oracles_for(o).torch
+    if kernel is None:
+        return ("torch-elementary", _autograd(torch, pytorch.elementary(torch, o))), no_kernel(o)
+    why_not = kernel.why_not(o, eps)
+    if why_not:
+        return None, why_not
+    return ("torch", _autograd(torch, pytorch.fused(torch, kernel, o))), ""
 
 
-def _family_reference(
-    gen: GeneratedModule, staged: bool
-) -> Callable[[dict[str, Any], float], dict[str, Any]]:
-    """The hand-written ``<layer>_forward`` / ``_backward`` (or ``_staged``) of bnsym.reference
-    for a layer of the family, called with the variant of the derivation."""
-    from bnsym import reference
-
-    o = gen.derivation.options
-    decl = gen.derivation.symbols.layer
-    suffix = "_staged" if staged else ""
-
-    def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
-        forward = getattr(reference, f"{decl.name}_forward{suffix}")
-        backward = getattr(reference, f"{decl.name}_backward{suffix}")
-        params = [data.get("gamma")] + ([data.get("beta")] if decl.beta else [])
-        if decl.grouping == "groups":
-            params.append(data["x"].shape[1] // (o.channels or 1))  # G
-        variant: dict[str, Any] = {"eps_placement": o.eps_placement, "affine": o.affine}
-        if decl.centred:
-            variant["variance"] = o.variance
-        y, cache = forward(data["x"], *params, eps, **variant)
-        grads = backward(data["dout"], cache)
-        return _named(y, grads if o.affine else grads[0])
-
-    return run
-
-
-def _family_torch(gen: GeneratedModule, torch: Any) -> Callable[..., dict[str, Any]]:
-    """torch.nn.functional.<layer> with autograd, in the layer's own layout."""
-    o = gen.derivation.options
-    decl = gen.derivation.symbols.layer
-    F = torch.nn.functional
+def _autograd(torch: Any, layer: pytorch.TorchLayer) -> Implementation:
+    """y of the PyTorch ``layer`` and its gradients by autograd, on the check's data."""
 
     def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
         leaves = {
@@ -319,136 +240,61 @@ def _family_torch(gen: GeneratedModule, torch: Any) -> Callable[..., dict[str, A
             for n in ("x", "gamma", "beta")
             if n in data
         }
-        x, gamma, beta = leaves["x"], leaves.get("gamma"), leaves.get("beta")
-        if TORCH_NAMES[decl.name] == "layer_norm":
-            y = F.layer_norm(x, (o.m,), gamma, beta, eps)
-        elif TORCH_NAMES[decl.name] == "rms_norm":
-            y = F.rms_norm(x, (o.m,), gamma, eps)
-        elif TORCH_NAMES[decl.name] == "instance_norm":
-            y = F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
-        else:
-            y = F.group_norm(x, x.shape[1] // (o.channels or 1), gamma, beta, eps)
+        running = None
+        if "running_mean" in data:  # eval mode: constants
+            running = tuple(torch.tensor(data[n]) for n in ("running_mean", "running_var"))
+        y = layer(leaves["x"], leaves.get("gamma"), leaves.get("beta"), eps, running)
         y.backward(torch.tensor(data["dout"]))
-        grads = [leaves[n].grad.numpy() for n in ("x", "gamma", "beta") if n in leaves]
-        return _named(y.detach().numpy(), tuple(grads) if len(grads) > 1 else grads[0])
+        return results(y.detach().numpy(), tuple(v.grad.numpy() for v in leaves.values()))
 
     return run
-
-
-def _torch(
-    gen: GeneratedModule, eps: float
-) -> tuple[Callable[[dict[str, Any], float], dict[str, Any]] | None, str]:
-    """torch.nn.functional's kernel of the layer with autograd, or None and why not."""
-    o = gen.derivation.options
-    decl = gen.derivation.symbols.layer
-    try:
-        import torch
-    except ImportError:
-        return None, "PyTorch is not installed (pip install torch)."
-    if decl.grouping != "columns":
-        if o.variance != "biased" or o.eps_placement != "inside":
-            return None, (
-                f"torch.nn.functional.{TORCH_NAMES[decl.name]} normalizes with the biased "
-                "variance and eps inside the square root only."
-            )
-        return _family_torch(gen, torch), ""
-    if o.eps_placement != "inside" or (o.mode == "train" and o.variance != "biased"):
-        return None, (
-            "torch.nn.functional.batch_norm normalizes with the biased variance and eps "
-            "inside the square root only."
-        )
-    if o.mode == "train" and eps == 0:
-        return None, "torch.nn.functional.batch_norm refuses eps = 0 in training."
-
-    def run(data: dict[str, Any], eps: float) -> dict[str, Any]:
-        def leaf(name: str) -> Any:
-            return torch.tensor(data[name], dtype=torch.float64, requires_grad=True)
-
-        x = leaf("x")
-        gamma, beta = (leaf("gamma"), leaf("beta")) if o.affine else (None, None)
-        rm, rv = (
-            torch.tensor(data[n]) if o.mode == "eval" else None
-            for n in ("running_mean", "running_var")
-        )
-        y = torch.nn.functional.batch_norm(
-            x, rm, rv, weight=gamma, bias=beta, training=o.mode == "train", momentum=0.0, eps=eps
-        )
-        y.backward(torch.tensor(data["dout"]))
-        grads: Any = x.grad.numpy()
-        if gamma is not None and beta is not None:
-            grads = (grads, gamma.grad.numpy(), beta.grad.numpy())
-        return _named(y.detach().numpy(), grads)
-
-    return run, ""
-
-
-def _named(y: Any, grads: Any) -> dict[str, Any]:
-    if isinstance(grads, tuple):
-        named = dict(zip(("dx", "dgamma", "dbeta"), grads, strict=False))
-        return {"y": y, **{k: v for k, v in named.items() if v is not None}}
-    return {"y": y, "dx": grads}
 
 
 # --- the comparisons --------------------------------------------------------------------------
 
 
 def _scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> dict[str, np.ndarray]:
-    """Per feature, the size of the terms that make up each result (see the module docstring).
+    """Per group, the size of the terms that make up each result (see the module docstring):
+    arrays of x's shape for y and dx, of γ's for dgamma and dbeta.
 
-    Computed here with plain NumPy, independently of the implementations being compared;
-    only an order of magnitude is needed.
+    Computed here with plain NumPy over the groups ``(N, P, m)``, independently of the
+    implementations being compared; only an order of magnitude is needed.
     """
     o = gen.derivation.options
-    x, dout = data["x"], data["dout"]
-    if gen.derivation.symbols.layer.grouping != "columns":
-        return _family_scales(gen, data, eps)
+    decl, m = o.layer, o.m
+    x, dout = groups(decl, data["x"], m), groups(decl, data["dout"], m)
+    N, P, _ = x.shape
     if o.mode == "eval":
-        mu, var = data["running_mean"], data["running_var"]
+        mu, var = data["running_mean"][:, None], data["running_var"][:, None]
+    elif decl.centred:
+        mu = x.mean(axis=-1, keepdims=True)
+        var = x.var(axis=-1, keepdims=True, ddof=0 if o.variance == "biased" else 1)
     else:
-        mu, var = x.mean(axis=0), x.var(axis=0, ddof=0 if o.variance == "biased" else 1)
+        mu, var = np.zeros(1), (x**2).mean(axis=-1, keepdims=True)
     std = std_of(var, eps, o.eps_placement)
     x_hat = (x - mu) / std
-    gamma = data.get("gamma", np.ones(x.shape[1]))
-    beta = data.get("beta", np.zeros(x.shape[1]))
+    K = decl.param_count(m, o.channels)
+    index = list(decl.param_index(m, o.channels))
+    # each value's γ and β (P, m); the sum over the values that share a parameter, (P*K,)
+    gamma = data["gamma"].reshape(P, K)[:, index] if "gamma" in data else np.ones(1)
+    beta = data["beta"].reshape(P, K)[:, index] if "beta" in data else np.zeros(1)
+    shares = np.eye(K)[index]  # (m, K): value i uses parameter k
+
+    def per_group(a: np.ndarray) -> np.ndarray:
+        largest = np.broadcast_to(a.max(axis=-1, keepdims=True), x.shape)
+        return ungroup(decl, largest, data["x"].shape)
+
+    def per_parameter(a: np.ndarray) -> np.ndarray:
+        return (a.sum(axis=0) @ shares).ravel()
+
     scales = {
-        "y": np.abs(gamma) * np.abs(x_hat).max(axis=0) + np.abs(beta),
-        "dx": np.abs(gamma * dout).max(axis=0) / std,
-        "dgamma": np.abs(dout * x_hat).sum(axis=0),
-        "dbeta": np.abs(dout).sum(axis=0),
+        "y": per_group(np.abs(gamma * x_hat) + np.abs(beta)),
+        "dx": per_group(np.abs(gamma * dout) / std),
+        "dgamma": per_parameter(np.abs(dout * x_hat)),
+        "dbeta": per_parameter(np.abs(dout)),
     }
     tiny = np.finfo(np.float64).tiny
     return {q: np.maximum(s, tiny) for q, s in scales.items()}
-
-
-def _family_scales(gen: GeneratedModule, data: dict[str, Any], eps: float) -> dict[str, Any]:
-    """One scale per quantity, from plain NumPy over all groups: the largest size of its
-    terms (the data are seeded normals of one spread, so the groups differ little)."""
-    o = gen.derivation.options
-    decl = gen.derivation.symbols.layer
-    x, dout = data["x"], data["dout"]
-    channels = o.channels or 1
-    groups = (
-        x.reshape(x.shape[0], -1, o.m)
-        if decl.grouping != "groups"
-        else x.reshape(x.shape[0], x.shape[1] // channels, o.m)
-    )
-    if decl.centred:
-        mu = groups.mean(axis=-1, keepdims=True)
-        var = groups.var(axis=-1, keepdims=True, ddof=0 if o.variance == "biased" else 1)
-    else:
-        mu, var = 0.0, (groups**2).mean(axis=-1, keepdims=True)
-    std = std_of(var, eps, o.eps_placement)
-    x_hat = (groups - mu) / std
-    gamma = np.abs(data.get("gamma", np.ones(1))).max()
-    beta = np.abs(data.get("beta", np.zeros(1))).max()
-    scales = {
-        "y": gamma * np.abs(x_hat).max() + beta,
-        "dx": gamma * np.abs(dout).max() / std.min(),
-        "dgamma": np.abs(dout.reshape(x_hat.shape) * x_hat).sum(axis=0).max(),
-        "dbeta": np.abs(dout).sum(axis=0).max(),
-    }
-    tiny = np.finfo(np.float64).tiny
-    return {q: np.maximum(np.float64(v), tiny) for q, v in scales.items()}
 
 
 def _compare(quantity: str, pair: str, a: Any, b: Any, scale: np.ndarray) -> Row:
@@ -464,7 +310,7 @@ def _compare(quantity: str, pair: str, a: Any, b: Any, scale: np.ndarray) -> Row
             f"shapes differ: {a.shape} vs {b.shape}",
         )
     err = np.abs(a - b)
-    rel = err / scale  # broadcasts over the batch axis: scale is per feature
+    rel = err / scale  # scale: the size of the terms of each entry's group
     max_abs, max_rel = float(err.max()), float(rel.max())
     passed = bool(max_rel <= RTOL)  # False for NaN too
     note = ""

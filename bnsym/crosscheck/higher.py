@@ -1,6 +1,6 @@
 """``bnsym check --order 2|3``: the double backward (and its derivative) checked four ways.
 
-On seeded random data in the layer's layout (the data of :mod:`bnsym.crosscheck.first`), each
+On seeded random data in the layer's layout (:mod:`bnsym.crosscheck.data`), each
 implementation computes the results of the order:
 
 - order 2: ``gx``, ``gdout``, ``ggamma`` — the gradients of ℓ₂ = Σ gdx·dx + Σ gdgamma·dgamma
@@ -12,11 +12,13 @@ The implementations: ``generated`` (order 2: the generated ``double_backward``),
 (the chain rule's symbolic steps of :mod:`bnsym.proofs.higher` evaluated at the inputs in 50-digit
 arithmetic), ``differences`` (complex-step differences of the generated order below:
 ``backward`` for order 2, ``double_backward`` for order 3; exact to rounding, unlike central
-differences), and, where PyTorch is installed, ``torch-native`` (``F.batch_norm``,
-``F.layer_norm``, … differentiated by autograd) and ``torch-elementary`` (autograd through
-the same layer written in elementary operations). Every pair is compared; an implementation
-that disagrees with all the others, which agree among themselves, is named the odd one out,
-with its worst entry and both numbers.
+differences), and, where PyTorch is installed, ``torch-native`` (the layer's fused kernel in
+the oracle table, ``F.batch_norm``, ``F.layer_norm``, …, differentiated by autograd, where it
+computes the variant) and ``torch-elementary`` (autograd through the layer built from its
+declaration in elementary operations, :func:`bnsym.crosscheck.pytorch.elementary`; the one
+PyTorch column of a layer with no fused kernel, as the report says). Every pair is compared;
+an implementation that disagrees with all the others, which agree among themselves, is named
+the odd one out, with its worst entry and both numbers.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ import sympy as sp
 
 from bnsym.codegen.higher import generate_higher
 from bnsym.codegen.module import GeneratedModule
-from bnsym.crosscheck import first as check
-from bnsym.crosscheck.oracles import TORCH_NAMES
+from bnsym.crosscheck import pytorch
+from bnsym.crosscheck.data import make_data, param_size, params
+from bnsym.crosscheck.first import CheckError
+from bnsym.crosscheck.oracles import oracles_for
+from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
 from bnsym.proofs.higher import HigherDerivation, derive_higher, evaluate
+from bnsym.reference.declared import groups, ungroup
 
 __all__ = ["HigherCheck", "run_check_higher"]
 
@@ -67,6 +73,7 @@ class HigherCheck:
     header: str
     rows: list[Row]
     odd: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -85,6 +92,7 @@ class HigherCheck:
                 f"{r.quantity:<8} {r.pair:<36} {r.abs_error:13.2e} {r.rel_error:13.2e}  {verdict}"
             )
         lines.append("")
+        lines += self.notes
         lines += self.odd
         n = len(self.rows)
         bad = sum(not r.passed for r in self.rows)
@@ -102,13 +110,13 @@ def run_check_higher(
     o = d.options
     gen = generate_higher(d)
     eps = 1e-5 if o.eps is None else float(o.eps)
-    data = check._data(gen, features, seed)
+    data = make_data(o, features, seed)
     rng = np.random.default_rng(seed + 1)
     for name in ("gdx", "tgx", "tgdout"):
         data[name] = rng.standard_normal(data["x"].shape)
-    P = check._param_size(gen, data["x"].shape)
+    size = param_size(o, features)
     for name in ("gdgamma", "gdbeta", "tggamma"):
-        data[name] = rng.standard_normal(P)
+        data[name] = rng.standard_normal(size)
     h = derive_higher(d, order)
     lower: Callable[..., tuple[Any, ...]]
     if order == 2:
@@ -122,11 +130,23 @@ def run_check_higher(
     }
     if order == 2:
         impls = {"generated": lambda: _double(gen, data, eps), **impls}
-    torch_mod = _import_torch(torch)
+    notes = []
+    torch_mod = import_torch() if torch is not False else None
+    if torch_mod is None and torch:
+        raise CheckError(f"no torch column is possible: {INSTALL}")
+    if torch_mod is None and torch is None:
+        notes.append(f"torch-native, torch-elementary: no columns; {INSTALL}")
     if torch_mod is not None:
-        if o.variance == "biased" and o.eps_placement == "inside":  # what PyTorch computes
-            impls["torch-native"] = lambda: _torch(torch_mod, gen, data, eps, order, native=True)
-        impls["torch-elementary"] = lambda: _torch(torch_mod, gen, data, eps, order, native=False)
+        kernel = oracles_for(o).torch
+        if kernel is None:
+            notes.append(f"torch-native: {no_kernel(o)}")
+        elif why_not := kernel.why_not(o, eps):
+            notes.append(f"torch-native: no column; {why_not}")
+        else:
+            native = pytorch.fused(torch_mod, kernel, o)
+            impls["torch-native"] = lambda: _torch(torch_mod, native, gen, data, eps, order)
+        elementary = pytorch.elementary(torch_mod, o)
+        impls["torch-elementary"] = lambda: _torch(torch_mod, elementary, gen, data, eps, order)
     results = {name: f() for name, f in impls.items()}
     rows = []
     names = list(results)
@@ -140,7 +160,7 @@ def run_check_higher(
         f"bnsym check --order {order} --layer {o.layer.name}: m = {o.m}, x {data['x'].shape}, "
         f"seed = {seed}, eps = {eps:g}{variant}; {', '.join(names)}."
     )
-    return HigherCheck(header, rows, _odd_one_out(rows, names))
+    return HigherCheck(header, rows, _odd_one_out(rows, names), notes)
 
 
 def _compare(quantity: str, a: str, b: str, va: Any, vb: Any, scale: float) -> Row:
@@ -180,18 +200,6 @@ def _odd_one_out(rows: list[Row], names: list[str]) -> list[str]:
     return out
 
 
-def _import_torch(torch: bool | None) -> Any:
-    if torch is False:
-        return None
-    try:
-        import torch as torch_mod
-    except ImportError:
-        if torch:
-            raise check.CheckError("PyTorch is not installed; drop --torch.") from None
-        return None
-    return torch_mod
-
-
 # --- the implementations ---------------------------------------------------------------------
 
 
@@ -214,8 +222,8 @@ def _first(
     gen: GeneratedModule, data: dict[str, Any], eps: float, x: Any, dout: Any, *gamma: Any
 ) -> tuple[Any, ...]:
     """The generated backward at (x, dout, γ) and its cotangents (gdx, gdgamma, gdbeta)."""
-    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
-    grads = gen.backward(dout, x, *params, eps=eps)
+    args = params(gen.derivation.options, {**data, **({"gamma": gamma[0]} if gamma else {})})
+    grads = gen.backward(dout, x, *args, eps=eps)
     grads = grads if isinstance(grads, tuple | list) else (grads,)
     return tuple(grads), (data["gdx"], *_cotangents(gen, data))
 
@@ -226,8 +234,8 @@ def _double(
     """The generated double backward (at x, dout, γ if given, else the data's)."""
     x = data["x"] if x is None else x
     dout = data["dout"] if dout is None else dout
-    params = check._params(gen, {**data, **({"gamma": gamma[0]} if gamma else {})})
-    out = gen.double_backward(data["gdx"], *_cotangents(gen, data), dout, x, *params, eps=eps)
+    args = params(gen.derivation.options, {**data, **({"gamma": gamma[0]} if gamma else {})})
+    out = gen.double_backward(data["gdx"], *_cotangents(gen, data), dout, x, *args, eps=eps)
     return tuple(out)
 
 
@@ -256,21 +264,6 @@ def _differences(
     return tuple(out)
 
 
-def _groups(gen: GeneratedModule, a: np.ndarray) -> np.ndarray:
-    """x-shaped ``a`` as (N, P, m): the groups, as the generated module reads them."""
-    o = gen.derivation.options
-    if gen.derivation.symbols.layer.grouping == "columns":
-        return a.T[None]
-    return a.reshape(a.shape[0], -1, o.m)
-
-
-def _back(gen: GeneratedModule, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """(N, P, m) groups back to x's layout."""
-    if gen.derivation.symbols.layer.grouping == "columns":
-        return a[0].T
-    return a.reshape(shape)
-
-
 def _exact(
     gen: GeneratedModule, h: HigherDerivation, data: dict[str, Any], eps: float, order: int
 ) -> tuple[np.ndarray, ...]:
@@ -285,13 +278,12 @@ def _exact(
     def num(v: Any) -> sp.Float:
         return sp.Float(float(v), 50)
 
-    xs = _groups(gen, data["x"])
+    decl = s.layer
+    xs = groups(decl, data["x"], m)
     N, P, _ = xs.shape
-    per_x = {n: _groups(gen, data[n]) for n in ("dout", "gdx", "tgx", "tgdout")}
+    per_x = {n: groups(decl, data[n], m) for n in ("dout", "gdx", "tgx", "tgdout")}
     per_p = {
-        n: data[n].reshape(P, K)
-        for n in ("gamma", "gdgamma", "gdbeta", "tggamma", "running_mean", "running_var")
-        if n in data
+        n: data[n].reshape(P, K) for n in ("gamma", "gdgamma", "gdbeta", "tggamma") if n in data
     }
     gx, gdy, gg = np.zeros((N, P, m)), np.zeros((N, P, m)), np.zeros((P, K))
     for n in range(N):
@@ -306,8 +298,8 @@ def _exact(
             if h.gdbeta:  # RMS norm and a layer without affine have no β
                 values.update(zip(h.gdbeta, map(num, per_p["gdbeta"][p]), strict=True))
             if o.mode == "eval":
-                values[s.running_mean] = num(per_p["running_mean"][p][0])
-                values[s.running_var] = num(per_p["running_var"][p][0])
+                values[s.running_mean] = num(data["running_mean"][p])  # one per group
+                values[s.running_var] = num(data["running_var"][p])
             if order == 3:
                 t = [*per_x["tgx"][n, p], *per_x["tgdout"][n, p]]
                 t += [*per_p["tggamma"][p]] if o.affine else []
@@ -318,22 +310,26 @@ def _exact(
             if o.affine:
                 gg[p] += r[2 * m :]
     shape = data["x"].shape
-    result = (_back(gen, gx, shape), _back(gen, gdy, shape))
+    result = (ungroup(decl, gx, shape), ungroup(decl, gdy, shape))
     return (*result, gg.reshape(P * K)) if o.affine else result
 
 
 def _torch(
-    torch: Any, gen: GeneratedModule, data: dict[str, Any], eps: float, order: int, native: bool
+    torch: Any,
+    layer: pytorch.TorchLayer,
+    gen: GeneratedModule,
+    data: dict[str, Any],
+    eps: float,
+    order: int,
 ) -> tuple[np.ndarray, ...]:
-    """autograd through the layer twice (or three times)."""
+    """autograd through the PyTorch ``layer`` twice (or three times)."""
     o, decl = gen.derivation.options, gen.derivation.symbols.layer
     T = {n: torch.tensor(v, dtype=torch.float64) for n, v in data.items()}
     x, dout = (T[n].clone().requires_grad_(True) for n in ("x", "dout"))
     gamma = T["gamma"].clone().requires_grad_(True) if o.affine else None
     beta = T["beta"].clone().requires_grad_(True) if o.affine and decl.beta else None
     stats = (T["running_mean"], T["running_var"]) if o.mode == "eval" else None
-    layer = _torch_native if native else _torch_elementary
-    y = layer(torch, TORCH_NAMES[decl.name], o, x, gamma, beta, eps, stats)
+    y = layer(x, gamma, beta, eps, stats)
     params = [p for p in (gamma, beta) if p is not None]
     grads = torch.autograd.grad(y, [x, *params], dout, create_graph=True)
     cot = [T["gdx"], *([T["gdgamma"]] if gamma is not None else [])]
@@ -353,56 +349,3 @@ def _torch(
         (torch.zeros_like(v) if g is None else g).detach().numpy()
         for g, v in zip(third, wrt, strict=True)
     )
-
-
-def _torch_native(
-    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float, stats: Any
-) -> Any:
-    F = torch.nn.functional
-    if name == "batch_norm":
-        if stats is not None:  # eval mode: the running statistics, constants
-            return F.batch_norm(x, *stats, gamma, beta, training=False, eps=eps)
-        return F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
-    if name == "layer_norm":
-        return F.layer_norm(x, (o.m,), gamma, beta, eps)
-    if name == "rms_norm":
-        return F.rms_norm(x, (o.m,), gamma, eps)
-    if name == "instance_norm":
-        return F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
-    return F.group_norm(x, x.shape[1] // (o.channels or 1), gamma, beta, eps)
-
-
-def _torch_elementary(
-    torch: Any, name: str, o: Any, x: Any, gamma: Any, beta: Any, eps: float, stats: Any
-) -> Any:
-    """The layer in means, squares and a square root: no fused kernel, autograd's own rules.
-    Every variant: eval mode's running statistics, ε outside the root, the unbiased
-    variance, no γ and β."""
-    k = 1.0 / (o.m - 1) if o.variance == "unbiased" else 1.0 / o.m
-
-    def denominator(var: Any) -> Any:
-        if o.eps_placement == "inside":
-            return torch.sqrt(var + eps)
-        return torch.sqrt(var) + (eps**0.5 if o.eps_placement == "sqrt-outside" else eps)
-
-    if stats is not None:  # eval mode (batch norm): x of shape (m, D), per-feature stats
-        xhat = (x - stats[0]) / denominator(stats[1])
-    else:
-        g = x.T.unsqueeze(0) if name == "batch_norm" else x.reshape(x.shape[0], -1, o.m)
-        if name == "rms_norm":
-            xhat = g / denominator((g * g).mean(dim=-1, keepdim=True))
-        else:
-            xmu = g - g.mean(dim=-1, keepdim=True)
-            xhat = xmu / denominator((xmu * xmu).sum(dim=-1, keepdim=True) * k)
-        xhat = xhat[0].T if name == "batch_norm" else xhat.reshape(x.shape)
-    if gamma is None:
-        return xhat
-    shape = [1] * x.ndim
-    if name == "batch_norm":
-        shape[1] = -1
-    elif name in ("layer_norm", "rms_norm"):
-        shape[-1] = -1
-    else:
-        shape[1] = -1
-    y = xhat * gamma.reshape(shape)
-    return y if beta is None else y + beta.reshape(shape)

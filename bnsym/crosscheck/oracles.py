@@ -1,15 +1,267 @@
-"""The oracles of ``bnsym check``: for each shipped layer, its PyTorch counterpart.
+"""The oracles of ``bnsym check``: for each shipped layer, its NumPy references and its PyTorch
+kernel, in one table.
 
-(First step of the one oracle table; see the crosscheck modules.)
+An oracle is an implementation the generated code is compared with.  :data:`ORACLES` holds, for
+each layer bnsym ships, keyed by its declaration:
+
+- its hand-written NumPy references in :mod:`bnsym.reference`, fused (the closed form) and
+  staged (the graph node by node), by mode (batch norm's eval mode has its own functions), and
+  how each is called after x (:class:`Reference`);
+- its fused PyTorch kernel, ``torch.nn.functional.<name>``: how it is called in the layer's
+  own layout and which variants it computes (:class:`TorchKernel`) -- every one of them
+  normalizes with the biased variance and ε inside the root, ``batch_norm`` also in eval mode
+  with running statistics, and refuses ε = 0 in training.
+
+:func:`oracles_for` looks a layer up.  A layer not in the table -- a user's, or one that reuses
+a shipped name with another declaration, ``Layer(name="layernorm", centred=False, ...)`` --
+gets the references built from its declaration (:class:`~bnsym.reference.DeclaredReference`)
+and no PyTorch kernel: ``bnsym check`` then compares with the torch-elementary layer built from
+the declaration and says "no fused PyTorch kernel".  Never another layer's kernel.
+
+Layer names and PyTorch's names are written here and in the declarations only; the rest of the
+cross-check reads the rows.  NumPy only (PyTorch is called, never imported, here).
+
+>>> from bnsym.family.layers import LAYERS, Layer
+>>> ORACLES[LAYERS["groupnorm"]].torch.name
+'group_norm'
+>>> ORACLES.get(Layer(name="layernorm", centred=False, params="element", beta=False)) is None
+True
 """
 
 from __future__ import annotations
 
-#: layer name -> the name of torch.nn.functional's fused kernel of it
-TORCH_NAMES: dict[str, str] = {
-    "batchnorm": "batch_norm",
-    "layernorm": "layer_norm",
-    "instancenorm": "instance_norm",
-    "groupnorm": "group_norm",
-    "rmsnorm": "rms_norm",
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bnsym.reference as reference
+from bnsym.family.layers import LAYERS, Layer
+from bnsym.reference.declared import DeclaredReference
+
+__all__ = ["ORACLES", "Oracles", "Reference", "TorchKernel", "called", "oracles_for", "results"]
+
+#: ``(data, o, eps) -> (args, kwargs)``: a reference's arguments after x, from the check's data
+#: (``gamma``, ``beta``, ``running_mean``, ``running_var`` where present) and options ``o``.
+Arguments = Callable[[dict[str, Any], Any, float], tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A NumPy forward and backward in the CS231n contract (``forward(x, ...) -> (out, cache)``,
+    ``backward(dout, cache) -> (dx, dgamma[, dbeta])``) and the arguments it takes after x."""
+
+    forward: Callable[..., tuple[Any, Any]]
+    backward: Callable[..., tuple[Any, ...]]
+    arguments: Arguments
+
+    def __call__(self, data: dict[str, Any], o: Any, eps: float) -> dict[str, Any]:
+        """y, dx, dgamma, dbeta (as far as the layer has them) on the check's data."""
+        args, kwargs = self.arguments(data, o, eps)
+        y, cache = self.forward(data["x"], *args, **kwargs)
+        return results(y, self.backward(data["dout"], cache))
+
+
+@dataclass(frozen=True)
+class TorchKernel:
+    """``torch.nn.functional.<name>``, a fused kernel of the layer.
+
+    ``call(F, x, gamma, beta, eps, running, o) -> y`` runs it on tensors in the layer's own
+    layout (``running`` is ``(running_mean, running_var)`` in eval mode, else None; ``o`` the
+    check's options).  It normalizes with the biased variance and ε inside the square root
+    only; ``eval``: it has an eval mode with running statistics; ``refuses_eps_0``: it raises
+    for ε = 0 in training.
+    """
+
+    name: str
+    call: Callable[..., Any]
+    eval: bool = False
+    refuses_eps_0: bool = False
+
+    def why_not(self, o: Any, eps: float) -> str:
+        """Why the kernel cannot compute the check's variant, or "" when it can."""
+        where = f"torch.nn.functional.{self.name}"
+        if o.eps_placement != "inside" or o.variance != "biased":
+            return (
+                f"{where} normalizes with the biased variance and eps inside the square root only."
+            )
+        if o.mode == "eval" and not self.eval:
+            return f"{where} has no eval mode with running statistics."
+        if o.mode == "train" and eps == 0 and self.refuses_eps_0:
+            return f"{where} refuses eps = 0 in training."
+        return ""
+
+
+@dataclass(frozen=True)
+class Oracles:
+    """A layer's oracles: NumPy references by mode, fused and staged, and its PyTorch kernel
+    (None: it has none).  ``hand_written``: the references are bnsym.reference's own functions,
+    else built from the declaration."""
+
+    fused: Mapping[str, Reference]
+    staged: Mapping[str, Reference]
+    torch: TorchKernel | None
+    hand_written: bool = True
+
+
+def results(y: Any, grads: Any) -> dict[str, Any]:
+    """``{"y", "dx", "dgamma", "dbeta"}`` from a backward's tuple, leaving out the None ones (no
+    γ and β without affine, no β for RMS norm) and the ones it does not return."""
+    if not isinstance(grads, tuple | list):
+        grads = (grads,)
+    named = zip(("dx", "dgamma", "dbeta"), grads, strict=False)
+    return {"y": y, **{k: v for k, v in named if v is not None}}
+
+
+# --- how each hand-written function is called after x -----------------------------------------
+
+
+def _variant(o: Any) -> dict[str, Any]:
+    return {"variance": o.variance, "eps_placement": o.eps_placement, "affine": o.affine}
+
+
+def _gamma_beta(data: dict[str, Any], o: Any, eps: float) -> tuple[tuple[Any, ...], dict]:
+    """``(x, gamma, beta, eps, variance=, eps_placement=, affine=)``."""
+    return (data.get("gamma"), data.get("beta"), eps), _variant(o)
+
+
+def _gamma_beta_groups(data: dict[str, Any], o: Any, eps: float) -> tuple[tuple[Any, ...], dict]:
+    """Group norm's ``(x, gamma, beta, G, eps, ...)``: G groups of ``o.channels`` channels."""
+    G = data["x"].shape[1] // (o.channels or 1)
+    return (data.get("gamma"), data.get("beta"), G, eps), _variant(o)
+
+
+def _gamma(data: dict[str, Any], o: Any, eps: float) -> tuple[tuple[Any, ...], dict]:
+    """RMS norm's ``(x, gamma, eps, eps_placement=, affine=)``: no β, no variance."""
+    return (data.get("gamma"), eps), {"eps_placement": o.eps_placement, "affine": o.affine}
+
+
+def _running(data: dict[str, Any], o: Any, eps: float) -> tuple[tuple[Any, ...], dict]:
+    """Eval mode's ``(x, gamma, beta, running_mean, running_var, eps, eps_placement=, affine=)``."""
+    stats = (data["running_mean"], data["running_var"])
+    return (data.get("gamma"), data.get("beta"), *stats, eps), {
+        "eps_placement": o.eps_placement,
+        "affine": o.affine,
+    }
+
+
+# --- how each PyTorch kernel is called in the layer's layout ----------------------------------
+
+
+def _batch_norm(F: Any, x: Any, gamma: Any, beta: Any, eps: float, running: Any, o: Any) -> Any:
+    mean, var = running if running is not None else (None, None)
+    return F.batch_norm(
+        x, mean, var, weight=gamma, bias=beta, training=running is None, momentum=0.0, eps=eps
+    )
+
+
+def _layer_norm(F: Any, x: Any, gamma: Any, beta: Any, eps: float, running: Any, o: Any) -> Any:
+    return F.layer_norm(x, (o.m,), gamma, beta, eps)
+
+
+def _instance_norm(F: Any, x: Any, gamma: Any, beta: Any, eps: float, running: Any, o: Any) -> Any:
+    return F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
+
+
+def _group_norm(F: Any, x: Any, gamma: Any, beta: Any, eps: float, running: Any, o: Any) -> Any:
+    return F.group_norm(x, x.shape[1] // (o.channels or 1), gamma, beta, eps)
+
+
+def _rms_norm(F: Any, x: Any, gamma: Any, beta: Any, eps: float, running: Any, o: Any) -> Any:
+    return F.rms_norm(x, (o.m,), gamma, eps)
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def _train(
+    fused: tuple[Callable[..., Any], Callable[..., Any]],
+    staged: tuple[Callable[..., Any], Callable[..., Any]],
+    arguments: Arguments,
+    torch: TorchKernel,
+) -> Oracles:
+    """A row of a layer with a training mode only."""
+    return Oracles(
+        fused={"train": Reference(*fused, arguments)},
+        staged={"train": Reference(*staged, arguments)},
+        torch=torch,
+    )
+
+
+#: The shipped layers' oracles, keyed by their declarations.
+ORACLES: dict[Layer, Oracles] = {
+    LAYERS["batchnorm"]: Oracles(
+        fused={
+            "train": Reference(
+                reference.batchnorm_forward, reference.batchnorm_backward, _gamma_beta
+            ),
+            "eval": Reference(
+                reference.batchnorm_forward_eval, reference.batchnorm_backward_eval, _running
+            ),
+        },
+        staged={
+            "train": Reference(
+                reference.batchnorm_forward_staged, reference.batchnorm_backward_staged, _gamma_beta
+            ),
+            "eval": Reference(
+                reference.batchnorm_forward_eval_staged,
+                reference.batchnorm_backward_eval_staged,
+                _running,
+            ),
+        },
+        torch=TorchKernel("batch_norm", _batch_norm, eval=True, refuses_eps_0=True),
+    ),
+    LAYERS["layernorm"]: _train(
+        (reference.layernorm_forward, reference.layernorm_backward),
+        (reference.layernorm_forward_staged, reference.layernorm_backward_staged),
+        _gamma_beta,
+        TorchKernel("layer_norm", _layer_norm),
+    ),
+    LAYERS["instancenorm"]: _train(
+        (reference.instancenorm_forward, reference.instancenorm_backward),
+        (reference.instancenorm_forward_staged, reference.instancenorm_backward_staged),
+        _gamma_beta,
+        TorchKernel("instance_norm", _instance_norm),
+    ),
+    LAYERS["groupnorm"]: _train(
+        (reference.groupnorm_forward, reference.groupnorm_backward),
+        (reference.groupnorm_forward_staged, reference.groupnorm_backward_staged),
+        _gamma_beta_groups,
+        TorchKernel("group_norm", _group_norm),
+    ),
+    LAYERS["rmsnorm"]: _train(
+        (reference.rmsnorm_forward, reference.rmsnorm_backward),
+        (reference.rmsnorm_forward_staged, reference.rmsnorm_backward_staged),
+        _gamma,
+        TorchKernel("rms_norm", _rms_norm),
+    ),
 }
+
+
+def oracles_for(o: Any) -> Oracles:
+    """The oracles of the layer ``o.layer`` (``o``: a derivation's options, for m and channels):
+    its row of :data:`ORACLES`, or references built from its declaration and no PyTorch kernel.
+    """
+    row = ORACLES.get(o.layer)
+    if row is not None:
+        return row
+    ref = DeclaredReference(o.layer, o.m, o.channels)
+    return Oracles(
+        fused={
+            "train": Reference(ref.forward, ref.backward, _gamma_beta),
+            "eval": Reference(ref.forward_eval, ref.backward_eval, _running),
+        },
+        staged={
+            "train": Reference(ref.forward_staged, ref.backward_staged, _gamma_beta),
+            "eval": Reference(ref.forward_eval_staged, ref.backward_eval_staged, _running),
+        },
+        torch=None,
+        hand_written=False,
+    )
+
+
+def called(layer: Layer) -> str:
+    """How a report names a layer that is not in the table: its name, and for a declaration
+    that reuses a shipped layer's name, that it is not that layer."""
+    if layer.name in LAYERS:
+        return f"{layer.name} as declared here (not bnsym's {layer.name})"
+    return layer.name

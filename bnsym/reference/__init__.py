@@ -13,6 +13,8 @@ one node at a time).  One module per idea; this package only re-exports their pu
 - :mod:`~bnsym.reference.family`: layer, instance, group and RMS norm, each a layout over the
   core (``layernorm_forward``, ``instancenorm_forward``, ``groupnorm_forward``,
   ``rmsnorm_forward``, their backward passes and ``_staged`` twins);
+- :mod:`~bnsym.reference.declared`: :class:`DeclaredReference`, the reference of any layer
+  declared as a :class:`bnsym.Layer`, over the same core (the layers with no hand-written one);
 - :mod:`~bnsym.reference.spatial`: spatial batch norm and spatial group norm of (N, C, H, W) in
   the assignment's spelling (``spatial_batchnorm_forward(x, gamma, beta, bn_param)``,
   ``spatial_groupnorm_forward(x, gamma, beta, G, gn_param)``).
@@ -31,6 +33,7 @@ from bnsym.reference.batchnorm import (
     batchnorm_forward,
     batchnorm_forward_staged,
 )
+from bnsym.reference.declared import DeclaredReference
 from bnsym.reference.family import (
     groupnorm_backward,
     groupnorm_backward_staged,
@@ -67,6 +70,7 @@ __all__ = [
     "BatchNorm",
     "BatchNormError",
     "BatchSizeError",
+    "DeclaredReference",
     "GroupSizeError",
     "NormError",
     "batchnorm_backward",
