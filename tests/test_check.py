@@ -149,18 +149,23 @@ def test_torch_asked_for_but_not_installed_is_bad_input(runner, monkeypatch, ord
     ],
     ids=["unbiased", "outside", "eps-0"],
 )
-def test_torch_asked_for_without_a_torch_variant_is_bad_input(runner, args, words) -> None:
+def test_a_variant_the_fused_kernel_lacks_is_compared_with_the_elementary_layer(
+    runner, args, words
+) -> None:
     pytest.importorskip("torch")
-    line = _one_line_error(runner.invoke(main, ["check", "--m", "3", "--torch", *args]))
-    assert line.startswith("Error: --torch: no torch column is possible: ") and words in line
+    result = runner.invoke(main, ["check", "--m", "3", "--torch", *args])
+    assert result.exit_code == 0, result.output
+    assert "generated vs torch-elementary" in result.output and words in result.output
+    assert "generated vs torch " not in result.output
 
 
 def test_eps_0_skips_the_torch_column_with_a_reason(runner) -> None:
     pytest.importorskip("torch")  # F.batch_norm raises ValueError for eps = 0 in training
     result = runner.invoke(main, ["check", "--m", "3", "--eps", "0"])
     assert result.exit_code == 0, result.output
-    assert "torch: no column; torch.nn.functional.batch_norm refuses eps = 0" in result.output
-    assert "vs torch" not in result.output
+    assert "torch: torch.nn.functional.batch_norm refuses eps = 0" in result.output
+    assert "Compared with torch-elementary." in result.output
+    assert "vs torch " not in result.output and "vs torch-elementary" in result.output
     # eval mode has no such limit
     result = runner.invoke(main, ["check", "--m", "3", "--eps", "0", "--mode", "eval"])
     assert result.exit_code == 0 and "generated vs torch" in result.output, result.output
@@ -282,8 +287,11 @@ def test_codegen_header_survives_a_newline_in_an_argument(runner: CliRunner, tmp
 #: A layer the five do not cover, declared as a user would: one γ for a row, no β,
 #: y = γ·x/√(mean(x²) + ε).
 SCALENORM = Layer(name="scalenorm", centred=False, beta=False)
-#: A declaration that reuses a shipped layer's name: it is not that layer.
+#: A declaration that reuses a shipped layer's name: it is not that layer (it computes what
+#: RMS norm computes).
 NOT_LAYERNORM = Layer(name="layernorm", centred=False, params="element", beta=False)
+#: Layer norm under another name and title: it computes what layer norm computes.
+MY_LAYERNORM = Layer(name="my_ln", title="My layer norm", params="element")
 #: One γ per channel of a group, not centred, no β: the layout of group norm, not group norm.
 GROUP_RMS = Layer(name="grouprms", centred=False, params="channel", grouping="groups", beta=False)
 
@@ -295,9 +303,12 @@ def test_every_shipped_layer_has_its_row_and_no_other_declaration_has_one() -> N
     for decl, row in oracles.ORACLES.items():
         assert row.hand_written and row.torch is not None and "train" in row.fused, decl.name
         assert set(row.fused) == set(row.staged) == set(decl.modes), decl.name
-    for decl in (SCALENORM, NOT_LAYERNORM):
-        row = oracles.oracles_for(make_options(4, layer=decl))
-        assert row.torch is None and not row.hand_written
+    row = oracles.oracles_for(make_options(4, layer=SCALENORM))
+    assert row.torch is None and not row.hand_written
+    # looked up by what a declaration computes, not by its name: the shipped name with other
+    # fields is RMS norm's function, and layer norm under another name is layer norm's
+    assert oracles.oracles_for(make_options(4, layer=NOT_LAYERNORM)).torch.name == "rms_norm"
+    assert oracles.oracles_for(make_options(4, layer=MY_LAYERNORM)).torch.name == "layer_norm"
 
 
 def _plain_scalenorm(x, gamma, dout, eps):
@@ -350,7 +361,7 @@ def test_scalenorm_passes_with_the_elementary_pytorch_column(order) -> None:
 @pytest.mark.parametrize(
     "decl, kernel, kw",
     [
-        (NOT_LAYERNORM, "layer_norm", {}),
+        (NOT_LAYERNORM, "layer_norm", {}),  # compared with F.rms_norm, which it computes
         (GROUP_RMS, "group_norm", {"channels": 2}),
         (SCALENORM, "group_norm", {}),  # the old fall-through of an unknown layer
     ],
@@ -375,23 +386,30 @@ def test_a_declared_layer_gets_no_other_layers_kernel(monkeypatch, decl, kernel,
         result = run_check_higher(d, order, features=2, torch=True)
     table = result.table()
     assert result.passed, table
-    assert "torch-elementary" in table and "no fused PyTorch kernel for " in table
+    if decl.function == LAYERS["rmsnorm"].function:  # compared with what it computes
+        assert "no fused PyTorch kernel" not in table and "torch" in table
+        assert "computes what bnsym's rmsnorm computes" in table
+    else:
+        assert "torch-elementary" in table and "no fused PyTorch kernel for " in table
     if decl.name in LAYERS:
         assert f"as declared here (not bnsym's {decl.name})" in table
 
 
 def test_a_shipped_layer_declared_anew_is_checked_in_eval_mode_too() -> None:
-    """Batch norm with other words is another declaration: its references are built from it
-    (eval mode's running statistics included) and PyTorch's column is the elementary one."""
+    """Batch norm with other words computes what batch norm computes: it is compared with batch
+    norm's references (eval mode's running statistics included), and, for a variant F.batch_norm
+    does not compute (σ + √ε), with the elementary PyTorch layer."""
     pytest.importorskip("torch")
     from bnsym.crosscheck.higher import run_check_higher
     from bnsym.derivation import derive
 
     again = dataclasses.replace(LAYERS["batchnorm"], title="Batch norm, declared again")
-    assert oracles.ORACLES.get(again) is None
+    assert oracles.ORACLES.get(again) is None and oracles.twin(again) == LAYERS["batchnorm"]
     d = derive(4, layer=again, mode="eval", eps_placement="sqrt-outside")
     result = bnsym.crosscheck.first.run_check(d, torch=True)
-    assert result.passed and "generated vs torch-elementary" in result.table()
+    table = result.table()
+    assert result.passed and "generated vs torch-elementary" in table, table
+    assert "computes what bnsym's batchnorm computes" in table
     assert run_check_higher(d, 2, features=2, torch=True).passed
 
 

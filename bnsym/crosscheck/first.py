@@ -32,7 +32,7 @@ import numpy as np
 from bnsym.codegen.module import DEFAULT_EPS, GeneratedModule, generate
 from bnsym.crosscheck import pytorch
 from bnsym.crosscheck.data import make_data, params
-from bnsym.crosscheck.oracles import called, oracles_for, results
+from bnsym.crosscheck.oracles import called, oracles_for, results, twin_note
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
 from bnsym.errors import BnsymError
@@ -156,7 +156,7 @@ def run_check(
         "fused": lambda data, eps: fused(data, o, eps),
         "staged": lambda data, eps: staged(data, o, eps),
     }
-    notes = []
+    notes = [note] if (note := twin_note(o.layer)) else []
     if not oracles.hand_written:
         notes.append(
             f"fused, staged: no hand-written reference of {called(o.layer)}; both are built "
@@ -217,7 +217,8 @@ def _generated(gen: GeneratedModule) -> Implementation:
 def _torch(gen: GeneratedModule, eps: float) -> tuple[tuple[str, Implementation] | None, str]:
     """The PyTorch column ``(name, implementation)`` and what the report says of it, or None and
     why there is none: the layer's fused kernel with autograd where the oracle table has one
-    and it computes the variant; the torch-elementary layer where the layer has none."""
+    and it computes the variant; else the torch-elementary layer (autograd through the
+    declaration's means, squares and root), with the reason beside it."""
     o = gen.derivation.options
     torch = import_torch()
     if torch is None:
@@ -227,7 +228,8 @@ def _torch(gen: GeneratedModule, eps: float) -> tuple[tuple[str, Implementation]
         return ("torch-elementary", _autograd(torch, pytorch.elementary(torch, o))), no_kernel(o)
     why_not = kernel.why_not(o, eps)
     if why_not:
-        return None, why_not
+        elementary = _autograd(torch, pytorch.elementary(torch, o))
+        return ("torch-elementary", elementary), f"{why_not} Compared with torch-elementary."
     return ("torch", _autograd(torch, pytorch.fused(torch, kernel, o))), ""
 
 

@@ -36,7 +36,7 @@ from bnsym.codegen.module import GeneratedModule
 from bnsym.crosscheck import pytorch
 from bnsym.crosscheck.data import make_data, param_size, params
 from bnsym.crosscheck.first import CheckError
-from bnsym.crosscheck.oracles import oracles_for
+from bnsym.crosscheck.oracles import oracles_for, twin_note
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
 from bnsym.proofs.higher import HigherDerivation, derive_higher, evaluate
@@ -130,7 +130,7 @@ def run_check_higher(
     }
     if order == 2:
         impls = {"generated": lambda: _double(gen, data, eps), **impls}
-    notes = []
+    notes = [note] if (note := twin_note(o.layer)) else []
     torch_mod = import_torch() if torch is not False else None
     if torch_mod is None and torch:
         raise CheckError(f"no torch column is possible: {INSTALL}")

@@ -12,11 +12,14 @@ each layer bnsym ships, keyed by its declaration:
   normalizes with the biased variance and ε inside the root, ``batch_norm`` also in eval mode
   with running statistics, and refuses ε = 0 in training.
 
-:func:`oracles_for` looks a layer up.  A layer not in the table -- a user's, or one that reuses
-a shipped name with another declaration, ``Layer(name="layernorm", centred=False, ...)`` --
-gets the references built from its declaration (:class:`~bnsym.reference.DeclaredReference`)
-and no PyTorch kernel: ``bnsym check`` then compares with the torch-elementary layer built from
-the declaration and says "no fused PyTorch kernel".  Never another layer's kernel.
+:func:`oracles_for` looks a layer up by what it computes (:attr:`Layer.function`: centred or
+not, how γ and β are shared, β or not, the grouping), so that a user's declaration of layer
+norm under another name or title is compared with F.layer_norm too.  A layer that computes
+something else -- a user's, or one that reuses a shipped name with another declaration,
+``Layer(name="layernorm", centred=False, ...)`` -- and a mode a row does not have, get the
+references built from the declaration (:class:`~bnsym.reference.DeclaredReference`) and no
+PyTorch kernel: ``bnsym check`` then compares with the torch-elementary layer built from the
+declaration and says "no fused PyTorch kernel".  Never another layer's kernel.
 
 Layer names and PyTorch's names are written here and in the declarations only; the rest of the
 cross-check reads the rows.  NumPy only (PyTorch is called, never imported, here).
@@ -24,8 +27,13 @@ cross-check reads the rows.  NumPy only (PyTorch is called, never imported, here
 >>> from bnsym.family.layers import LAYERS, Layer
 >>> ORACLES[LAYERS["groupnorm"]].torch.name
 'group_norm'
->>> ORACLES.get(Layer(name="layernorm", centred=False, params="element", beta=False)) is None
+>>> from types import SimpleNamespace as options
+>>> scalenorm = Layer(name="scalenorm", centred=False, beta=False)  # one γ per row
+>>> oracles_for(options(layer=scalenorm, m=4, channels=None, mode="train")).torch is None
 True
+>>> not_layernorm = Layer(name="layernorm", centred=False, params="element", beta=False)
+>>> oracles_for(options(layer=not_layernorm, m=4, channels=None, mode="train")).torch.name
+'rms_norm'
 """
 
 from __future__ import annotations
@@ -38,7 +46,17 @@ import bnsym.reference as reference
 from bnsym.family.layers import LAYERS, Layer
 from bnsym.reference.declared import DeclaredReference
 
-__all__ = ["ORACLES", "Oracles", "Reference", "TorchKernel", "called", "oracles_for", "results"]
+__all__ = [
+    "ORACLES",
+    "Oracles",
+    "Reference",
+    "TorchKernel",
+    "called",
+    "oracles_for",
+    "results",
+    "twin",
+    "twin_note",
+]
 
 #: ``(data, o, eps) -> (args, kwargs)``: a reference's arguments after x, from the check's data
 #: (``gamma``, ``beta``, ``running_mean``, ``running_var`` where present) and options ``o``.
@@ -241,8 +259,8 @@ def oracles_for(o: Any) -> Oracles:
     """The oracles of the layer ``o.layer`` (``o``: a derivation's options, for m and channels):
     its row of :data:`ORACLES`, or references built from its declaration and no PyTorch kernel.
     """
-    row = ORACLES.get(o.layer)
-    if row is not None:
+    row = next((r for key, r in ORACLES.items() if key.function == o.layer.function), None)
+    if row is not None and o.mode in row.fused:
         return row
     ref = DeclaredReference(o.layer, o.m, o.channels)
     return Oracles(
@@ -256,6 +274,24 @@ def oracles_for(o: Any) -> Oracles:
         },
         torch=None,
         hand_written=False,
+    )
+
+
+def twin(layer: Layer) -> Layer | None:
+    """The shipped layer that computes what ``layer`` computes (itself, for a shipped one), or
+    None."""
+    return next((key for key in ORACLES if key.function == layer.function), None)
+
+
+def twin_note(layer: Layer) -> str:
+    """A note for a declaration that is not a shipped one but computes what one computes (its
+    references and kernel are that layer's); "" otherwise."""
+    shipped = twin(layer)
+    if shipped is None or shipped == layer:
+        return ""
+    return (
+        f"{called(layer)} computes what bnsym's {shipped.name} computes: compared with "
+        f"{shipped.name}'s references and PyTorch kernel."
     )
 
 

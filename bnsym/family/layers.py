@@ -195,6 +195,16 @@ class Layer:
         return GROUPINGS[self.grouping]
 
     @property
+    def function(self) -> tuple[bool, str, bool, str]:
+        """What the layer computes: two declarations with the same ``function`` differ only in
+        their words (name, title, subscripts) and modes, and compute the same layer.
+
+        >>> Layer(name="ln", params="element").function == LAYERS["layernorm"].function
+        True
+        """
+        return (self.centred, self.params, self.beta, self.grouping)
+
+    @property
     def has_channels(self) -> bool:
         """The group's values belong to several channels (``--channels``)."""
         return self.params == "channel"
