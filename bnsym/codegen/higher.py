@@ -35,7 +35,9 @@ from typing import Any
 import sympy as sp
 
 from bnsym.codegen import module as codegen
+from bnsym.codegen.kernels import Kernel, kernels
 from bnsym.codegen.module import DEFAULT_EPS, GeneratedModule
+from bnsym.codegen.printer import kernel_source, wrap
 from bnsym.core.graph import normalizer
 from bnsym.derivation import Derivation
 from bnsym.limits import float_eps
@@ -71,14 +73,14 @@ def generate_higher(d: Derivation, *, command: str | None = None) -> GeneratedMo
     )
 
 
-def _kernel(d: Derivation) -> codegen._Kernel:
+def _kernel(d: Derivation) -> Kernel:
     """The double backward's kernel: the forward kernel's graph lines, then the proved closed
     form's steps (:attr:`bnsym.proofs.higher.HigherDerivation.closed_form`), with the denominator of
     x̂ (√(σ² + ε), in eval mode that of the running variance) written ``std`` and its inverse
     ``inv_std`` as in the first-order kernels."""
     s, o = d.symbols, d.options
     closed = closed_form(d)
-    forward, _ = codegen._kernels(d)
+    forward, _ = kernels(d)
     eps = forward.args[-1]
     std, inv_std = sp.Symbol("std", positive=True), sp.Symbol("inv_std", positive=True)
     std_expr = dict(forward.definitions)[std]  # the forward kernel's own denominator
@@ -100,7 +102,7 @@ def _kernel(d: Derivation) -> codegen._Kernel:
     args = (*cot, *s.dy, *s.x, *gammas, *stats, eps)
     if any(sym.name == "std" for e in outputs for sym in e.free_symbols):  # pragma: no cover
         raise RuntimeError("the closed form kept a power of std that codegen does not name")
-    return codegen._Kernel("_double_backward", args, outputs, defs)
+    return Kernel("_double_backward", args, outputs, defs)
 
 
 def _source(d: Derivation, command: str) -> str:
@@ -117,7 +119,7 @@ def _source(d: Derivation, command: str) -> str:
     results = "(gx, gdout, ggamma)" if o.affine else "(gx, gdout)"
     wrt = "x, dout and gamma" if o.affine else "x and dout"
     doc = [
-        codegen._wrap(f"def double_backward({sig}):"),
+        wrap(f"def double_backward({sig}):"),
         f'    """The double backward: the gradients of {seeds}',
         f"    with respect to {wrt}, where",
         f"    {grads} = backward(dout, x" + "".join(", " + p for p in (*params, *stats)) + ").",
@@ -143,7 +145,7 @@ def _source(d: Derivation, command: str) -> str:
             *(["    _nonnegative('running_var', running_var)"] if stats else []),
             "    eps = _eps(eps)",
             codegen._ERRSTATE,
-            codegen._wrap(f"        grads = _double_backward({call})"),
+            wrap(f"        grads = _double_backward({call})"),
             "    gx = numpy.stack(grads[:M])"
             if o.affine or o.mode == "train"
             else "    gx = numpy.zeros_like(x)  # dx = dout/std does not depend on x in eval mode",
@@ -168,7 +170,7 @@ def _source(d: Derivation, command: str) -> str:
         "",
         *doc,
         *body,
-        *(["", "", codegen._kernel_source(_kernel(d))] if decl.grouping == "columns" else []),
+        *(["", "", kernel_source(_kernel(d))] if decl.grouping == "columns" else []),
     ]
     return base.rstrip() + "\n" + "\n".join(section).rstrip() + "\n"
 

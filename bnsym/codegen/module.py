@@ -26,20 +26,18 @@ array([[-1.],
 from __future__ import annotations
 
 import hashlib
-import inspect
 import linecache
 import os
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
-
 from bnsym import __version__
+from bnsym.codegen.kernels import kernels
+from bnsym.codegen.printer import kernel_source
 from bnsym.derivation import Derivation, derive
 from bnsym.limits import float_eps
 from bnsym.notes.escape import command_text
@@ -127,313 +125,6 @@ def generate(
     return GeneratedModule(d, source, namespace["forward"], namespace["backward"])
 
 
-# --- the expressions ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Kernel:
-    """One function for lambdify: arguments, outputs, and the graph definitions behind them."""
-
-    name: str
-    args: tuple[sp.Symbol, ...]
-    outputs: tuple[sp.Expr, ...]
-    definitions: tuple[tuple[sp.Symbol, sp.Expr], ...]
-
-
-def _kernels(d: Derivation) -> tuple[_Kernel, _Kernel]:
-    """The forward and backward kernels, in the graph symbols of the derivation.
-
-    The graph, in the order it is computed: ``mu_B``; the centred rows ``xmu_i = x_i - mu_B``
-    (eval mode: ``x_i - running_mean``); ``sigma2_B``; ``sigma_B`` where ε is outside the root;
-    the denominator ``std`` of x̂ and ``inv_std = 1/std``; ``xhat_i = xmu_i*inv_std``.
-    """
-    s, o = d.symbols, d.options
-    eps = sp.Symbol("eps", positive=True)  # the argument's name, not the paper's ε
-    rename: dict[sp.Expr, sp.Expr] = {s.eps: eps}
-    if s.var is not None:
-        rename[sp.sqrt(s.var)] = s.sigma  # sigma_B by name wherever it appears
-    params: tuple[sp.Symbol, ...] = ()
-    if o.affine:
-        params = (*s.gammas, *(s.betas if s.layer.beta else ()))
-    if o.mode == "eval":
-        params += (s.running_mean, s.running_var)
-    nodes = {step.lhs: step.rhs.xreplace(rename) for step in d.forward}
-    xmu = tuple(sp.Symbol(f"xmu{i}", real=True) for i in range(1, o.m + 1))
-    centred = {sp.numer(nodes[xh]): c for xh, c in zip(s.x_hat, xmu, strict=True)}
-    stds = {sp.denom(nodes[xh]) for xh in s.x_hat}
-    if len(stds) != 1:  # pragma: no cover - every row is divided by the same denominator
-        raise RuntimeError("the rows of x_hat do not share one denominator")
-    std_expr = stds.pop()
-    std = sp.Symbol("std", positive=True)
-    inv_std = sp.Symbol("inv_std", positive=True)
-    graph: list[tuple[sp.Symbol, sp.Expr]] = []
-    if s.mu in nodes:
-        graph.append((s.mu, nodes[s.mu]))
-    if s.layer.centred or o.mode == "eval":
-        graph += [(c, numer) for numer, c in centred.items()]
-    else:  # RMS norm divides x_i itself: no centred rows
-        xmu = s.x
-        centred = {}
-    if s.var in nodes:
-        graph.append((s.var, nodes[s.var].xreplace(centred)))
-        if std_expr.has(s.sigma):
-            graph.append((s.sigma, sp.sqrt(s.var)))
-    graph += [(std, std_expr), (inv_std, 1 / std)]
-    graph += [(xh, c * inv_std) for xh, c in zip(s.x_hat, xmu, strict=True)]
-    y = tuple(nodes[yi] for yi in s.y)
-    forward = _Kernel("_forward", (*s.x, *params, eps), y, tuple(graph))
-
-    # The backward: the two sums of the closed form, then dx_i, dgamma, dbeta; the closed
-    # form written with std and inv_std, and, where eps is outside the root, with
-    # inv_sigma_B for 1/sigma_B (see _INV_SIGMA).
-    inverses: dict[sp.Expr, sp.Expr] = {1 / std: inv_std}
-    defs: list[tuple[sp.Symbol, sp.Expr]] = []
-    if std_expr.has(s.sigma):
-        inv_sigma = sp.Symbol("inv_sigma_B", nonnegative=True)
-        inverses[1 / s.sigma] = inv_sigma
-        defs.append((inv_sigma, _InverseOrZero(s.sigma)))
-
-    def in_graph_terms(e: sp.Expr) -> sp.Expr:
-        e = sp.factor_terms(e.xreplace(rename), radical=False, clear=False)
-        return e.subs(std_expr, std).xreplace(inverses)
-
-    closed = {step.lhs: step.rhs for step in d.closed_form[1:]}
-    dx = tuple(in_graph_terms(closed[dxi]) for dxi in s.dx)
-    named = {sym.name: sym for e in dx for sym in e.free_symbols}
-    # The closed form's two sums: of dy_i (and dy_i*xhat_i) where gamma is shared, of
-    # gamma_i*dy_i where it is per element or channel (sum_gdy, sum_gdy_xhat).
-    g: Sequence[sp.Expr] = s.dy
-    prefix = "sum_dy"
-    gdy_defs: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
-    if o.affine and not s.shared:
-        # gdy_i = gamma_i*dy_i, once: ∂ℓ/∂x depends on dy only through it
-        gdy = tuple(sp.Symbol(f"gdy{i + 1}", real=True) for i in range(o.m))
-        gdy_defs = tuple((gi, s.gamma_of(i) * s.dy[i]) for i, gi in enumerate(gdy))
-        to_gdy = {s.dy[i]: gdy[i] / s.gamma_of(i) for i in range(o.m)}
-        dx = tuple(e.xreplace(to_gdy) for e in dx)
-        g, prefix = gdy, "sum_gdy"
-    sums = {
-        prefix: sp.Add(*g),
-        f"{prefix}_xhat": sp.Add(*[gi * xh for gi, xh in zip(g, s.x_hat, strict=True)]),
-    }
-    sum_defs = tuple((named.get(n, sp.Symbol(n, real=True)), e) for n, e in sums.items())
-    outputs = dx
-    if o.affine:
-        by_value = {e: sym for sym, e in sum_defs}
-        adjoint = {step.lhs: step.rhs for step in d.backward}
-        # dgamma = sum(dy_i * xhat_i), dbeta = sum(dy_i): the sums already defined.
-        grads = (*s.dgammas, *(s.dbetas if s.layer.beta else ()))
-        outputs += tuple(adjoint[a].xreplace(by_value) for a in grads)
-    backward = _Kernel(
-        "_backward",
-        (*s.dy, *s.x, *params, eps),
-        outputs,
-        (*graph, *defs, *gdy_defs, *sum_defs),
-    )
-    for kernel in (forward, backward):
-        known = set(kernel.args) | {sym for sym, _ in kernel.definitions}
-        used = {
-            sym
-            for e in (*kernel.outputs, *(e for _, e in kernel.definitions))
-            for sym in e.free_symbols
-        }
-        if used - known:  # a symbol of the derivation that the code would not define
-            names = ", ".join(sorted(str(sym) for sym in used - known))
-            raise RuntimeError(f"the derivation uses {names}, which codegen does not define")
-    return forward, backward
-
-
-def _cse(definitions: Sequence[tuple[sp.Symbol, sp.Expr]]) -> Callable[[Any], Any]:
-    """A ``cse=`` function for lambdify: the graph definitions first, then ``sympy.cse``.
-
-    ``sympy.cse`` runs over the definitions and the outputs together, naming what they share
-    ``_t0``, ``_t1``, ... (a prefix no input or graph symbol has); the assignments are then
-    ordered so that each follows everything it reads.
-    """
-
-    def cse(exprs: Any) -> tuple[list[tuple[sp.Symbol, sp.Expr]], list[sp.Expr]]:
-        exprs = list(exprs)
-        lhs = [sym for sym, _ in definitions]
-        temps, reduced = sp.cse(
-            [rhs for _, rhs in definitions] + exprs,
-            symbols=sp.numbered_symbols("_t"),
-            order="none",
-        )
-        assignments = list(temps) + list(zip(lhs, reduced[: len(lhs)], strict=True))
-        outputs = [_tidy(e) for e in reduced[len(lhs) :]]
-        needed = _needed(assignments, outputs)
-        ordered = _in_dependency_order([(a, _tidy(e)) for a, e in assignments if a in needed])
-        # number the temporaries in the order they are computed: _t0, _t1, ...
-        temp_names = (sym for sym, _ in ordered if sym.name.startswith("_t"))
-        renumber = {sym: sp.Symbol(f"_t{k}") for k, sym in enumerate(temp_names)}
-        ordered = [(renumber.get(a, a), e.xreplace(renumber)) for a, e in ordered]
-        return ordered, [e.xreplace(renumber) for e in outputs]
-
-    return cse
-
-
-def _tidy(e: sp.Expr) -> sp.Expr:
-    """``x1/3 + x2/3 + x3/3`` -> ``(x1 + x2 + x3)/3``: one multiplication, not m."""
-    return sp.factor_terms(e, radical=False, clear=False)
-
-
-def _needed(
-    assignments: list[tuple[sp.Symbol, sp.Expr]], outputs: Iterable[sp.Expr]
-) -> set[sp.Symbol]:
-    """The assigned symbols the outputs read, directly or through other assignments."""
-    definition = dict(assignments)
-    needed: set[sp.Symbol] = set()
-    todo = [sym for e in outputs for sym in e.free_symbols]
-    while todo:
-        sym = todo.pop()
-        if sym in definition and sym not in needed:
-            needed.add(sym)
-            todo.extend(definition[sym].free_symbols)
-    return needed
-
-
-def _in_dependency_order(
-    assignments: list[tuple[sp.Symbol, sp.Expr]],
-) -> list[tuple[sp.Symbol, sp.Expr]]:
-    """Order assignments so that each comes after those it reads, else keeping their order."""
-    assigned = {sym for sym, _ in assignments}
-    done: set[sp.Symbol] = set()
-    pending = list(assignments)
-    ordered = []
-    while pending:
-        for k, (sym, rhs) in enumerate(pending):
-            if (rhs.free_symbols & assigned) <= done:
-                ordered.append(pending.pop(k))
-                done.add(sym)
-                break
-        else:  # pragma: no cover - the graph is acyclic
-            raise RuntimeError("cyclic definitions in the generated code")
-    return ordered
-
-
-def _natural(name: str) -> tuple[str, int]:
-    """``x10`` -> ("x", 10): rows sort as 1, 2, ..., 10, not as strings."""
-    match = re.fullmatch(r"(.*?)(\d*)", name)
-    assert match is not None  # the pattern matches every string
-    prefix, digits = match.groups()
-    return prefix, int(digits) if digits else -1
-
-
-class _Printer(NumPyPrinter):
-    """lambdify's NumPy printer, with terms in row order and a few spellings a person uses."""
-
-    def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
-        # Row order (x1 + x2 + ... + x10), positive terms first (x1 - mu_B), then simpler
-        # terms first (4*dy1 - sum_dy - _t1*xhat1, as the textbook writes it).
-        def key(term: Any) -> tuple[Any, ...]:
-            names = sorted((_natural(sym.name) for sym in term.free_symbols), key=str)
-            names.sort()
-            return (term.could_extract_minus_sign(), len(term.free_symbols), names, str(term))
-
-        return sorted(expr.args, key=key)
-
-    def _print_Pow(self, expr: Any, rational: bool = False) -> str:
-        if expr.exp == -1:  # 1/std, not std**(-1.0)
-            return f"1/{self.parenthesize(expr.base, sp.printing.precedence.PRECEDENCE['Pow'])}"
-        return str(super()._print_Pow(expr, rational=rational))
-
-    def _print__InverseOrZero(self, expr: Any) -> str:
-        a = self._print(expr.args[0])
-        return f"numpy.where({a} > 0, 1/{a}, 0.0)"
-
-
-class _InverseOrZero(sp.Function):
-    """1/a where a > 0, else 0 (a Piecewise would collapse: sigma_B is declared positive)."""
-
-    is_real = True
-
-
-# Where eps is outside the root, the closed form of dx has the term
-# x̂_i·sum_dy_xhat·std/sigma_B, which is 0·∞ for a constant feature; its limit is 0 (x̂ = 0).
-_INV_SIGMA = (
-    "    # 1/sigma_B, or 0 for a constant feature (sigma_B = 0): there x_hat = 0, and the term\n"
-    "    # xhat_i*sum_dy_xhat*std/sigma_B of dx tends to 0, its limit (as in bnsym.reference)\n"
-)
-
-
-def _kernel_source(kernel: _Kernel) -> str:
-    """The kernel's Python source, printed by lambdify's NumPy printer with our CSE."""
-    fn = sp.lambdify(
-        kernel.args,
-        list(kernel.outputs),
-        modules="numpy",
-        # fully qualified: numpy.sqrt, as the module imports numpy and nothing from it
-        printer=_Printer(
-            {"fully_qualified_modules": True, "inline": True, "allow_unknown_functions": True}
-        ),
-        cse=_cse(kernel.definitions),
-        dummify=False,
-        docstring_limit=None,
-    )
-    text = inspect.getsource(fn)
-    text = re.sub(r"^def _lambdifygenerated\(", f"def {kernel.name}(", text)
-    if "_Dummy" in text:  # pragma: no cover - every argument is a named Symbol
-        raise RuntimeError("lambdify introduced a dummy name")
-    lines = []
-    for line in text.rstrip().splitlines():
-        if line.startswith("    inv_sigma_B = "):
-            lines.append(_INV_SIGMA.rstrip())
-        if line.startswith("    return [") and line.endswith("]"):
-            items = _split_top_level(line[len("    return [") : -1], ", ")
-            lines += ["    return [", *(f"        {item}," for item in items), "    ]"]
-        else:
-            lines.append(_wrap(line))
-    return "\n".join(lines) + "\n"
-
-
-def _split_top_level(text: str, sep: str) -> list[str]:
-    """Split ``text`` at each ``sep`` outside parentheses and brackets."""
-    parts, depth, start, k = [], 0, 0, 0
-    while k < len(text):
-        ch = text[k]
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if depth == 0 and text.startswith(sep, k):
-            parts.append(text[start:k])
-            k += len(sep)
-            start = k
-            continue
-        k += 1
-    parts.append(text[start:])
-    return parts
-
-
-def _wrap(line: str, width: int = 99) -> str:
-    """Break a long line inside its parentheses before ``+``/``-`` or after ``,``.
-
-    A sum over m = 64 rows would otherwise be one line of 700 characters.
-    """
-    if len(line) <= width:
-        return line
-    lhs, equals, rhs = line.partition(" = ")
-    if equals and len(_split_top_level(rhs, " + ")) > 1:  # a sum: parenthesize to break it
-        line = f"{lhs} = ({rhs})"
-    indent = " " * (len(line) - len(line.lstrip()) + 8)
-    out, current, depth = [], "", 0
-    k = 0
-    while k < len(line):
-        ch = line[k]
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        current += ch
-        k += 1
-        at_break = depth > 0 and (
-            ch == "," or line.startswith(" + ", k) or line.startswith(" - ", k)
-        )
-        if at_break and len(current) > width - 20 and len(current) > len(indent) + 20:
-            out.append(current.rstrip())
-            current = indent
-            while k < len(line) and line[k] == " ":
-                k += 1
-    out.append(current)
-    return "\n".join(out)
-
-
 # --- the module -------------------------------------------------------------------------------
 
 
@@ -441,7 +132,7 @@ def _module_source(d: Derivation, command: str) -> str:
     if d.symbols.layer.grouping != "columns":
         return _grouped_module_source(d, command)
     o = d.options
-    fwd_kernel, bwd_kernel = _kernels(d)
+    fwd_kernel, bwd_kernel = kernels(d)
     params = (["gamma", "beta"] if o.affine else []) + (
         ["running_mean", "running_var"] if o.mode == "eval" else []
     )
@@ -514,9 +205,9 @@ def _module_source(d: Derivation, command: str) -> str:
         "    return (dx, grads[M], grads[M + 1])" if o.affine else "    return dx",
         "",
         "",
-        _kernel_source(fwd_kernel),
+        kernel_source(fwd_kernel),
         "",
-        _kernel_source(bwd_kernel),
+        kernel_source(bwd_kernel),
         "",
         _CHECKS,
         _FINITE_EVAL if o.mode == "eval" else _FINITE_TRAIN,
@@ -564,7 +255,7 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
     column k broadcasting over the samples; ∂ℓ/∂γ_k is summed over the samples."""
     o, s = d.options, d.symbols
     decl = s.layer
-    fwd_kernel, bwd_kernel = _kernels(d)
+    fwd_kernel, bwd_kernel = kernels(d)
     errstate = _ERRSTATE.replace("by feature", "by group")
     params = (["gamma", "beta"] if decl.beta else ["gamma"]) if o.affine else []
     K = len(s.gammas)
@@ -657,9 +348,9 @@ def _grouped_module_source(d: Derivation, command: str) -> str:
         f"    return {returns}",
         "",
         "",
-        _kernel_source(fwd_kernel),
+        kernel_source(fwd_kernel),
         "",
-        _kernel_source(bwd_kernel),
+        kernel_source(bwd_kernel),
         "",
         _CHECKS.split("\n\ndef _matrix")[0],
         "",
