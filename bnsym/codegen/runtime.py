@@ -52,11 +52,11 @@ def _eps(eps):
 
 PARAM = """\
 def _param(name, a, P):
-    # {names} {param}: K values for each of the P groups of a sample, read as (P, K)
+    # {names} {shape}: K values for each of the P groups of a sample, read as (P, K)
     a = _array(name, a)
     if a.shape != (P * K,):
         raise ValueError(
-            f"{{name}} must have shape {param} = ({{P * K}},) to match x; got {{a.shape}}"
+            f"{{name}} must have shape {param}({{P * K}},) to match x; got {{a.shape}}"
         )
     return a.reshape(P, K)
 
@@ -69,11 +69,11 @@ def _param_grad(columns):
 
 RUNNING = """\
 def _running(name, a, P):
-    # running_mean, running_var {p}: one value per group of a sample
+    # running_mean, running_var {shape}: one value per group of a sample
     a = _array(name, a)
     if a.shape != (P,):
         raise ValueError(
-            f"{{name}} must have shape {p} = ({{P}},) to match x; got {{a.shape}}"
+            f"{{name}} must have shape {p}({{P}},) to match x; got {{a.shape}}"
         )
     return a
 
@@ -126,6 +126,11 @@ def errstate(layout: Layout) -> str:
     return ERRSTATE.format(word=layout.grouping.group_word)
 
 
+def _equals(shape: str) -> str:
+    """``"(D,) = "`` before the number in a message, where the shape has a letter."""
+    return f"{shape} = " if any(c.isalpha() for c in shape) else ""
+
+
 def checks_source(
     layout: Layout, *, params: list[str], param_shape: str, centred: bool, eval_mode: bool
 ) -> str:
@@ -143,9 +148,12 @@ def checks_source(
     g = layout.grouping
     parts = [ARRAY]
     if params:
-        parts.append(PARAM.format(names=" and ".join(params), param=param_shape))
+        parts.append(
+            PARAM.format(names=" and ".join(params), shape=param_shape, param=_equals(param_shape))
+        )
     if eval_mode:
-        parts += [RUNNING.format(p=layout.p_text), EPS, FINITE_EVAL.format(word=g.group_word)]
+        p = layout.p_text
+        parts += [RUNNING.format(shape=p, p=_equals(p)), EPS, FINITE_EVAL.format(word=g.group_word)]
     else:
         # a group is named by its index among x's groups: (sample, group), or the group
         # alone where x has no sample axis (batch norm's feature = its column)
