@@ -97,20 +97,11 @@ def _source(d: Derivation, command: str) -> str:
         + (" beta is" if unread else '"""'),
         *(['    checked but not read: the backward does not depend on it."""'] if unread else []),
     ]
-    k = normalizer(d.m, o.variance) if decl.centred else sp.Rational(1, d.m)
     section = [
         "",
         "",
         "# --- the double backward (bnsym codegen --order 2) " + "-" * 44,
-        f"# The closed form proved in bnsym.proofs.higher (k = {k}):",
-        "# sums of dy, dy*xhat, dy*gdx over the values of each gamma_j, of gdx and gdx*xhat over",
-        "# the group; q = sum(gdx_i*P(gamma*dy)_i) with P(v) = v - mean(v) - k*xhat*sum(v*xhat)",
-        "# (no mean for a layer that is not centred); then gx_i = coef_dy_j*dy_i + coef_gdx*gdx_i",
-        "# + coef_xhat*xhat_i + shift, gdout_i = gamma_inv_std_j*gdx_i + coef_xhat_gdy_j*xhat_i",
-        "# + shift_gdy_j, and ggamma_j = inv_std*(sum_dy_gdx_j - mean(gdx)*sum_dy_j",
-        "# - k*sum_gdx_xhat*sum_dy_xhat_j). In eval mode the statistics are constants: k = 0 and",
-        "# no mean, so that gx_i = inv_std*gdgamma_j*dy_i and gdout_i = gamma_inv_std_j*gdx_i",
-        "# + gdgamma_j*xhat_i + gdbeta_j.",
+        *(_EVAL_COMMENT if stats else _train_comment(d)),
         "",
         "",
         *doc,
@@ -120,6 +111,28 @@ def _source(d: Derivation, command: str) -> str:
         layout_of(d).from_groups_source(),
     ]
     return base.rstrip() + "\n" + "\n".join(section).rstrip() + "\n"
+
+
+def _train_comment(d: Derivation) -> list[str]:
+    decl = d.symbols.layer
+    k = normalizer(d.m, d.options.variance) if decl.centred else sp.Rational(1, d.m)
+    return [
+        f"# The closed form proved in bnsym.proofs.higher (k = {k}):",
+        "# sums of dy, dy*xhat, dy*gdx over the values of each gamma_j, of gdx and gdx*xhat over",
+        "# the group; q = sum(gdx_i*P(gamma*dy)_i) with P(v) = v - mean(v) - k*xhat*sum(v*xhat)",
+        "# (no mean for a layer that is not centred); then gx_i = coef_dy_j*dy_i + coef_gdx*gdx_i",
+        "# + coef_xhat*xhat_i + shift, gdout_i = gamma_inv_std_j*gdx_i + coef_xhat_gdy_j*xhat_i",
+        "# + shift_gdy_j, and ggamma_j = inv_std*(sum_dy_gdx_j - mean(gdx)*sum_dy_j",
+        "# - k*sum_gdx_xhat*sum_dy_xhat_j).",
+    ]
+
+
+_EVAL_COMMENT = [
+    "# The closed form proved in bnsym.proofs.higher, in eval mode: the running statistics are",
+    "# constants, so no term comes from differentiating a mean or a variance. gx_i =",
+    "# inv_std*gdgamma_j*dy_i, gdout_i = gamma_inv_std_j*gdx_i + gdgamma_j*xhat_i + gdbeta_j,",
+    "# ggamma_j = inv_std*sum(dy_i*gdx_i) over the values of gamma_j (and the samples).",
+]
 
 
 def _body(d: Derivation, params: list[str], stats: list[str], cot: list[str]) -> list[str]:
@@ -139,7 +152,7 @@ def _body(d: Derivation, params: list[str], stats: list[str], cot: list[str]) ->
         "                f'{name} must have the shape of x {x.shape}; got {a.shape}'",
         "            )",
         *check_lines([*params, *cot], stats),
-        *([] if affine else ["    gamma, gdgamma = 1.0, 0.0  # no gamma and beta"]),
+        *([] if affine or stats else ["    gamma, gdgamma = 1.0, 0.0  # no gamma and beta"]),
         "    # views (N, P, K, C): the K values of gamma in a group, C values each; no copies",
         "    xg = groups.reshape(groups.shape[:2] + " + ("(K, M // K))" if affine else "(1, M))"),
         "    dy = _groups('dout', dout).reshape(xg.shape)",
@@ -164,28 +177,25 @@ def _denominator(placement: str, var: str) -> list[str]:
 def _eval_mode(d: Derivation) -> list[str]:
     """The closed form with the running statistics, constants: dx = gamma*dout*inv_std."""
     o, decl = d.options, d.symbols.layer
-    affine = o.affine
-    gdout = "gamma_inv_std[..., None] * a"
-    if affine:
-        gdout += " + gdgamma[..., None] * xhat"
-    if affine and decl.beta:
-        gdout += " + gdbeta[..., None]"
-    return [
+    inv_std = [
         "        # in eval mode the statistics are the running ones, one per group (P,)",
-        "        xmu = xg - running_mean[:, None, None]",
         *_denominator(o.eps_placement, "running_var"),
-        "        xhat = xmu * inv_std[:, None, None]",
-        *(
-            [
-                "        gx = (inv_std[:, None] * gdgamma)[..., None] * dy",
-                "        sum_dy_gdx = numpy.einsum('npkc,npkc->npk', dy, a)",
-                "        ggamma = (inv_std[:, None] * sum_dy_gdx).sum(axis=0)",
-            ]
-            if affine
-            else ["        gx = numpy.zeros_like(xg)  # dx = dout/std does not depend on x"]
-        ),
+    ]
+    if not o.affine:
+        return [
+            *inv_std,
+            "        gx = numpy.zeros_like(xg)  # dx = dout*inv_std does not depend on x",
+            "        gdout = inv_std[:, None, None] * a",
+        ]
+    shift = " + gdbeta[..., None]" if decl.beta else ""
+    return [
+        *inv_std,
+        "        xhat = (xg - running_mean[:, None, None]) * inv_std[:, None, None]",
+        "        gx = (inv_std[:, None] * gdgamma)[..., None] * dy",
+        "        sum_dy_gdx = numpy.einsum('npkc,npkc->npk', dy, a)",
+        "        ggamma = (inv_std[:, None] * sum_dy_gdx).sum(axis=0)",
         "        gamma_inv_std = gamma * inv_std[:, None]",
-        f"        gdout = {gdout}",
+        f"        gdout = gamma_inv_std[..., None] * a + gdgamma[..., None] * xhat{shift}",
     ]
 
 
