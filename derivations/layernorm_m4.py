@@ -160,9 +160,10 @@ def _param(name, a, P):
 
 
 def _param_grad(columns):
-    # the K columns (N, P), each summed over the samples (no stacked copy), laid out
-    # as gamma (P*K,)
-    return numpy.stack([c.sum(axis=0) for c in columns]).T.ravel()
+    # the kernel's K columns (N, P), each summed over the N samples (where N = 1, as for a
+    # layout without samples, its row: no copy), laid out as gamma (P*K,)
+    sums = [c[0] if len(c) == 1 else c.sum(axis=0) for c in columns]
+    return sums[0] if len(sums) == 1 else numpy.stack(sums, axis=-1).ravel()
 
 
 def _eps(eps):

@@ -81,11 +81,11 @@ def kernels(d: Derivation) -> tuple[Kernel, Kernel]:
 
     # The backward: the two sums of the closed form, then dx_i, dgamma, dbeta; the closed
     # form written with std and inv_std, and, where eps is outside the root, with
-    # inv_sigma_B for 1/sigma_B (see printer.INV_SIGMA).
+    # inv_sigma for 1/sigma (inv_sigma_B for batch norm's sigma_B; see printer).
     inverses: dict[sp.Expr, sp.Expr] = {1 / std: inv_std}
     defs: list[tuple[sp.Symbol, sp.Expr]] = []
     if std_expr.has(s.sigma):
-        inv_sigma = sp.Symbol("inv_sigma_B", nonnegative=True)
+        inv_sigma = sp.Symbol(f"inv_{s.sigma.name}", nonnegative=True)
         inverses[1 / s.sigma] = inv_sigma
         defs.append((inv_sigma, InverseOrZero(s.sigma)))
 

@@ -323,7 +323,7 @@ def _legend(d: Derivation, defined: set[str]) -> list[str]:
         (s.sigma.name, f"{s.sigma} its root"),
         ("xmu1", f"xmu_i = x_i - {centre} the centred values"),
         ("std", "std the denominator of x_hat and inv_std = 1/std"),
-        ("inv_sigma_B", "inv_sigma_B = 1/sigma_B (0 where sigma_B = 0)"),
+        (f"inv_{s.sigma}", f"inv_{s.sigma} = 1/{s.sigma} (0 where {s.sigma} = 0)"),
         ("xhat1", "xhat_i the normalized values"),
         ("gdy1", "gdy_i = gamma*dy_i (the gamma of value i)"),
         ("sum_dy", "sum_dy = sum(dy_i), sum_dy_xhat = sum(dy_i*xhat_i)"),

@@ -18,7 +18,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from bnsym.codegen.kernels import Kernel
+from bnsym.codegen.kernels import InverseOrZero, Kernel
 
 __all__ = ["Printer", "cse_with", "kernel_source", "split_top_level", "wrap"]
 
@@ -122,11 +122,14 @@ class Printer(NumPyPrinter):
         return f"numpy.where({a} > 0, 1/{a}, 0.0)"
 
 
-# x̂_i·sum_dy_xhat·std/sigma_B, which is 0·∞ for a constant feature; its limit is 0 (x̂ = 0).
-INV_SIGMA = (
-    "    # 1/sigma_B, or 0 for a constant feature (sigma_B = 0): there x_hat = 0, and the term\n"
-    "    # xhat_i*sum_dy_xhat*std/sigma_B of dx tends to 0, its limit (as in bnsym.reference)\n"
-)
+def _inverse_comment(inverse: str, sigma: str) -> list[str]:
+    """Where eps is outside the root, the closed form of dx has the term
+    x̂_i·sum_dy_xhat·std/σ, which is 0·∞ for a constant group; its limit is 0 (x̂ = 0)."""
+    return [
+        f"    # {inverse} = 1/{sigma}, or 0 for a constant group ({sigma} = 0): there x_hat = 0,",
+        f"    # and the term xhat_i*sum_dy_xhat*std/{sigma} of dx tends to 0, its limit (as in",
+        "    # bnsym.reference)",
+    ]
 
 
 def kernel_source(kernel: Kernel) -> str:
@@ -147,10 +150,14 @@ def kernel_source(kernel: Kernel) -> str:
     text = re.sub(r"^def _lambdifygenerated\(", f"def {kernel.name}(", text)
     if "_Dummy" in text:  # pragma: no cover - every argument is a named Symbol
         raise RuntimeError("lambdify introduced a dummy name")
+    inverses = {
+        f"    {sym.name} = ": _inverse_comment(sym.name, str(rhs.args[0]))
+        for sym, rhs in kernel.definitions
+        if isinstance(rhs, InverseOrZero)
+    }
     lines = []
     for line in text.rstrip().splitlines():
-        if line.startswith("    inv_sigma_B = "):
-            lines.append(INV_SIGMA.rstrip())
+        lines += next((c for start, c in inverses.items() if line.startswith(start)), [])
         if line.startswith("    return [") and line.endswith("]"):
             items = split_top_level(line[len("    return [") : -1], ", ")
             lines += ["    return [", *(f"        {item}," for item in items), "    ]"]
