@@ -124,11 +124,11 @@ class Printer(NumPyPrinter):
 
 def _inverse_comment(inverse: str, sigma: str) -> list[str]:
     """Where eps is outside the root, the closed form of dx has the term
-    x̂_i·sum_dy_xhat·std/σ, which is 0·∞ for a constant group; its limit is 0 (x̂ = 0)."""
+    x̂_i·sum_dy_xhat·std/σ, which is 0·∞ where σ = 0 (a constant group, or all zero where the
+    layer is not centred); its limit is 0 (x̂ = 0)."""
     return [
-        f"    # {inverse} = 1/{sigma}, or 0 for a constant group ({sigma} = 0): there x_hat = 0,",
-        f"    # and the term xhat_i*sum_dy_xhat*std/{sigma} of dx tends to 0, its limit (as in",
-        "    # bnsym.reference)",
+        f"    # {inverse} = 1/{sigma}, or 0 where {sigma} = 0: there x_hat = 0, and the term",
+        f"    # xhat_i*sum_dy_xhat*std/{sigma} of dx tends to 0, its limit (as in bnsym.reference)",
     ]
 
 
