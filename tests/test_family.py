@@ -312,7 +312,7 @@ def test_generated_module_refuses_a_wrong_layout_naming_it():
     mod = generate(4, layer="groupnorm", channels=2)
     with pytest.raises(ValueError, match=r"groups of 2 channels"):
         mod.forward(np.ones((2, 3, 2)), np.ones(3), np.zeros(3))
-    with pytest.raises(ValueError, match=r"gamma must have shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"gamma must have shape \(G\*C,\) = \(4,\)"):
         mod.forward(np.ones((2, 4, 2)), np.ones(3), np.zeros(4))
     ln = generate(3, layer="layernorm")
     with pytest.raises(ValueError, match=r"\(N, m\) = \(N, 3\)"):

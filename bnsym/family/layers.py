@@ -63,7 +63,9 @@ class Grouping:
     ``transposed``: the group runs down axis 0 (each column of x is a group, so the view is
     ``x.T[None]``), else the view is ``x.reshape(N, -1, m)``. ``samples``: x has a sample
     axis N (else N = 1); ``per_sample``: x has an axis of P groups per sample (else P = 1,
-    or P is the column axis of a transposed layout).
+    or P is the column axis of a transposed layout). ``spatial``: x's last axis may be several
+    (``(N, C, *spatial)``), read as one axis of their product. ``group_word``: what the
+    generated code's messages call one group (batch norm's "feature": a column of x).
     """
 
     name: str
@@ -75,6 +77,8 @@ class Grouping:
     #: x's shape as the notes write it, and the name of the axis P is (D, C, G or none)
     text: str = ""
     p_name: str = ""
+    spatial: bool = False
+    group_word: str = "group"
 
     def shape(self, N: int, P: int, m: int, K: int = 1) -> tuple[int, ...]:
         """x's shape in this layout for N samples, P groups each, m values per group.
@@ -108,6 +112,7 @@ GROUPINGS: dict[str, Grouping] = {
             words="one column, one feature's values over the m samples",
             text="(m, D)",
             p_name="D",
+            group_word="feature",
         ),
         Grouping(
             "rows",
@@ -122,6 +127,7 @@ GROUPINGS: dict[str, Grouping] = {
             words="the m positions of one channel of one sample",
             text="(N, C, m)",
             p_name="C",
+            spatial=True,
         ),
         Grouping(
             "groups",
@@ -129,6 +135,7 @@ GROUPINGS: dict[str, Grouping] = {
             words="C channels × m/C positions of one sample, channel by channel",
             text="(N, G*C, m/C)",
             p_name="G",
+            spatial=True,
         ),
     )
 }
