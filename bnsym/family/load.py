@@ -68,9 +68,11 @@ def load_layer(spec: str | Layer) -> Layer:
         raise LayerError(f"--layer {shown!r}: {where} has no {name!r}{has}.")
     obj = getattr(module, name)
     if not isinstance(obj, Layer):
+        kind = type(obj).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise LayerError(
-            f"--layer {shown!r}: {name} is a {type(obj).__name__}, not a bnsym.Layer; declare "
-            f"it as {name} = bnsym.Layer(name=..., centred=..., ...)."
+            f"--layer {shown!r}: {name} is {article} {kind}, not a bnsym.Layer; declare it as "
+            f"{name} = bnsym.Layer(name=..., centred=..., ...)."
         )
     return obj
 
