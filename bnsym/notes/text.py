@@ -22,6 +22,7 @@ from bnsym.core.cutoffs import EXPLICIT_MAX_M, GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.core.general import CH, C
 from bnsym.core.graph import Step
 from bnsym.derivation import Derivation
+from bnsym.proofs.display import EYE
 
 __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_json", "to_text"]
 
@@ -272,7 +273,7 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, int, str]:
         for s in term.free_symbols
         if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))
     ]
-    if term.is_Number or term == _EYE:
+    if term.is_Number or term == EYE:
         return (-1, 0, 0, 0, str(term))  # 2 − x̂₁² and I − 𝟙𝟙ᵀ/m, as a person writes them
     if any(getattr(s, "name", "") in _OTHER_ADJOINTS for s in term.free_symbols):
         # ∂ℓ/∂μ_B = Σ ∂ℓ/∂x̂_i·(…) + ∂ℓ/∂σ²_B·(…): the term of another node's gradient last
@@ -290,7 +291,6 @@ _OTHER_ADJOINTS = ("dsigma2_B", "dmu_B", "dsigma2", "dmu", "dnu2")
 #: β₁, μ_run,2: a feature's (or element's) shift, added last as its unindexed form is.
 _ADDED_LAST_INDEXED = re.compile(r"(beta|running_mean)\d+")
 _CANONICAL = functools.cmp_to_key(sp.Basic.compare)
-_EYE = sp.Symbol("I")
 _ADDED_LAST = {
     sp.Symbol("epsilon", positive=True),
     sp.Symbol("beta", real=True),

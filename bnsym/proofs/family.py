@@ -30,37 +30,30 @@ import sympy as sp
 from bnsym.core.cutoffs import DIRECT_MAX_M, EXPLICIT_MAX_M, JACOBIAN_MAX_M, VALUE_MAX_M
 from bnsym.core.graph import Step, Symbols, added, denominator, normalizer, partial
 from bnsym.proofs import forms as _forms
-from bnsym.proofs.batchnorm import (
+from bnsym.proofs.display import (
+    DIAG_GAMMA,
     DX_I,
     DY_I,
     EYE,
+    GAMMA_I,
     MEAN_Y,
     ONES,
     SUM_DX,
     SUM_DX_XHAT,
     SUM_DY,
     SUM_DY_XHAT,
+    SUM_G,
+    SUM_G_XHAT,
     X_I,
     XHAT_I,
     XHAT_OUTER,
     Y_I,
     Y_SCALED,
+    Y_SCALED_ONLY,
     Y_UNDONE,
-    J,
-    Laurent,
-    Lazy,
-    Proofs,
-    XFrame,
-    place_eps,
-    variance_ring,
 )
-
-# Display-only symbols for per-element or per-channel γ (see bnsym.notes.text.DISPLAY).
-GAMMA_I = sp.Symbol("gamma_i", real=True)
-SUM_G = sp.Symbol("sum_gdy", real=True)  # Σ_j γ_j·∂ℓ/∂y_j
-SUM_G_XHAT = sp.Symbol("sum_gdy_xhat", real=True)  # Σ_j γ_j·∂ℓ/∂y_j·x̂_j
-DIAG_GAMMA = sp.Symbol("diag_gamma")
-Y_SCALED_ONLY = sp.Symbol("y_i(a*x)")
+from bnsym.proofs.display import JACOBIAN as J
+from bnsym.proofs.ring import Laurent, Lazy, Proofs, XFrame, place_eps, variance_ring
 
 
 class _Family(Proofs):

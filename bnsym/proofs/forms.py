@@ -27,17 +27,22 @@ from typing import Any
 import sympy as sp
 
 from bnsym.core.graph import Step, denominator
+from bnsym.proofs.display import (
+    DX_CONSTANT,
+    DY_I,
+    E_X,
+    GAMMA_I,
+    SPREAD_XHAT,
+    SPREAD_Y,
+    SUM_DY,
+    SUM_G,
+    VAR_X,
+    X_I,
+    Y_I,
+    Y_POPULATION,
+)
 
-# Display-only symbols (see bnsym.notes.text.DISPLAY).
-SPREAD_Y = sp.Symbol("spread_y")  # (1/m)·Σ_i (y_i − β)²
-SPREAD_XHAT = sp.Symbol("spread_xhat")  # (1/m)·Σ_i x̂_i²
-Y_POPULATION = sp.Symbol("y_i|E[x]")
-DX_CONSTANT = sp.Symbol("dx_i|const")
 EXPECTED_VAR = sp.Symbol("E_B[sigma2_B]")
-VAR_X, E_X = sp.Symbol("Var[x]", positive=True), sp.Symbol("E[x]", real=True)
-Y_I, X_I, DY_I = (sp.Symbol(n, real=True) for n in ("y_i", "x_i", "dy_i"))
-SUM_DY, SUM_G = sp.Symbol("sum_dy", real=True), sp.Symbol("sum_gdy", real=True)
-GAMMA_I = sp.Symbol("gamma_i", real=True)
 
 
 def forms(c: Any, yframe: Any, train: bool) -> tuple[list[Step], dict[str, Any]]:

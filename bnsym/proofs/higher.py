@@ -54,7 +54,8 @@ import sympy as sp
 from bnsym.core.graph import Step, Symbols, added, chain_rule, denominator, normalizer
 from bnsym.core.options import DerivationError
 from bnsym.derivation import Derivation, derive
-from bnsym.proofs.batchnorm import Laurent, place_eps
+from bnsym.proofs.display import HESSIAN_IJ, HESSIAN_JI
+from bnsym.proofs.ring import Laurent, place_eps
 
 __all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "evaluate"]
 
@@ -530,8 +531,8 @@ def _prove(
     )
     identities = [
         Step(
-            sp.Symbol("H_ij"),
-            sp.Symbol("H_ji"),
+            HESSIAN_IJ,
+            HESSIAN_JI,
             "hessian_symmetric",
             note="the Hessian of Σ dy_i·y_i in x (gx = H·gdx when gdgamma = gdbeta = 0)",
         )
