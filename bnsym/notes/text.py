@@ -120,6 +120,7 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     ),
     (r"spread_xhat", ("(1/m)·Σᵢx̂ᵢ²", "mean_i(xhat_i^2)", r"\frac{1}{m}\sum_{i}\hat{x}_{i}^{2}")),
     (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\mathrm{E}_{B}[\sigma_{B}^{2}]")),
+    (r"E\[sigma2\]", ("E[σ²]", "E[sigma2]", r"\mathrm{E}[\sigma^{2}]")),
     (r"Var\[x\]", ("Var[x]", "Var[x]", r"\mathrm{Var}[x]")),
     (r"E\[x\]", ("E[x]", "E[x]", r"\mathrm{E}[x]")),
     (r"I", ("I", "I", r"I")),
@@ -775,6 +776,7 @@ def proof_reason(d: Derivation, name: str) -> str | None:
         train=train,
         root=root,
         shared=s.shared,
+        unbiased=d.options.variance == "unbiased",
     )
 
 
