@@ -1,15 +1,11 @@
-"""Second and third derivatives of every normalization layer, by the same chain rule.
+"""Second and third derivatives of every normalization layer: their closed forms and proofs.
 
-The backward pass is itself a computation graph: each of its steps ``∂ℓ/∂v = …`` is a node
-defined in terms of earlier nodes, the upstream gradients dy and the parameters. Seeding its
-outputs with cotangents — ``gdx_i`` for ∂ℓ/∂x_i, ``gdgamma`` for ∂ℓ/∂γ, ``gdbeta`` for ∂ℓ/∂β —
-and walking that graph backwards with :func:`bnsym.core.graph.chain_rule`, which knows no layer,
-gives the **double backward**: the gradients of ℓ₂ = Σ gdx_i·dx_i + Σ gdgamma·dgamma +
+The chain rule over the backward graph (:mod:`bnsym.core.higher`, which knows no layer) gives
+the **double backward**: the gradients of ℓ₂ = Σ gdx_i·dx_i + Σ gdgamma·dgamma +
 Σ gdbeta·dbeta with respect to x (``gx``), to the upstream gradient (``gdy``) and to γ
-(``ggamma``) — what PyTorch's ``batchnorm_double_backward`` returns. (∂ℓ₂/∂β = 0: the
-backward does not read β.) Applied once more, with cotangents ``tgx``, ``tgdy``,
-``tggamma`` on the double backward's results, the same walk gives the **third order**: the
-vector-Jacobian product of the double backward with respect to x, dy and γ.
+(``ggamma``) — what PyTorch's ``batchnorm_double_backward`` returns — and, walked once more
+with cotangents ``tgx``, ``tgdy``, ``tggamma``, the **third order**. This module writes the
+closed forms of order 2 and proves them, and the identities of order 2, against those walks.
 
 The closed form of the double backward (train mode, ε inside the root), for any layer,
 with g_i = γ_{k(i)}·dy_i, h_i = gdgamma_{k(i)}·dy_i, a_i = gdx_i, D = √(σ² + ε), the
@@ -23,11 +19,12 @@ RMS norm; k = 1/m, or 1/(m−1) for the unbiased variance) and Q = Σ_i a_i·P(g
 The other variants are data too: without γ and β, γ = 1 and gdgamma = gdbeta = 0 (no
 ggamma); with ε outside the root, D = σ + ε and r = D/σ, k·r stands where k did (in P and
 in k/D²) and x̂_i·Q becomes x̂_i·(Q − k·r·(r − 1)·(Σ g_j·x̂_j)·(Σ a_j·x̂_j)), since r varies
-with x too; in eval mode the statistics are constants and gx_i = gdgamma·dy_i/D,
-gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = Σ gdx_i·dy_i/D.
+with x too; in eval mode the statistics are constants and gx_i = gdgamma_{k(i)}·dy_i/D,
+gdy_i = γ_{k(i)}·gdx_i/D + gdgamma_{k(i)}·x̂_i + gdbeta_{k(i)}, ggamma_k =
+Σ_{i of k} gdx_i·dy_i/D.
 
 :func:`derive_higher` proves each equal to the chain rule's result exactly, as Laurent
-polynomials in the frame of :mod:`bnsym.proofs.family`, and proves the identities of order
+polynomials in the frame of :mod:`bnsym.proofs.frame`, and proves the identities of order
 2: the Hessian of ⟨dy, y⟩ in x is symmetric; Σ_i gx_i = 0 for a centred layer in train mode
 (ℓ₂ does not change when x shifts); Σ_i gdy_i = m·gdbeta where γ and β are shared. At
 order 3 the same walk over the closed form's own steps gives the third order in its sums,
@@ -51,13 +48,31 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym.core.graph import Step, Symbols, added, chain_rule, denominator, normalizer
+from bnsym.core.graph import Step, Symbols, added, denominator, normalizer
+from bnsym.core.higher import (
+    cotangents,
+    differentiate,
+    double_backward,
+    evaluate,
+    third_order,
+    wrt,
+)
 from bnsym.core.options import DerivationError
 from bnsym.derivation import Derivation, derive
 from bnsym.proofs.display import HESSIAN_IJ, HESSIAN_JI
 from bnsym.proofs.ring import Laurent, place_eps
 
-__all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "evaluate"]
+# differentiate, evaluate and cotangents are the core's (bnsym.core.higher), named here too for
+# the code generator and the cross-check, which read them with the closed form
+__all__ = [
+    "ORDERS",
+    "HigherDerivation",
+    "closed_form",
+    "cotangents",
+    "derive_higher",
+    "differentiate",
+    "evaluate",
+]
 
 #: The orders derive and check accept (codegen writes order 2).
 ORDERS = (1, 2, 3)
@@ -66,40 +81,6 @@ HIGHER_MAX_M = 16
 #: the largest m at which order 3 through the closed form is given, and proved (2 s at m = 8,
 #: a minute or two at 16: the chain rule's third order grows as m⁵ in the ring)
 THIRD_CLOSED_MAX_M = 8
-
-
-def _seq(name: str, n: int) -> tuple[sp.Symbol, ...]:
-    return tuple(sp.Symbol(f"{name}{i}", real=True) for i in range(1, n + 1))
-
-
-def _like(prefix: str, symbols: Sequence[sp.Symbol]) -> tuple[sp.Symbol, ...]:
-    return tuple(sp.Symbol(prefix + v.name, real=True) for v in symbols)
-
-
-def differentiate(
-    nodes: Sequence[Step],
-    seeds: Mapping[sp.Symbol, sp.Symbol],
-    inputs: Sequence[sp.Symbol],
-    prefix: str,
-) -> list[Step]:
-    """Reverse mode over any graph: the adjoint of every node that leads to a seed, then of
-    each input, named ``prefix + name``.
-
-    ``nodes`` are in topological order (each defined in terms of earlier ones and inputs);
-    ``seeds`` maps the outputs to their cotangent symbols. Nodes from which no seed can be
-    reached (y_i, once the backward has been seeded) have a zero adjoint and are left out.
-    """
-    live = set(seeds)
-    kept: list[Step] = []
-    for n in reversed(nodes):
-        if n.lhs in live:
-            kept.append(n)
-            live |= n.rhs.free_symbols
-    kept.reverse()
-    internal = [n.lhs for n in reversed(kept) if n.lhs not in seeds]
-    order = [(v, sp.Symbol(prefix + v.name, real=True), "") for v in (*internal, *inputs)]
-    never = {v: False for v, _, _ in order}
-    return chain_rule(kept, seeds, order, never)
 
 
 @dataclass(frozen=True)
@@ -197,24 +178,12 @@ def _derivation(
     )
 
 
-def _wrt(d: Derivation) -> list[sp.Symbol]:
-    """What the double backward differentiates: x, dy and, for an affine layer, γ (never β,
-    which the backward does not read, nor eval mode's running statistics, constants)."""
-    s = d.symbols
-    return [*s.x, *s.dy, *(s.gammas if d.options.affine else ())]
-
-
 @functools.cache
 def _derive2(*key: Any) -> HigherDerivation:
     d = _derivation(*key)
     s, variance = d.symbols, d.options.variance
-    gdx, gdgamma, gdbeta = cotangents(s, d.options.affine)
-    seeds = dict(zip(s.dx, gdx, strict=True))
-    seeds.update(zip(s.dgammas[: len(gdgamma)], gdgamma, strict=True))  # none without affine
-    seeds.update(zip(s.dbetas[: len(gdbeta)], gdbeta, strict=True))
-    wrt = _wrt(d)
-    steps = differentiate([*d.forward, *d.backward], seeds, wrt, "g")
-    results = tuple(steps[-len(wrt) :])
+    walk = double_backward(s, d.forward, d.backward, d.options.affine)
+    gdx, gdgamma, gdbeta, steps, results = walk
     closed = _variant_closed_form(d)
     verified, methods, identities = _prove(
         d, variance, steps, results, closed, gdx, gdgamma, gdbeta
@@ -239,22 +208,21 @@ def _derive3(*key: Any) -> dict[str, Any]:
     h = _derive2(*key)
     d = h.derivation
     outputs = [st.lhs for st in h.results]
-    cot = _like("t", outputs)
+    inputs = wrt(d.symbols, d.options.affine)
+    cot, steps, results = third_order(h.nodes(), outputs, inputs)
     seeds = dict(zip(outputs, cot, strict=True))
-    wrt = _wrt(d)
-    steps = differentiate(h.nodes(), seeds, wrt, "t")
     out: dict[str, Any] = {
         "third_cotangents": cot,
         "third_steps": tuple(steps),
-        "third_results": tuple(steps[-len(wrt) :]),
+        "third_results": results,
     }
     if h.closed_form and d.m <= THIRD_CLOSED_MAX_M:
         # the order-2 closed form is a graph too: the same walk over it gives the third order
         # in its sums and coefficients, O(m) steps
-        closed = differentiate([*d.forward, *h.closed_form], seeds, wrt, "t")
+        closed = differentiate([*d.forward, *h.closed_form], seeds, inputs, "t")
         out["third_closed_form"] = tuple(closed)
         out["verified"] = MappingProxyType(
-            {**h.verified, "closed_form_3": _prove3(h, steps, closed, cot, len(wrt))}
+            {**h.verified, "closed_form_3": _prove3(h, steps, closed, cot, len(inputs))}
         )
         out["proof_methods"] = MappingProxyType(
             {
@@ -401,26 +369,31 @@ def _closed_form_eval(
     gdbeta: Sequence[sp.Symbol],
 ) -> list[Step]:
     """Eval mode: the statistics are constants, D = √(ρ² + ε) (or √ρ² + ε), so the backward
-    dx_i = γ·dy_i/D is linear and gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i +
-    gdbeta, ggamma = Σ gdx_i·dy_i/D (without γ, β: gx_i = 0, gdy_i = gdx_i/D)."""
-    rv = s.running_var
-    inv_D = 1 / denominator(rv, s.eps, placement)
-    m = s.m
+    dx_i = γ_k(i)·dy_i/D is linear and gx_i = gdgamma_k(i)·dy_i/D, gdy_i = γ_k(i)·gdx_i/D +
+    gdgamma_k(i)·x̂_i + gdbeta_k(i), ggamma_k = Σ_(i of k) gdx_i·dy_i/D (without γ, β:
+    gx_i = 0, gdy_i = gdx_i/D; without β, no gdbeta)."""
+    inv_D = 1 / denominator(s.running_var, s.eps, placement)
+    m, idx = s.m, s.param_index
     if not gdgamma:
         return [Step(sp.Symbol(f"gx{i + 1}", real=True), sp.Integer(0), "closed form")
                 for i in range(m)] + [
             Step(sp.Symbol(f"g{s.dy[i].name}", real=True), gdx[i] * inv_D, "closed form")
             for i in range(m)
         ]  # fmt: skip
-    (gamma,), (b,), (gb,) = s.gammas, gdgamma, gdbeta
-    sdya = sp.Symbol("sum_dy_gdx", real=True)
+    K = len(s.gammas)
+    gb = list(gdbeta) or [sp.Integer(0)] * K
+    members = [[i for i in range(m) if idx[i] == k] for k in range(K)]
+    # Σ_(i of k) dy_i·gdx_i: one sum where the group shares γ, one per γ_k else
+    sums = [sp.Symbol("sum_dy_gdx" + ("" if K == 1 else str(k + 1)), real=True) for k in range(K)]
     return [
-        Step(sdya, sp.Add(*[dy * a for dy, a in zip(s.dy, gdx, strict=True)])),
-        *(Step(sp.Symbol(f"gx{i + 1}", real=True), b * s.dy[i] * inv_D, "closed form")
-          for i in range(m)),
+        *(Step(sums[k], sp.Add(*[s.dy[i] * gdx[i] for i in members[k]])) for k in range(K)),
+        *(Step(sp.Symbol(f"gx{i + 1}", real=True), gdgamma[idx[i]] * s.dy[i] * inv_D,
+               "closed form") for i in range(m)),
         *(Step(sp.Symbol(f"g{s.dy[i].name}", real=True),
-               gamma * gdx[i] * inv_D + b * s.x_hat[i] + gb, "closed form") for i in range(m)),
-        Step(sp.Symbol(f"g{gamma.name}", real=True), inv_D * sdya, "closed form"),
+               s.gammas[idx[i]] * gdx[i] * inv_D + gdgamma[idx[i]] * s.x_hat[i] + gb[idx[i]],
+               "closed form") for i in range(m)),
+        *(Step(sp.Symbol(f"g{gamma.name}", real=True), inv_D * sums[k], "closed form")
+          for k, gamma in enumerate(s.gammas)),
     ]  # fmt: skip
 
 
@@ -428,15 +401,6 @@ def closed_form(d: Derivation) -> tuple[Step, ...]:
     """The closed form's steps of order 2 for ``d`` alone, without the chain rule and the
     proofs (what codegen needs at large m; :func:`derive_higher` proves it, up to m = 16)."""
     return tuple(_variant_closed_form(d))
-
-
-def cotangents(s: Symbols, affine: bool = True) -> tuple[tuple[sp.Symbol, ...], ...]:
-    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm);
-    gdx alone for a layer without γ and β."""
-    if not affine:
-        return _seq("gdx", s.m), (), ()
-    gdbeta = _like("g", s.dbetas) if s.layer.beta else ()
-    return _seq("gdx", s.m), _like("g", s.dgammas), gdbeta
 
 
 # --- the proofs ------------------------------------------------------------------------------
@@ -561,14 +525,3 @@ def _prove(
                 )
             )
     return verified, methods, identities
-
-
-# --- numbers ---------------------------------------------------------------------------------
-
-
-def evaluate(steps: Sequence[Step], values: Mapping[sp.Symbol, Any]) -> dict[sp.Basic, sp.Expr]:
-    """Every step's value at the exact numbers ``values`` (inputs and cotangents), in order."""
-    out: dict[sp.Basic, sp.Expr] = dict(values)
-    for st in steps:
-        out[st.lhs] = st.rhs.xreplace(out)
-    return out
