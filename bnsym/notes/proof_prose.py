@@ -1,6 +1,6 @@
 """Each proof as a student reads it: what is claimed, in the notes' notation, and why it
 holds, in a sentence or two of mathematics. How the machine checked it (the proof method
-recorded by :mod:`bnsym.proofs.batchnorm`) is shown after it, as a note.
+recorded by :mod:`bnsym.proofs.prover`) is shown after it, as a note.
 
 The sentences are written with the statistics' names the notes use (μ_B, σ²_B for batch
 norm, μ, σ² for the family, ν² for RMS norm), passed in by the renderer.
