@@ -318,3 +318,19 @@ def test_the_general_residual_fails_with_the_wrong_e(monkeypatch):
     monkeypatch.setattr(general, "added", lambda eps, placement: 2 * eps)
     g = general.general_graph("layernorm", placement="outside")
     assert general.prove_general(g)[0]["sum_dx_xhat"] is False
+
+
+def test_undo_population_is_proved_on_the_layers_inference_graph(monkeypatch):
+    # an inference graph whose y_1 is shifted by β once more: γ = √(Var[x] + ε), β = E[x]
+    # no longer give x back, and the claim must fail
+    real = running.forward_graph
+
+    def shifted(s, variance, placement, affine, mode):
+        steps = real(s, variance, placement, affine, mode)
+        return _replace(steps, s.y[0], lambda e: e + s.beta) if mode == "eval" else steps
+
+    s, forward, backward = _parts(3, "batchnorm", "train")
+    monkeypatch.setattr(running, "forward_graph", shifted)
+    verified = prover.prove(s, forward, backward, "biased", "inside", True, "train")["verified"]
+    assert verified["undo_population"] is False
+    assert verified["closed_form"] is True  # the training graph is untouched

@@ -64,13 +64,15 @@ class Context(Proofs):
 
     Attributes read by the proofs: ``mu``, ``var`` (the statistics the graph divides by: the
     group's, or the running ones; ``mu`` is 0 where nothing is subtracted), ``D`` (x̂'s
-    denominator), ``e`` (what σ is added to outside the root, ε or √ε), ``k`` (the variance's
-    1/m or 1/(m − 1)), ``r`` ((σ + e)/σ outside the root, else 1), ``gammas``, ``betas`` and
-    ``g`` (per element: γ_k(i), β_k(i), γ_k(i)·∂ℓ/∂y_i), ``scale`` (γ where one γ scales the
-    group, else 1), ``frame`` (the gradients' ring: ∂ℓ/∂y, γ), ``yframe`` (the outputs' ring:
-    γ, β and the a, c of x → a·x + c), ``x_hat_graph``, ``y_graph`` (the graph's own x̂_i and
-    y_i in x_i and the statistics), ``dx_in_frame`` (the chain rule's ∂ℓ/∂x_i as
-    polynomials) and the words ``mu_txt``, ``var_txt``, ``den_txt``, ``n_txt``.
+    denominator), ``e`` (what σ is added to outside the root, ε or √ε), ``k`` (the
+    variance's 1/m or 1/(m − 1)), ``r`` ((σ + e)/σ outside the root, else 1), ``gammas``,
+    ``betas`` and ``g`` (per element: γ_k(i), β_k(i), γ_k(i)·∂ℓ/∂y_i), ``shared`` (one γ
+    scales the whole group, or none), ``scale`` (that γ, else 1), ``sum_g``, ``sum_g_xhat``
+    (the closed form's sums: of ∂ℓ/∂y where γ is taken out, else of γ_k(j)·∂ℓ/∂y_j),
+    ``frame`` (the gradients' ring: ∂ℓ/∂y, γ), ``yframe`` (the outputs' ring: γ, β and the
+    a, c of x → a·x + c), ``x_hat_graph``, ``y_graph`` (the graph's own x̂_i and y_i in x_i
+    and the statistics), ``dx_in_frame`` (the chain rule's ∂ℓ/∂x_i as polynomials) and the
+    words ``mu_txt``, ``var_txt``, ``den_txt``, ``n_txt``, ``sum_txt``.
     """
 
     def __init__(
@@ -156,7 +158,7 @@ class Context(Proofs):
 
     def _words(self) -> None:
         """The statistics' names as the notes write them, from the declaration's data."""
-        s, decl = self.s, self.s.layer
+        decl = self.s.layer
         stat = "σ" if self.centred else "ν"
         if self.train:
             suffix = decl.stat_suffix
@@ -168,7 +170,7 @@ class Context(Proofs):
             root = "√σ²_run"
         self.den_txt = den_text(self.placement, self.var_txt, root)
         self.n_txt = str(1 / self.k)  # m, or m − 1 (the unbiased variance)
-        self.sum_txt = "Σ_j ∂ℓ/∂y_j·x̂_j" if s.shared or not self.affine else "Σ_j γ_j·∂ℓ/∂y_j·x̂_j"
+        self.sum_txt = "Σ_j ∂ℓ/∂y_j·x̂_j" if self.shared else "Σ_j γ_j·∂ℓ/∂y_j·x̂_j"
 
     def frame_of_x(self, var_x: sp.Expr | None, base: Laurent | None = None) -> Any:
         """The frame ``base`` (the gradients' by default) for expressions in x_1..x_m alone,
