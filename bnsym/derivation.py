@@ -38,13 +38,13 @@ import sympy as sp
 
 from bnsym.core.build import graph_and_chain_rule
 from bnsym.core.cutoffs import GENERAL_PROOF_MIN_M
-from bnsym.core.general import General, derive_general
+from bnsym.core.general import General
 from bnsym.core.graph import Step, Symbols
 from bnsym.core.options import DerivationError, Options, make_options
 from bnsym.family.layers import Layer
 from bnsym.notes.formats import render
-from bnsym.proofs import batchnorm as _proofs
-from bnsym.proofs import family as _proofs_family
+from bnsym.proofs.general import derive_general
+from bnsym.proofs.prover import prove
 
 __all__ = ["Derivation", "DerivationError", "derive"]
 
@@ -266,7 +266,6 @@ def _derive_symbolic(
     general = derive_general(
         layer, variance, placement, affine, mode, identities=m > GENERAL_PROOF_MIN_M
     )
-    prove = _proofs.prove if layer.name == "batchnorm" else _proofs_family.prove
     # Above GENERAL_PROOF_MIN_M the proofs that hold for every m are the general form's.
     for_every_m = general if m > GENERAL_PROOF_MIN_M else None
     result = prove(s, forward, backward, variance, placement, affine, mode, for_every_m)

@@ -237,3 +237,33 @@ def test_in_python_a_bad_declaration_is_a_bnsym_error_naming_the_field():
     assert isinstance(info.value, bnsym.BnsymError)
     with pytest.raises(bnsym.LayerError, match="beta must be True or False"):
         bnsym.Layer(name="x", beta="no")
+
+
+#: Layers with running statistics: batch norm, and two declared here that are not centred (an
+#: uncentred batch norm, as PowerNorm divides by a running mean square, and a rows layer).
+EVAL_LAYERS = {
+    "batchnorm": LAYERS["batchnorm"],
+    "powernorm": bnsym.Layer(
+        name="powernorm", centred=False, grouping="columns", modes=("train", "eval")
+    ),
+    "rmsrun": bnsym.Layer(
+        name="rmsrun", centred=False, params="element", beta=False, modes=("train", "eval")
+    ),
+}
+
+
+@pytest.mark.parametrize("placement", ["inside", "outside"])
+@pytest.mark.parametrize("name", list(EVAL_LAYERS))
+def test_eval_mode_of_every_layer_with_running_statistics_is_derived_and_checked(
+    name, placement, torch
+):
+    from bnsym.crosscheck.first import run_check
+    from bnsym.crosscheck.higher import run_check_higher
+
+    d = bnsym.derive(3, layer=EVAL_LAYERS[name], mode="eval", eps_placement=placement)
+    assert all(d.verified.values()), d.verified
+    # a layer that is not centred divides by the running mean square alone: no running mean
+    centred = EVAL_LAYERS[name].centred
+    assert d.x_hat[0].has(d.symbols.running_mean) == centred
+    for result in (run_check(d, torch=True), run_check_higher(d, 2, torch=True)):
+        assert result.passed, result.table()

@@ -21,7 +21,7 @@ from bnsym.core.build import graph_and_chain_rule
 from bnsym.core.graph import Symbols
 from bnsym.core.options import DerivationError
 from bnsym.family.layers import LAYERS
-from bnsym.proofs import family as _proofs_family
+from bnsym.proofs import prover as _prover
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 F = torch.nn.functional
@@ -170,7 +170,7 @@ def _tampered(layer, change, m=4, **kw):
         type(st)(st.lhs, change(st.rhs), st.rule, st.value) if st.lhs == s.dx[0] else st
         for st in backward
     ]
-    return _proofs_family.prove(s, forward, backward, "biased", "inside", True, "train")
+    return _prover.prove(s, forward, backward, "biased", "inside", True, "train")
 
 
 @pytest.mark.parametrize("layer", FAMILY)
@@ -186,7 +186,7 @@ def test_the_family_prover_rejects_a_wrong_forward_graph(layer):
     s = Symbols.of(4, layer, 2 if layer == "groupnorm" else None)
     forward, backward = graph_and_chain_rule(s, "biased", "inside", True, "train")
     forward = [type(n)(n.lhs, 2 * n.rhs, n.rule) if n.lhs == s.var else n for n in forward]
-    result = _proofs_family.prove(s, forward, backward, "biased", "inside", True, "train")
+    result = _prover.prove(s, forward, backward, "biased", "inside", True, "train")
     assert not all(result["verified"].values())
 
 
@@ -421,11 +421,10 @@ def test_cli_check_layer_exit_codes():
 @pytest.mark.parametrize("variance", ["biased", "unbiased"])
 @pytest.mark.parametrize("placement", ["inside", "outside"])
 def test_the_family_prover_proves_batch_norm_too(variance, placement):
-    # Batch norm is a declaration like the others: the prover that reads declarations proves
-    # its train mode as well (batch norm's own module keeps eval mode and the paper's words).
+    # Batch norm is a declaration like the others: the one prover reads its declaration.
     s = Symbols.of(4)
     forward, backward = graph_and_chain_rule(s, variance, placement, True, "train")
-    result = _proofs_family.prove(s, forward, backward, variance, placement, True, "train")
+    result = _prover.prove(s, forward, backward, variance, placement, True, "train")
     assert all(result["verified"].values()) and "mean_output_beta" in result["verified"]
 
 
@@ -459,10 +458,7 @@ def test_explicit_results_proof_fails_when_tampered_above_the_jacobian_cutoff(
 ):
     # Above m = 16 explicit_results compares elements 1 and 2 and reads σ²(x) + ε as one
     # quantity: a wrong second element, or a wrong σ²(x), must still fail it
-    from bnsym.proofs import batchnorm as _proofs
-
-    module = _proofs if layer == "batchnorm" else _proofs_family
-    honest = module._explicit
+    honest = _prover.explicit_results
 
     def tampered(c):
         ex = honest(c)
@@ -475,8 +471,8 @@ def test_explicit_results_proof_fails_when_tampered_above_the_jacobian_cutoff(
     import bnsym.derivation as symbolic
 
     symbolic._derive_symbolic.cache_clear()  # derivations are cached: derive afresh
-    monkeypatch.setattr(module, "_explicit", tampered)
+    monkeypatch.setattr(_prover, "explicit_results", tampered)
     assert derive(20, layer=layer).verified["explicit_results"] is False
     symbolic._derive_symbolic.cache_clear()
-    monkeypatch.setattr(module, "_explicit", honest)
+    monkeypatch.setattr(_prover, "explicit_results", honest)
     assert derive(20, layer=layer).verified["explicit_results"] is True

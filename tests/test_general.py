@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,9 +18,10 @@ import sympy as sp
 
 from bnsym import derive, load_json
 from bnsym.core.build import graph_and_chain_rule
-from bnsym.core.general import DX, DY, GAMMA, XHAT, derive_general, instance_of
+from bnsym.core.general import DX, GAMMA, XHAT, general_graph, instance_of
 from bnsym.core.graph import Symbols
 from bnsym.notes.safe_parse import ExpressionError
+from bnsym.proofs.general import derive_general, prove_general
 
 torch = pytest.importorskip("torch")  # the torch extra; CI installs it (tests/conftest.py)
 F = torch.nn.functional
@@ -138,14 +140,12 @@ def test_general_proof_fails_for_a_wrong_closed_form() -> None:
     """The proof engine refuses a closed form missing the x̂ term."""
     from bnsym.core import general as _general
 
-    nodes, decl, s, facts = _general._graph("batchnorm", "biased", "inside", True, "train")
-    backward = _general.chain_rule_general(
-        nodes, {_general.Y: DY}, _general._order(decl, s, facts, True)
-    )
+    g = general_graph("batchnorm", "biased", "inside", True, "train")
     K, J, M = _general.K, _general.J, _general.M
-    wrong = s.gamma / (M * facts["D"]) * (M * DY[K] - sp.Sum(DY[J], (J, 1, M)))
-    verified, _, _ = _general._prove(decl, s, facts, nodes, backward, wrong, "inside", True)
-    assert verified["closed_form"] is False
+    DY = _general.DY
+    wrong = g.symbols.gamma / (M * g.facts["D"]) * (M * DY[K] - sp.Sum(DY[J], (J, 1, M)))
+    assert prove_general(g)[0]["closed_form"] is True
+    assert prove_general(dataclasses.replace(g, closed=wrong))[0]["closed_form"] is False
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -204,18 +204,10 @@ def test_group_norms_general_form_reads_as_the_notes_write_it():
 def test_general_spread_proof_fails_for_a_wrong_normalizer(layer) -> None:
     """The spread is proved for every m (and taken for m > 16): a claim with the variance's
     1/m doubled must fail it."""
-    from bnsym.core import general as _general
-
-    nodes, decl, s, facts = _general._graph(layer, "biased", "inside", True, "train")
-    backward = _general.chain_rule_general(
-        nodes, {_general.Y: DY}, _general._order(decl, s, facts, True)
-    )
-    closed = _general._closed_form(decl, s, facts, "inside")
-    args = (decl, s, facts, nodes, backward, closed, "inside", True)
-    assert _general._prove(*args)[0]["output_spread"] is True
-    wrong = {**facts, "k": 2 * facts["k"]}
-    args = (decl, s, wrong, nodes, backward, closed, "inside", True)
-    assert _general._prove(*args)[0]["output_spread"] is False
+    g = general_graph(layer, "biased", "inside", True, "train")
+    assert prove_general(g)[0]["output_spread"] is True
+    wrong = dataclasses.replace(g, facts={**g.facts, "k": 2 * g.facts["k"]})
+    assert prove_general(wrong)[0]["output_spread"] is False
 
 
 def test_large_m_takes_the_spread_from_the_general_form() -> None:

@@ -16,7 +16,8 @@ import sympy as sp
 from bnsym.core.graph import Symbols
 from bnsym.core.options import DerivationError, exact_number
 from bnsym.derivation import Derivation, derive
-from bnsym.proofs import batchnorm as _proofs
+from bnsym.proofs import prover as _proofs
+from bnsym.proofs.frame import Context
 
 VARIANTS = [
     dict(variance=v, eps_placement=p, affine=a)
@@ -234,8 +235,8 @@ def test_the_prover_rejects_a_flipped_sign():
 
 
 def test_frame_is_exact_about_the_variance_relation():
-    s = Symbols.of(3)
-    frame = _proofs.Frame(s, "biased", "inside", "train")
+    s, forward, backward = _derivation_parts(3)
+    frame = Context(s, forward, backward, "biased", "inside", True, "train").frame
     assert frame.is_zero(sp.Add(*[xi - s.mu for xi in s.x]))  # Σ(x_i − μ) = 0
     assert not frame.is_zero(sp.Add(*[(xi - s.mu) ** 2 for xi in s.x]))
     # √(σ² + ε) is S in the frame: (σ² + ε)·(σ² + ε)^(−1/2) − √(σ² + ε) = 0
@@ -338,14 +339,14 @@ def test_the_prover_checks_the_normalization_it_was_given():
 def test_the_prover_checks_the_explicit_results(key, monkeypatch):
     # The explicit results are written out separately (O(m) forms for JSON and codegen);
     # doubling one of them must make "explicit_results" fail.
-    real = _proofs._explicit
+    real = _proofs.explicit_results
 
     def doubled(c):
         ex = dict(real(c))
         ex[key] = tuple(2 * e for e in ex[key]) if isinstance(ex[key], tuple) else 2 * ex[key]
         return ex
 
-    monkeypatch.setattr(_proofs, "_explicit", doubled)
+    monkeypatch.setattr(_proofs, "explicit_results", doubled)
     s, forward, backward = _derivation_parts(5)
     verified = _proofs.prove(s, forward, backward, "biased", "inside", True, "train")["verified"]
     assert verified["explicit_results"] is False

@@ -188,9 +188,11 @@ def _eval_mode(d: Derivation) -> list[str]:
             "        gdout = inv_std[:, None, None] * a",
         ]
     shift = " + gdbeta[..., None]" if decl.beta else ""
+    # a centred layer subtracts its running mean; one that is not centred subtracts nothing
+    centre = "(xg - running_mean[:, None, None])" if decl.centred else "xg"
     return [
         *inv_std,
-        "        xhat = (xg - running_mean[:, None, None]) * inv_std[:, None, None]",
+        f"        xhat = {centre} * inv_std[:, None, None]",
         "        gx = (inv_std[:, None] * gdgamma)[..., None] * dy",
         "        sum_dy_gdx = numpy.einsum('npkc,npkc->npk', dy, a)",
         "        ggamma = (inv_std[:, None] * sum_dy_gdx).sum(axis=0)",

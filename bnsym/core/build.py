@@ -38,8 +38,9 @@ def forward_graph(s: Symbols, variance: str, placement: str, affine: bool, mode:
                 Step(s.var, sp.Mul(squares, sp.Rational(1, m), evaluate=False), "mean square")
             )
         mu, var = (s.mu if decl.centred else sp.Integer(0)), s.var
-    else:
-        mu, var = s.running_mean, s.running_var
+    else:  # eval mode: the running statistics (no running mean where nothing is subtracted)
+        mu = s.running_mean if decl.centred else sp.Integer(0)
+        var = s.running_var
     denom = denominator(var, s.eps, placement)
     for xi, xh in zip(s.x, s.x_hat, strict=True):
         nodes.append(Step(xh, (xi - mu) / denom, "normalize"))

@@ -78,7 +78,8 @@ def elementary(torch: Any, o: Any) -> TorchLayer:
     def layer(x: Any, gamma: Any, beta: Any, eps: float, running: Any) -> Any:
         g = groups(decl, x, m)
         if running is not None:  # eval mode: the running statistics (P,), constants
-            xhat = (g - running[0][:, None]) / denominator(running[1][:, None], eps)
+            centre = g - running[0][:, None] if decl.centred else g  # no mean if not centred
+            xhat = centre / denominator(running[1][:, None], eps)
         elif decl.centred:
             xmu = g - g.mean(dim=-1, keepdim=True)
             xhat = xmu / denominator((xmu * xmu).sum(dim=-1, keepdim=True) * k, eps)

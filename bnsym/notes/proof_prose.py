@@ -1,6 +1,6 @@
 """Each proof as a student reads it: what is claimed, in the notes' notation, and why it
 holds, in a sentence or two of mathematics. How the machine checked it (the proof method
-recorded by :mod:`bnsym.proofs.batchnorm`) is shown after it, as a note.
+recorded by :mod:`bnsym.proofs.prover`) is shown after it, as a note.
 
 The sentences are written with the statistics' names the notes use (μ_B, σ²_B for batch
 norm, μ, σ² for the family, ν² for RMS norm), passed in by the renderer.
@@ -24,13 +24,16 @@ def why(
     train: bool = True,
     root: str | None = None,
     shared: bool = True,
+    unbiased: bool = False,
 ) -> str | None:
     """The claim and its reason for the proof called ``name``; None for a proof not known
     here (the machine's note is then shown alone). In eval mode ``mu`` and ``var`` are the
     running statistics' names; ``root`` is what x̂ divides by (√(σ² + ε) unless given, e.g.
     σ + ε with ε outside the root); ``shared``: one γ, β for the whole group (batch and
-    instance norm), else one per element or channel."""
+    instance norm), else one per element or channel; ``unbiased``: the variance divides by
+    m − 1."""
     root = root or f"√({var} + ε)"
+    sub = var.partition("²")[2]  # the statistics' subscript: σ²_B's _B
     root_sq = f"({var} + ε)" if root == f"√({var} + ε)" else f"{root}²"
     if not train and name == "closed_form":
         return (
@@ -156,10 +159,20 @@ def why(
             "computed once per feature."
         ),
         "running_var_unbiased": (
-            "E_B[σ²_B] = (m − 1)/m·Var[x] when the m values of a batch are independent with "
-            "variance Var[x]. Why: with zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, σ²_B = "
-            "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so "
-            "m/(m − 1)·E_B[σ²_B] = Var[x], which is why Algorithm 2 multiplies by m/(m − 1)."
+            (
+                f"E{sub}[{var}] = Var[x] when the m values of a group are independent with "
+                f"variance Var[x], for this {var}, which divides by m − 1. Why: with "
+                "zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, "
+                f"{var} = (1/(m − 1))·(Σᵢ zᵢ² − m·w²), E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; "
+                f"so E{sub}[{var}] = (m·Var[x] − Var[x])/(m − 1) = Var[x]: it is unbiased."
+            )
+            if unbiased
+            else (
+                "E_B[σ²_B] = (m − 1)/m·Var[x] when the m values of a batch are independent with "
+                "variance Var[x]. Why: with zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, σ²_B = "
+                "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so "
+                "m/(m − 1)·E_B[σ²_B] = Var[x], which is why Algorithm 2 multiplies by m/(m − 1)."
+            )
         ),
         "explicit_results": (
             "the results written in x₁, …, x_m alone are the graph's. Why: they are the "

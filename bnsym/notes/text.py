@@ -21,6 +21,7 @@ from bnsym.core.build import symbol_table
 from bnsym.core.cutoffs import EXPLICIT_MAX_M, GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.core.general import CH, C
 from bnsym.core.graph import Step
+from bnsym.proofs.display import EYE
 
 if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
     from bnsym.derivation import Derivation
@@ -121,6 +122,7 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     ),
     (r"spread_xhat", ("(1/m)·Σᵢx̂ᵢ²", "mean_i(xhat_i^2)", r"\frac{1}{m}\sum_{i}\hat{x}_{i}^{2}")),
     (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\mathrm{E}_{B}[\sigma_{B}^{2}]")),
+    (r"E\[sigma2\]", ("E[σ²]", "E[sigma2]", r"\mathrm{E}[\sigma^{2}]")),
     (r"Var\[x\]", ("Var[x]", "Var[x]", r"\mathrm{Var}[x]")),
     (r"E\[x\]", ("E[x]", "E[x]", r"\mathrm{E}[x]")),
     (r"I", ("I", "I", r"I")),
@@ -274,7 +276,7 @@ def term_key(term: sp.Basic) -> tuple[int, int, int, int, str]:
         for s in term.free_symbols
         if (m := re.search(r"(\d+)\Z", getattr(s, "name", "")))
     ]
-    if term.is_Number or term == _EYE:
+    if term.is_Number or term == EYE:
         return (-1, 0, 0, 0, str(term))  # 2 − x̂₁² and I − 𝟙𝟙ᵀ/m, as a person writes them
     if any(getattr(s, "name", "") in _OTHER_ADJOINTS for s in term.free_symbols):
         # ∂ℓ/∂μ_B = Σ ∂ℓ/∂x̂_i·(…) + ∂ℓ/∂σ²_B·(…): the term of another node's gradient last
@@ -292,7 +294,6 @@ _OTHER_ADJOINTS = ("dsigma2_B", "dmu_B", "dsigma2", "dmu", "dnu2")
 #: β₁, μ_run,2: a feature's (or element's) shift, added last as its unindexed form is.
 _ADDED_LAST_INDEXED = re.compile(r"(beta|running_mean)\d+")
 _CANONICAL = functools.cmp_to_key(sp.Basic.compare)
-_EYE = sp.Symbol("I")
 _ADDED_LAST = {
     sp.Symbol("epsilon", positive=True),
     sp.Symbol("beta", real=True),
@@ -777,6 +778,7 @@ def proof_reason(d: Derivation, name: str) -> str | None:
         train=train,
         root=root,
         shared=s.shared,
+        unbiased=d.options.variance == "unbiased",
     )
 
 

@@ -6,17 +6,15 @@ derived, and proves it:
 
 - ``output_spread``: (1/m)·Σ(y_i − β)² = γ²·σ²/(σ² + ε), so y's standard deviation is about
   |γ| (not √γ); for a layer with one γ per element, and for RMS norm, the spread of x̂;
-- ``undo_population`` (batch norm): γ = √(σ²_B + ε), β = μ_B undo the normalization of one
-  batch only; the paper's statement, with E[x] and Var[x], is about the inference layer;
 - ``sqrt_outside_differs``: (σ + √ε)² = σ² + ε + 2·σ·√ε, so σ + √ε ≠ √(σ² + ε): the notes'
   √(σ² + ε) = σ + √ε is false, and the sqrt-outside layer is a different layer;
 - ``constant_batch_limit`` (ε outside the root): at a group whose values are all equal,
   σ = √σ² has no derivative, but y does; ∂ℓ/∂x_i = (γ/ε)·(∂ℓ/∂y_i − mean ∂ℓ/∂y);
-- ``inference_fold`` (eval mode) and ``running_var_unbiased`` (batch norm): Algorithm 2's
-  y = γ/√(Var[x] + ε)·x + (β − γ·E[x]/√(Var[x] + ε)), with Var[x] = m/(m − 1)·E_B[σ²_B].
+- for a layer that keeps running statistics (an eval mode): ``undo_population``,
+  ``inference_fold`` and ``running_var_unbiased`` (:mod:`bnsym.proofs.running`).
 
 Each proof works on the derivation's own forward graph, in the frame of
-:mod:`bnsym.proofs.ring` (a Laurent polynomial ring) where that frame can hold the claim,
+:mod:`bnsym.proofs.frame` (a Laurent polynomial ring) where that frame can hold the claim,
 else with small SymPy expressions whose equality SymPy decides exactly. SymPy only.
 """
 
@@ -26,55 +24,52 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym.core.graph import Step, denominator
+from bnsym.core.graph import Step
+from bnsym.proofs import running as _running
+from bnsym.proofs.display import (
+    DX_CONSTANT,
+    DY_I,
+    GAMMA_I,
+    SPREAD_XHAT,
+    SPREAD_Y,
+    SUM_DY,
+    SUM_G,
+)
+from bnsym.proofs.frame import Context, den_text
 
-# Display-only symbols (see bnsym.notes.text.DISPLAY).
-SPREAD_Y = sp.Symbol("spread_y")  # (1/m)·Σ_i (y_i − β)²
-SPREAD_XHAT = sp.Symbol("spread_xhat")  # (1/m)·Σ_i x̂_i²
-Y_POPULATION = sp.Symbol("y_i|E[x]")
-DX_CONSTANT = sp.Symbol("dx_i|const")
-EXPECTED_VAR = sp.Symbol("E_B[sigma2_B]")
-VAR_X, E_X = sp.Symbol("Var[x]", positive=True), sp.Symbol("E[x]", real=True)
-Y_I, X_I, DY_I = (sp.Symbol(n, real=True) for n in ("y_i", "x_i", "dy_i"))
-SUM_DY, SUM_G = sp.Symbol("sum_dy", real=True), sp.Symbol("sum_gdy", real=True)
-GAMMA_I = sp.Symbol("gamma_i", real=True)
+__all__ = ["forms"]
 
 
-def forms(c: Any, yframe: Any, train: bool) -> tuple[list[Step], dict[str, Any]]:
-    """The identities of this module that hold for the derivation ``c`` (a proof context of
-    :mod:`bnsym.proofs.batchnorm` or :mod:`bnsym.proofs.family`: its graph, frame and record), and
-    the explicit results they add (``dx_limit``: ∂ℓ/∂x_i at a constant group, in the inputs).
-    ``yframe`` is the ring that holds γ, β and the graph's y_i."""
-    s = c.s
+def forms(c: Context, yframe: Any) -> tuple[list[Step], dict[str, Any]]:
+    """The identities of this module that hold for the derivation ``c`` (its graph, frame and
+    record: :class:`bnsym.proofs.frame.Context`), and the explicit results they add
+    (``dx_limit``: ∂ℓ/∂x_i at a constant group, in the inputs). ``yframe`` is the ring that
+    holds γ, β and the graph's y_i."""
     steps: list[Step] = []
     extra: dict[str, Any] = {}
-    batchnorm = s.layer.name == "batchnorm"
-    if train:
+    decl = c.s.layer
+    if c.train:
         steps.append(_output_spread(c, yframe))
-        if batchnorm and c.affine:
-            steps.append(_undo_population(c))
+        if _running.keeps_running_statistics(decl) and c.affine and decl.beta and c.s.shared:
+            steps.append(_running.undo_population(c))
     if c.placement == "sqrt-outside":
-        steps.append(_sqrt_outside_differs(c, train))
-    if train and c.placement != "inside":
+        steps.append(_sqrt_outside_differs(c, c.train))
+    if c.train and c.placement != "inside":
         step, extra["dx_limit"] = _constant_batch_limit(c, yframe)
         steps.append(step)
-    if not train:
-        steps.append(_inference_fold(c, yframe))
-    if batchnorm:
-        steps.append(_running_var_unbiased(c))
+    if not c.train:
+        steps.append(_running.inference_fold(c, yframe))
+    if _running.keeps_running_statistics(decl):
+        steps.append(_running.running_var_unbiased(c))
     return steps, extra
 
 
-def _shared(c: Any) -> bool:
-    return bool(c.s.shared or not c.affine)
-
-
-def _output_spread(c: Any, yframe: Any) -> Step:
+def _output_spread(c: Context, yframe: Any) -> Step:
     """(1/m)·Σ(y_i − β)² = γ²·σ²/D² where γ and β are one pair per group (σ² the biased
     variance: (m − 1)/m times the unbiased one); else the same for x̂: (1/m)·Σx̂_i² = σ²/D²."""
     s, m = c.s, c.m
     centred = s.layer.centred
-    of_y = centred and c.affine and _shared(c)
+    of_y = centred and c.affine and c.shared
     mk = m * c.k  # 1 (biased, and RMS norm), m/(m − 1) (unbiased)
     shown_var = s.var / mk
     D_shown = sp.sqrt(s.var + s.eps) if c.placement == "inside" else s.sigma + c.e
@@ -105,9 +100,9 @@ def _output_spread(c: Any, yframe: Any) -> Step:
         note = (
             "the spread of the output: y's standard deviation is |γ|·σ/"
             + (
-                _den_text(c.placement, "σ²", "σ")
+                den_text(c.placement, "σ²", "σ")
                 if c.placement == "inside"
-                else f"({_den_text(c.placement, 'σ²', 'σ')})"
+                else f"({den_text(c.placement, 'σ²', 'σ')})"
             )
             + ", about |γ| (exactly |γ| at ε = 0), not √γ: γ sets the spread as β sets the mean"
         )
@@ -120,60 +115,14 @@ def _output_spread(c: Any, yframe: Any) -> Step:
             + "its mean square is below 1 by the ε in the denominator"
             + (
                 "; with one γ per element, each yᵢ − βᵢ is γᵢ·x̂ᵢ"
-                if c.affine and not _shared(c)
+                if c.affine and not c.shared
                 else ""
             )
         )
     return Step(SPREAD_Y if of_y else SPREAD_XHAT, rhs, "output_spread", note=note)
 
 
-def _undo_population(c: Any) -> Step:
-    """The paper's E[x], Var[x] version of "γ and β undo the normalization", beside the
-    one-batch version: exact for the inference layer; in training only for one batch."""
-    s = c.s
-    gamma, beta, x = s.gamma, s.beta, X_I
-    D_pop = denominator(VAR_X, s.eps, c.placement)
-    inference = gamma * (x - E_X) / D_pop + beta
-    population = sp.simplify(inference.xreplace({gamma: D_pop, beta: E_X}) - x) == 0
-    # For contrast: γ, β set from the batch (0, 2) (μ_B = 1, σ²_B = 1) do not undo the batch
-    # (0, 4) (μ_B = 2, σ²_B = 4): at ε = 0 its second value comes out as 3, not 4.
-    one = {s.var: 1, s.eps: 0}
-    gamma_1 = c.D.xreplace(one)
-    other = gamma_1 * (4 - 2) / c.D.xreplace({s.var: 4, s.eps: 0}) + 1
-    one_batch_only = sp.simplify(other - 4) != 0
-    c.record(
-        "undo_population",
-        population and one_batch_only,
-        "γ = "
-        + _den_text(c.placement, "Var[x]", "√Var[x]")
-        + " and β = E[x] substituted into the inference layer give x, as a SymPy identity; "
-        "and γ, β taken from the batch (0, 2) give 3, not 4, for the second value of the "
-        "batch (0, 4) at ε = 0",
-    )
-    return Step(
-        Y_POPULATION,
-        X_I,
-        "undo_population",
-        note="the paper's statement: with γ = "
-        + _den_text(c.placement, "Var[x]", "√Var[x]")
-        + " and β = E[x], the population's statistics, the inference layer (Algorithm 2) "
-        "returns every input; γ = "
-        + _den_text(c.placement, "σ²_B", "σ_B")
-        + " and β = μ_B undo one batch only, since γ and β are shared by every batch while "
-        "μ_B and σ²_B change from batch to batch",
-    )
-
-
-def _den_text(placement: str, var: str, root: str) -> str:
-    """x̂'s denominator in words: √(var + ε), root + ε or root + √ε."""
-    return {
-        "inside": f"√({var} + ε)",
-        "outside": f"{root} + ε",
-        "sqrt-outside": f"{root} + √ε",
-    }[placement]
-
-
-def _sqrt_outside_differs(c: Any, train: bool) -> Step:
+def _sqrt_outside_differs(c: Context, train: bool) -> Step:
     """(σ + √ε)² = σ² + ε + 2·σ·√ε, with 2·σ·√ε > 0 for σ, ε > 0: σ + √ε ≠ √(σ² + ε)."""
     s = c.s
     sigma = s.sigma if train else sp.Symbol("sigma", positive=True)
@@ -197,7 +146,7 @@ def _sqrt_outside_differs(c: Any, train: bool) -> Step:
     )
 
 
-def _constant_batch_limit(c: Any, yframe: Any) -> tuple[Step, tuple[sp.Expr, ...]]:
+def _constant_batch_limit(c: Context, yframe: Any) -> tuple[Step, tuple[sp.Expr, ...]]:
     """At a group whose values are all equal (all 0 for RMS norm), with ε outside the root:
     y(c + h) = y(c) + J·h + O(|h|²) with J = diag(γ)/e·(I − 𝟙𝟙ᵀ/m), e = ε or √ε.
 
@@ -229,7 +178,7 @@ def _constant_batch_limit(c: Any, yframe: Any) -> tuple[Step, tuple[sp.Expr, ...
     g = [gi * dyi for gi, dyi in zip(gammas, s.dy, strict=True)]
     mean_g = sp.Add(*g) / m if centred else sp.Integer(0)
     limit = tuple((gi - mean_g) / c.e for gi in g)
-    shared = _shared(c)
+    shared = c.shared
     gamma = s.gamma if (c.affine and shared) else sp.Integer(1)
     g_i = DY_I if shared else GAMMA_I * DY_I
     total = SUM_DY if shared else SUM_G
@@ -246,64 +195,3 @@ def _constant_batch_limit(c: Any, yframe: Any) -> tuple[Step, tuple[sp.Expr, ...
         "second derivative does not exist there"
     )
     return Step(DX_CONSTANT, rhs, "constant_batch_limit", note=note), limit
-
-
-def _inference_fold(c: Any, yframe: Any) -> Step:
-    """Algorithm 2: y_i = (γ/D)·x_i + (β − γ·μ_run/D), one multiply-add per feature."""
-    s = c.s
-    gamma = s.gamma if c.affine else sp.Integer(1)
-    beta = s.beta if c.affine else sp.Integer(0)
-    D = c.D
-    scale, shift = gamma / D, beta - gamma * s.running_mean / D
-    ok = all(
-        yframe.is_zero(yi - (scale * xi + shift)) for yi, xi in zip(c.y_graph, s.x, strict=True)
-    )
-    c.record(
-        "inference_fold",
-        ok,
-        "each yᵢ of the graph minus (γ/D)·xᵢ − (β − γ·μ_run/D) is the zero polynomial",
-    )
-    rhs = sp.Add(
-        sp.Mul(scale, X_I, evaluate=False),
-        sp.Add(beta, -gamma * s.running_mean / D, evaluate=False),
-        evaluate=False,
-    )
-    return Step(
-        Y_I,
-        rhs,
-        "inference_fold",
-        note="Algorithm 2 folds the inference layer into one multiply-add per feature, "
-        "computed once; μ_run and σ²_run stand for E[x] = E_B[μ_B] and Var[x] = "
-        "m/(m − 1)·E_B[σ²_B] over the training batches (below)",
-    )
-
-
-def _running_var_unbiased(c: Any) -> Step:
-    """E_B[σ²_B] = (m − 1)/m·Var[x] for independent x_i of variance Var[x] (σ²_B biased), so
-    Algorithm 2 estimates Var[x] as m/(m − 1)·E_B[σ²_B].
-
-    Proof, exact for this m: with x_i = E[x] + z_i and w the mean of the z_i,
-    σ²_B = (1/m)·Σ(z_i − w)² is a quadratic form in the z_i; E[z_i·z_j] = Var[x]·δ_ij, so
-    E_B[σ²_B] is Var[x] times the sum of its diagonal coefficients."""
-    m = c.m
-    # A quadratic form Q(z) = Σ a_ij·z_i·z_j has a_11 = Q(e_1); this one is symmetric in the
-    # z_i, so its m diagonal coefficients are all Q(e_1) = (1/m)·Σ_i (δ_i1 − 1/m)².
-    e1 = [sp.Integer(1)] + [sp.Integer(0)] * (m - 1)
-    a11 = sum(((zi - sp.Rational(1, m)) ** 2 for zi in e1), sp.Integer(0)) / m
-    ok = m * a11 == sp.Rational(m - 1, m)
-    c.record(
-        "running_var_unbiased",
-        ok,
-        f"for m = {m}, σ²_B = (1/m)·Σᵢ(zᵢ − (1/m)·Σⱼ zⱼ)² is a quadratic form symmetric in "
-        "the zᵢ, so its m diagonal coefficients all equal its value at z = (1, 0, …, 0); they "
-        "sum to (m − 1)/m exactly, and E[zᵢ·zⱼ] = Var[x] for i = j, 0 otherwise",
-    )
-    return Step(
-        EXPECTED_VAR,
-        sp.Mul(sp.Rational(m - 1, m), VAR_X, evaluate=False),
-        "running_var_unbiased",
-        note="over batches of m independent values: the batch variance, which divides by m, "
-        "is low on average by (m − 1)/m, so Algorithm 2 estimates Var[x] = m/(m − 1)·E_B[σ²_B] "
-        "= E_B of the variance that divides by m − 1. That 1/(m − 1) belongs to the running "
-        "variance, not to the normalization of the batch, which divides by m (Algorithm 1)",
-    )

@@ -1,38 +1,20 @@
-"""Second and third derivatives of every normalization layer, by the same chain rule.
+"""Second and third derivatives of every normalization layer: their closed forms and proofs.
 
-The backward pass is itself a computation graph: each of its steps ``∂ℓ/∂v = …`` is a node
-defined in terms of earlier nodes, the upstream gradients dy and the parameters. Seeding its
-outputs with cotangents — ``gdx_i`` for ∂ℓ/∂x_i, ``gdgamma`` for ∂ℓ/∂γ, ``gdbeta`` for ∂ℓ/∂β —
-and walking that graph backwards with :func:`bnsym.core.graph.chain_rule`, which knows no layer,
-gives the **double backward**: the gradients of ℓ₂ = Σ gdx_i·dx_i + Σ gdgamma·dgamma +
+The chain rule over the backward graph (:mod:`bnsym.core.higher`, which knows no layer) gives
+the **double backward**: the gradients of ℓ₂ = Σ gdx_i·dx_i + Σ gdgamma·dgamma +
 Σ gdbeta·dbeta with respect to x (``gx``), to the upstream gradient (``gdy``) and to γ
-(``ggamma``) — what PyTorch's ``batchnorm_double_backward`` returns. (∂ℓ₂/∂β = 0: the
-backward does not read β.) Applied once more, with cotangents ``tgx``, ``tgdy``,
-``tggamma`` on the double backward's results, the same walk gives the **third order**: the
-vector-Jacobian product of the double backward with respect to x, dy and γ.
+(``ggamma``) — what PyTorch's ``batchnorm_double_backward`` returns — and, walked once more
+with cotangents ``tgx``, ``tgdy``, ``tggamma``, the **third order**.
 
-The closed form of the double backward (train mode, ε inside the root), for any layer,
-with g_i = γ_{k(i)}·dy_i, h_i = gdgamma_{k(i)}·dy_i, a_i = gdx_i, D = √(σ² + ε), the
-projection P(v)_i = v_i − c·mean(v) − k·x̂_i·Σ_j v_j·x̂_j (c = 1 for a centred layer, 0 for
-RMS norm; k = 1/m, or 1/(m−1) for the unbiased variance) and Q = Σ_i a_i·P(g)_i:
+:func:`derive_higher` takes the closed forms of order 2 (:mod:`bnsym.proofs.double_backward`),
+proves each equal to the chain rule's result exactly, as Laurent polynomials in the frame of
+:mod:`bnsym.proofs.frame`, and proves the identities of order 2: the Hessian of ⟨dy, y⟩ in x is
+symmetric; Σ_i gx_i = 0 for a centred layer in train mode (ℓ₂ does not change when x shifts);
+Σ_i gdy_i = m·gdbeta where γ and β are shared. At order 3 the same walk over the closed form's
+own steps gives the third order in its sums, proved equal to the walk over the whole double
+backward (``third_closed_form``, m ≤ 8).
 
-- gdy_i = γ_{k(i)}·P(a)_i/D + gdgamma_{k(i)}·x̂_i + gdbeta_{k(i)}
-- ggamma_k = Σ_{i of k} dy_i·P(a)_i/D
-- gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + (Σ_j g_j·x̂_j)·P(a)_i + (Σ_j a_j·x̂_j)·P(g)_i)
-
-The other variants are data too: without γ and β, γ = 1 and gdgamma = gdbeta = 0 (no
-ggamma); with ε outside the root, D = σ + ε and r = D/σ, k·r stands where k did (in P and
-in k/D²) and x̂_i·Q becomes x̂_i·(Q − k·r·(r − 1)·(Σ g_j·x̂_j)·(Σ a_j·x̂_j)), since r varies
-with x too; in eval mode the statistics are constants and gx_i = gdgamma·dy_i/D,
-gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = Σ gdx_i·dy_i/D.
-
-:func:`derive_higher` proves each equal to the chain rule's result exactly, as Laurent
-polynomials in the frame of :mod:`bnsym.proofs.family`, and proves the identities of order
-2: the Hessian of ⟨dy, y⟩ in x is symmetric; Σ_i gx_i = 0 for a centred layer in train mode
-(ℓ₂ does not change when x shifts); Σ_i gdy_i = m·gdbeta where γ and β are shared. At
-order 3 the same walk over the closed form's own steps gives the third order in its sums,
-proved equal to the walk over the whole double backward (``third_closed_form``, m ≤ 8).
-
+>>> from bnsym import derive
 >>> h = derive_higher(derive(3), order=2)
 >>> all(h.verified.values())
 True
@@ -43,20 +25,42 @@ True
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from bnsym.core.graph import Step, Symbols, added, chain_rule, denominator, normalizer
+from bnsym.core.graph import Step, Symbols
+from bnsym.core.higher import (
+    cotangents,
+    differentiate,
+    double_backward,
+    evaluate,
+    third_order,
+    wrt,
+)
 from bnsym.core.options import DerivationError
-from bnsym.derivation import Derivation, derive
-from bnsym.proofs.batchnorm import Laurent, place_eps
+from bnsym.proofs.display import HESSIAN_IJ, HESSIAN_JI
+from bnsym.proofs.double_backward import closed_form
+from bnsym.proofs.ring import Laurent, place_eps
 
-__all__ = ["ORDERS", "HigherDerivation", "derive_higher", "differentiate", "evaluate"]
+# differentiate, evaluate and cotangents are the core's (bnsym.core.higher), named here too for
+# the code generator and the cross-check, which read them with the closed form
+
+if TYPE_CHECKING:  # pragma: no cover - the derivation is above the proofs
+    from bnsym.derivation import Derivation
+
+__all__ = [
+    "ORDERS",
+    "HigherDerivation",
+    "closed_form",
+    "cotangents",
+    "derive_higher",
+    "differentiate",
+    "evaluate",
+]
 
 #: The orders derive and check accept (codegen writes order 2).
 ORDERS = (1, 2, 3)
@@ -65,40 +69,6 @@ HIGHER_MAX_M = 16
 #: the largest m at which order 3 through the closed form is given, and proved (2 s at m = 8,
 #: a minute or two at 16: the chain rule's third order grows as m⁵ in the ring)
 THIRD_CLOSED_MAX_M = 8
-
-
-def _seq(name: str, n: int) -> tuple[sp.Symbol, ...]:
-    return tuple(sp.Symbol(f"{name}{i}", real=True) for i in range(1, n + 1))
-
-
-def _like(prefix: str, symbols: Sequence[sp.Symbol]) -> tuple[sp.Symbol, ...]:
-    return tuple(sp.Symbol(prefix + v.name, real=True) for v in symbols)
-
-
-def differentiate(
-    nodes: Sequence[Step],
-    seeds: Mapping[sp.Symbol, sp.Symbol],
-    inputs: Sequence[sp.Symbol],
-    prefix: str,
-) -> list[Step]:
-    """Reverse mode over any graph: the adjoint of every node that leads to a seed, then of
-    each input, named ``prefix + name``.
-
-    ``nodes`` are in topological order (each defined in terms of earlier ones and inputs);
-    ``seeds`` maps the outputs to their cotangent symbols. Nodes from which no seed can be
-    reached (y_i, once the backward has been seeded) have a zero adjoint and are left out.
-    """
-    live = set(seeds)
-    kept: list[Step] = []
-    for n in reversed(nodes):
-        if n.lhs in live:
-            kept.append(n)
-            live |= n.rhs.free_symbols
-    kept.reverse()
-    internal = [n.lhs for n in reversed(kept) if n.lhs not in seeds]
-    order = [(v, sp.Symbol(prefix + v.name, real=True), "") for v in (*internal, *inputs)]
-    never = {v: False for v, _, _ in order}
-    return chain_rule(kept, seeds, order, never)
 
 
 @dataclass(frozen=True)
@@ -144,14 +114,6 @@ class HigherDerivation:
         return [*d.forward, *d.backward, *self.steps]
 
 
-def _variant_closed_form(d: Derivation) -> list[Step]:
-    s, o = d.symbols, d.options
-    gdx, gdgamma, gdbeta = cotangents(s, o.affine)
-    if o.mode == "eval":
-        return _closed_form_eval(s, o.eps_placement, gdx, gdgamma, gdbeta)
-    return _closed_form(s, o.variance, gdx, gdgamma, gdbeta, o.eps_placement)
-
-
 def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
     """The double backward of ``d`` (and, for ``order=3``, its vector-Jacobian product).
 
@@ -172,49 +134,32 @@ def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
             f"--order {order} is derived and proved up to m = {HIGHER_MAX_M} (the proofs grow "
             f"as m⁴); got m = {o.m}. codegen --order 2 has no such limit."
         )
+    # The graph and the symbols are those of the variant, whatever worked example ``d``
+    # carries: derived and proved once per variant, then shown with ``d``.
     key = (o.m, o.layer, o.channels, o.variance, o.eps_placement, o.affine, o.mode)
-    base = _derive2(*key)
+    if key not in _SECOND:
+        _SECOND[key] = _derive2(d)
+    base = _SECOND[key]
     if base.derivation is not d:
         base = HigherDerivation(**{**base.__dict__, "derivation": d})
     if order == 3:
-        third = _derive3(*key)
-        base = HigherDerivation(**{**base.__dict__, **third, "order": 3, "derivation": d})
+        if key not in _THIRD:
+            _THIRD[key] = _derive3(_SECOND[key])
+        base = HigherDerivation(**{**base.__dict__, **_THIRD[key], "order": 3, "derivation": d})
     return base
 
 
-def _derivation(
-    m: int, layer: str, channels: int | None, variance: str, placement: str, affine: bool, mode: str
-) -> Derivation:
-    return derive(
-        m,
-        layer=layer,
-        channels=channels,
-        variance=variance,
-        eps_placement=placement,
-        affine=affine,
-        mode=mode,
-    )
+#: The derivatives of orders 2 and 3 of each variant (m, layer, channels, variance,
+#: placement, affine, mode), derived and proved once.
+_SECOND: dict[tuple[Any, ...], HigherDerivation] = {}
+_THIRD: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
-def _wrt(d: Derivation) -> list[sp.Symbol]:
-    """What the double backward differentiates: x, dy and, for an affine layer, γ (never β,
-    which the backward does not read, nor eval mode's running statistics, constants)."""
-    s = d.symbols
-    return [*s.x, *s.dy, *(s.gammas if d.options.affine else ())]
-
-
-@functools.cache
-def _derive2(*key: Any) -> HigherDerivation:
-    d = _derivation(*key)
+def _derive2(d: Derivation) -> HigherDerivation:
     s, variance = d.symbols, d.options.variance
-    gdx, gdgamma, gdbeta = cotangents(s, d.options.affine)
-    seeds = dict(zip(s.dx, gdx, strict=True))
-    seeds.update(zip(s.dgammas[: len(gdgamma)], gdgamma, strict=True))  # none without affine
-    seeds.update(zip(s.dbetas[: len(gdbeta)], gdbeta, strict=True))
-    wrt = _wrt(d)
-    steps = differentiate([*d.forward, *d.backward], seeds, wrt, "g")
-    results = tuple(steps[-len(wrt) :])
-    closed = _variant_closed_form(d)
+    walk = double_backward(s, d.forward, d.backward, d.options.affine)
+    gdx, gdgamma, gdbeta, steps, results = walk
+    closed = list(closed_form(d))
     verified, methods, identities = _prove(
         d, variance, steps, results, closed, gdx, gdgamma, gdbeta
     )
@@ -233,27 +178,24 @@ def _derive2(*key: Any) -> HigherDerivation:
     )
 
 
-@functools.cache
-def _derive3(*key: Any) -> dict[str, Any]:
-    h = _derive2(*key)
+def _derive3(h: HigherDerivation) -> dict[str, Any]:
     d = h.derivation
     outputs = [st.lhs for st in h.results]
-    cot = _like("t", outputs)
+    inputs = wrt(d.symbols, d.options.affine)
+    cot, steps, results = third_order(h.nodes(), outputs, inputs)
     seeds = dict(zip(outputs, cot, strict=True))
-    wrt = _wrt(d)
-    steps = differentiate(h.nodes(), seeds, wrt, "t")
     out: dict[str, Any] = {
         "third_cotangents": cot,
         "third_steps": tuple(steps),
-        "third_results": tuple(steps[-len(wrt) :]),
+        "third_results": results,
     }
     if h.closed_form and d.m <= THIRD_CLOSED_MAX_M:
         # the order-2 closed form is a graph too: the same walk over it gives the third order
         # in its sums and coefficients, O(m) steps
-        closed = differentiate([*d.forward, *h.closed_form], seeds, wrt, "t")
+        closed = differentiate([*d.forward, *h.closed_form], seeds, inputs, "t")
         out["third_closed_form"] = tuple(closed)
         out["verified"] = MappingProxyType(
-            {**h.verified, "closed_form_3": _prove3(h, steps, closed, cot, len(wrt))}
+            {**h.verified, "closed_form_3": _prove3(h, steps, closed, cot, len(inputs))}
         )
         out["proof_methods"] = MappingProxyType(
             {
@@ -291,158 +233,11 @@ def _prove3(
     )
 
 
-# --- the closed form -------------------------------------------------------------------------
-
-
-def _closed_form(
-    s: Symbols,
-    variance: str,
-    gdx: Sequence[sp.Symbol],
-    gdgamma: Sequence[sp.Symbol],
-    gdbeta: Sequence[sp.Symbol],
-    placement: str = "inside",
-) -> list[Step]:
-    """gx_i, gdy_i, ggamma_j in x̂_i, D = √(σ² + ε) and a few sums (the module docstring's
-    formulas, expanded so that each result is a line of few terms).
-
-    Sums of dy over the values of each γ_j (its channel: one value for layer and RMS norm,
-    the whole group for batch and instance norm): Σdy, Σdy·x̂, Σdy·gdx; over the group: Σgdx,
-    Σgdx·x̂, and from them Σg = Σ_j γ_j·Σdy, Σg·x̂, Σh, Σh·x̂, Σgdx·g, q = Σ gdx_i·P(g)_i.
-    Then gx_i = coef_dy_j·dy_i + coef_gdx·gdx_i + coef_xhat·x̂_i + shift, gdy_i =
-    gamma_inv_std_j·gdx_i + coef_xhat_gdy_j·x̂_i + shift_gdy_j, ggamma_j from the sums.
-    """
-    m, decl = s.m, s.layer
-    k = normalizer(m, variance) if decl.centred else sp.Rational(1, m)
-    c = 1 if decl.centred else 0
-    steps: list[Step] = []
-    if placement == "inside":
-        inv_D, r = 1 / sp.sqrt(s.var + s.eps), sp.Integer(1)
-    else:  # D = σ + ε: ∂D/∂x_i = k·x̂_i·D/σ, so k·r with r = D/σ where k stood, and one term more
-        sigma, e = sp.sqrt(s.var), added(s.eps, placement)  # e = ε, or √ε (sqrt-outside)
-        inv_D = 1 / (sigma + e)
-        r = sp.Symbol("r", positive=True)
-        steps.append(Step(r, (sigma + e) / sigma, "(σ + ε)/σ" if e == s.eps else "(σ + √ε)/σ"))
-    xh, idx = s.x_hat, s.param_index
-    K = len(s.gammas)
-
-    def define(name: str, e: sp.Expr, rule: str = "") -> sp.Expr:
-        if e.is_Atom or e.is_Number:
-            return e  # a sum of one term is that term: no line of its own
-        sym = sp.Symbol(name, real=True)
-        steps.append(Step(sym, e, rule))
-        return sym
-
-    def tag(j: int) -> str:
-        return "" if K == 1 else str(j + 1)
-
-    members = [[i for i in range(m) if idx[i] == j] for j in range(K)]
-    sdy = [
-        define(f"sum_dy{tag(j)}", sp.Add(*[s.dy[i] for i in mem])) for j, mem in enumerate(members)
-    ]
-    sdyx = [
-        define(f"sum_dy_xhat{tag(j)}", sp.Add(*[s.dy[i] * xh[i] for i in mem]))
-        for j, mem in enumerate(members)
-    ]
-    sdya = [
-        define(f"sum_dy_gdx{tag(j)}", sp.Add(*[s.dy[i] * gdx[i] for i in mem]))
-        for j, mem in enumerate(members)
-    ]
-    sa = define("sum_gdx", sp.Add(*gdx))
-    sax = define("sum_gdx_xhat", sp.Add(*[a * x for a, x in zip(gdx, xh, strict=True)]))
-    affine = bool(gdgamma)
-    # without γ and β: γ = 1, and no gdgamma, gdbeta, ggamma
-    gam, b = (s.gammas, gdgamma) if affine else ((sp.Integer(1),) * K, (sp.Integer(0),) * K)
-    S_g = define("sum_gamma_dy_xhat", sp.Add(*[gam[j] * sdyx[j] for j in range(K)]))
-    S_h = define("sum_gdgamma_dy_xhat", sp.Add(*[b[j] * sdyx[j] for j in range(K)]))
-    sag = define("sum_gamma_dy_gdx", sp.Add(*[gam[j] * sdya[j] for j in range(K)]))
-    sg = sh = sp.Integer(0)
-    if c:
-        sg = define("sum_gamma_dy", sp.Add(*[gam[j] * sdy[j] for j in range(K)]))
-        sh = define("sum_gdgamma_dy", sp.Add(*[b[j] * sdy[j] for j in range(K)]))
-    kr = k * r if r == 1 else define("kr", k * r, "k·r")
-    q = define("q", sag - c * sa * sg / m - kr * sax * S_g, "Σ gdx_i·P(γ·dy)_i")
-    coef_gdx = define("coef_gdx", -kr * inv_D**2 * S_g)
-    # the x̂ coefficient: 2·k²·S_g·sax/D² with ε inside the root; with ε outside, (r + 1)·(k·r)²,
-    # since r = D/σ varies with x too (written as one bracket with q, to keep the line short)
-    if r == 1:
-        coef_xhat_rhs = -k * inv_D * S_h - k * inv_D**2 * q + 2 * k**2 * inv_D**2 * S_g * sax
-    else:
-        coef_xhat_rhs = -kr * inv_D * S_h - kr * inv_D**2 * (q - (r + 1) * kr * S_g * sax)
-    coef_xhat = define("coef_xhat", coef_xhat_rhs)
-    shift = sp.Integer(0)
-    if c:
-        shift = define("shift", -inv_D * sh / m + kr * inv_D**2 * (S_g * sa / m + sax * sg / m))
-    coef_dy = [
-        define(f"coef_dy{tag(j)}", inv_D * b[j] - kr * inv_D**2 * sax * gam[j]) for j in range(K)
-    ]
-    for i in range(m):
-        j = idx[i]
-        rhs = coef_dy[j] * s.dy[i] + coef_gdx * gdx[i] + coef_xhat * xh[i] + shift
-        define(f"gx{i + 1}", rhs, "closed form")
-    scale = [define(f"gamma_inv_std{tag(j)}", gam[j] * inv_D) for j in range(K)]
-    coef_x = [define(f"coef_xhat_gdy{tag(j)}", b[j] - kr * scale[j] * sax) for j in range(K)]
-    const = [(gdbeta[j] if gdbeta else 0) - c * scale[j] * sa / m for j in range(K)]
-    const = [define(f"shift_gdy{tag(j)}", e) for j, e in enumerate(const)]
-    for i in range(m):
-        j = idx[i]
-        define(f"g{s.dy[i].name}", scale[j] * gdx[i] + coef_x[j] * xh[i] + const[j], "closed form")
-    for j, gamma in enumerate(gam if affine else ()):
-        rhs = inv_D * (sdya[j] - c * sa * sdy[j] / m - kr * sax * sdyx[j])
-        define(f"g{gamma.name}", rhs, "closed form")
-    return steps
-
-
-def _closed_form_eval(
-    s: Symbols,
-    placement: str,
-    gdx: Sequence[sp.Symbol],
-    gdgamma: Sequence[sp.Symbol],
-    gdbeta: Sequence[sp.Symbol],
-) -> list[Step]:
-    """Eval mode: the statistics are constants, D = √(ρ² + ε) (or √ρ² + ε), so the backward
-    dx_i = γ·dy_i/D is linear and gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i +
-    gdbeta, ggamma = Σ gdx_i·dy_i/D (without γ, β: gx_i = 0, gdy_i = gdx_i/D)."""
-    rv = s.running_var
-    inv_D = 1 / denominator(rv, s.eps, placement)
-    m = s.m
-    if not gdgamma:
-        return [Step(sp.Symbol(f"gx{i + 1}", real=True), sp.Integer(0), "closed form")
-                for i in range(m)] + [
-            Step(sp.Symbol(f"g{s.dy[i].name}", real=True), gdx[i] * inv_D, "closed form")
-            for i in range(m)
-        ]  # fmt: skip
-    (gamma,), (b,), (gb,) = s.gammas, gdgamma, gdbeta
-    sdya = sp.Symbol("sum_dy_gdx", real=True)
-    return [
-        Step(sdya, sp.Add(*[dy * a for dy, a in zip(s.dy, gdx, strict=True)])),
-        *(Step(sp.Symbol(f"gx{i + 1}", real=True), b * s.dy[i] * inv_D, "closed form")
-          for i in range(m)),
-        *(Step(sp.Symbol(f"g{s.dy[i].name}", real=True),
-               gamma * gdx[i] * inv_D + b * s.x_hat[i] + gb, "closed form") for i in range(m)),
-        Step(sp.Symbol(f"g{gamma.name}", real=True), inv_D * sdya, "closed form"),
-    ]  # fmt: skip
-
-
-def closed_form(d: Derivation) -> tuple[Step, ...]:
-    """The closed form's steps of order 2 for ``d`` alone, without the chain rule and the
-    proofs (what codegen needs at large m; :func:`derive_higher` proves it, up to m = 16)."""
-    return tuple(_variant_closed_form(d))
-
-
-def cotangents(s: Symbols, affine: bool = True) -> tuple[tuple[sp.Symbol, ...], ...]:
-    """The double backward's inputs: gdx (m), gdgamma (K), gdbeta (K; none for RMS norm);
-    gdx alone for a layer without γ and β."""
-    if not affine:
-        return _seq("gdx", s.m), (), ()
-    gdbeta = _like("g", s.dbetas) if s.layer.beta else ()
-    return _seq("gdx", s.m), _like("g", s.dgammas), gdbeta
-
-
 # --- the proofs ------------------------------------------------------------------------------
 
 
 def _frame(d: Derivation, extra: Sequence[sp.Symbol]) -> Laurent:
-    """The frame of :mod:`bnsym.proofs.family`: in train mode x_i = μ + d_i with Σd_i = 0
+    """The frame of :mod:`bnsym.proofs.frame`: in train mode x_i = μ + d_i with Σd_i = 0
     (centred) and σ² a positive symbol's square; in eval mode x_i free and the running
     variance ρ²; the denominator of x̂ — √(σ² + ε), or σ + ε with ε outside the root — one
     positive symbol S (ε = S² − σ², or S − σ); with ``extra`` generators."""
@@ -530,8 +325,8 @@ def _prove(
     )
     identities = [
         Step(
-            sp.Symbol("H_ij"),
-            sp.Symbol("H_ji"),
+            HESSIAN_IJ,
+            HESSIAN_JI,
             "hessian_symmetric",
             note="the Hessian of Σ dy_i·y_i in x (gx = H·gdx when gdgamma = gdbeta = 0)",
         )
@@ -560,14 +355,3 @@ def _prove(
                 )
             )
     return verified, methods, identities
-
-
-# --- numbers ---------------------------------------------------------------------------------
-
-
-def evaluate(steps: Sequence[Step], values: Mapping[sp.Symbol, Any]) -> dict[sp.Basic, sp.Expr]:
-    """Every step's value at the exact numbers ``values`` (inputs and cotangents), in order."""
-    out: dict[sp.Basic, sp.Expr] = dict(values)
-    for st in steps:
-        out[st.lhs] = st.rhs.xreplace(out)
-    return out

@@ -215,7 +215,8 @@ class DeclaredReference:
         affine: bool = True,
     ) -> tuple[Array, DeclaredCache]:
         """Normalize every group by its running statistics (shape (P,), held constant):
-        ``out = γ·(x - running_mean)/std + β``, std from ``running_var`` and ε as placed.
+        ``out = γ·(x - running_mean)/std + β`` (``γ·x/std + β`` for a layer that is not
+        centred), std from ``running_var`` and ε as placed.
         Only for a layer with an eval mode; ``cache`` for :meth:`backward`."""
         return self._eval(x, gamma, beta, running_mean, running_var, eps, eps_placement, affine)
 
@@ -346,8 +347,11 @@ class DeclaredReference:
             raise NormError(f"running_var must be >= 0; got {var.min()} in it")
         _placement(eps_placement)
         std = _std(var, _eps(eps), eps_placement)
+        # a centred layer subtracts its running mean; one that is not centred divides by the
+        # running mean square alone (the running mean is taken, and unused)
+        centre = mean if self.layer.centred else 0.0
         if staged:
-            x_mu = xv - mean  # centre, on a constant: no gradient flows into running_mean
+            x_mu = xv - centre  # centre, on a constant: no gradient flows into running_mean
             ivar = 1.0 / std  # invert a constant (the sqrt node is inside std)
             x_hat = x_mu * ivar  # normalize
             out = x_hat
@@ -356,7 +360,7 @@ class DeclaredReference:
                 if beta is not None:
                     out = out + beta  # shift
         else:
-            x_mu = xv - mean
+            x_mu = xv - centre
             ivar = 1.0 / std
             x_hat = x_mu / std
             out = _core._scale_shift(x_hat, gamma, beta)
