@@ -40,3 +40,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.ensure_newline()
         reporter.write_line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+#: A test that needs PyTorch (the torch extra): it skips without it outside CI, and the other
+#: tests of its module still run (CI refuses any skip).
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="PyTorch is not installed (pip install 'bnsym[torch]')",
+)
