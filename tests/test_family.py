@@ -30,7 +30,8 @@ except ImportError:  # the tests marked needs_torch skip; the others run
     torch = None
 F = None if torch is None else torch.nn.functional
 
-FAMILY = ["layernorm", "instancenorm", "groupnorm", "rmsnorm"]
+#: Every layer of the registry (batch norm is a declaration like the others)
+FAMILY = list(LAYERS)
 
 
 def _kw(layer, m):
@@ -125,7 +126,9 @@ def test_symbolic_results_at_numbers_match_torch_autograd(layer):
     xt = torch.tensor(x, requires_grad=True)
     g = torch.tensor(gk, requires_grad=True)
     b = torch.tensor(bk, requires_grad=True)
-    if layer == "layernorm":
+    if layer == "batchnorm":  # one feature's m values, a column of x (m, 1)
+        y = F.batch_norm(xt[:, None], None, None, g, b, training=True, eps=eps)[:, 0]
+    elif layer == "layernorm":
         y = F.layer_norm(xt[None], (m,), g, b, eps)[0]
     elif layer == "rmsnorm":
         y = F.rms_norm(xt[None], (m,), g, eps)[0]
@@ -300,7 +303,7 @@ def test_generated_variants_match_finite_differences(layer, variance, placement)
     if not decl.beta:
         betas = np.zeros(m)
     # one sample (one group) in the layout; gamma of one group, shaped as the module wants
-    shape = {"rows": (1, m), "channels": (1, 1, m), "groups": (1, 2, m // 2)}[decl.grouping]
+    shape = decl.grouping_.shape(1, 1, m, K)
     params = (gk, bk) if decl.beta else (gk,)
     eps = 0.01
     dx = mod.backward(dout.reshape(shape), x.reshape(shape), *params, eps=eps)[0].ravel()

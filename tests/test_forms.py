@@ -14,6 +14,7 @@ from bnsym.cli import main
 from bnsym.codegen.module import generate
 from bnsym.core.options import DerivationError
 from bnsym.derivation import derive
+from bnsym.family.layers import LAYERS
 from conftest import needs_torch
 
 try:  # the torch extra; CI installs it (tests/conftest.py)
@@ -90,7 +91,7 @@ def test_sqrt_outside_references_match_torch(staged):
 
 
 @needs_torch
-@pytest.mark.parametrize("layer", ["layernorm", "instancenorm", "groupnorm", "rmsnorm"])
+@pytest.mark.parametrize("layer", list(LAYERS))
 def test_sqrt_outside_family_generated_backward_matches_finite_differences(layer):
     from bnsym.crosscheck.first import run_check
 
@@ -338,7 +339,7 @@ def test_undo_holds_for_one_batch_only_and_for_the_population_at_inference():
     assert derive(2).verified["undo_population"]
 
 
-@pytest.mark.parametrize("layer", ["layernorm", "groupnorm", "rmsnorm", "instancenorm"])
+@pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_family_has_the_forms_proved(layer, placement):
     d = derive(

@@ -20,6 +20,7 @@ from bnsym import derive, load_json
 from bnsym.core.build import graph_and_chain_rule
 from bnsym.core.general import DX, GAMMA, XHAT, general_graph, instance_of
 from bnsym.core.graph import Symbols
+from bnsym.family.layers import LAYERS as REGISTRY
 from bnsym.notes.safe_parse import ExpressionError
 from bnsym.proofs.general import derive_general, prove_general
 from conftest import needs_torch
@@ -30,7 +31,7 @@ except ImportError:  # the tests marked needs_torch skip; the others run
     torch = None
 F = None if torch is None else torch.nn.functional
 
-LAYERS = ("batchnorm", "layernorm", "instancenorm", "groupnorm", "rmsnorm")
+LAYERS = tuple(REGISTRY)  # every layer bnsym ships
 
 
 def _channels(layer: str, m: int) -> int | None:

@@ -19,7 +19,7 @@ import sympy as sp
 from bnsym import derive
 from bnsym.core.build import graph_and_chain_rule
 from bnsym.core.graph import Step, Symbols
-from bnsym.family.layers import Layer
+from bnsym.family.layers import LAYERS, Layer
 from bnsym.proofs import general, prover, running
 from bnsym.proofs.display import SUM_DY_XHAT, SUM_G_XHAT, VAR_X
 from bnsym.proofs.general import derive_general
@@ -160,7 +160,7 @@ def test_scalenorm_is_proved_and_agrees_with_numpy(m, placement):
 # --- Σ ∂ℓ/∂x_i·x̂_i with ε outside the root, for every layer ---------------------------------
 
 
-@pytest.mark.parametrize("layer", ["layernorm", "instancenorm", "rmsnorm", SCALENORM])
+@pytest.mark.parametrize("layer", [*LAYERS, SCALENORM])
 @pytest.mark.parametrize("placement", ["outside", "sqrt-outside"])
 def test_the_residual_of_sum_dx_xhat_outside_the_root_holds_for_every_layer(layer, placement):
     d = derive(4, layer=layer, eps_placement=placement)
@@ -307,7 +307,7 @@ def test_undo_population_names_the_value_another_batch_gets():
 # --- the general form: Σ ∂ℓ/∂x_i·x̂_i for every layer and placement --------------------------
 
 
-@pytest.mark.parametrize("layer", ["batchnorm", "layernorm", "groupnorm", "rmsnorm", SCALENORM])
+@pytest.mark.parametrize("layer", [*LAYERS, SCALENORM])
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_the_general_form_proves_the_residual_for_every_layer(layer, placement):
     g = derive_general(layer, placement=placement)
