@@ -1,14 +1,18 @@
-"""bnsym: batch normalization derived exactly, generated as NumPy code, checked numerically.
+"""bnsym: normalization layers derived exactly, generated as NumPy code, checked numerically.
 
 The public surface, by concern:
 
-- ``derive(m, **options) -> Derivation`` — the symbolic derivation (SymPy);
+- ``Layer(name=..., centred=..., params=..., beta=..., grouping=...)`` — a member of the
+  family as data (``LAYERS`` holds the five shipped ones); every entry point takes one where
+  it takes a layer's name;
+- ``derive(m, layer=..., **options) -> Derivation`` — the symbolic derivation (SymPy);
 - ``generate(derivation) -> GeneratedModule`` — NumPy code from it (``sympy.lambdify``);
 - ``check_layer``, ``check_function``, ``assert_layer_gradients``, ``GradientCheckError`` —
   the finite-difference gradient checker (NumPy only); ``check_double_backward`` checks a
   hand-written double backward too, and says which order failed;
 - ``check_torch`` — the same checker on PyTorch functions and modules (imports torch when
-  called, never before).
+  called, never before);
+- ``BnsymError`` — the base of every exception bnsym raises.
 
 Names are imported lazily, so ``import bnsym`` followed by ``bnsym.check_layer`` never
 imports SymPy: the gradient checker and the pytest plugin stay cheap to import.
