@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from bnsym.notes import higher
 from bnsym.notes.escape import command_text, visible_controls
 from bnsym.notes.latex import WIDTH, Block, _doc_title, _subtitle, _title, blocks
 from bnsym.notes.mathml import MathMLError, math_display, math_inline, text_mode
@@ -108,8 +107,10 @@ def to_html(d: Derivation, command: str | None = None, higher_order: Any = None)
     """
     command = command_text(command)
     parts = list(blocks(d, WIDTH, variant=False))
-    if higher_order is not None:
-        parts += higher._blocks(higher_order, WIDTH)
+    if higher_order is not None:  # imported here: a page of order 1 needs none of it
+        from bnsym.notes.higher import _blocks
+
+        parts += _blocks(higher_order, WIDTH)
     sections = _sections(parts)
     header = [f"<h1>{prose_html(prose_tex(_doc_title(d)))}</h1>"]
     header.append(f"<p>{prose_html(prose_tex(_subtitle(d)))}</p>")
@@ -227,6 +228,17 @@ _RENDER: dict[str, Callable[[Block, Any], str]] = {
 }
 
 
+#: The pieces of the notes' prose: maths, the start of a group, its end, or a run of text.
+_PROSE = re.compile(
+    r"\$(?P<math>(?:[^$\\]|\\.)*)\$"
+    r"|\\(?P<group>texttt|emph)\{"
+    r"|(?P<close>\})"
+    r"|(?:\\(?!texttt\{|emph\{)(?:[A-Za-z]+(?:\{\})?|.)|[^$\\}])+",
+    re.DOTALL,
+)
+_GROUPS = {"texttt": "code", "emph": "em"}
+
+
 def prose_html(latex: str) -> str:
     r"""A sentence of the notes' LaTeX (:func:`bnsym.notes.prose.prose_tex`: text, ``$…$``,
     ``\texttt{…}``, ``\emph{…}``) as HTML, the maths as inline MathML.
@@ -236,39 +248,21 @@ def prose_html(latex: str) -> str:
     """
     out: list[str] = []
     closing: list[str] = []  # the end tags of the \texttt{ and \emph{ still open
-    text: list[str] = []
-
-    def flush() -> None:
-        if text:
-            out.append(html.escape(text_mode("".join(text)), quote=False))
-            text.clear()
-
     k = 0
     while k < len(latex):
-        group = re.match(r"\\(texttt|emph)\{", latex[k:])
-        if latex[k] == "$":
-            end = re.compile(r"(?<!\\)\$").search(latex, k + 1)
-            if end is None:
-                raise MathMLError(f"an unpaired $ in the notes' prose: {latex[:80]!r}.")
-            flush()
-            out.append(math_inline(latex[k + 1 : end.start()], breakable=True))
-            k = end.end()
-        elif group is not None:
-            flush()
-            tag = {"texttt": "code", "emph": "em"}[group.group(1)]
-            out.append(f"<{tag}>")
-            closing.append(f"</{tag}>")
-            k += group.end()
-        elif latex[k] == "}" and closing:
-            flush()
+        token = _PROSE.match(latex, k)
+        if token is None:
+            raise MathMLError(f"an unpaired $ in the notes' prose: {latex[:80]!r}.")
+        k = token.end()
+        if token["math"] is not None:
+            out.append(math_inline(token["math"], breakable=True))
+        elif token["group"] is not None:
+            out.append(f"<{_GROUPS[token['group']]}>")
+            closing.append(f"</{_GROUPS[token['group']]}>")
+        elif token["close"] is not None and closing:
             out.append(closing.pop())
-            k += 1
-        else:
-            escaped = re.match(r"\\(?:[A-Za-z]+(?:\{\})?|.)", latex[k:])
-            piece = escaped.group() if escaped else latex[k]
-            text.append(piece)
-            k += len(piece)
-    flush()
+        else:  # text (a stray } is left to text_mode, which refuses it)
+            out.append(html.escape(text_mode(token.group()), quote=False))
     if closing:
         raise MathMLError(f"an unclosed group in the notes' prose: {latex[:80]!r}.")
     return "".join(out)

@@ -95,6 +95,12 @@ _BOLD = {
 #: \\left( does not do.
 _TALL = re.compile(r"<(mfrac|munderover|munder|mover|msqrt|mroot|mtable)\b")
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\d+(?:\.\d+)?|\s+|.", re.DOTALL)
+#: In text: a command (its name in group 1, an empty {} after it swallowed), a ligature, or
+#: a character that has no place in text.
+_TEXT_TOKEN = re.compile(
+    r"\\([A-Za-z]+|.)(?:\{\})?|" + "|".join(map(re.escape, TEXT_LIGATURES)) + r"|[{}$^_&\\]",
+    re.DOTALL,
+)
 
 
 def _error(what: str, latex: str) -> MathMLError:
@@ -389,26 +395,17 @@ def text_mode(latex: str) -> str:
     >>> text_mode(r"closed\_form --- J's \ldots{}")
     'closed_form — J’s …'
     """
-    out = []
-    k = 0
-    while k < len(latex):
-        if latex[k] == "\\":
-            hit = re.match(r"\\([A-Za-z]+|.)(\{\})?", latex[k:], re.DOTALL)
-            if hit is None or hit.group(1) not in TEXT_COMMANDS:
-                raise _error(latex[k : k + 12].split(" ")[0] or "\\", latex)
-            out.append(TEXT_COMMANDS[hit.group(1)])
-            k += hit.end()
-            continue
-        if latex[k] in "{}$^_&":
-            raise _error(f"{latex[k]!r} in text", latex)
-        ligature = next((t for t in TEXT_LIGATURES if latex.startswith(t, k)), None)
-        if ligature is not None:
-            out.append(TEXT_LIGATURES[ligature])
-            k += len(ligature)
-            continue
-        out.append(latex[k])
-        k += 1
-    return "".join(out)
+
+    def one(token: re.Match[str]) -> str:
+        if token.group(1) is not None:  # a command
+            if token.group(1) not in TEXT_COMMANDS:
+                raise _error(f"\\{token.group(1)}", latex)
+            return TEXT_COMMANDS[token.group(1)]
+        if token.group() in TEXT_LIGATURES:
+            return TEXT_LIGATURES[token.group()]
+        raise _error(f"{token.group()!r} in text", latex)
+
+    return _TEXT_TOKEN.sub(one, latex)
 
 
 def _cells(latex: str) -> list[list[_Atom]]:
