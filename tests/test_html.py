@@ -15,6 +15,9 @@ Three kinds of test:
   page on a 390 px phone; a page broken on purpose must be caught. Without Chromium these skip
   outside CI and fail in CI (.ci/run installs Debian's chromium), as the LaTeX tests do
   without pdflatex.
+
+``python tests/test_html.py`` remakes docs/notes_html.png, the first screen of
+``bnsym derive --m 4 -o notes.html``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import contextlib
 import math
 import os
 import re
+import struct
+import tempfile
 import unicodedata
 from html.parser import HTMLParser
 from itertools import combinations
@@ -30,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import MATHML_CORE, PHONE, Chromium, find_chromium
+from chromium import DESKTOP, MATHML_CORE, PHONE, Chromium, find_chromium
 from click.testing import CliRunner
 
 from bnsym.cli import main
@@ -505,3 +510,30 @@ def test_a_request_is_caught_on_a_page_without_the_policy(browser, pages, tmp_pa
     broken.write_text(page, encoding="utf-8")
     report = browser.check(broken)
     assert report.requests == ["http://127.0.0.1:9/x.css"], str(report)
+
+
+# --- the screenshot in docs/ ----------------------------------------------------------------
+
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "notes_html.png"
+
+
+def test_the_screenshot_in_docs_is_a_first_screen():
+    # Remade by ``python tests/test_html.py``: a PNG of a 1280 × 800 desktop's first screen.
+    data = SCREENSHOT.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == DESKTOP
+
+
+def make_screenshot(path: Path = SCREENSHOT) -> None:
+    """The first screen of ``bnsym derive --m 4 -o notes.html`` in Chromium, as a PNG."""
+    with tempfile.TemporaryDirectory() as tmp:
+        assert _derive_to(Path(tmp), ["--m", "4"]) == ("", 0)
+        with Chromium() as chromium:
+            report = chromium.check(Path(tmp, "notes.html"))
+            assert report.problems == {}, str(report)
+            chromium.screenshot(path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    make_screenshot()
