@@ -71,7 +71,7 @@ class Derivation:
     the same chain rule and proved with symbolic m.
 
     It renders itself: ``to_text(ascii=False)``, ``to_json()``, ``to_latex(standalone=False)``,
-    ``to_markdown()``, and in Jupyter ``_repr_latex_``/``_repr_markdown_``.
+    ``to_markdown()``, ``to_html()``, and in Jupyter ``_repr_latex_``/``_repr_markdown_``.
     """
 
     options: Options
@@ -117,6 +117,9 @@ class Derivation:
 
     def to_markdown(self) -> str:
         return str(render(self, "markdown"))
+
+    def to_html(self) -> str:
+        return str(render(self, "html"))
 
     def _repr_latex_(self) -> str:
         return str(render(self, "latex", standalone=False, notebook=True))

@@ -64,7 +64,7 @@ def test_output_file_is_written_and_format_taken_from_extension(run, tmp_path):
         (["--m", "4", "--ascii", "--format", "json"], "--ascii applies to text"),
         (["--m", "4", "--standalone"], "--standalone applies to latex"),
         (["--m", "4", "--mode", "eval", "--variance", "unbiased"], "eval mode"),
-        (["--m", "4", "--format", "html"], "--format 'html'"),
+        (["--m", "4", "--format", "docx"], "--format 'docx'"),
         (["--m", "4", "--format", "pdf"], "add -o FILE.pdf"),
         (["--m", "4", "--format", "latex", "-o", "notes.pdf"], "disagree"),
         (["--m", "4", "--format", "pdf", "-o", "notes.tex"], "disagree"),

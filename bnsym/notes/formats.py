@@ -86,6 +86,13 @@ FORMATS: dict[str, Format] = {
             binary=True,
             file_only=True,
         ),
+        Format(
+            "html",
+            "bnsym.notes.html:to_html",
+            None,
+            (".html", ".htm"),
+            "one web page that opens offline in any browser: MathML, no script",
+        ),
     )
 }
 
