@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 
 from bnsym.errors import BnsymError
+from bnsym.family.layers import Layer
+from bnsym.family.layers import layer as lookup_layer
 from bnsym.gradcheck.inputs import (
     NotALayerError,
     callable_name,
@@ -123,6 +125,7 @@ def check_layer(
     atol: float | None = None,
     names: Sequence[str] | None = None,
     dout: Any = None,
+    layer: str | Layer | None = None,
 ) -> Report:
     """Check a layer written as ``forward(*inputs) -> (out, cache)``, ``backward(dout, cache)``.
 
@@ -141,6 +144,12 @@ def check_layer(
     rtol, atol: override the tolerances (``|analytic - numerical| <= atol + rtol * |numerical|``).
     names: the inputs' names in the report; default the forward's parameter names.
     dout: the upstream gradient; default seeded standard normal.
+    layer: the member of the normalization family the forward is (``"batchnorm"``, a
+        :class:`bnsym.Layer`), for the diagnosis of a failed check; by default it is recognised
+        from the forward's output. A failing gradient of x, γ or β of a member is read
+        against the closed form's terms (:mod:`~bnsym.gradcheck.diagnose`): the report names
+        the term that is missing, of the wrong sign or scaled by the wrong group size, and
+        shows the closed form's values beside yours. An unknown name raises ``LayerError``.
 
     Returns a :class:`Report`; ``report.passed`` tells the verdict, ``print(report)`` the details.
 
@@ -157,6 +166,7 @@ def check_layer(
     (True, ['x', 'w', 'b'], 'complex-step')
     """
     inputs = tuple(validate_call(forward, backward, inputs, names))
+    named = None if layer is None else lookup_layer(layer)
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         result = forward(*args)
@@ -185,6 +195,7 @@ def check_layer(
         rtol=rtol,
         atol=atol,
         dout=dout,
+        named=named,
     )
 
 
@@ -200,6 +211,7 @@ def check_function(
     atol: float | None = None,
     names: Sequence[str] | None = None,
     dout: Any = None,
+    layer: str | Layer | None = None,
 ) -> Report:
     """Check ``vjp(dout, *inputs)`` against numerical derivatives of ``f(*inputs) -> out``.
 
@@ -217,6 +229,7 @@ def check_function(
     [('x', True, True), ('gamma', True, True), ('beta', True, False)]
     """
     inputs = tuple(validate_call(f, vjp, inputs, names))
+    named = None if layer is None else lookup_layer(layer)
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         return f(*args), None
@@ -239,6 +252,7 @@ def check_function(
         rtol=rtol,
         atol=atol,
         dout=dout,
+        named=named,
     )
 
 
@@ -519,9 +533,11 @@ def _check_quietly(
     rtol: float | None,
     atol: float | None,
     dout: Any,
+    named: Layer | None = None,
 ) -> Report:
     """The check, step by step: safety, analytic gradients, numerical side, tolerances,
-    comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
+    comparison, and for a failed check the diagnosis. Arguments as :func:`check_layer`'s,
+    the layer given as two calls, the family's member named (``named``) as a declaration."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     validate_options(seed, rtol, atol)
@@ -585,7 +601,10 @@ def _check_quietly(
             loss.evals if loss is not None else 2,
             "forward",
         )
-    notes += loss.method_notes + noise_note(loss)
+    notes += noise_note(loss)
+    family = ""
+    if any(not r.passed and r.judged for r in results):
+        results, family = _diagnose(loss, douts, grads, results, named)
     if not any(r.checked for r in results):  # a check that compares nothing must not pass
         problems.append(
             "no input was checked: every input is an integer constant or empty (size 0); "
@@ -599,8 +618,27 @@ def _check_quietly(
         problems=tuple(problems),
         notes=tuple(notes),
         evaluations=loss.evals,
+        family=family,
+        method_notes=tuple(loss.method_notes),
         **header,
     )
+
+
+def _diagnose(
+    loss: Loss,
+    douts: list[np.ndarray],
+    grads: list[np.ndarray | None],
+    results: list[InputResult],
+    named: Layer | None,
+) -> tuple[list[InputResult], str]:
+    """The term-level diagnosis of a failed check (imported only then: it reads the
+    references); a forward that raises on its own float64 copies is left undiagnosed."""
+    from bnsym.gradcheck.diagnose import diagnose
+
+    try:
+        return diagnose(lambda: loss.outputs(loss.real), loss.base, douts, grads, results, named)
+    except ForwardRaised:
+        return results, ""
 
 
 # --- helpers ----------------------------------------------------------------------------------
