@@ -78,6 +78,7 @@ from bnsym.gradcheck.steps import (
     run_forward_twice,
     with_changes,
 )
+from bnsym.gradcheck.swaps import swapped
 
 __all__ = [
     "FULL_LIMIT",
@@ -577,7 +578,7 @@ def _check_quietly(
         return stopped(safe, 2)
     out, cache, args, outs = safe
     try:
-        douts, grads, grad_problems, problems = analytic_gradients(
+        douts, grads, grad_problems, problems, returned = analytic_gradients(
             layer, out, outs, cache, args, dout, rng
         )
     except BackwardRaised as exc:
@@ -602,6 +603,11 @@ def _check_quietly(
             "forward",
         )
     notes += noise_note(loss)
+    if sum(not r.passed and r.judged for r in results) >= 2:
+        results, calls = swapped(
+            layer.f, layer.inputs, douts, layer.names, returned, results, loss.decided_complex, rng
+        )
+        loss.evals += calls
     family = ""
     if any(not r.passed and r.judged for r in results):
         results, family = _diagnose(loss, douts, grads, results, named)
