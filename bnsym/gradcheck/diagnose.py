@@ -25,8 +25,10 @@ NumPy, the family's declarations and the references only: no SymPy, no symbolic 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from itertools import combinations
 from math import prod
 from typing import Any
@@ -101,7 +103,7 @@ class Member:
     fit: float  # max |out - reference| / max |out|
     letters: tuple[str, ...]  # the view's axes by their letters
 
-    @property
+    @cached_property
     def m_text(self) -> str:
         """The group's size in letters: ``N·H·W``, ``(C/G)·H·W``."""
         letters = self.letters
@@ -109,6 +111,11 @@ class Member:
         return "·".join(
             f"({letters[a]})" if "/" in letters[a] and len(axes) > 1 else letters[a] for a in axes
         )
+
+    @cached_property
+    def group_sizes(self) -> list[tuple[int, str]]:
+        """Sizes a backward may wrongly divide a group's sum by (:func:`_sizes_of`)."""
+        return _sizes_of(self)
 
     def axes_text(self, axes: Sequence[int]) -> str:
         """x's ``axes`` in words: ``axes 0, 2, 3 of x (N·H·W)``."""
@@ -168,21 +175,23 @@ def recognise(
     for decl in layers:
         for layout in layouts_for(decl, x.shape, groups):
             sized = [(i, a.reshape(-1)) for i, a in floats if i != ix and a.size == layout.param[0]]
-            for gamma, beta in _assignments(sized):
+            for gamma, beta in _assignments(sized, len(floats) - 1):
                 member = _fit(decl, layout, x, ix, gamma, beta, out, scale)
                 if member is not None:
                     return member
     return None
 
 
-def _assignments(sized: list[tuple[int, np.ndarray]]) -> Iterator[tuple[Any, Any]]:
-    """(γ, β) as (index, values) or None: the first two inputs of the parameters' size, the
-    first alone, or neither (a layer without γ and β)."""
+def _assignments(sized: list[tuple[int, np.ndarray]], others: int) -> Iterator[tuple[Any, Any]]:
+    """(γ, β) as (index, values) or None: the first two inputs of the parameters' size, or the
+    one there is (a layer without β), or, where x is the only floating-point input, neither
+    (a layer without γ and β)."""
     if len(sized) >= 2:
         yield sized[0], sized[1]
-    if sized:
+    elif sized:
         yield sized[0], None
-    yield None, None
+    elif not others:
+        yield None, None
 
 
 def _fit(
@@ -211,9 +220,12 @@ def _fit(
     valid = (num > 0) & (den > 0)
     if not valid.any():
         return None
-    s = np.where(valid, num / np.where(valid, den, 1.0), 1.0)
-    if float(np.abs(y - gd / s).max()) > FIT * scale:
+    # what the best s leaves in each group, sum(y**2) - den**2/num, without forming y - gd/s:
+    # a layout that is not the forward's is refused here, at the cost of one product
+    left = add(y * y, axis=axes, keepdims=True) - np.where(valid, den * den / num, 0.0)
+    if float(left.max()) > (FIT * scale) ** 2 * m:
         return None
+    s = np.where(valid, num / np.where(valid, den, 1.0), 1.0)
     ss = add(d * d, axis=axes, keepdims=True)
     variant = _variant(layout, ss[valid], s[valid])
     if variant is None:
@@ -329,26 +341,50 @@ class Reading:
 
 
 def _solve(columns: list[np.ndarray], u: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """Least-squares coefficients of ``u`` on ``columns`` and the largest entry left, or None
-    where the columns are not independent (a group of two values: its terms coincide).
+    """Least-squares coefficients of ``u`` on ``columns`` (two or three) and the largest entry
+    left, or None where the columns are not independent (a group of two values: its terms
+    coincide).
 
-    By the normal equations of the columns scaled to unit length: three columns, so the
-    3×3 system costs less than an SVD of the tall matrix, and its eigenvalues tell the
-    dependence (their ratio is the square of the columns' condition number)."""
+    By the normal equations, solved by Cramer's rule on the Gram matrix of the columns scaled
+    to unit length, whose determinant tells their dependence (it bounds the smallest
+    eigenvalue from below): a 3×3 system costs less in plain floats than any NumPy solver's
+    call, and the diagnosis of a small layer is mostly such calls."""
     M = np.stack([c.reshape(-1) for c in columns])
-    norms = np.sqrt(np.einsum("ij,ij->i", M, M))
-    if not norms.all():
-        return None
-    Mn = M / norms[:, None]
-    w, V = np.linalg.eigh(Mn @ Mn.T)
-    if w[0] <= 1e-20 * w[-1]:
-        return None
     flat = u.reshape(-1)
-    coef = (V @ ((V.T @ (Mn @ flat)) / w)) / norms
-    return coef, float(np.abs(coef @ M - flat).max(initial=0.0))
+    G = (M @ M.T).tolist()
+    b = (M @ flat).tolist()
+    n = len(columns)
+    norms = [math.sqrt(G[i][i]) for i in range(n)]
+    if not all(norms):
+        return None
+    Gn = [[G[i][j] / (norms[i] * norms[j]) for j in range(n)] for i in range(n)]
+    bn = [b[i] / norms[i] for i in range(n)]
+    det = _det(Gn)
+    if det <= 1e-12:
+        return None
+    coef = []
+    for k in range(n):
+        Gk = [[bn[i] if j == k else Gn[i][j] for j in range(n)] for i in range(n)]
+        coef.append(_det(Gk) / det / norms[k])
+    c = np.array(coef)
+    return c, float(np.abs(c @ M - flat).max(initial=0.0))
+
+
+def _det(a: list[list[float]]) -> float:
+    if len(a) == 2:
+        return a[0][0] * a[1][1] - a[0][1] * a[1][0]
+    return (
+        a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+        - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+        + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])
+    )
 
 
 def _group_sizes(member: Member) -> list[tuple[int, str]]:
+    return member.group_sizes
+
+
+def _sizes_of(member: Member) -> list[tuple[int, str]]:
     """Sizes a backward may wrongly divide a group's sum by, in words: fewer values than the
     group has (a part of its axes: N where it has N·H·W), m − 1, or more (its axes and
     others: N·H·W where it has H·W)."""
@@ -399,16 +435,20 @@ def _scale_words(rho: float, member: Member, what: str, divisor: int) -> str | N
 
 
 def read_dx(
-    member: Member, dout: np.ndarray, user: np.ndarray, tolerance: Callable[[np.ndarray], float]
+    member: Member,
+    dout: np.ndarray,
+    user: np.ndarray,
+    tolerance: Callable[[float], float],
+    notation: Notation | None = None,
 ) -> Reading:
     """The user's ∂ℓ/∂x as a combination of the closed form's terms, under the layer's own g
     and means first, then under the usual slips; the first reading that leaves at most
-    ``tolerance(terms)`` (the terms stacked) is given."""
-    notation = Notation(member)
+    ``tolerance(size)`` (size: the largest entry of a term) is given."""
+    notation = notation or Notation(member)
     terms = dx_terms(member.cache, dout)
     columns = list(terms.values())
     exact = columns[0] + columns[1] + columns[2] if len(columns) == 3 else columns[0] + columns[1]
-    tol = tolerance(max(columns, key=lambda t: float(np.abs(t).max())))
+    tol = tolerance(max(float(np.abs(t).max()) for t in columns))
     best = float(np.abs(user - exact).max())
     for slip, kwargs in _dx_slips(member, dout):
         these = terms if not kwargs else dx_terms(member.cache, dout, **kwargs)
@@ -500,11 +540,11 @@ def read_param(
     dout: np.ndarray,
     x: np.ndarray,
     user: np.ndarray,
-    tolerance: Callable[[np.ndarray], float],
+    tolerance: Callable[[float], float],
 ) -> Reading:
     """The user's ∂ℓ/∂γ (``kind="gamma"``) or ∂ℓ/∂β (``"beta"``) against the closed form's
     sum and the usual slips: summed over other axes, x for x̂, the other parameter's sum.
-    ``tolerance(exact)``: what may be left unexplained."""
+    ``tolerance(size)``: what may be left unexplained, for a sum of that largest entry."""
     lay, cache = member.layout, member.cache
     dy_xhat = dout * cache.x_hat.reshape(lay.shape)
     own = lay.param_axes
@@ -530,8 +570,8 @@ def read_param(
         param_sum(other, lay),
     ))  # fmt: skip
     u = user.reshape(-1)
-    tol = tolerance(exact)
-    best = float(np.max(np.abs(u - exact), initial=0.0))
+    tol = tolerance(float(np.abs(exact).max()))
+    best = float(np.abs(u - exact).max())
     for slip, column in slips:
         norm = float(np.dot(column, column))
         if norm == 0:
@@ -632,13 +672,12 @@ def diagnose(
             continue
         user = np.asarray(g, dtype=np.float64)
 
-        def tolerance(exact: np.ndarray, r: InputResult = r) -> float:
+        def tolerance(size: float, r: InputResult = r) -> float:
             # the check's own tolerance, and the forward's distance from the reference
-            size = float(np.max(np.abs(exact), initial=0.0))
             return 4 * r.atol + 4 * r.rtol * size + 64 * member.fit * size
 
         if kind == "x":
-            reading = read_dx(member, dout, user, tolerance)
+            reading = read_dx(member, dout, user, tolerance, notation)
             line = notation.closed_form
         else:
             reading = read_param(kind, member, dout, x, user, tolerance)

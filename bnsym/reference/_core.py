@@ -24,6 +24,7 @@ mean square ``mean(x**2)`` for an uncentred (RMS) layer.  NumPy only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -59,7 +60,7 @@ class Layout:
     centred: bool  # subtract the mean (all but RMS norm)
     size_hint: str  # what to do when a group has a single value
 
-    @property
+    @cached_property
     def m(self) -> int:
         """The number of values in one group."""
         return prod(self.view[a] for a in self.axes)

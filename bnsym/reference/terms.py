@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from math import prod
 
 import numpy as np
@@ -69,10 +70,18 @@ def layouts_for(
     every divisor of C when ``groups`` is empty.  ``layout.param`` is γ's shape as x's
     broadcast (``bcast``) reads it, flattened: the caller reshapes its own γ.
     """
+    return list(_layouts(layer, tuple(shape), tuple(groups)))
+
+
+@lru_cache(maxsize=256)
+def _layouts(
+    layer: Layer, shape: tuple[int, ...], groups: tuple[int, ...]
+) -> tuple[_core.Layout, ...]:
+    # a checker asks for the same few shapes on every failed check of a test suite
     grouping = layer.grouping_
     letters = list(grouping.axes)
     if len(shape) < max(2, len(letters)) or 0 in shape:
-        return []
+        return ()
     if grouping.transposed:  # each column a group: axis 1 holds the groups, the rest values
         roles = ["reduce"] * len(shape)
         roles[1] = "keep"
@@ -85,7 +94,7 @@ def layouts_for(
             roles.append(role)
             varies.append(layer.params in sharings)
     if "split" not in roles:
-        return [_layout(layer, shape, shape, roles, varies)]
+        return (_layout(layer, shape, shape, roles, varies),)
     a = roles.index("split")
     C = shape[a]
     wanted = [G for G in groups if isinstance(G, int) and 0 < G <= C and C % G == 0]
@@ -95,7 +104,7 @@ def layouts_for(
         view = shape[:a] + (G, C // G) + shape[a + 1 :]
         view_roles = roles[:a] + ["keep", "reduce"] + roles[a + 1 :]
         found.append(_layout(layer, shape, view, view_roles, varies))
-    return found
+    return tuple(found)
 
 
 def _layout(
