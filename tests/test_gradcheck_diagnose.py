@@ -272,3 +272,32 @@ def test_check_function_and_the_fixture_take_the_layer(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*your ∂ℓ/∂x lacks the −mean(g) term*"])
+
+
+def test_check_torch_gets_the_diagnosis_of_a_custom_function(torch):
+    class LayerNorm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w, b):
+            mu, var = x.mean(1, keepdim=True), x.var(1, keepdim=True, unbiased=False)
+            std = (var + 1e-5).sqrt()
+            x_hat = (x - mu) / std
+            ctx.save_for_backward(x_hat, w, std)
+            return w * x_hat + b
+
+        @staticmethod
+        def backward(ctx, dout):  # the x-hat term's sign flipped
+            x_hat, w, std = ctx.saved_tensors
+            g = dout * w
+            dx = (g - g.mean(1, keepdim=True) + x_hat * (g * x_hat).mean(1, keepdim=True)) / std
+            return dx, (dout * x_hat).sum(0), dout.sum(0)
+
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*s, dtype=torch.float64, generator=gen) for s in ((4, 6), (6,), (6,)))
+    from bnsym.gradcheck.pytorch import check_torch
+
+    report = check_torch(LayerNorm.apply, x, w, b)
+    assert report.family.startswith("Layer normalization of x (4, 6)")
+    assert report["x"].diagnosis.findings == (
+        "your ∂ℓ/∂x has the −x̂·mean(g·x̂) term with the wrong sign",
+    )
+    assert check_torch(torch.nn.LayerNorm(6).double(), x).family == ""  # right: nothing said

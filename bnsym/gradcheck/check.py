@@ -26,7 +26,9 @@ This module holds the public API and the sequence of the check. The parts of the
 one idea each: :mod:`~bnsym.gradcheck.steps` (the steps: safety, analytic gradients,
 numerical side, tolerances, comparison), :mod:`~bnsym.gradcheck.numeric` (the numerical
 derivatives and their error estimates), :mod:`~bnsym.gradcheck.compare` (one input's
-comparison), :mod:`~bnsym.gradcheck.hints` (patterns of common bugs),
+comparison), :mod:`~bnsym.gradcheck.hints` (patterns of common bugs), :mod:`~bnsym.gradcheck.swaps`
+(gradients returned in each other's places), :mod:`~bnsym.gradcheck.diagnose` (a failed check
+of the normalization family read against the closed form's terms),
 :mod:`~bnsym.gradcheck.inputs` (calling conventions and safety messages),
 :mod:`~bnsym.gradcheck.report` (the report and its text), :mod:`~bnsym.gradcheck.arrays`
 (the command line's ``--input`` arrays and files), :mod:`~bnsym.gradcheck.pytorch` (PyTorch
@@ -638,12 +640,13 @@ def _diagnose(
     named: Layer | None,
 ) -> tuple[list[InputResult], str]:
     """The term-level diagnosis of a failed check (imported only then: it reads the
-    references); a forward that raises on its own float64 copies is left undiagnosed."""
+    references). It explains a verdict and never changes one: a forward that raises on its own
+    float64 copies, or inputs the diagnosis cannot read, leave the report as it was."""
     from bnsym.gradcheck.diagnose import diagnose
 
     try:
         return diagnose(lambda: loss.outputs(loss.real), loss.base, douts, grads, results, named)
-    except ForwardRaised:
+    except (ForwardRaised, ArithmeticError, ValueError, TypeError, IndexError):
         return results, ""
 
 

@@ -123,10 +123,12 @@ class Member:
         word = "axis" if len(axes) == 1 else "axes"
         return f"{word} {', '.join(map(str, axes))} of x ({'·'.join(x_letters[a] for a in axes)})"
 
-    def describe(self, named: bool) -> str:
+    def describe(self, named: bool, inputs: Sequence[Any]) -> str:
+        """The member in words, for the report: the layer, x's shape, the group, γ's and β's
+        shapes as the caller passed them, the variant; named by the caller or recognised."""
         lay, decl = self.layout, self.layer
         params = ", ".join(
-            f"{name} of shape ({lay.param[0]},)"
+            f"{name} of shape {np.shape(inputs[i])}"
             for name, i in (("γ", self.gamma), ("β", self.beta))
             if i is not None
         )
@@ -380,10 +382,6 @@ def _det(a: list[list[float]]) -> float:
     )
 
 
-def _group_sizes(member: Member) -> list[tuple[int, str]]:
-    return member.group_sizes
-
-
 def _sizes_of(member: Member) -> list[tuple[int, str]]:
     """Sizes a backward may wrongly divide a group's sum by, in words: fewer values than the
     group has (a part of its axes: N where it has N·H·W), m − 1, or more (its axes and
@@ -417,7 +415,7 @@ def _scale_words(rho: float, member: Member, what: str, divisor: int) -> str | N
     if abs(rho + 1) <= NEAR:
         return f"has the {what} term with the wrong sign"
     sign = "with the wrong sign and " if rho < 0 else ""
-    sizes = _group_sizes(member) + ([(m, "m")] if divisor != m else [])
+    sizes = member.group_sizes + ([(m, "m")] if divisor != m else [])
     for size, text in sizes:
         if size != divisor and size > 0 and abs(abs(rho) * size - divisor) <= NEAR * divisor:
             where = (
@@ -706,4 +704,4 @@ def diagnose(
         diagnosed.append(replace(r, diagnosis=diagnosis))
     if all(r.diagnosis is None for r in diagnosed):
         return results, ""
-    return diagnosed, member.describe(named is not None)
+    return diagnosed, member.describe(named is not None, inputs)
