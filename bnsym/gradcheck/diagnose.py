@@ -167,11 +167,11 @@ def recognise(
         if isinstance(a, np.ndarray) and a.dtype.kind == "f"
     ]
     x_at = [i for i, a in floats if a.shape == out.shape and a.ndim >= 2]
-    if not x_at or not np.all(np.isfinite(out)):
+    if not x_at or not np.isfinite(out).all():
         return None
     ix = x_at[0]
     x = dict(floats)[ix]
-    scale = float(np.max(np.abs(out), initial=0.0))
+    scale = float(np.abs(out).max()) if out.size else 0.0
     if scale == 0:
         return None
     for decl in layers:
@@ -220,16 +220,17 @@ def _fit(
     num = add(gd * gd, axis=axes, keepdims=True)
     den = add(gd * y, axis=axes, keepdims=True)
     valid = (num > 0) & (den > 0)
-    if not valid.any():
+    every = bool(valid.all())  # the common case: no constant group, no γ of 0
+    if not every and not valid.any():
         return None
     # what the best s leaves in each group, sum(y**2) - den**2/num, without forming y - gd/s:
     # a layout that is not the forward's is refused here, at the cost of one product
-    left = add(y * y, axis=axes, keepdims=True) - np.where(valid, den * den / num, 0.0)
-    if float(left.max()) > (FIT * scale) ** 2 * m:
+    fitted = den * den / num if every else np.where(valid, den * den / np.where(valid, num, 1), 0)
+    if float((add(y * y, axis=axes, keepdims=True) - fitted).max()) > (FIT * scale) ** 2 * m:
         return None
-    s = np.where(valid, num / np.where(valid, den, 1.0), 1.0)
+    s = num / den if every else np.where(valid, num / np.where(valid, den, 1.0), 1.0)
     ss = add(d * d, axis=axes, keepdims=True)
-    variant = _variant(layout, ss[valid], s[valid])
+    variant = _variant(layout, ss.ravel() if every else ss[valid], s.ravel() if every else s[valid])
     if variant is None:
         return None
     eps, placement, variance = variant
@@ -351,7 +352,9 @@ def _solve(columns: list[np.ndarray], u: np.ndarray) -> tuple[np.ndarray, float]
     to unit length, whose determinant tells their dependence (it bounds the smallest
     eigenvalue from below): a 3×3 system costs less in plain floats than any NumPy solver's
     call, and the diagnosis of a small layer is mostly such calls."""
-    M = np.stack([c.reshape(-1) for c in columns])
+    M = np.empty((len(columns), u.size))  # the columns as rows: np.stack costs more here
+    for k, c in enumerate(columns):
+        M[k] = c.reshape(-1)
     flat = u.reshape(-1)
     G = (M @ M.T).tolist()
     b = (M @ flat).tolist()

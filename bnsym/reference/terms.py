@@ -157,7 +157,8 @@ def dx_terms(
         mean = -(add(gv, axis=lay.axes, keepdims=True) / lay.m) * inv_std
         shaped = {
             "dy": (gv * inv_std).reshape(lay.shape),
-            "mean": np.broadcast_to(mean, lay.view).reshape(lay.shape),
+            # each group's mean at its every value (np.broadcast_to's Python costs more)
+            "mean": np.add(mean, np.zeros(lay.view)).reshape(lay.shape),
             "xhat": (
                 -(c * inv_std) * add(gv * x_hat, axis=lay.axes, keepdims=True) * x_hat
             ).reshape(lay.shape),
