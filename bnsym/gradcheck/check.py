@@ -28,7 +28,8 @@ numerical side, tolerances, comparison), :mod:`~bnsym.gradcheck.numeric` (the nu
 derivatives and their error estimates), :mod:`~bnsym.gradcheck.compare` (one input's
 comparison), :mod:`~bnsym.gradcheck.hints` (patterns of common bugs), :mod:`~bnsym.gradcheck.swaps`
 (gradients returned in each other's places), :mod:`~bnsym.gradcheck.diagnose` (a failed check
-of the normalization family read against the closed form's terms),
+of the normalization family read against the closed form's terms, over
+:mod:`~bnsym.gradcheck.recognise` and :mod:`~bnsym.gradcheck.readings`),
 :mod:`~bnsym.gradcheck.inputs` (calling conventions and safety messages),
 :mod:`~bnsym.gradcheck.report` (the report and its text), :mod:`~bnsym.gradcheck.arrays`
 (the command line's ``--input`` arrays and files), :mod:`~bnsym.gradcheck.pytorch` (PyTorch
