@@ -17,6 +17,12 @@
    column of dx (1e-3 added to one column) at (64, 32) and (512, 256), checked by each tool.
    Torch checks the NumPy layer wrapped in a torch.autograd.Function; a torch error counts as
    "caught" for a wrong layer and as a failure for a right one.
+4. Diagnosis: what the term-level diagnosis adds to a failing check of the family (the wrong
+   family backwards of tests/corpus.py, the students' wrong batch and layer norms, batch norm
+   (64, 32) and (512, 256) without its mean term): each check timed with the diagnosis and
+   with it replaced by a no-op, interleaved, best of the rounds, in CPU time of the process (a
+   check of a few milliseconds is otherwise timed by the other jobs of a shared machine;
+   ``--only diagnosis`` runs this section alone).
 
 Prints Markdown tables (the README's gradient-checker section quotes them). Needs torch; it is
 not a dependency.
@@ -310,6 +316,63 @@ def accuracy() -> tuple[list[tuple[str, bool, dict[str, bool | None]]], dict[str
     return rows, summary
 
 
+# --- the diagnosis' cost ------------------------------------------------------------------------
+
+
+def diagnosis_cost(repeat: int) -> list[tuple[str, int, float, float]]:
+    """(group, cases, seconds without, seconds with the diagnosis): the best of ``repeat``
+    interleaved rounds per case, summed over the group's cases."""
+    import bnsym.gradcheck.check as check_module
+
+    with_it = check_module._diagnose
+
+    def without(loss: Any, douts: Any, grads: Any, results: Any, named: Any) -> Any:
+        return results, ""
+
+    def no_mean(n: int, d: int) -> Any:
+        return corpus.Case(
+            f"bn ({n}, {d})", corpus.bn_forward, corpus.bn_backward_no_mean_term,
+            corpus.bn_inputs(n, d), "no mean term",
+        )  # fmt: skip
+
+    students = [c for c in corpus.WRONG if c.name.startswith(("bn: missing", "bn: flipped",
+                "bn: unbiased", "bn: another", "bn: eps", "bn: 0.1%", "layer norm"))]  # fmt: skip
+    groups = [
+        ("wrong family backwards (tests/corpus.py FAMILY_WRONG)", corpus.FAMILY_WRONG, repeat),
+        ("the students' wrong batch and layer norms (WRONG)", students, repeat),
+        ("batch norm (64, 32), no mean term", [no_mean(64, 32)], repeat),
+        ("batch norm (512, 256), no mean term", [no_mean(512, 256)], 2),
+    ]
+    rows = []
+    try:
+        for title, cases, rounds in groups:
+            total_off = total_on = 0.0
+            for case in cases:
+                inputs = case.inputs()
+                best = {"off": math.inf, "on": math.inf}
+                for _ in range(rounds):
+                    for key, step in (("off", without), ("on", with_it)):
+                        check_module._diagnose = step  # type: ignore[assignment]
+                        start = time.process_time()
+                        check_layer(case.forward, case.backward, *inputs)
+                        best[key] = min(best[key], time.process_time() - start)
+                total_off, total_on = total_off + best["off"], total_on + best["on"]
+            rows.append((title, len(cases), total_off, total_on))
+    finally:
+        check_module._diagnose = with_it
+    return rows
+
+
+def print_diagnosis_cost(repeat: int) -> None:
+    print("\n## Diagnosis: what it adds to a failing check (CPU time, best of rounds)\n")
+    print("| failing checks | cases | without | with the diagnosis | added |")
+    print("|---|---|---|---|---|")
+    for title, n, off, on in diagnosis_cost(repeat):
+        print(
+            f"| {title} | {n} | {fmt_time(off)} | {fmt_time(on)} | {(on / off - 1) * 100:+.1f}% |"
+        )
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -322,7 +385,13 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=5, help="timing rounds (x4 for the fast tools); best shown"
     )
+    parser.add_argument(
+        "--only", choices=["diagnosis"], help="run one section alone: the diagnosis' cost"
+    )
     args = parser.parse_args()
+    if args.only == "diagnosis":
+        print_diagnosis_cost(args.repeat * 4)
+        return
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
         f"bnsym {bnsym.__version__}, {platform.machine()}, torch threads "
@@ -386,6 +455,7 @@ def main() -> None:
     print("\n## Summary\n")
     for tool in TOOLS:
         print(f"- {tool}: {summary[tool]}")
+    print_diagnosis_cost(args.repeat * 4)
 
 
 if __name__ == "__main__":

@@ -773,3 +773,179 @@ CORRECT: list[Case] = [
 ]
 
 CASES = WRONG + CORRECT
+
+
+# --- the family, term by term: batch, layer, group and spatial batch norm ----------------------
+#
+# One textbook backward with knobs, written out here (not from bnsym), for four layers. With the
+# group's m values reduced over ``axes`` of the view of x, g = gamma * dout:
+#
+#     dx = (w_dy * g - w_mean * sum(g) / n_mean - w_xhat * x_hat * sum(g * x_hat) / n_var) / std
+#
+# right at w = 1 and n_mean = n_var = m; dgamma = sum(dout * x_hat) and dbeta = sum(dout) over
+# the axes gamma is shared over. Each wrong layer turns one knob, and must get the diagnosis
+# written beside it.
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A layer of the family: x's shape, the view whose ``axes`` hold a group, gamma along
+    ``gamma_axis`` of x (every other axis of x is shared), and the words its terms use."""
+
+    name: str
+    shape: tuple[int, ...]
+    view: tuple[int, ...]
+    axes: tuple[int, ...]
+    gamma_axis: int = 1
+    g: str = "∂ℓ/∂y"  # "g" where gamma varies within a group (layer and group norm)
+
+    @property
+    def m(self) -> int:
+        return int(np.prod([self.view[a] for a in self.axes]))
+
+    @property
+    def param_axes(self) -> tuple[int, ...]:
+        return tuple(a for a in range(len(self.shape)) if a != self.gamma_axis)
+
+    def gamma_shape(self, axis: int | None = None) -> tuple[int, ...]:
+        shape = [1] * len(self.shape)
+        shape[self.gamma_axis if axis is None else axis] = self.shape[self.gamma_axis]
+        return tuple(shape)
+
+
+BATCH = Norm("batch norm", (6, 6), (6, 6), (0,))
+LAYER = Norm("layer norm", (5, 5), (5, 5), (1,), g="g")
+SPATIAL = Norm("spatial batch norm", (2, 3, 4, 3), (2, 3, 4, 3), (0, 2, 3))
+GROUP = Norm("group norm", (2, 4, 3, 4), (2, 2, 2, 3, 4), (2, 3, 4), g="g")  # G = 2
+
+
+def family_forward(norm: Norm):
+    def forward(x, gamma, beta):
+        xv = x.reshape(norm.view)
+        mu = xv.mean(axis=norm.axes, keepdims=True)
+        var = ((xv - mu) ** 2).mean(axis=norm.axes, keepdims=True)
+        std = np.sqrt(var + EPS)
+        x_hat = ((xv - mu) / std).reshape(norm.shape)
+        out = gamma.reshape(norm.gamma_shape()) * x_hat + beta.reshape(norm.gamma_shape())
+        return out, (x_hat, gamma, std)
+
+    forward.__qualname__ = norm.name.replace(" ", "_") + "_forward"
+    return forward
+
+
+def family_backward(
+    norm: Norm,
+    w_dy=1.0,
+    w_mean=1.0,
+    w_xhat=1.0,
+    n_mean=None,
+    n_var=None,
+    gamma_axis=None,
+    dgamma_axes=None,
+):
+    def backward(dout, cache):
+        x_hat, gamma, std = cache
+        g = (gamma.reshape(norm.gamma_shape(gamma_axis)) * dout).reshape(norm.view)
+        xv_hat = x_hat.reshape(norm.view)
+        total = g.sum(axis=norm.axes, keepdims=True)
+        total_xhat = (g * xv_hat).sum(axis=norm.axes, keepdims=True)
+        dx = (
+            w_dy * g
+            - w_mean * total / (n_mean or norm.m)
+            - w_xhat * xv_hat * total_xhat / (n_var or norm.m)
+        ) / std
+        dgamma = (dout * x_hat).sum(axis=dgamma_axes or norm.param_axes)
+        dbeta = dout.sum(axis=norm.param_axes)
+        return dx.reshape(norm.shape), dgamma, dbeta
+
+    backward.__qualname__ = norm.name.replace(" ", "_") + "_backward"
+    return backward
+
+
+def family_inputs(norm: Norm):
+    def make(rng):
+        C = norm.shape[norm.gamma_axis]
+        return rng.normal(size=norm.shape), rng.normal(1.0, 0.3, size=C), rng.normal(size=C)
+
+    return make
+
+
+def _family_cases(norm: Norm) -> list[Case]:
+    g, m = norm.g, norm.m
+    xhat = f"−x̂·mean({g}·x̂)"
+    letters = {2: ("N", "D"), 4: ("N", "C", "H", "W")}[len(norm.shape)]
+    m_text = "·".join(
+        {5: ("N", "G", "(C/G)", "H", "W")}.get(len(norm.view), letters)[a] for a in norm.axes
+    )
+    group = f"where the group has m = {m_text} = {m} values"
+
+    def case(bug, expect, **knobs):
+        return Case(
+            f"{norm.name}: {bug}",
+            family_forward(norm),
+            family_backward(norm, **knobs),
+            family_inputs(norm),
+            bug,
+            ("FAILED", *expect),
+        )
+
+    cases = [
+        case("∂ℓ/∂y term dropped", [f"your ∂ℓ/∂x lacks the {g} term"], w_dy=0.0),
+        case("mean term dropped", [f"your ∂ℓ/∂x lacks the −mean({g}) term"], w_mean=0.0),
+        case("x̂ term dropped", [f"your ∂ℓ/∂x lacks the {xhat} term"], w_xhat=0.0),
+        case("∂ℓ/∂y term's sign", [f"has the {g} term with the wrong sign"], w_dy=-1.0),
+        case("mean term's sign", [f"has the −mean({g}) term with the wrong sign"], w_mean=-1.0),
+        case("x̂ term's sign", [f"has the {xhat} term with the wrong sign"], w_xhat=-1.0),
+        case(
+            "1/(m − 1) for 1/m in the x̂ term",
+            [f"has the {xhat} term scaled by 1/(m − 1) {group}"],
+            n_var=m - 1,
+        ),
+    ]
+    if len(norm.shape) == 4:  # the means divided by fewer values than the group has
+        fewer, text = (norm.shape[0], "N") if norm is SPATIAL else (12, "(H·W)")
+        cases.append(
+            case(
+                f"1/{text} for 1/m in both means",
+                [
+                    f"has the −mean({g}) term scaled by 1/{text} {group}",
+                    f"has the {xhat} term scaled by 1/{text} {group}",
+                ],
+                n_mean=fewer,
+                n_var=fewer,
+            )
+        )
+    wrong_axis = len(norm.shape) - 1 if len(norm.shape) == 4 else 0
+    gamma_where = f"axis {norm.gamma_axis} of x ({letters[norm.gamma_axis]})"
+    cases.append(
+        case(
+            "gamma broadcast over the wrong axis",
+            [
+                f"your ∂ℓ/∂x takes γ along axis {wrong_axis} of x ({letters[wrong_axis]}) where "
+                f"γ belongs to {gamma_where}"
+            ],
+            gamma_axis=wrong_axis,
+        )
+    )
+    wrong_sum = (1,) if len(norm.shape) == 2 else (0, 1, 2)
+    word = "axis" if len(wrong_sum) == 1 else "axes"
+    shared = norm.param_axes
+    cases.append(
+        case(
+            "dgamma summed over the wrong axis",
+            [
+                f"your ∂ℓ/∂γ sums ∂ℓ/∂y·x̂ over {word} {', '.join(map(str, wrong_sum))} of x",
+                f"where γ is shared over {'axis' if len(shared) == 1 else 'axes'} "
+                f"{', '.join(map(str, shared))} of x",
+            ],
+            dgamma_axes=wrong_sum,
+        )
+    )
+    return cases
+
+
+FAMILY = [BATCH, LAYER, SPATIAL, GROUP]
+FAMILY_WRONG: list[Case] = [c for norm in FAMILY for c in _family_cases(norm)]
+FAMILY_CORRECT: list[Case] = [
+    Case(f"{n.name}", family_forward(n), family_backward(n), family_inputs(n)) for n in FAMILY
+]

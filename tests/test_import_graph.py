@@ -180,7 +180,7 @@ ALLOWED: dict[str, set[str]] = {
     "bnsym.output": {"bnsym.errors"},
     "bnsym.limits": {"bnsym.errors"},
     "bnsym.reference": {"bnsym.errors", "bnsym.family"},
-    "bnsym.gradcheck": {"bnsym.errors"},
+    "bnsym.gradcheck": {"bnsym.errors", "bnsym.family", "bnsym.reference"},
     "bnsym.core": {"bnsym.errors", "bnsym.family", "bnsym.limits"},
     "bnsym.proofs": {"bnsym.errors", "bnsym.family", "bnsym.core", "bnsym.limits"},
     "bnsym.notes": {

@@ -26,7 +26,10 @@ This module holds the public API and the sequence of the check. The parts of the
 one idea each: :mod:`~bnsym.gradcheck.steps` (the steps: safety, analytic gradients,
 numerical side, tolerances, comparison), :mod:`~bnsym.gradcheck.numeric` (the numerical
 derivatives and their error estimates), :mod:`~bnsym.gradcheck.compare` (one input's
-comparison), :mod:`~bnsym.gradcheck.hints` (patterns of common bugs),
+comparison), :mod:`~bnsym.gradcheck.hints` (patterns of common bugs), :mod:`~bnsym.gradcheck.swaps`
+(gradients returned in each other's places), :mod:`~bnsym.gradcheck.diagnose` (a failed check
+of the normalization family read against the closed form's terms, over
+:mod:`~bnsym.gradcheck.recognise` and :mod:`~bnsym.gradcheck.readings`),
 :mod:`~bnsym.gradcheck.inputs` (calling conventions and safety messages),
 :mod:`~bnsym.gradcheck.report` (the report and its text), :mod:`~bnsym.gradcheck.arrays`
 (the command line's ``--input`` arrays and files), :mod:`~bnsym.gradcheck.pytorch` (PyTorch
@@ -52,6 +55,8 @@ from typing import Any
 import numpy as np
 
 from bnsym.errors import BnsymError
+from bnsym.family.layers import Layer
+from bnsym.family.layers import layer as lookup_layer
 from bnsym.gradcheck.inputs import (
     NotALayerError,
     callable_name,
@@ -76,6 +81,7 @@ from bnsym.gradcheck.steps import (
     run_forward_twice,
     with_changes,
 )
+from bnsym.gradcheck.swaps import swapped
 
 __all__ = [
     "FULL_LIMIT",
@@ -123,6 +129,7 @@ def check_layer(
     atol: float | None = None,
     names: Sequence[str] | None = None,
     dout: Any = None,
+    layer: str | Layer | None = None,
 ) -> Report:
     """Check a layer written as ``forward(*inputs) -> (out, cache)``, ``backward(dout, cache)``.
 
@@ -141,6 +148,12 @@ def check_layer(
     rtol, atol: override the tolerances (``|analytic - numerical| <= atol + rtol * |numerical|``).
     names: the inputs' names in the report; default the forward's parameter names.
     dout: the upstream gradient; default seeded standard normal.
+    layer: the member of the normalization family the forward is (``"batchnorm"``, a
+        :class:`bnsym.Layer`), for the diagnosis of a failed check; by default it is recognised
+        from the forward's output. A failing gradient of x, γ or β of a member is read
+        against the closed form's terms (:mod:`~bnsym.gradcheck.diagnose`): the report names
+        the term that is missing, of the wrong sign or scaled by the wrong group size, and
+        shows the closed form's values beside yours. An unknown name raises ``LayerError``.
 
     Returns a :class:`Report`; ``report.passed`` tells the verdict, ``print(report)`` the details.
 
@@ -157,6 +170,7 @@ def check_layer(
     (True, ['x', 'w', 'b'], 'complex-step')
     """
     inputs = tuple(validate_call(forward, backward, inputs, names))
+    named = None if layer is None else lookup_layer(layer)
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         result = forward(*args)
@@ -185,6 +199,7 @@ def check_layer(
         rtol=rtol,
         atol=atol,
         dout=dout,
+        named=named,
     )
 
 
@@ -200,6 +215,7 @@ def check_function(
     atol: float | None = None,
     names: Sequence[str] | None = None,
     dout: Any = None,
+    layer: str | Layer | None = None,
 ) -> Report:
     """Check ``vjp(dout, *inputs)`` against numerical derivatives of ``f(*inputs) -> out``.
 
@@ -217,6 +233,7 @@ def check_function(
     [('x', True, True), ('gamma', True, True), ('beta', True, False)]
     """
     inputs = tuple(validate_call(f, vjp, inputs, names))
+    named = None if layer is None else lookup_layer(layer)
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
         return f(*args), None
@@ -239,6 +256,7 @@ def check_function(
         rtol=rtol,
         atol=atol,
         dout=dout,
+        named=named,
     )
 
 
@@ -519,9 +537,11 @@ def _check_quietly(
     rtol: float | None,
     atol: float | None,
     dout: Any,
+    named: Layer | None = None,
 ) -> Report:
     """The check, step by step: safety, analytic gradients, numerical side, tolerances,
-    comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
+    comparison, and for a failed check the diagnosis. Arguments as :func:`check_layer`'s,
+    the layer given as two calls, the family's member named (``named``) as a declaration."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     validate_options(seed, rtol, atol)
@@ -561,7 +581,7 @@ def _check_quietly(
         return stopped(safe, 2)
     out, cache, args, outs = safe
     try:
-        douts, grads, grad_problems, problems = analytic_gradients(
+        douts, grads, grad_problems, problems, returned = analytic_gradients(
             layer, out, outs, cache, args, dout, rng
         )
     except BackwardRaised as exc:
@@ -585,7 +605,15 @@ def _check_quietly(
             loss.evals if loss is not None else 2,
             "forward",
         )
-    notes += loss.method_notes + noise_note(loss)
+    notes += noise_note(loss)
+    if sum(not r.passed and r.judged for r in results) >= 2:
+        results, calls = swapped(
+            layer.f, layer.inputs, douts, layer.names, returned, results, loss.decided_complex, rng
+        )
+        loss.evals += calls
+    family = ""
+    if any(not r.passed and r.judged for r in results):
+        results, family = _diagnose(loss, douts, grads, results, named)
     if not any(r.checked for r in results):  # a check that compares nothing must not pass
         problems.append(
             "no input was checked: every input is an integer constant or empty (size 0); "
@@ -599,8 +627,28 @@ def _check_quietly(
         problems=tuple(problems),
         notes=tuple(notes),
         evaluations=loss.evals,
+        family=family,
+        method_notes=tuple(loss.method_notes),
         **header,
     )
+
+
+def _diagnose(
+    loss: Loss,
+    douts: list[np.ndarray],
+    grads: list[np.ndarray | None],
+    results: list[InputResult],
+    named: Layer | None,
+) -> tuple[list[InputResult], str]:
+    """The term-level diagnosis of a failed check (imported only then: it reads the
+    references). It explains a verdict and never changes one: a forward that raises on its own
+    float64 copies, or inputs the diagnosis cannot read, leave the report as it was."""
+    from bnsym.gradcheck.diagnose import diagnose
+
+    try:
+        return diagnose(lambda: loss.outputs(loss.real), loss.base, douts, grads, results, named)
+    except (ForwardRaised, ArithmeticError, ValueError, TypeError, IndexError):
+        return results, ""
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bnsym.gradcheck.hints import pattern_hints
+from bnsym.gradcheck.hints import factor_sizes, pattern_hints
 from bnsym.gradcheck.numeric import EPS64, Loss, dot, signs
 from bnsym.gradcheck.report import Entry, InputResult
 
@@ -163,7 +163,7 @@ class Comparison:
 
     # -- the two modes -------------------------------------------------------------------------
 
-    def full(self, sizes: Sequence[int]) -> InputResult:
+    def full(self) -> InputResult:
         if not self.use_complex:  # finite differences: their steps need the noise
             self.loss.ensure_noise()
             self.tolerances()
@@ -174,7 +174,7 @@ class Comparison:
         gscale = finite_max(np.abs(numeric))
         atol = self.atol(gscale, finite_max(errs))
         indices = _multi_indices(range(size), self.shape)
-        return self.result(a, numeric, errs, indices, atol, gscale, sizes, size, [])
+        return self.result(a, numeric, errs, indices, atol, gscale, size, [])
 
     def quick(self, rng: np.random.Generator) -> InputResult | None:
         """The passing verdict from one random direction, or None to look closer.
@@ -229,7 +229,7 @@ class Comparison:
             notes=tuple(self.kink_notes),
         )
 
-    def probe(self, rng: np.random.Generator, sizes: Sequence[int]) -> InputResult:
+    def probe(self, rng: np.random.Generator) -> InputResult:
         """Random signed directions through this input, plus sampled entries.
 
         Kinks are found first among the exact zeros and ties and left out of the directions
@@ -302,7 +302,6 @@ class Comparison:
             indices,
             atol,
             gscale,
-            sizes,
             len(flat_idx) + N_DIRECTIONS,
             dir_entries,
             flat_idx,
@@ -457,7 +456,6 @@ class Comparison:
         indices: list[tuple[int, ...]],
         atol: float,
         gscale: float,
-        sizes: Sequence[int],
         n_checked: int,
         dir_entries: list[Entry],
         flat_idx: Sequence[int] | None = None,
@@ -513,7 +511,7 @@ class Comparison:
                     indices,
                     failed,
                     atol,
-                    sizes,
+                    factor_sizes(self.name, self.shape, [d.shape for d in self.loss.dout]),
                     analytic_all,
                     x_values=self.loss.base[self.i].reshape(-1)[
                         slice(None) if flat_idx is None else np.asarray(flat_idx, dtype=np.intp)

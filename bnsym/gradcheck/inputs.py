@@ -197,17 +197,14 @@ def resolve_wrt(
     return sorted(set(idx))
 
 
-def normalize_grads(
-    raw: Any, inputs: Sequence[Any], names: Sequence[str], wrt_idx: Sequence[int]
-) -> tuple[list[np.ndarray | None], dict[int, str], str | None]:
-    """One gradient per input (None for constants), a problem per input, a problem for all.
-
-    A gradient of the wrong shape but the input's size is returned too (reshaped, or
-    transposed for a transposed matrix), with its problem: its values are still compared.
-    """
-    n = len(inputs)
+def returned_grads(
+    raw: Any, names: Sequence[str], wrt_idx: Sequence[int]
+) -> tuple[list[Any], str | None]:
+    """What the backward returned in each input's place (None where nothing), as returned:
+    by position (one per input, or one per checked input), by name (``"x"`` or ``"dx"``), or
+    a single gradient for a single input; or the problem with the count, for all inputs."""
+    n = len(names)
     grads: list[Any] = [None] * n
-    problems: dict[int, str] = {}
     if isinstance(raw, Mapping):
         for i in range(n):
             for key in (names[i], "d" + names[i], i):
@@ -222,14 +219,29 @@ def normalize_grads(
                 grads[i] = g
         else:
             msg = f"the backward returned {len(raw)} gradients for {n} inputs ({', '.join(names)})"
-            return grads, dict.fromkeys(wrt_idx, ""), msg
+            return grads, msg
     elif n == 1 or len(wrt_idx) == 1:
         grads[wrt_idx[0] if wrt_idx else 0] = raw
     else:
-        msg = (
+        return grads, (
             f"the backward returned one {type(raw).__name__} for {n} inputs "
             f"({', '.join(names)}); return a tuple with one gradient per input"
         )
+    return grads, None
+
+
+def normalize_grads(
+    raw: Any, inputs: Sequence[Any], names: Sequence[str], wrt_idx: Sequence[int]
+) -> tuple[list[np.ndarray | None], dict[int, str], str | None]:
+    """One gradient per input (None for constants), a problem per input, a problem for all.
+
+    A gradient of the wrong shape but the input's size is returned too (reshaped, or
+    transposed for a transposed matrix), with its problem: its values are still compared.
+    """
+    n = len(inputs)
+    problems: dict[int, str] = {}
+    grads, msg = returned_grads(raw, names, wrt_idx)
+    if msg is not None:
         return grads, dict.fromkeys(wrt_idx, ""), msg
     out: list[np.ndarray | None] = [None] * n
     for i in wrt_idx:

@@ -34,6 +34,28 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Diagnosis:
+    """One gradient of a recognised member of the family, read against its closed form.
+
+    closed_form: the line of the closed form the gradient is (notes' notation), e.g.
+        ``∂ℓ/∂x = γ·(∂ℓ/∂y − mean(∂ℓ/∂y) − x̂·mean(∂ℓ/∂y·x̂))/√(σ²_B + ε)``.
+    findings: what is wrong with it, term by term ("your ∂ℓ/∂x lacks the −mean(∂ℓ/∂y) term");
+        when ``explained`` is False, why no reading was given.
+    explained: the findings account for the whole difference between the gradient and the
+        closed form, to ``residual`` (the largest entry of what is left), within the check's
+        tolerance.
+    entries: ``(index, yours, exact)`` at the worst entries: the gradient beside the closed
+        form's value.
+    """
+
+    closed_form: str
+    findings: tuple[str, ...]
+    explained: bool
+    residual: float = 0.0
+    entries: tuple[tuple[tuple[int, ...], float, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class InputResult:
     """The check of one input's gradient.
 
@@ -51,6 +73,8 @@ class InputResult:
     judged: False when the check stopped before comparing (a forward that modifies its inputs,
         is nondeterministic or returns NaN): ``passed`` is then False but nothing was found wrong
         with this gradient.
+    diagnosis: for a failing gradient of a recognised member of the family (``Report.family``),
+        the gradient read against the closed form's terms; else None.
     """
 
     name: str
@@ -70,6 +94,7 @@ class InputResult:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     judged: bool = True
+    diagnosis: Diagnosis | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,10 @@ class Report:
     problems: findings that stop the comparison or concern the layer as a whole.
     raised: ``"forward"`` or ``"backward"`` when that call raised (the exception is the first
         problem), else ``None``.
+    family: for a failed check, the member of the normalization family the forward was
+        recognised as (by its output, or as the caller named it), in words; else ``""``.
+    method_notes: how the numbers were taken (the complex step not used, and why); shown
+        only in a failed report, where they bear on what the reader concludes.
     """
 
     passed: bool
@@ -96,6 +125,8 @@ class Report:
     notes: tuple[str, ...] = ()
     evaluations: int = 0
     raised: str | None = None
+    family: str = ""
+    method_notes: tuple[str, ...] = ()
 
     def __getitem__(self, name: str) -> InputResult:
         """The result for the input called ``name``."""
@@ -168,10 +199,14 @@ def format_report(report: Report) -> str:
         for row in rows:
             cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
             lines.append(("  " + "  ".join(cells) + "  " + row[-1]).rstrip())
+    if report.family:
+        lines.append(f"  family: {report.family}")
     for r in report.inputs:
         lines.extend(_format_input(r))
     for note in report.notes:
         lines.append(f"  note: {note}")
+    if not report.passed:  # a pass does not depend on how the numbers were taken
+        lines.extend(f"  note: {note}" for note in report.method_notes)
     lines.append(f"  reproduce with seed={report.seed}")
     return "\n".join(lines)
 
@@ -205,10 +240,29 @@ def _format_input(r: InputResult) -> list[str]:
                 f"{e.numerical + 0.0:>20.12e}  "
                 f"{_g(e.abs_error):>8}  {_g(e.error_estimate):>8}  {_g(e.tolerance):>8}{mark}"
             )
+    if r.diagnosis is not None and not r.passed:
+        lines.extend(_format_diagnosis(r.name, r.diagnosis))
     for hint in r.hints:
         lines.append(f"  hint: {hint}")
     for note in r.notes:
         lines.append(f"  note ({r.name}): {note}")
+    return lines
+
+
+def _format_diagnosis(name: str, d: Diagnosis) -> list[str]:
+    """The closed form, the findings, and the gradient beside the closed form's values."""
+    lines = [f"  diagnosis: {d.closed_form}"]
+    lines.extend(f"    {finding}" for finding in d.findings)
+    if d.explained:
+        what = "that" if len(d.findings) == 1 else "these"
+        lines.append(f"    with {what} put right, yours is the closed form to {d.residual:.2g}")
+    if d.entries:
+        idx_w = max(len("index"), *(len(_index(i)) for i, _, _ in d.entries))
+        lines.append(f"    {'index'.ljust(idx_w)}  {'yours':>20}  {'closed form':>20}")
+        for index, yours, exact in d.entries:
+            lines.append(
+                f"    {_index(index).ljust(idx_w)}  {yours + 0.0:>20.12e}  {exact + 0.0:>20.12e}"
+            )
     return lines
 
 

@@ -7,7 +7,7 @@
 3. :func:`numerical_side`: the scalar ``L = sum(dout * out)``, the mode and the method;
 4. :func:`comparisons` (tolerances): per input its rtol, its rounding floor and, for float32,
    the measured difference from the same backward in float64;
-5. :func:`compare_inputs`: each input's verdict in full or probe mode, and swapped gradients.
+5. :func:`compare_inputs`: each input's verdict in full or probe mode.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from bnsym.gradcheck.compare import Comparison
-from bnsym.gradcheck.hints import swap_hints
 from bnsym.gradcheck.inputs import (
     NotALayerError,
     as_outputs,
@@ -30,6 +29,7 @@ from bnsym.gradcheck.inputs import (
     nonfinite,
     normalize_grads,
     output_label,
+    returned_grads,
     same,
     unchecked,
     where_differs,
@@ -140,13 +140,14 @@ def analytic_gradients(
     args: list[Any],
     dout: Any,
     rng: np.random.Generator,
-) -> tuple[list[np.ndarray], list[np.ndarray | None], dict[int, str], list[str]]:
+) -> tuple[list[np.ndarray], list[np.ndarray | None], dict[int, str], list[str], list[Any]]:
     """Step 2: the backward's gradients for a seeded random ``dout`` (or the caller's).
 
-    Returns ``(douts, grads, grad_problems, problems)``: one dout per output, one gradient per
-    input (None where unusable), a problem per input whose gradient has the wrong shape or
-    dtype or is missing, and problems of the layer as a whole (a backward writing into dout
-    or into a cached input, the wrong number of gradients).
+    Returns ``(douts, grads, grad_problems, problems, returned)``: one dout per output, one
+    gradient per input (None where unusable), a problem per input whose gradient has the
+    wrong shape or dtype or is missing, problems of the layer as a whole (a backward writing
+    into dout or into a cached input, the wrong number of gradients), and what the backward
+    returned in each input's place, as returned (for swapped gradients of other shapes).
     """
     names, backward_name = layer.names, layer.backward_name
     if dout is None:
@@ -190,7 +191,7 @@ def analytic_gradients(
     )
     if count_problem:
         problems.append(count_problem)
-    return douts, grads, grad_problems, problems
+    return douts, grads, grad_problems, problems, returned_grads(grads_raw, names, layer.wrt_idx)[0]
 
 
 def numerical_side(
@@ -354,15 +355,12 @@ def compare_inputs(
 
     Constants are not checked; inputs with an unusable gradient fail with their problem; the
     rest are compared in ``mode`` (a small input that fails in probe mode again entry by
-    entry, so that swapped gradients can be named). A gradient in another dtype than its input
+    entry, so that its pattern shows in the hints). A gradient in another dtype than its input
     is a problem of that input.
     """
     names, inputs = layer.names, layer.inputs
     results: list[InputResult] = []
     probed = False  # some input's verdict came from random directions
-    analytic_full: list[np.ndarray | None] = [None] * len(inputs)
-    numeric_full: list[np.ndarray | None] = [None] * len(inputs)
-    sizes = sorted({s for a in inputs if isinstance(a, np.ndarray) for s in a.shape})
     for i, a in enumerate(inputs):
         if i not in layer.wrt_idx:
             results.append(unchecked(names[i], a, False))
@@ -386,15 +384,14 @@ def compare_inputs(
         if quick is not None:  # one random direction agrees: the common case, settled
             result = quick
         elif mode == "probe" or (mode == "auto" and check.analytic.size > FULL_LIMIT):
-            result = check.probe(rng, sizes)
+            result = check.probe(rng)
         if quick is None and (
             mode == "full"
             or (mode == "auto" and check.analytic.size <= FULL_LIMIT)
             or (not result.passed and check.analytic.size <= SMALL_INPUT)
         ):
-            # a small input that fails is compared entry by entry: swapped gradients show
-            result = check.full(sizes)
-            analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
+            # a small input that fails is compared entry by entry: its pattern shows
+            result = check.full()
         else:
             probed = True
         if i in grad_problems:  # the shape is wrong; the values were compared all the same
@@ -419,14 +416,6 @@ def compare_inputs(
                 passed=result.passed and not input_hints[i],
             )
         results.append(result)
-    swaps = swap_hints(names, analytic_full, numeric_full)
-    if swaps:
-        results = [
-            with_changes(r, hints=r.hints + tuple(h for h in swaps if f" {r.name} " in h))
-            if not r.passed
-            else r
-            for r in results
-        ]
     return results, "probe" if probed else "full"
 
 

@@ -15,6 +15,8 @@ one node at a time).  One module per idea; this package only re-exports their pu
   ``rmsnorm_forward``, their backward passes and ``_staged`` twins);
 - :mod:`~bnsym.reference.declared`: :class:`DeclaredReference`, the reference of any layer
   declared as a :class:`bnsym.Layer`, over the same core (the layers with no hand-written one);
+- :mod:`~bnsym.reference.terms`: the closed form split into its terms, over the layouts a
+  declaration reads an x of any shape in (for the gradient checker's diagnosis);
 - :mod:`~bnsym.reference.spatial`: spatial batch norm and spatial group norm of (N, C, H, W) in
   the assignment's spelling (``spatial_batchnorm_forward(x, gamma, beta, bn_param)``,
   ``spatial_groupnorm_forward(x, gamma, beta, G, gn_param)``).

@@ -24,6 +24,7 @@ mean square ``mean(x**2)`` for an uncentred (RMS) layer.  NumPy only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -59,7 +60,7 @@ class Layout:
     centred: bool  # subtract the mean (all but RMS norm)
     size_hint: str  # what to do when a group has a single value
 
-    @property
+    @cached_property
     def m(self) -> int:
         """The number of values in one group."""
         return prod(self.view[a] for a in self.axes)
@@ -158,6 +159,8 @@ def _normalize(
 
 
 def _nonzero(std: Array) -> None:
+    if std.all():  # the common case, without argwhere's work
+        return
     zero = np.argwhere(std == 0)
     if zero.size:
         where = tuple(int(i) for i in zero[0])
@@ -202,6 +205,24 @@ def forward(
     )
     xv = x.reshape(layout.view)
     mu, var = _stats(xv, layout.axes, centred=layout.centred, k=k)
+    cache = normalized(layout, xv, mu, var, k, eps, eps_placement, gamma, beta is not None)
+    out = _scale_shift(cache.x_hat.reshape(layout.shape), gamma, beta)
+    return out, cache
+
+
+def normalized(
+    layout: Layout,
+    xv: Array,
+    mu: Array,
+    var: Array,
+    k: float,
+    eps: float,
+    eps_placement: str,
+    gamma: Array | None,
+    has_beta: bool,
+) -> Cache:
+    """:func:`forward`'s cache from checked arguments and the statistics: ``xv`` in the view,
+    ``mu`` and ``var = k·Σ(x − mu)²`` per group, ``gamma`` reshaped to ``layout.bcast``."""
     x_hat, std = _normalize(xv, mu, var, eps, eps_placement)
     if eps_placement == "inside":
         c = np.full_like(std, k)
@@ -212,8 +233,7 @@ def forward(
         # test_outside_constant_group_takes_the_limit).
         sigma = np.sqrt(var)
         c = k * np.divide(std, sigma, out=np.zeros_like(std), where=sigma > 0)
-    out = _scale_shift(x_hat.reshape(layout.shape), gamma, beta)
-    return out, Cache(layout, x_hat, gamma, beta is not None, 1.0 / std, c)
+    return Cache(layout, x_hat, gamma, has_beta, 1.0 / std, c)
 
 
 def _scale_shift(x_hat: Array, gamma: Array | None, beta: Array | None) -> Array:
