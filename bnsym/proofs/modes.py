@@ -219,7 +219,7 @@ def _derive(d: Derivation, modes: tuple[str, ...], order: int) -> ModesDerivatio
     # ∂ℓ/∂y: for the transpose (proved here up to GENERAL_PROOF_MIN_M) and reverse mode
     dy = o.m <= GENERAL_PROOF_MIN_M or ("rev" in modes and order > 1)
     proofs = _Proofs(d, [*gens, *(dif.values() if order == 3 else ())], dy)
-    general = derive_general_forward(o.layer, *variant)
+    general = derive_general_forward(o.layer, *variant, transpose=o.m > GENERAL_PROOF_MIN_M)
     proofs.jvp(f, dot, general if o.m > GENERAL_PROOF_MIN_M else None)
     if order >= 2:
         # ff: the forward graph and its tangent steps pushed forward along δ (δẋ: ẋ's tangent)
