@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from bnsym.core.cutoffs import SHORT_MAX_M
+from bnsym.core.cutoffs import GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.core.graph import Step
 from bnsym.notes import latex as notes
 from bnsym.notes import text as render
@@ -89,15 +89,20 @@ CLOSED = {
 
 
 def _short(md: ModesDerivation, steps: tuple[Step, ...] | list[Step]) -> tuple[Step, ...]:
-    """``steps``, or above m = SHORT_MAX_M each family of per-element lines by its first."""
+    """``steps``, or above m = SHORT_MAX_M each family of per-element lines (a name with
+    several indices: x̂̇₁ … x̂̇_m) by its first."""
     if md.derivation.m <= SHORT_MAX_M:
         return tuple(steps)
-    out = []
-    for st in steps:
-        hit = re.search(r"(\d+)\Z", st.lhs.name)
-        if hit and int(hit.group(1)) > 1:
-            continue
+    index = [re.fullmatch(r"(.*?)(\d+)", st.lhs.name) for st in steps]
+    stems: dict[str, int] = {}
+    for hit in index:
         if hit:
+            stems[hit.group(1)] = stems.get(hit.group(1), 0) + 1
+    out = []
+    for st, hit in zip(steps, index, strict=True):
+        if hit and stems[hit.group(1)] > 1:
+            if int(hit.group(2)) > 1:
+                continue
             rule = "the same for every index" + (f"; {st.rule}" if st.rule else "")
             st = Step(st.lhs, st.rhs, rule, st.value, st.note)
         out.append(st)
@@ -112,7 +117,20 @@ def sections(md: ModesDerivation) -> list[Section]:
         steps = c.steps
         if c.word == "fr":  # the forward nodes' tangents are the JVP's, shown above
             steps = tuple(st for st in c.steps if st.lhs not in shown)
-        out.append(Section(f"modes_{c.word}", TITLES[c.word], INTROS[c.word], _short(md, steps)))
+        outro = ""
+        d = md.derivation
+        if c.word == "f" and d.options.mode == "train" and d.symbols.layer.centred:
+            mu = render.display_name(d.symbols.mu.name)
+            mu_dot, var_dot = (
+                render.display_name("dot" + v.name) for v in (d.symbols.mu, d.symbols.var)
+            )
+            outro = (
+                f"The {mu_dot} term of {var_dot} vanishes because Σᵢ(xᵢ − {mu}) = 0; the closed "
+                "form below drops it."
+            )
+        out.append(
+            Section(f"modes_{c.word}", TITLES[c.word], INTROS[c.word], _short(md, steps), outro)
+        )
         if c.closed_form:
             key = f"modes_{c.word}_closed_form"
             title = f"{TITLES[c.word].split(':')[0].split(' (')[0]}: closed form"
@@ -126,7 +144,13 @@ def sections(md: ModesDerivation) -> list[Section]:
                     "Forward mode for every m",
                     "The same walk over the graph written once for every m (Σ_j runs over "
                     "j = 1, …, m): each node's tangent is d/dt of its definition along θ + t·θ̇ "
-                    f"at t = 0; proved for every m at once: {', '.join(proved)}.",
+                    f"at t = 0; proved for every m at once: {', '.join(proved)}."
+                    + (
+                        ""
+                        if "jvp_transpose" in g.verified
+                        else " The transpose identity is proved for this m below (for every m "
+                        f"at once above m = {GENERAL_PROOF_MIN_M})."
+                    ),
                     (*(Step(st.lhs, st.rhs, st.rule) for st in g.steps), g.closed_form),
                 )
             )
@@ -155,6 +179,8 @@ def to_text(md: ModesDerivation, ascii: bool = False) -> str:
                 lines.append(f"      {st.note}")
             else:
                 lines += render.wrap(f"  {lhs} = ", rhs, f"      ({st.rule})" if st.rule else "")
+        if sec.outro:
+            lines += textwrap.wrap(sec.outro, render.WIDTH)
     title = f"Proofs of forward mode (order {md.order})"
     lines += ["", title, "-" * len(title)]
     for name, ok in md.verified.items():
@@ -232,6 +258,8 @@ def blocks(md: ModesDerivation, width: float) -> list[notes.Block]:
         else:
             rules = [st.rule for st in sec.steps]
         out.append(notes.Block("math", rows=notes._step_rows(sec.steps, width, rules)))
+        if sec.outro:
+            out.append(notes._prose(sec.outro))
     proofs = "; ".join(f"{n}: {'proved' if ok else 'FAILED'}" for n, ok in md.verified.items())
     out.append(notes._prose(f"Proofs of forward mode — {proofs}."))
     return out
