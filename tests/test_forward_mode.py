@@ -171,7 +171,7 @@ def _np_function(d, stats):
 
 
 def _exact(c, base_symbols, values, stats_values):
-    """The composition ``c`` (core.forward.Composition) evaluated in 50 digits."""
+    """The composition ``c`` (core.forward.Composed) evaluated in 50 digits."""
     vals = {}
     for syms, arrays in zip(base_symbols, values, strict=True):
         vals.update({sym: sp.Float(float(v), 50) for sym, v in zip(syms, arrays, strict=True)})

@@ -35,7 +35,7 @@ import sympy as sp
 from bnsym.core.graph import Step, derivative
 from bnsym.core.higher import differentiate
 
-__all__ = ["WORDS", "Composition", "compose", "push_forward", "word_name", "words"]
+__all__ = ["MODES", "WORDS", "Composed", "compose", "push_forward", "word_name", "words"]
 
 #: The modes of differentiation, by the words the command line takes.
 MODES = {"fwd": "f", "rev": "r"}
@@ -81,7 +81,7 @@ def push_forward(
 
 
 @dataclass(frozen=True)
-class Composition:
+class Composed:
     """A composition of forward and reverse mode over a graph (see :func:`compose`).
 
     ``word`` is read outer first (``"fr"``: forward over reverse); ``inputs`` are the composed
@@ -104,7 +104,7 @@ def compose(
     inputs: Sequence[sp.Symbol],
     outputs: Sequence[sp.Expr],
     prefixes: Sequence[str] | None = None,
-) -> Composition:
+) -> Composed:
     """The composition ``word`` of the walks over the graph ``nodes`` (inputs → outputs).
 
     Letters are applied inner first (``word[-1]``). Level n (1 for the inner letter) names
@@ -140,7 +140,7 @@ def compose(
             raise ValueError(f"a composition is a word over 'f' and 'r', not {word!r}")
         ins += new
         added.append(new)
-    return Composition(word, tuple(ins), tuple(outs), tuple(steps), tuple(added))
+    return Composed(word, tuple(ins), tuple(outs), tuple(steps), tuple(added))
 
 
 #: How each composition is called in words, outer first: the jvp of the vjp, …
