@@ -427,3 +427,25 @@ def test_codegen_modes_module_is_whole_array_numpy():
 
     assert best(large) < 20 * best(small)
     assert codegen_modes.__doc__ and "jvp2" in codegen_modes.__doc__
+
+
+EVAL_DECLARED = {
+    # PowerNorm's uncentred batch norm and a rows layer, both with running statistics
+    "powernorm": Layer(
+        name="powernorm", centred=False, grouping="columns", modes=("train", "eval")
+    ),
+    "rmsrun": Layer(
+        name="rmsrun", centred=False, params="element", beta=False, modes=("train", "eval")
+    ),
+}
+
+
+@pytest.mark.parametrize("placement", ["inside", "outside"])
+@pytest.mark.parametrize("name", list(EVAL_DECLARED))
+def test_declared_layers_with_running_statistics_in_every_mode(torch, name, placement):
+    d = derive(3, layer=EVAL_DECLARED[name], mode="eval", eps_placement=placement)
+    md = derive_modes(d, ("fwd", "rev"), 2)
+    assert all(md.verified.values()), md.verified
+    report = run_check_modes(d, ("fwd", "rev"), 2)
+    assert report.passed, report.table()
+    assert "torch-elementary" in report.header
