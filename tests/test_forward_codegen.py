@@ -449,3 +449,17 @@ def test_declared_layers_with_running_statistics_in_every_mode(torch, name, plac
     report = run_check_modes(d, ("fwd", "rev"), 2)
     assert report.passed, report.table()
     assert "torch-elementary" in report.header
+
+
+def test_every_format_has_a_column_for_forward_mode():
+    """A format added to the table (one row) must say how it shows forward mode: its
+    ``modes`` column, or a renderer that takes ``modes=`` itself (``higher`` None)."""
+    import inspect
+
+    from bnsym.notes.formats import _function
+
+    for row in FORMATS.values():
+        if row.higher is None:
+            assert "modes" in inspect.signature(_function(row.render)).parameters, row.name
+        else:
+            assert row.modes is not None, f"the format {row.name} has no modes column"
