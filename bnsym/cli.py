@@ -228,6 +228,41 @@ def _order_option(highest: int) -> Any:
     )
 
 
+def _modes_option(command: str) -> Any:
+    """``--modes fwd|rev|fwd,rev`` (default rev: today's reverse chain); a bad word is one
+    line, exit 2 (bnsym.limits.ModesError)."""
+
+    def parse(ctx: Any, param: Any, value: str) -> tuple[str, ...]:
+        from bnsym.limits import parse_modes
+
+        return parse_modes(value)
+
+    what = {
+        "derive": "derive forward mode (the JVP; at order 2 the jvp of the jvp and, with rev, "
+        "the jvp of the vjp and the vjp of the jvp; at order 3 the forward chain) besides "
+        "reverse mode",
+        "codegen": "add jvp (and at --order 2 jvp2 and hvp) to the module",
+        "check": "check every composition of the modes up to --order, as JAX's check_grads does",
+    }[command]
+    return click.option(
+        "--modes",
+        default="rev",
+        show_default=True,
+        metavar="MODES",
+        callback=parse,
+        help=f"fwd, rev or fwd,rev: with fwd, {what}.",
+    )
+
+
+def _modes(d: Any, modes: tuple[str, ...], order: int) -> Any:
+    """bnsym.proofs.modes.derive_modes(d, modes, order), or None for reverse mode alone."""
+    if "fwd" not in modes:
+        return None
+    from bnsym.proofs.modes import derive_modes
+
+    return derive_modes(d, modes, order)
+
+
 def _higher(d: Any, order: int) -> Any:
     """bnsym.proofs.higher.derive_higher(d, order)."""
     from bnsym.proofs.higher import derive_higher
@@ -306,9 +341,11 @@ _EXTENSIONS = ", ".join(_FIRST[:-1]) + " or " + _FIRST[-1]
     help=f"Write to FILE ({_EXTENSIONS}) instead of standard output.",
 )
 @_order_option(3)
+@_modes_option("derive")
 def derive_command(
     variant: dict[str, Any],
     order: int,
+    modes: tuple[str, ...],
     values: str | None,
     dy: str | None,
     gamma: str | None,
@@ -346,9 +383,16 @@ def derive_command(
         running_mean=running_mean,
         running_var=running_var,
     )
-    h = _higher(d, order) if order > 1 else None
+    md = _modes(d, modes, order)
+    h = _higher(d, order) if order > 1 and "rev" in modes else None
     data = render(
-        d, row.name, higher=h, command=_command_line(), ascii=ascii_, standalone=standalone
+        d,
+        row.name,
+        higher=h,
+        modes=md,
+        command=_command_line(),
+        ascii=ascii_,
+        standalone=standalone,
     )
     if output in (None, "-"):
         click.echo(data, nl=False)
@@ -401,10 +445,12 @@ def _output_format(fmt: str | None, output: str | None) -> Any:
     help="Write the module to FILE (atomically); '-' or none prints it.",
 )
 @_order_option(2)
+@_modes_option("codegen")
 def codegen_command(
     variant: dict[str, Any],
     output: str | None,
     order: int,
+    modes: tuple[str, ...],
 ) -> None:
     """Generate a standalone NumPy module with forward() and backward() for groups of m."""
     from bnsym.codegen.module import generate
@@ -423,7 +469,11 @@ def codegen_command(
     d = _derive(variant)
     module: Any
     try:
-        if order == 2:
+        if "fwd" in modes:
+            from bnsym.codegen.modes import generate_modes
+
+            module = generate_modes(d, modes, order, command=_command_line())
+        elif order == 2:
             from bnsym.codegen.higher import generate_higher
 
             module = generate_higher(d, command=_command_line())
@@ -465,12 +515,14 @@ def codegen_command(
     help="Compare with PyTorch too (default: when it is importable).",
 )
 @_order_option(3)
+@_modes_option("check")
 def check_command(
     variant: dict[str, Any],
     features: int,
     seed: int,
     use_torch: bool | None,
     order: int,
+    modes: tuple[str, ...],
 ) -> None:
     """Compare generated code, the hand-written reference (fused, staged), numerical
     derivatives and, where installed, PyTorch on seeded random data.
@@ -482,17 +534,24 @@ def check_command(
     from bnsym.crosscheck.first import CheckError, run_check
 
     d = _derive(variant)
+    if "fwd" in modes:
+        from bnsym.limits import check_modes, check_size
+
+        check_modes("check", modes, order, d.m)
+        check_size(d.m, features, seed)
     try:
         # NumPy's overflow warnings would only repeat the table, which judges every result
         # (a non-finite one disagrees); printed, they look like a failure of a passing run.
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-            if order > 1:
+            if "fwd" in modes:  # every composition of the modes up to the order
+                from bnsym.crosscheck.modes import run_check_modes
+
+                result: Any = run_check_modes(d, modes, order, features, seed, torch=use_torch)
+            elif order > 1:
                 from bnsym.crosscheck.higher import run_check_higher
 
                 _higher(d, order)  # the variant's refusal, if any, as one line
-                result: Any = run_check_higher(
-                    d, order, features=features, seed=seed, torch=use_torch
-                )
+                result = run_check_higher(d, order, features=features, seed=seed, torch=use_torch)
             else:
                 result = run_check(d, features=features, seed=seed, torch=use_torch)
     except CheckError as exc:  # the one refusal that is about an option: --torch

@@ -71,3 +71,52 @@ def _short(value: object) -> str:
 #: (a row of 3313 letters failed with "Dimension too large"). Rows above this are refused
 #: with room to spare; a row that wide is about 60 pages across anyway.
 MAX_TEX_ROW_LETTERS = 2500
+
+
+# --- the modes of differentiation (--modes) ----------------------------------------------------
+
+#: The words ``--modes`` takes: forward mode (jvp) and reverse mode (vjp).
+MODES = ("fwd", "rev")
+#: The highest order of the compositions each command gives: derive and check go to 3 (derive:
+#: the forward chain, and the reverse chain of bnsym.proofs.higher), codegen to 2.
+MODES_MAX_ORDER = {"derive": 3, "codegen": 2, "check": 3}
+#: check --modes with forward mode evaluates every composition's walks exactly, group by group:
+#: at order 3 about 0.1 s per composition and group at m = 4, growing as m²; m = 16 keeps a
+#: check within a minute.
+MODES_CHECK_MAX_M = 16
+
+
+class ModesError(BnsymError, ValueError):
+    """A bad --modes: an unknown word, or an order or m the modes are not given for."""
+
+
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``"fwd,rev"`` as ``("fwd", "rev")`` (in that order, each once); ModesError otherwise.
+
+    >>> parse_modes("rev,fwd"), parse_modes("fwd")
+    (('fwd', 'rev'), ('fwd',))
+    """
+    words = [w.strip() for w in str(text).split(",")]
+    bad = [w for w in words if w not in MODES]
+    if bad or not any(words):
+        shown = ", ".join(repr(w[:20]) for w in bad) or repr(text[:20])
+        raise ModesError(
+            f"--modes {shown} is not a mode; give fwd, rev or fwd,rev (forward mode is the jvp, "
+            "reverse mode the vjp)."
+        )
+    return tuple(m for m in MODES if m in words)
+
+
+def check_modes(command: str, modes: tuple[str, ...], order: int, m: int) -> None:
+    """The bounds of forward mode for ``command``: its highest order, and check's m."""
+    highest = MODES_MAX_ORDER[command]
+    if order > highest:
+        raise ModesError(
+            f"--order {order} with --modes {','.join(modes)}: {command} gives orders up to "
+            f"{highest}; give --order {highest} or less."
+        )
+    if command == "check" and "fwd" in modes and order > 1 and m > MODES_CHECK_MAX_M:
+        raise ModesError(
+            f"check --modes {','.join(modes)} --order {order} evaluates every composition "
+            f"exactly, up to m = {MODES_CHECK_MAX_M}; got m = {m}. Give a smaller --m."
+        )

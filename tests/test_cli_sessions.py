@@ -123,6 +123,11 @@ RECORD = {
     "check_groupnorm_m4_c2": "check --layer groupnorm --m 4 --channels 2",
     "check_layernorm_order3": "check --layer layernorm --order 3",
     "error_layer": "derive --layer batchnorm2d --m 4",
+    # forward mode and its compositions with reverse mode (issue 17; docs/forward_mode.md)
+    "derive_rmsnorm_m2_modes": "derive --layer rmsnorm --m 2 --modes fwd",
+    "check_layernorm_modes": "check --layer layernorm --modes fwd,rev --order 2",
+    "check_groupnorm_modes": "check --layer groupnorm --channels 2 --modes fwd,rev --order 2",
+    "error_modes": "derive --m 4 --modes jvp",
 }
 
 

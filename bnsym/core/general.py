@@ -356,3 +356,106 @@ def instance_of(expr: sp.Expr, m: int, i: int | None = None, channels: int | Non
         lambda a: isinstance(a, sp.Indexed),
         lambda a: sp.Symbol(f"{a.base}{a.indices[0]}", real=True),
     )
+
+
+# --- forward mode -------------------------------------------------------------------------------
+
+#: The tangents of the general form: ẋ[i], and of the element-wise nodes x̂̇[i], ẏ[i].
+DOTX, DOTXHAT, DOTY = (sp.IndexedBase(n, real=True) for n in ("dotx", "dotxhat", "doty"))
+DOTGAMMA, DOTBETA = (sp.IndexedBase(n, real=True) for n in ("dotgamma", "dotbeta"))
+_T = sp.Symbol("t", real=True)  # the line θ + t·θ̇ along which the walk differentiates
+
+
+@dataclass(frozen=True)
+class GeneralForward:
+    """Forward mode for every m: the forward graph's tangent steps (``steps``: μ̇, σ̇², x̂̇[i],
+    ẏ[i], each with its ``value`` in the inputs and tangents), the closed form of ẏ[i]
+    (``closed_form``), and the proofs' record."""
+
+    layer: Layer
+    steps: tuple[Step, ...]
+    closed_form: Step
+    verified: Mapping[str, bool] = field(default_factory=dict)
+    methods: Mapping[str, str] = field(default_factory=dict)
+
+
+def _tangent_of(g: GeneralGraph) -> dict[sp.Basic, sp.Basic]:
+    """Each input's tangent: x[i] -> ẋ[i], γ -> γ̇ (a symbol where shared, γ̇[c] else), β."""
+    s, decl = g.symbols, g.layer
+    out: dict[sp.Basic, sp.Basic] = {X: DOTX}
+    if g.affine:
+        if decl.params == "shared":
+            out[s.gamma] = sp.Symbol("dotgamma", real=True)
+            out[s.beta] = sp.Symbol("dotbeta", real=True)
+        else:
+            out[GAMMA], out[BETA] = DOTGAMMA, DOTBETA
+    return out
+
+
+def general_forward(g: GeneralGraph) -> tuple[tuple[Step, ...], Step]:
+    """The forward walk over the general graph ``g`` and the closed form of ẏ[i].
+
+    Each node n's tangent is d/dt of n's definition along the line θ + t·θ̇ (every input and
+    earlier node moved by t times its tangent), at t = 0: ``sympy.diff`` through Σ as through
+    any sum. The closed form is ẏ_i = (γ_i/D)·(ẋ_i − c·mean(ẋ) − k·r·x̂_i·Σ_j ẋ_j·x̂_j)
+    + γ̇_i·x̂_i + β̇_i (eval mode: γ_i·ẋ_i/D + γ̇_i·x̂_i + β̇_i).
+    """
+    s, facts, decl = g.symbols, g.facts, g.layer
+    tangent = _tangent_of(g)
+    values: dict[sp.Basic, sp.Expr] = {}  # each tangent's value, earlier ones substituted
+
+    def moved(e: sp.Expr) -> sp.Expr:
+        def along(a: sp.Indexed) -> sp.Expr:
+            return a + _T * tangent[a.base][a.indices]
+
+        e = e.replace(lambda a: isinstance(a, sp.Indexed) and a.base in tangent, along)
+        return e.xreplace({v: v + _T * t for v, t in tangent.items() if isinstance(v, sp.Symbol)})
+
+    steps = []
+    for n in g.forward:
+        rhs = sp.diff(moved(n.rhs), _T).xreplace({_T: 0})
+        rhs = sp.factor_terms(rhs)
+        if isinstance(n.lhs, sp.Indexed):
+            base = {XHAT: DOTXHAT, Y: DOTY}[n.lhs.base]
+            lhs: sp.Basic = base[n.lhs.indices]
+            tangent[n.lhs.base] = base
+        else:
+            lhs = sp.Symbol("dot" + n.lhs.name, real=True)
+            tangent[n.lhs] = lhs
+        value = _substitute_tangents(rhs, values)
+        values[lhs.base if isinstance(lhs, sp.Indexed) else lhs] = value
+        steps.append(Step(lhs, rhs, f"{n.rule} pushed forward", value))
+    gamma, beta, D = facts["gamma"], facts["beta"], facts["D"]
+    t_gamma = tangent.get(GAMMA, tangent.get(s.gamma))
+    dot_gamma = dot_beta = sp.Integer(0)
+    if g.affine:
+        dot_gamma = (
+            t_gamma if isinstance(t_gamma, sp.Symbol) else t_gamma[gamma.indices]  # type: ignore[index]
+        )
+        if decl.beta:
+            t_beta = tangent.get(BETA, tangent.get(s.beta))
+            dot_beta = t_beta if isinstance(t_beta, sp.Symbol) else t_beta[beta.indices]  # type: ignore[index]
+    if facts["train"]:
+        c = 1 if decl.centred else 0
+        kr = facts["k"]
+        if g.placement != "inside":  # r = D/σ
+            kr = kr * D / sp.sqrt(facts["var"])
+        projected = (
+            DOTX[I]
+            - c * sp.Sum(DOTX[J], (J, 1, M)) / M
+            - kr * XHAT[I] * sp.Sum(DOTX[J] * XHAT[J], (J, 1, M))
+        )
+    else:
+        projected = DOTX[I]
+    closed = sp.Mul(gamma / D, projected, evaluate=False) + dot_gamma * XHAT[I] + dot_beta
+    return tuple(steps), Step(DOTY[I], closed, "closed form")
+
+
+def _substitute_tangents(expr: sp.Expr, values: Mapping[sp.Basic, sp.Expr]) -> sp.Expr:
+    """Each earlier tangent replaced by its value (an element ``base[j]`` by the value at j)."""
+
+    def element(e: sp.Indexed) -> sp.Expr:
+        return values[e.base].xreplace({I: e.indices[0]})
+
+    expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in values, element)
+    return expr.xreplace({k: v for k, v in values.items() if isinstance(k, sp.Symbol)})

@@ -39,7 +39,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import bnsym.reference as reference
@@ -47,6 +47,7 @@ from bnsym.family.layers import LAYERS, Layer
 from bnsym.reference.declared import DeclaredReference
 
 __all__ = [
+    "KNOWN_CAUSE",
     "ORACLES",
     "Oracles",
     "Reference",
@@ -94,6 +95,9 @@ class TorchKernel:
     call: Callable[..., Any]
     eval: bool = False
     refuses_eps_0: bool = False
+    #: What is known upstream of the kernel's wrong compositions (bnsym check --modes), by
+    #: composition (``"ff"``: the jvp of the jvp, outer letter first) or ``"order3"``.
+    known_issues: Mapping[str, str] = field(default_factory=dict)
 
     def why_not(self, o: Any, eps: float) -> str:
         """Why the kernel cannot compute the check's variant, or "" when it can."""
@@ -188,6 +192,29 @@ def _rms_norm(F: Any, x: Any, gamma: Any, beta: Any, eps: float, running: Any, o
     return F.rms_norm(x, (o.m,), gamma, eps)
 
 
+# --- what is known upstream of the kernels' compositions (PyTorch 2.13, docs/forward_mode.md) --
+
+#: Why (research-17, diagnose_torch.py): in derivatives.yaml, native_batch_norm's and
+#: native_layer_norm's forward formula (batch_norm_jvp, layer_norm_jvp) reads the saved mean and
+#: 1/std, which have no forward formula of their own; differentiated again they are constants.
+#: instance_norm runs batch_norm. bnsym check prints this once, under the rows.
+KNOWN_CAUSE = (
+    "Why (PyTorch 2.13): the fused kernel's forward-mode formula reads its saved mean and "
+    "1/std, which have no forward formula of their own, so a derivative taken through that "
+    "formula treats them as constants (derivatives.yaml: batch_norm_jvp, layer_norm_jvp)."
+)
+_STATS_JVP = {
+    "ff": "pytorch/pytorch #196699 (batch_norm: incorrect second-order JVP)",
+    "rf": "not reported as far as bnsym knows",
+    "order3": "pytorch/pytorch #175754 and #186256 (third order), #196699",
+}
+_LAYER_NORM_JVP = {
+    "ff": "pytorch/pytorch #196700 (layer_norm: incorrect second-order JVP)",
+    "rf": "not reported as far as bnsym knows",
+    "order3": "pytorch/pytorch #175754 and #186256 (third order), #196700",
+}
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 
@@ -226,19 +253,21 @@ ORACLES: dict[Layer, Oracles] = {
                 _running,
             ),
         },
-        torch=TorchKernel("batch_norm", _batch_norm, eval=True, refuses_eps_0=True),
+        torch=TorchKernel(
+            "batch_norm", _batch_norm, eval=True, refuses_eps_0=True, known_issues=_STATS_JVP
+        ),
     ),
     LAYERS["layernorm"]: _train(
         (reference.layernorm_forward, reference.layernorm_backward),
         (reference.layernorm_forward_staged, reference.layernorm_backward_staged),
         _gamma_beta,
-        TorchKernel("layer_norm", _layer_norm),
+        TorchKernel("layer_norm", _layer_norm, known_issues=_LAYER_NORM_JVP),
     ),
     LAYERS["instancenorm"]: _train(
         (reference.instancenorm_forward, reference.instancenorm_backward),
         (reference.instancenorm_forward_staged, reference.instancenorm_backward_staged),
         _gamma_beta,
-        TorchKernel("instance_norm", _instance_norm),
+        TorchKernel("instance_norm", _instance_norm, known_issues=_STATS_JVP),
     ),
     LAYERS["groupnorm"]: _train(
         (reference.groupnorm_forward, reference.groupnorm_backward),

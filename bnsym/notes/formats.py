@@ -41,6 +41,10 @@ class Format:
     options: tuple[str, ...] = ("command",)
     binary: bool = False
     file_only: bool = False
+    #: ``"module:function"``: ``modes(document, md, **options)`` is the document with forward
+    #: mode and its compositions (:func:`bnsym.proofs.modes.derive_modes`) added; None where
+    #: the renderer takes them itself (``modes=``).
+    modes: str | None = None
 
 
 FORMATS: dict[str, Format] = {
@@ -53,6 +57,7 @@ FORMATS: dict[str, Format] = {
             (".txt",),
             "Unicode text for a terminal (--ascii: plain ASCII)",
             ("command", "ascii"),
+            modes="bnsym.notes.modes:with_text",
         ),
         Format(
             "json",
@@ -61,6 +66,7 @@ FORMATS: dict[str, Format] = {
             (".json",),
             "one JSON object, read back by bnsym.load_json",
             (),
+            modes="bnsym.notes.modes:with_json",
         ),
         Format(
             "latex",
@@ -69,6 +75,7 @@ FORMATS: dict[str, Format] = {
             (".tex",),
             "LaTeX (--standalone: a document that compiles with pdflatex)",
             ("command", "standalone"),
+            modes="bnsym.notes.modes:with_latex",
         ),
         Format(
             "markdown",
@@ -76,6 +83,7 @@ FORMATS: dict[str, Format] = {
             "bnsym.notes.higher:with_markdown",
             (".md", ".markdown"),
             "Markdown with $$ maths, for GitHub and Jupyter",
+            modes="bnsym.notes.modes:with_markdown",
         ),
         Format(
             "pdf",
@@ -108,18 +116,24 @@ def _function(where: str) -> Any:
     return getattr(importlib.import_module(module), function)
 
 
-def render(derivation: Any, fmt: str, higher: Any = None, **options: Any) -> Any:
+def render(derivation: Any, fmt: str, higher: Any = None, modes: Any = None, **options: Any) -> Any:
     """``derivation`` in the format ``fmt`` (KeyError if unknown), with the sections of
-    order 2 or 3 when ``higher`` is given; ``options`` the format takes (others are
+    order 2 or 3 when ``higher`` is given and those of forward mode when ``modes`` is (a
+    :class:`~bnsym.proofs.modes.ModesDerivation`); ``options`` the format takes (others are
     dropped: ``ascii`` means nothing to JSON)."""
     row = FORMATS[fmt]
     given = {k: v for k, v in options.items() if k in row.options or k == "notebook"}
     if row.higher is None:
-        return _function(row.render)(derivation, **given, **_higher_arg(higher))
+        more = {"modes": modes} if modes is not None else {}
+        return _function(row.render)(derivation, **given, **_higher_arg(higher), **more)
     out = _function(row.render)(derivation, **given)
+    extra = {k: v for k, v in given.items() if k in ("ascii", "standalone")}
     if higher is not None:
-        extra = {k: v for k, v in given.items() if k in ("ascii", "standalone")}
         out = _function(row.higher)(out, higher, **extra)
+    if modes is not None:
+        if row.modes is None:
+            raise KeyError(f"the format {fmt} has no column for forward mode (Format.modes)")
+        out = _function(row.modes)(out, modes, **extra)
     return out
 
 

@@ -93,7 +93,9 @@ figcaption { font-size: .92em; color: #333; }
 """
 
 
-def to_html(d: Derivation, command: str | None = None, higher_order: Any = None) -> str:
+def to_html(
+    d: Derivation, command: str | None = None, higher_order: Any = None, modes: Any = None
+) -> str:
     """The notes of ``d`` as one HTML page (a ``str``; UTF-8 when written).
 
     Args:
@@ -101,6 +103,8 @@ def to_html(d: Derivation, command: str | None = None, higher_order: Any = None)
         command: the command line that made the page, shown under the title.
         higher_order: the derivatives of order 2 or 3 (what
             :func:`bnsym.proofs.higher.derive_higher` returns), whose sections follow.
+        modes: forward mode and its compositions (what
+            :func:`bnsym.proofs.modes.derive_modes` returns), whose sections follow.
 
     Raises:
         MathMLError: the notes hold LaTeX outside the subset :mod:`bnsym.notes.mathml` knows.
@@ -111,6 +115,10 @@ def to_html(d: Derivation, command: str | None = None, higher_order: Any = None)
         from bnsym.notes.higher import _blocks
 
         parts += _blocks(higher_order, WIDTH)
+    if modes is not None:  # likewise: only a page with forward mode needs its sections
+        from bnsym.notes.modes import blocks as mode_blocks
+
+        parts += mode_blocks(modes, WIDTH)
     sections = _sections(parts)
     header = [f"<h1>{prose_html(prose_tex(_doc_title(d)))}</h1>"]
     header.append(f"<p>{prose_html(prose_tex(_subtitle(d)))}</p>")

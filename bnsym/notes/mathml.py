@@ -58,6 +58,7 @@ OPERATORS = {
     "geq": ("≥", "rel"), "ne": ("≠", "rel"), "neq": ("≠", "rel"), "equiv": ("≡", "rel"),
     "propto": ("∝", "rel"), "mid": ("∣", "rel"), "ldots": ("…", "ord"), "cdots": ("⋯", "ord"),
     "sum": ("∑", "op"), "prod": ("∏", "op"), "surd": ("√", "ord"), "colon": (":", "punct"),
+    "langle": ("⟨", "open"), "rangle": ("⟩", "close"), "circ": ("∘", "bin"),
 }  # fmt: skip
 #: Characters that are operators as they stand.
 CHARACTERS = {

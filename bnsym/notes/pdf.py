@@ -21,13 +21,20 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LatexError", "compile_pdf", "to_pdf"]
 
 
-def to_pdf(d: Derivation, command: str | None = None, higher_order: Any = None) -> bytes:
+def to_pdf(
+    d: Derivation, command: str | None = None, higher_order: Any = None, modes: Any = None
+) -> bytes:
     """The standalone notes (with the sections of order 2 or 3 when ``higher_order`` is
-    given, as :func:`bnsym.proofs.higher.derive_higher` returns them) compiled by pdflatex
-    (see :func:`compile_pdf`)."""
+    given, as :func:`bnsym.proofs.higher.derive_higher` returns them, and those of forward
+    mode when ``modes`` is, as :func:`bnsym.proofs.modes.derive_modes` returns them) compiled
+    by pdflatex (see :func:`compile_pdf`)."""
     source = to_latex(d, standalone=True, command=command)
     if higher_order is not None:
         source = higher.with_latex(source, higher_order, standalone=True)
+    if modes is not None:
+        from bnsym.notes.modes import with_latex
+
+        source = with_latex(source, modes, standalone=True)
     return compile_pdf(source)
 
 

@@ -32,7 +32,14 @@ MATH = {
     "ⱼ": "_{j}", "ᵀ": r"^{\top}", "𝟙": r"\mathbf{1}", "√": r"\surd ", "≈": r"\approx ",
     "∞": r"\infty ", "∈": r"\in ", "≠": r"\neq ", "…": r"\ldots ", "ν": r"\nu ",
     **{chr(0x2080 + n): f"_{{{n}}}" for n in range(10)},
+    # forward mode (bnsym.notes.modes): θ, ⟨u, v⟩, Δ, the raised dot of (∂ℓ/∂x)˙
+    "Δ": r"\Delta ", "θ": r"\theta ", "ρ": r"\rho ", "⟨": r"\langle ", "⟩": r"\rangle ",
+    "˙": r"^{\cdot}", "¯": r"^{-}",
 }  # fmt: skip
+#: Letters with a dot above written as one character, as the letter and the combining dot.
+_DOTTED = {"ẋ": "x\u0307", "ẏ": "y\u0307", "ḋ": "d\u0307", "Ḋ": "D\u0307"}
+#: What a combining mark sits on: a letter, or \hat{x} and \dot{x} (x̂̇, ẏ̄).
+_MARKED = r"(\\(?:hat|dot)\{(?:[^{}]|\{[^{}]*\})*\}|[A-Za-zα-ωΑ-Ω])"
 _OPS = {"=", "+", "−", "-", "→", ">", "<", "≥", "≤", "·", "×", "≈"}
 #: Text (not maths) -> LaTeX text mode.
 _TEXT = {
@@ -120,6 +127,10 @@ def math_tex(s: str) -> str:
     """
     s = re.sub(r"√\(([^()]*)\)", r"\\sqrt{\1}", s)
     s = re.sub(r"([A-Za-z])\u0302", r"\\hat{\1}", s)
+    for one, two in _DOTTED.items():
+        s = s.replace(one, two)
+    s = re.sub(_MARKED + "\u0307", r"\\dot{\1}", s)  # ẋ, γ̇, x̂̇
+    s = re.sub(_MARKED + "\u0304", r"\\bar{\1}", s)  # x̄, ẏ̄
     for word, sub in _WORD_SUBSCRIPTS.items():
         s = re.sub(rf"_{word}\b", sub.replace("\\", "\\\\"), s)
     s = re.sub(r"_([A-Za-z0-9]+)\b", r"_{\1}", s)

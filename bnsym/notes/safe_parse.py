@@ -79,6 +79,8 @@ _GRAPH_NAMES: dict[str, dict[str, bool]] = {
     "dnu2": {"real": True},
 }
 _BASES = {**{n: {"real": True} for n in ("xhat", "dxhat", "dx", "y")}, **_ASSUMPTIONS}
+# forward mode's general form: ẋ[i], x̂̇[i], ẏ[i], γ̇[c(i)], β̇[c(i)]
+_BASES.update({n: {"real": True} for n in ("dotx", "dotxhat", "doty", "dotgamma", "dotbeta")})
 _NAME = re.compile(r"(?P<stem>[a-z_]+?)(?P<index>[1-9][0-9]*)?")
 #: Summation indices of the general form, Sum(x[i], (i, 1, m)), and the batch size m.
 #: Group norm's general form adds c (a channel), C (the channels of a group) and c(i), the
@@ -93,14 +95,32 @@ _FUNCTIONS = {"sqrt", "Abs", "Rational", "Sum", "c"}
 _CHANNEL = sp.Function("c")
 
 
+#: Forward mode's names (bnsym.proofs.modes): prefixes (dif, del, bar, dot; at least one) on
+#: a node's or an input's name, or on an adjoint's (dotdx3); the graph's x̂_i it reads; its
+#: closed forms' sums and coefficients (and r = D/σ, positive, as the order-2 closed form has).
+_MODE_NAME = re.compile(
+    r"(?:(?:dif)?(?:del)?(?:bar)?dot|(?:dif)?(?:del)?bar|(?:dif)?del|dif)"
+    r"(?:d?(?:xhat|x|y|gamma|beta|sigma2_B|sigma2|mu_B|mu|nu2)[1-9]?[0-9]*|D|B)"
+)
+_MODE_PLAIN = re.compile(
+    r"(?:xhat|dxhat)[1-9][0-9]*|B|(?:w_)?(?:sum_g|sum_g_xhat|sum_h|sum_h_xhat|q|coef_xhat)"
+)
+
+
 def symbol(name: str) -> sp.Symbol | None:
     """The symbol bnsym writes as ``name`` (``x12``, ``gamma``), or None if it writes no such.
 
     >>> symbol("x12"), symbol("epsilon").is_positive, symbol("os")
     (x12, True, None)
+    >>> symbol("deldotx3"), symbol("r").is_positive
+    (deldotx3, True)
     """
     if name in _GRAPH_NAMES:
         return sp.Symbol(name, **_GRAPH_NAMES[name])
+    if name == "r":
+        return sp.Symbol(name, positive=True)
+    if _MODE_NAME.fullmatch(name) or _MODE_PLAIN.fullmatch(name):
+        return sp.Symbol(name, real=True)
     hit = _NAME.fullmatch(name)
     if hit is None or hit["stem"] not in _ASSUMPTIONS:
         return None
@@ -345,6 +365,51 @@ def _general(part: object, reader: Reader) -> dict[str, Any]:
     return out
 
 
+#: The keys forward mode writes (bnsym.notes.modes.json_obj).
+MODE_KEYS = ("forward_mode", "second_order", "forward_third_order")
+SIDES = ("lhs", "rhs")
+
+
+def _modes(part: object, reader: Reader, where: str) -> Any:
+    """Forward mode's objects: every ``steps``/``closed_form`` entry's ``lhs`` and ``rhs``
+    parsed, every name of ``tangents``/``seeds``/``results`` read as a symbol; an object of
+    compositions (``second_order``: ``ff``, ``fr``, ``rf``) read part by part."""
+    if not isinstance(part, dict):
+        raise ExpressionError(f"{where}: expected an object, not {_short(part)}.")
+    if where == "second_order":
+        return {k: _modes(v, reader, f"{where}.{k}") for k, v in part.items()}
+    out = dict(part)
+    for key in ("steps", "closed_form"):
+        if key not in out:
+            continue
+        steps = out[key]
+        single = isinstance(steps, dict)
+        steps = [steps] if single else steps
+        if not isinstance(steps, list) or not all(isinstance(st, dict) for st in steps):
+            raise ExpressionError(f"{where}.{key}: expected steps {{lhs, rhs}}.")
+        if len(steps) > MAX_INDEX:
+            raise ExpressionError(
+                f"{where}.{key}: {len(steps)} steps; bnsym writes none that many."
+            )
+        parsed = [
+            {
+                **st,
+                **{s: reader.parse(st.get(s), f"{where}.{key}[{n}].{s}") for s in ("lhs", "rhs")},
+            }
+            for n, st in enumerate(steps)
+        ]
+        out[key] = parsed[0] if single else parsed
+    for key in ("tangents", "seeds", "results"):
+        if key in out:
+            names = out[key]
+            if not isinstance(names, list) or len(names) > MAX_INDEX:
+                raise ExpressionError(f"{where}.{key}: expected a list of names.")
+            out[key] = [reader.parse(n, f"{where}.{key}[{i}]") for i, n in enumerate(names)]
+    if "general" in out:
+        out["general"] = _modes(out["general"], reader, f"{where}.general")
+    return out
+
+
 def _bits(r: sp.Rational) -> int:
     return int(r.p).bit_length() + int(r.q).bit_length()
 
@@ -409,6 +474,9 @@ def read_document(source: object, keys: tuple[str, ...]) -> dict[str, Any]:
     result = convert(obj, "")
     if "general" in result:
         result["general"] = _general(result["general"], reader)
+    for key in MODE_KEYS:
+        if key in result:
+            result[key] = _modes(result[key], reader, key)
     if "features" in result:
         features = result["features"]
         if not isinstance(features, list):

@@ -131,6 +131,146 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
     (r"J", ("J", "J", "J")),
 ]
+
+
+# --- forward mode's names (bnsym.proofs.modes): a name with prefixes, the inner one last ----
+# "dot": the tangent (ẋ), "del": along a second direction (δx), "dif": along a third (Δx),
+# "bar": an adjoint of the reverse walk over the forward-mode graph (x̄): deldotx1 is δẋ₁, the
+# tangent along δ of the tangent ẋ₁; bardotgamma is the adjoint of γ̇.
+_DOT, _BAR = "\u0307", "\u0304"  # combining dot and macron above
+_MARKED = ("x", "y", "xhat", "gamma", "beta", "mu_B", "mu", "sigma2_B", "sigma2", "nu2")
+_ADJOINTS = ("dx", "dxhat", "dgamma", "dbeta", "dmu_B", "dmu", "dsigma2_B", "dsigma2", "dnu2")
+#: prefix chains, outer first, and the bases each decorates (an adjoint only gets a dot: the
+#: tangent of ∂ℓ/∂x along ẋ is the Hessian-vector product)
+_CHAINS = {
+    **{p: _MARKED for p in ("dot", "del", "deldot", "bar", "bardot")},
+    **{p: _MARKED for p in ("dif", "difdot", "difdel", "difdeldot")},
+    "dot": (*_MARKED, *_ADJOINTS),
+}
+
+
+def _mark(form: str, mark: str) -> str:
+    """A combining mark on the first letter of a Unicode name (after its own marks)."""
+    if form.startswith("∂") or form.startswith("("):
+        return f"({form})" + ("˙" if mark == _DOT else "¯")
+    k = 1
+    while k < len(form) and "\u0300" <= form[k] <= "\u036f":
+        k += 1
+    return form[:k] + mark + form[k:]
+
+
+def _latex_mark(form: str, command: str, braces: bool) -> str:
+    r"""``\dot{x}_{1}`` from ``x_{1}``: the command on the name's head (x, \hat{x}, \sigma,
+    \dot{x}); a fraction (∂ℓ/∂x) in parentheses with a raised dot."""
+    if form.startswith(r"\frac"):
+        mark = r"\cdot" if command == r"\dot" else "-"
+        return (
+            rf"\left({form}\right)^{{{{{mark}}}}}" if braces else rf"\left({form}\right)^{{{mark}}}"
+        )
+    end = 1
+    if form.startswith("\\"):
+        hit = re.match(r"\\[A-Za-z]+", form)
+        end = hit.end() if hit else 1
+        if form[end : end + 1] == "{":  # \hat{x}, \dot{x}: the braces' group is the head too
+            depth = 0
+            for k in range(end, len(form)):
+                depth += {"{": 1, "}": -1}.get(form[k], 0)
+                if depth == 0:
+                    end = k + 1
+                    break
+    head, rest = form[:end], form[end:]
+    return f"{command}{{{{{head}}}}}{rest}" if braces else f"{command}{{{head}}}{rest}"
+
+
+def _decorated(prefix: str, forms: tuple[str, str, str], braces: bool) -> tuple[str, str, str]:
+    """The (unicode, ascii, latex) forms of ``prefix`` + a name, the inner prefix applied
+    first."""
+    uni, asc, lat = forms
+    for p in reversed(re.findall(r"dot|del|dif|bar", prefix)):
+        if p in ("dot", "bar"):
+            uni = _mark(uni, _DOT if p == "dot" else _BAR)
+            lat = _latex_mark(lat, r"\dot" if p == "dot" else r"\bar", braces)
+        else:
+            uni = ("δ" if p == "del" else "Δ") + uni
+            lat = (r"\delta " if p == "del" else r"\Delta ") + lat
+        asc = f"{p}({asc})" if "/" in asc else p + asc
+    return uni, asc, lat
+
+
+def _forward_mode_rows() -> list[tuple[str, tuple[str, str, str]]]:
+    base = dict(DISPLAY)
+    rows = []
+    for prefix, names in _CHAINS.items():
+        for name in names:
+            for pattern in (name, rf"{name}(\d+|_[a-z])"):
+                if pattern in base:
+                    rows.append(
+                        (prefix + pattern, _decorated(prefix, base[pattern], "(" in pattern))
+                    )
+    rows += [
+        (rf"{p}D", (u + "D" if u else "D", p + "D", lat + "D"))
+        for p, u, lat in (("dot", "", ""), ("del", "δ", r"\delta "), ("deldot", "δ", r"\delta "))
+    ]
+    rows[-3] = ("dotD", ("Ḋ", "dotD", r"\dot{D}"))
+    rows[-1] = ("deldotD", ("δḊ", "deldotD", r"\delta \dot{D}"))
+    # the third order's walk over the closed forms (Δ of each of their nodes)
+    rows += [
+        ("difdotD", ("ΔḊ", "difdotD", r"\Delta \dot{D}")),
+        ("difdelD", ("ΔδD", "difdelD", r"\Delta \delta D")),
+        ("difdeldotD", ("ΔδḊ", "difdeldotD", r"\Delta \delta \dot{D}")),
+        ("difB", ("ΔB", "difB", r"\Delta B")),
+    ]
+    rows += [
+        (
+            "<doty, dy>",
+            ("⟨ẏ, ∂ℓ/∂y⟩", "<doty, dl/dy>", r"\langle \dot{y}, \partial \ell/\partial y \rangle"),
+        ),
+        (
+            "<dotx, dx> \\+ <dotgamma, dgamma> \\+ <dotbeta, dbeta>",
+            (
+                "⟨ẋ, ∂ℓ/∂x⟩ + ⟨γ̇, ∂ℓ/∂γ⟩ + ⟨β̇, ∂ℓ/∂β⟩",
+                "<dotx, dl/dx> + <dotgamma, dl/dgamma> + <dotbeta, dl/dbeta>",
+                r"\langle \dot{x}, \partial \ell/\partial x \rangle + \langle \dot{\gamma}, "
+                r"\partial \ell/\partial \gamma \rangle + \langle \dot{\beta}, \partial \ell/"
+                r"\partial \beta \rangle",
+            ),
+        ),
+    ]
+    # the closed forms' sums (g = γ·∂ℓ/∂y, h = γ̇·∂ℓ/∂y; at the cotangent ẏ̄ with w_) and the
+    # statements of the identities (bnsym.proofs.modes)
+    for tag in ("", "w_"):
+        rows += [
+            (tag + "sum_g", ("Σⱼgⱼ", "sum_j(g_j)", r"\sum_{j} g_{j}")),
+            (tag + "sum_g_xhat", ("Σⱼgⱼx̂ⱼ", "sum_j(g_j*xhat_j)", r"\sum_{j} g_{j} \hat{x}_{j}")),
+            (tag + "sum_h", ("Σⱼhⱼ", "sum_j(h_j)", r"\sum_{j} h_{j}")),
+            (tag + "sum_h_xhat", ("Σⱼhⱼx̂ⱼ", "sum_j(h_j*xhat_j)", r"\sum_{j} h_{j} \hat{x}_{j}")),
+            (tag + "q", ("q", "q", "q")),
+            (tag + "coef_xhat", ("c_x̂", "coef_xhat", r"c_{\hat{x}}")),
+        ]
+    statements = {
+        "<w, T[.; u, v]>": ("⟨w, T[·; u, v]⟩", r"\langle w, T[\cdot; u, v] \rangle"),
+        "<T[w; ., v], u>": ("⟨T[w; ·, v], u⟩", r"\langle T[w; \cdot, v], u \rangle"),
+        "<T[w; ., u], v>": ("⟨T[w; ·, u], v⟩", r"\langle T[w; \cdot, u], v \rangle"),
+        "T[.; u, v]": ("T[·; u, v]", r"T[\cdot; u, v]"),
+        "T[.; v, u]": ("T[·; v, u]", r"T[\cdot; v, u]"),
+        "vjp(jvp)[w]": ("vjp(jvp)[w]", r"\mathrm{vjp}(\mathrm{jvp})[w]"),
+        "(T[w; ., u], J^T w)": ("(T[w; ·, u], Jᵀw)", r"(T[w; \cdot, u], J^{\top} w)"),
+        "vjp(vjp)[a]": ("vjp(vjp)[a]", r"\mathrm{vjp}(\mathrm{vjp})[a]"),
+        "(T[dy; a, .], J a)": (
+            "(T[∂ℓ/∂y; a, ·], J·a)",
+            r"(T[\partial \ell/\partial y; a, \cdot], J a)",
+        ),
+        "d3y[u, v, w]": ("∂³y[u, v, w]", r"\partial^{3} y[u, v, w]"),
+        "d3y[v, u, w] = d3y[u, w, v]": (
+            "∂³y[v, u, w] = ∂³y[u, w, v]",
+            r"\partial^{3} y[v, u, w] = \partial^{3} y[u, w, v]",
+        ),
+    }
+    rows += [(re.escape(k), (u, k, lat)) for k, (u, lat) in statements.items()]
+    return rows
+
+
+DISPLAY += _forward_mode_rows()
 _COMPILED = [(re.compile(p + r"\Z"), forms) for p, forms in DISPLAY]
 _STYLE = {"unicode": 0, "ascii": 1, "latex": 2}
 
@@ -893,6 +1033,21 @@ _ASCII = {
     "±": "+/-",
     "δ": "delta",
     "ₖ": "_k",
+    # forward mode (bnsym.notes.modes): ẋ is xdot, δẋ del xdot, x̄ xbar
+    "\u0307": "dot",
+    "\u0304": "bar",
+    "Ḋ": "Ddot",
+    "ẋ": "xdot",
+    "ẏ": "ydot",
+    "ḋ": "ddot",
+    "θ": "theta",
+    "ρ": "rho",
+    "Δ": "Delta ",
+    "⟨": "<",
+    "⟩": ">",
+    "˙": "dot",
+    "¯": "bar",
+    "∘": "o",
 }
 
 

@@ -28,10 +28,14 @@ from typing import Any
 import sympy as sp
 
 from bnsym.core.general import (
+    DOTBETA,
+    DOTGAMMA,
+    DOTX,
     DX,
     DY,
     XHAT,
     General,
+    GeneralForward,
     GeneralGraph,
     I,
     J,
@@ -39,13 +43,15 @@ from bnsym.core.general import (
     M,
     X,
     Y,
+    _tangent_of,
+    general_forward,
     general_graph,
     shown,
 )
 from bnsym.core.graph import Step, Symbols, added
 from bnsym.family.layers import Layer
 
-__all__ = ["derive_general", "prove_general"]
+__all__ = ["derive_general", "derive_general_forward", "prove_general"]
 
 _J0 = sp.Symbol("j0", integer=True, positive=True)  # the canonical dummy of a sum atom
 
@@ -245,3 +251,71 @@ def _scale_invariant(
     x_hat = definition[XHAT[I]]
     moved = scaled(x_hat).xreplace(after)
     return bool(ok and sp.cancel(moved - x_hat.xreplace({s.eps: 0})) == 0)
+
+
+# --- forward mode for every m -------------------------------------------------------------------
+
+
+@functools.cache
+def derive_general_forward(
+    layer: Layer | str = "batchnorm",
+    variance: str = "biased",
+    placement: str = "inside",
+    affine: bool = True,
+    mode: str = "train",
+    transpose: bool = True,
+) -> GeneralForward:
+    """Forward mode of the layer for every m (:func:`bnsym.core.general.general_forward`),
+    proved with symbolic m: the closed form of ẏ_i equals the walk (``jvp_closed_form``), and
+    (with ``transpose``) Σ_i ẏ_i·ȳ_i = Σ_i ẋ_i·x̄_i + Σ γ̇·γ̄ + Σ β̇·β̄ with x̄ the general
+    chain rule's ∂ℓ/∂x (``jvp_transpose``; a derivation up to m = 16 proves it for its m,
+    cheaply, as the first order's identities are).
+
+    >>> all(derive_general_forward("groupnorm").verified.values())
+    True
+    """
+    g = general_graph(layer, variance, placement, affine, mode)
+    steps, closed = general_forward(g)
+    decl, s, facts = g.layer, g.symbols, g.facts
+    r = _Reducer(s, facts, g.forward, placement)
+    doty = steps[-1].value
+    assert doty is not None
+    lemma = (
+        "every Σ expanded by linearity into sum atoms, Σ_j x_j = m·μ and Σ_j x_j² = σ²/k + m·μ² "
+        "from the definitions of the statistics, and the difference cancels to zero as a "
+        "rational function"
+    )
+    verified = {"jvp_closed_form": r.is_zero(doty - closed.rhs)}
+    methods = {
+        "jvp_closed_form": "for every m at once: the closed form of ẏ_i minus the forward walk's, "
+        + lemma
+    }
+    if not transpose:
+        return GeneralForward(decl, steps, closed, verified, methods)
+    every = {I: J}
+    backward = {st.lhs: st.value for st in g.backward}
+    dx = backward[DX[K]]
+    assert dx is not None
+    lhs = sp.Sum(doty.xreplace(every) * DY[J], (J, 1, M))
+    rhs = sp.Sum(dx.xreplace({K: J}) * DOTX[J], (J, 1, M))
+    if affine:
+        tangent = _tangent_of(g)
+        if decl.params == "shared":  # γ̇·∂ℓ/∂γ + β̇·∂ℓ/∂β, from the chain rule's own steps
+            rhs += tangent[s.gamma] * backward[s.dgamma]
+            if decl.beta:
+                rhs += tangent[s.beta] * backward[s.dbeta]
+        else:  # Σ_k γ̇_k·∂ℓ/∂γ_k regrouped by value: Σ_i γ̇_(k(i))·ȳ_i·x̂_i (and β)
+            gamma, beta = facts["gamma"], facts["beta"]
+            g_dot = DOTGAMMA[gamma.indices].xreplace(every)
+            rhs += sp.Sum(g_dot * DY[J] * XHAT[J], (J, 1, M))
+            if decl.beta:
+                rhs += sp.Sum(DOTBETA[beta.indices].xreplace(every) * DY[J], (J, 1, M))
+    verified["jvp_transpose"] = r.is_zero(lhs - rhs)
+    methods["jvp_transpose"] = (
+        "for every m at once: Σ_i ẏ_i·∂ℓ/∂y_i minus Σ_i ẋ_i·∂ℓ/∂x_i (the general chain rule's) "
+        "minus the γ̇, β̇ terms"
+        + (" (Σ_k γ̇_k·∂ℓ/∂γ_k written Σ_i γ̇_k(i)·∂ℓ/∂y_i·x̂_i)" if decl.params != "shared" else "")
+        + ", "
+        + lemma
+    )
+    return GeneralForward(decl, steps, closed, verified, methods)
