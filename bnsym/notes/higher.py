@@ -13,10 +13,9 @@ import json
 import textwrap
 from typing import Any
 
-import sympy as sp
-
 from bnsym.notes import latex as notes
 from bnsym.notes import text as render
+from bnsym.notes.json_doc import SharedStr
 from bnsym.notes.text import Section
 from bnsym.proofs.higher import HigherDerivation
 
@@ -101,8 +100,10 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
 def json_obj(h: HigherDerivation) -> dict[str, Any]:
     """``{"double_backward": {...}}`` (and ``"third_order"``): expressions as ``str``."""
 
+    printer = SharedStr(order="none")  # sympy.sstr's text, shared subexpressions printed once
+
     def steps(sts: Any) -> list[dict[str, str]]:
-        return [{"lhs": str(st.lhs), "rhs": sp.sstr(st.rhs, order="none")} for st in sts]
+        return [{"lhs": str(st.lhs), "rhs": printer.doprint(st.rhs)} for st in sts]
 
     obj: dict[str, Any] = {
         "double_backward": {
