@@ -180,7 +180,8 @@ def _variant_options(f: Any) -> Any:
         click.option(
             "--force",
             is_flag=True,
-            help="Allow m above the limit of 128 (slow: the cost grows as m²).",
+            help="Raise the limit on the estimated cost of the request from a minute and 2 GB "
+            "to ten minutes and 8 GB, held to while it runs (bnsym.limits).",
         ),
     ]
 
@@ -198,15 +199,23 @@ def _variant_options(f: Any) -> Any:
 _VARIANT = ("layer", "channels", "m", "eps", "variance", "eps_placement", "affine", "mode", "force")
 
 
-def _derive(variant: dict[str, Any], **examples: Any) -> Any:
-    """bnsym.derive with the variant (and values, dy); --layer may name a declaration."""
-    from bnsym.derivation import derive
+def _options(variant: dict[str, Any], **examples: Any) -> Any:
+    """The validated options of the variant (and values, dy, ...): no derivation yet, so that
+    the request is bounded (bnsym.limits) before any work; --layer may name a declaration."""
+    from bnsym.core.options import make_options
     from bnsym.family.load import load_layer
 
     options = dict(variant)
     m = options.pop("m")
     options["layer"] = load_layer(options["layer"])
-    return derive(m, **options, **examples)
+    return make_options(m, **options, **examples)
+
+
+def _derive(options: Any) -> Any:
+    """bnsym.derive of validated options."""
+    from bnsym.derivation import from_options
+
+    return from_options(options)
 
 
 def _order_option(highest: int) -> Any:
@@ -337,7 +346,9 @@ def derive_command(
             )
     if output not in (None, "-"):
         check_writable(output)
-    d = _derive(
+    from bnsym.limits import bounded
+
+    o = _options(
         variant,
         values=values,
         dy=dy,
@@ -346,10 +357,12 @@ def derive_command(
         running_mean=running_mean,
         running_var=running_var,
     )
-    h = _higher(d, order) if order > 1 else None
-    data = render(
-        d, row.name, higher=h, command=_command_line(), ascii=ascii_, standalone=standalone
-    )
+    with bounded("derive", o.m, order=order, fmt=row.name, force=o.force):
+        d = _derive(o)
+        h = _higher(d, order) if order > 1 else None
+        data = render(
+            d, row.name, higher=h, command=_command_line(), ascii=ascii_, standalone=standalone
+        )
     if output in (None, "-"):
         click.echo(data, nl=False)
         return
@@ -418,19 +431,18 @@ def codegen_command(
                 f"-o {output!r}: codegen writes a Python module, not a {suffix} file; "
                 "give a .py name (derive writes notes)."
             )
-    from bnsym.limits import LimitError
+    from bnsym.limits import bounded
 
-    d = _derive(variant)
+    o = _options(variant)
     module: Any
-    try:
+    with bounded("codegen", o.m, order=order, force=o.force):
+        d = _derive(o)
         if order == 2:
             from bnsym.codegen.higher import generate_higher
 
             module = generate_higher(d, command=_command_line())
         else:
             module = generate(d, command=_command_line())
-    except LimitError as exc:
-        raise BadInput(f"--eps: {exc}") from None
     if output in (None, "-"):
         click.echo(module.source, nl=False)
         return
@@ -477,34 +489,39 @@ def check_command(
 
     Prints a table. Exit status 0 if all agree, 1 if any pair disagrees, 2 for bad input.
     """
-    import numpy as np
+    import math
 
-    from bnsym.crosscheck.first import CheckError, run_check
-    from bnsym.limits import LimitError
+    from bnsym.crosscheck.data import x_shape
+    from bnsym.limits import bounded
 
-    d = _derive(variant)
-    if order > 1:
-        from bnsym.crosscheck.higher import run_check_higher
+    o = _options(variant)
+    values = math.prod(x_shape(o, features))
+    with bounded("check", o.m, features=features, order=order, values=values, force=o.force):
+        import numpy as np
 
-        _higher(d, order)  # the variant's refusal, if any, as one line
-        try:
-            with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-                higher = run_check_higher(d, order, features=features, seed=seed, torch=use_torch)
-        except (CheckError, LimitError) as exc:
-            raise BadInput(str(exc)) from None
-        click.echo(higher.table(), nl=False)
-        raise SystemExit(0 if higher.passed else 1)
-    try:
+        from bnsym.crosscheck.first import CheckError, run_check
+
+        d = _derive(o)
         # NumPy's overflow warnings would only repeat the table, which judges every result
         # (a non-finite one disagrees); printed, they look like a failure of a passing run.
-        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-            result = run_check(d, features=features, seed=seed, torch=use_torch)
-    except CheckError as exc:
-        raise BadInput(f"--torch: {exc}") from None
-    except LimitError as exc:
-        raise BadInput(str(exc)) from None
-    click.echo(result.table(), nl=False)
-    if not result.passed:
+        quiet = np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore")
+        report: Any
+        try:
+            if order > 1:
+                from bnsym.crosscheck.higher import run_check_higher
+
+                _higher(d, order)  # the variant's refusal, if any, as one line
+                with quiet:
+                    report = run_check_higher(
+                        d, order, features=features, seed=seed, torch=use_torch
+                    )
+            else:
+                with quiet:
+                    report = run_check(d, features=features, seed=seed, torch=use_torch)
+        except CheckError as exc:
+            raise BadInput(f"--torch: {exc}" if order == 1 else str(exc)) from None
+    click.echo(report.table(), nl=False)
+    if not report.passed:
         raise SystemExit(1)
 
 
