@@ -174,11 +174,13 @@ def _closed_section(h: HigherDerivation) -> Section:
     or of eval mode."""
     s, o = h.symbols, h.derivation.options
     if o.mode == "eval":
+        # D is x̂'s denominator, written with the running variance as the notes name it
+        D = {"inside": "√(σ²_run + ε)", "outside": "√σ²_run + ε", "sqrt-outside": "√σ²_run + √ε"}
         return Section(
             "closed_form_2",
             "Double backward: closed form",
-            "In eval mode the statistics are constants and D = √(ρ² + ε) (ρ² the running "
-            "variance), so ∂ℓ/∂x_i = γ·dy_i/D is linear: "
+            f"In eval mode the statistics are constants and D = {D[o.eps_placement]}, so "
+            "∂ℓ/∂x_i = γ·dy_i/D is linear: "
             "gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = "
             "Σ gdx_i·dy_i/D (without γ and β: gx_i = 0, gdy_i = gdx_i/D).",
             h.closed_form,
