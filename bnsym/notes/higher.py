@@ -98,15 +98,23 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
 
 
 def json_obj(h: HigherDerivation) -> dict[str, Any]:
-    """``{"double_backward": {...}}`` (and ``"third_order"``): expressions as ``str``."""
+    """``{"double_backward": {...}}`` (and ``"third_order"``): expressions as ``str``.
+
+    ``double_backward``: ``graph``, the forward and backward steps it differentiates (the
+    names its steps use); ``cotangents``, the seeds gdx_i, gdgamma, gdbeta; ``steps``, the
+    chain rule over the graph; ``results``, the names of gx_i, gdy_i, ggamma; ``closed_form``
+    and the proofs. ``third_order``: the same one order up (t<name> = ∂ℓ₃/∂<name>)."""
 
     printer = SharedStr(order="none")  # sympy.sstr's text, shared subexpressions printed once
 
     def steps(sts: Any) -> list[dict[str, str]]:
         return [{"lhs": str(st.lhs), "rhs": printer.doprint(st.rhs)} for st in sts]
 
+    d = h.derivation
     obj: dict[str, Any] = {
         "double_backward": {
+            # the graph it differentiates, so that every name of its steps is defined here
+            "graph": steps((*d.forward, *d.backward)),
             "cotangents": [str(v) for v in (*h.gdx, *h.gdgamma, *h.gdbeta)],
             "steps": steps(h.steps),
             "results": [str(st.lhs) for st in h.results],

@@ -21,9 +21,6 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from bnsym.core.build import symbol_table
-from bnsym.core.graph import Step
-
 if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
     from bnsym.derivation import Derivation
 
@@ -90,8 +87,7 @@ def json_obj(d: Derivation) -> dict[str, Any]:
     obj.update(exprs(d.features[0]))
     if len(d.features) > 1:
         obj["features"] = [exprs(f) for f in d.features]
-    o = d.options
-    obj["symbols"] = sorted(symbol_table(d.m, o.layer, o.channels), key=_natural)
+    obj["symbols"] = symbols_used(d)
     obj["identities"] = [  # the identities' statements (display symbols by name)
         {"name": st.rule, "lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "note": st.note}
         for st in d.identities
@@ -103,17 +99,97 @@ def json_obj(d: Derivation) -> dict[str, Any]:
     return obj
 
 
+def symbols_used(d: Derivation) -> list[str]:
+    """The names of exactly the symbols the explicit expressions use (``mean`` … ``dbeta``,
+    and those of every feature): no γ, β without them, no running statistics in train mode,
+    and ``gamma1``, ``running_mean2`` where several features have their own."""
+    used: set[str] = set()
+    for feat in d.features:
+        for key in ("mean", "var", "x_hat", "y", "dx", "dgamma", "dbeta"):
+            value = feat[key]
+            for e in value if isinstance(value, tuple) else (value,):
+                if isinstance(e, sp.Basic):
+                    used |= {s.name for s in e.free_symbols}
+    return sorted(used, key=_natural)
+
+
+#: What each name of the general form means that no step defines (the steps define the
+#: statistics, x̂, y and the adjoints): the inputs, the indices and sizes. Written only where
+#: the expressions use it; each name has this one meaning.
+GENERAL_NAMES: dict[str, str] = {
+    "m": "the number of values in a group",
+    "i": "the element a step is written for, 1 ≤ i ≤ m",
+    "j": "the index of a sum",
+    "c": "a channel of the group, 1 ≤ c ≤ C (the index of dgamma[c], dbeta[c])",
+    "C": "the channels of a group (group norm)",
+    "channel": "channel(i): the channel of element i",
+    "x": "x[i]: the inputs",
+    "dy": "dy[i]: the upstream gradients ∂ℓ/∂y_i",
+    "gamma": "the scale γ: gamma, or gamma[i] per element, gamma[channel(i)] per channel",
+    "beta": "the shift β: beta, or beta[i] per element, beta[channel(i)] per channel",
+    "epsilon": "ε, added to the variance (or to its root)",
+    "running_mean": "eval mode: the running mean",
+    "running_var": "eval mode: the running variance",
+}
+#: The general form writes the root of a statistic as its own symbol (σ_B = √σ²_B, with ε
+#: outside the root); the JSON writes the root, so that every name is a step's or an input's.
+_ROOT_OF = {"sigma_B": "sigma2_B", "sigma": "sigma2", "nu": "nu2"}
+#: c(i), the channel of element i, is written channel(i): c is a channel index elsewhere.
+_CHANNEL = sp.Function("channel")
+
+
+def _general_expr(e: Any) -> Any:
+    """``e`` as the JSON writes it: roots of statistics written out, channel(i) for c(i)."""
+    from bnsym.core.general import CH
+
+    roots = {
+        s: sp.sqrt(sp.Symbol(_ROOT_OF[s.name], positive=True))
+        for s in e.free_symbols
+        if isinstance(s, sp.Symbol) and s.name in _ROOT_OF
+    }
+    if roots:
+        e = e.xreplace(roots)
+    return e.replace(CH, _CHANNEL) if e.has(CH) else e
+
+
+def general_names(exprs: list[Any], defined: set[str]) -> dict[str, str]:
+    """The rows of GENERAL_NAMES that ``exprs`` use and no step defines."""
+    used: set[str] = set()
+    for e in exprs:
+        used |= {s.name for s in e.free_symbols if isinstance(s, sp.Symbol)}
+        used |= {str(b.label) for b in e.atoms(sp.IndexedBase)}
+        used |= {str(limit[0]) for total in e.atoms(sp.Sum) for limit in total.limits}
+        used |= {
+            f.func.__name__
+            for f in e.atoms(sp.Function)
+            if isinstance(f, sp.core.function.AppliedUndef)
+        }
+    return {n: meaning for n, meaning in GENERAL_NAMES.items() if n in used - defined}
+
+
 def general_json(g: Any) -> dict[str, Any]:
-    """The general form (symbolic m) as SymPy strings: ``Sum(dy[j], (j, 1, m))``."""
+    """The general form (symbolic m) as SymPy strings: ``Sum(dy[j], (j, 1, m))``, with
+    ``names`` defining every name that no step defines (the inputs, indices and sizes)."""
+    steps = {
+        key: [(_general_expr(st.lhs), _general_expr(st.rhs), st.rule) for st in sts]
+        for key, sts in (("forward", g.forward), ("backward", g.backward))
+    }
+    closed = (_general_expr(g.closed_form.lhs), _general_expr(g.closed_form.rhs), "closed form")
+    all_steps = [*steps["forward"], *steps["backward"]]
+    defined = {
+        str(lhs.base.label) if isinstance(lhs, sp.Indexed) else str(lhs) for lhs, _, _ in all_steps
+    }
 
-    def step(st: Step) -> dict[str, str]:
-        return {"lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "rule": st.rule}
+    def step(st: tuple[Any, Any, str]) -> dict[str, str]:
+        return {"lhs": sp.sstr(st[0]), "rhs": sp.sstr(st[1]), "rule": st[2]}
 
+    rhs = [r for _, r, _ in (*all_steps, closed)] + [lhs for lhs, _, _ in (*all_steps, closed)]
     return {
         "m": "m",
-        "forward": [step(st) for st in g.forward],
-        "backward": [step(st) for st in g.backward],
-        "closed_form": step(g.closed_form),
+        "names": general_names(rhs, defined),
+        "forward": [step(st) for st in steps["forward"]],
+        "backward": [step(st) for st in steps["backward"]],
+        "closed_form": step(closed),
         "verified": dict(g.verified),
         "proof_methods": dict(g.methods),
     }
@@ -125,15 +201,23 @@ def _natural(name: str) -> tuple[str, int]:
     return hit.group(1), int(hit.group(2) or 0)
 
 
-_EXPR_KEYS = ("mean", "var", "dgamma", "dbeta")
-_LIST_KEYS = ("x_hat", "y", "dx")
+#: Where a document holds expressions, for load_json: the keys of one expression (or null, or
+#: a list), in the document and in each of its features; and its sections of steps
+#: {lhs, rhs, ...}: section -> (keys of steps, keys of lists of names). A new section (a mode
+#: of differentiation's) is a row.
+EXPRESSION_KEYS = ("mean", "var", "dgamma", "dbeta", "x_hat", "y", "dx")
+SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "general": (("forward", "backward", "closed_form"), ()),
+    "double_backward": (("graph", "steps", "closed_form"), ("cotangents", "results")),
+    "third_order": (("steps", "closed_form"), ("cotangents", "results")),
+}
 
 
 def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
-    """Read ``bnsym derive --format json`` output back, with SymPy expressions in place of
-    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions). Nothing in the
-    file is run: the expressions are parsed against an allow-list of what bnsym writes, and
-    anything else raises ``ExpressionError`` (a ValueError) naming the field; see
+    """Read ``bnsym derive --format json`` output back (any order), with SymPy expressions in
+    place of strings (``gamma`` and ``beta`` become symbols, not SymPy's functions). Nothing
+    in the file is run: the expressions are parsed against an allow-list of what bnsym
+    writes, and anything else raises ``ExpressionError`` (a ValueError) naming the field; see
     :mod:`bnsym.notes.safe_parse`.
 
     >>> from bnsym.derivation import derive
@@ -144,4 +228,4 @@ def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
     """
     from bnsym.notes.safe_parse import read_document
 
-    return read_document(source, _EXPR_KEYS + _LIST_KEYS)
+    return read_document(source, EXPRESSION_KEYS, SECTIONS)
