@@ -174,7 +174,7 @@ def derive(
         m: the number of values normalized together (the batch for batch norm, the features
             of one sample for layer and RMS norm, the positions of one channel for instance
             norm, channels × positions for group norm), m ≥ 1 within the budget of
-            :data:`bnsym.limits.LIMIT` (a minute and 2 GB: m up to about 400; with
+            :data:`bnsym.limits.LIMIT` (a minute and 2 GB: m up to about 450; with
             ``force=True`` :data:`bnsym.limits.FORCED`); a centred layer needs m ≥ 2 in
             train mode.
         layer: one of :data:`~bnsym.family.layers.LAYERS` (``"batchnorm"``, ``"layernorm"``,
