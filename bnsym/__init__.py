@@ -34,7 +34,7 @@ _LAZY = {
     "derive": "bnsym.derivation",
     "Derivation": "bnsym.derivation",
     "DerivationError": "bnsym.derivation",
-    "load_json": "bnsym.notes.text",
+    "load_json": "bnsym.notes.json_doc",
     "generate": "bnsym.codegen.module",
     "GeneratedModule": "bnsym.codegen.module",
     "check_layer": "bnsym.gradcheck.check",
@@ -94,7 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_layer,
         numerical_vjp,
     )
-    from bnsym.notes.text import load_json
+    from bnsym.notes.json_doc import load_json
     from bnsym.reference import BatchNorm, batchnorm_backward, batchnorm_forward
 
 

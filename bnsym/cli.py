@@ -180,7 +180,8 @@ def _variant_options(f: Any) -> Any:
         click.option(
             "--force",
             is_flag=True,
-            help="Allow m above the limit of 128 (slow: the cost grows as m²).",
+            help="Raise the limit on the estimated cost of the request from a minute and 2 GB "
+            "to ten minutes and 8 GB, held to while it runs (bnsym.limits).",
         ),
     ]
 
@@ -198,15 +199,23 @@ def _variant_options(f: Any) -> Any:
 _VARIANT = ("layer", "channels", "m", "eps", "variance", "eps_placement", "affine", "mode", "force")
 
 
-def _derive(variant: dict[str, Any], **examples: Any) -> Any:
-    """bnsym.derive with the variant (and values, dy); --layer may name a declaration."""
-    from bnsym.derivation import derive
+def _options(variant: dict[str, Any], **examples: Any) -> Any:
+    """The validated options of the variant (and values, dy, ...): no derivation yet, so that
+    the request is bounded (bnsym.limits) before any work; --layer may name a declaration."""
+    from bnsym.core.options import make_options
     from bnsym.family.load import load_layer
 
     options = dict(variant)
     m = options.pop("m")
     options["layer"] = load_layer(options["layer"])
-    return derive(m, **options, **examples)
+    return make_options(m, **options, **examples)
+
+
+def _derive(options: Any) -> Any:
+    """bnsym.derive of validated options."""
+    from bnsym.derivation import from_options
+
+    return from_options(options)
 
 
 def _order_option(highest: int) -> Any:
@@ -374,7 +383,9 @@ def derive_command(
             )
     if output not in (None, "-"):
         check_writable(output)
-    d = _derive(
+    from bnsym.limits import bounded, check_modes
+
+    o = _options(
         variant,
         values=values,
         dy=dy,
@@ -383,17 +394,21 @@ def derive_command(
         running_mean=running_mean,
         running_var=running_var,
     )
-    md = _modes(d, modes, order)
-    h = _higher(d, order) if order > 1 and "rev" in modes else None
-    data = render(
-        d,
-        row.name,
-        higher=h,
-        modes=md,
-        command=_command_line(),
-        ascii=ascii_,
-        standalone=standalone,
-    )
+    if "fwd" in modes:
+        check_modes("derive", modes, order, o.m)
+    with bounded("derive", o.m, order=order, modes=modes, fmt=row.name, force=o.force):
+        d = _derive(o)
+        md = _modes(d, modes, order)
+        h = _higher(d, order) if order > 1 and "rev" in modes else None
+        data = render(
+            d,
+            row.name,
+            higher=h,
+            modes=md,
+            command=_command_line(),
+            ascii=ascii_,
+            standalone=standalone,
+        )
     if output in (None, "-"):
         click.echo(data, nl=False)
         return
@@ -464,11 +479,14 @@ def codegen_command(
                 f"-o {output!r}: codegen writes a Python module, not a {suffix} file; "
                 "give a .py name (derive writes notes)."
             )
-    from bnsym.limits import LimitError
+    from bnsym.limits import bounded, check_modes
 
-    d = _derive(variant)
+    o = _options(variant)
+    if "fwd" in modes:
+        check_modes("codegen", modes, order, o.m)
     module: Any
-    try:
+    with bounded("codegen", o.m, order=order, modes=modes, force=o.force):
+        d = _derive(o)
         if "fwd" in modes:
             from bnsym.codegen.modes import generate_modes
 
@@ -479,8 +497,6 @@ def codegen_command(
             module = generate_higher(d, command=_command_line())
         else:
             module = generate(d, command=_command_line())
-    except LimitError as exc:
-        raise BadInput(f"--eps: {exc}") from None
     if output in (None, "-"):
         click.echo(module.source, nl=False)
         return
@@ -529,35 +545,45 @@ def check_command(
 
     Prints a table. Exit status 0 if all agree, 1 if any pair disagrees, 2 for bad input.
     """
-    import numpy as np
+    import math
 
-    from bnsym.crosscheck.first import CheckError, run_check
+    from bnsym.crosscheck.data import x_shape
+    from bnsym.limits import bounded, check_modes
 
-    d = _derive(variant)
+    o = _options(variant)
     if "fwd" in modes:
-        from bnsym.limits import check_modes, check_size
+        check_modes("check", modes, order, o.m)
+    values = math.prod(x_shape(o, features))
+    with bounded(
+        "check", o.m, features=features, order=order, modes=modes, values=values, force=o.force
+    ):
+        import numpy as np
 
-        check_modes("check", modes, order, d.m)
-        check_size(d.m, features, seed)
-    try:
-        # NumPy's overflow warnings would only repeat the table, which judges every result
-        # (a non-finite one disagrees); printed, they look like a failure of a passing run.
-        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-            if "fwd" in modes:  # every composition of the modes up to the order
-                from bnsym.crosscheck.modes import run_check_modes
+        from bnsym.crosscheck.first import CheckError, run_check
 
-                result: Any = run_check_modes(d, modes, order, features, seed, torch=use_torch)
-            elif order > 1:
-                from bnsym.crosscheck.higher import run_check_higher
+        d = _derive(o)
+        report: Any
+        try:
+            # NumPy's overflow warnings would only repeat the table, which judges every result
+            # (a non-finite one disagrees); printed, they look like a failure of a passing run.
+            with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+                if "fwd" in modes:  # every composition of the modes up to the order
+                    from bnsym.crosscheck.modes import run_check_modes
 
-                _higher(d, order)  # the variant's refusal, if any, as one line
-                result = run_check_higher(d, order, features=features, seed=seed, torch=use_torch)
-            else:
-                result = run_check(d, features=features, seed=seed, torch=use_torch)
-    except CheckError as exc:  # the one refusal that is about an option: --torch
-        raise BadInput(f"--torch: {exc}") from None
-    click.echo(result.table(), nl=False)
-    if not result.passed:
+                    report = run_check_modes(d, modes, order, features, seed, torch=use_torch)
+                elif order > 1:
+                    from bnsym.crosscheck.higher import run_check_higher
+
+                    _higher(d, order)  # the variant's refusal, if any, as one line
+                    report = run_check_higher(
+                        d, order, features=features, seed=seed, torch=use_torch
+                    )
+                else:
+                    report = run_check(d, features=features, seed=seed, torch=use_torch)
+        except CheckError as exc:  # the one refusal that is about an option: --torch
+            raise BadInput(f"--torch: {exc}") from None
+    click.echo(report.table(), nl=False)
+    if not report.passed:
         raise SystemExit(1)
 
 

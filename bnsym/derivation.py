@@ -42,11 +42,12 @@ from bnsym.core.general import General
 from bnsym.core.graph import Step, Symbols
 from bnsym.core.options import DerivationError, Options, make_options
 from bnsym.family.layers import Layer
+from bnsym.limits import bounded
 from bnsym.notes.formats import render
 from bnsym.proofs.general import derive_general
 from bnsym.proofs.prover import prove
 
-__all__ = ["Derivation", "DerivationError", "derive"]
+__all__ = ["Derivation", "DerivationError", "derive", "from_options"]
 
 # --- the derivation ------------------------------------------------------------------------------
 
@@ -175,8 +176,10 @@ def derive(
     Args:
         m: the number of values normalized together (the batch for batch norm, the features
             of one sample for layer and RMS norm, the positions of one channel for instance
-            norm, channels × positions for group norm), 1 ≤ m ≤ MAX_M (more with
-            ``force=True``); a centred layer needs m ≥ 2 in train mode.
+            norm, channels × positions for group norm), m ≥ 1 within the budget of
+            :data:`bnsym.limits.LIMIT` (a minute and 2 GB: m up to about 450; with
+            ``force=True`` :data:`bnsym.limits.FORCED`); a centred layer needs m ≥ 2 in
+            train mode.
         layer: one of :data:`~bnsym.family.layers.LAYERS` (``"batchnorm"``, ``"layernorm"``,
             ``"instancenorm"``, ``"groupnorm"``, ``"rmsnorm"``).
         channels: group norm only: the group's m values belong to this many channels of
@@ -197,13 +200,16 @@ def derive(
             one per channel (group norm); one row for every feature, or one per feature.
         running_mean, running_var: eval mode's running statistics, one number per feature
             (the variance ≥ 0).
-        force: allow m above MAX_M.
+        force: raise the budget to :data:`bnsym.limits.FORCED` (ten minutes, 8 GB), held to
+            while the derivation runs; generating and checking the derivation may use it too.
 
     Returns:
         an immutable :class:`Derivation`; ``verified`` maps each proof to True/False.
 
     Raises:
         DerivationError: bad input, with one sentence naming the value and what to do.
+        LimitError: the derivation would exceed its budget (raised before any work, with the
+            estimate), or reached its cap while running.
 
     >>> d = derive(2)
     >>> d.dx[0]
@@ -228,10 +234,23 @@ def derive(
         running_var=running_var,
         force=force,
     )
-    base = _derive_symbolic(
-        opts.m, opts.layer, opts.channels, opts.variance, opts.eps_placement, opts.affine, opts.mode
-    )
-    return _instantiate(base, opts)
+    return from_options(opts)
+
+
+def from_options(opts: Options) -> Derivation:
+    """The derivation of validated options (:func:`bnsym.core.options.make_options`), within
+    the bounds of :mod:`bnsym.limits` (LimitError before any work if it would not fit)."""
+    with bounded("derive", opts.m, force=opts.force):
+        base = _derive_symbolic(
+            opts.m,
+            opts.layer,
+            opts.channels,
+            opts.variance,
+            opts.eps_placement,
+            opts.affine,
+            opts.mode,
+        )
+        return _instantiate(base, opts)
 
 
 # --- the graph and the chain rule --------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_output_file_is_written_and_format_taken_from_extension(run, tmp_path):
         (["--m", "2.5"], "whole number"),
         (["--m", "four"], "whole number"),
         (["--m", "1"], "--mode eval"),
-        (["--m", "200"], "--force"),
+        (["--m", "600"], "--force"),
         (["--m", "4", "--eps", "-1"], "eps must be ≥ 0"),
         (["--m", "4", "--values", "1,2,3"], "3 value(s) but m = 4"),
         (["--m", "4", "--values", "1,2,three,4"], "'three' is not a number"),

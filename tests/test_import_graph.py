@@ -197,6 +197,7 @@ ALLOWED: dict[str, set[str]] = {
         "bnsym.core",
         "bnsym.proofs",
         "bnsym.notes",
+        "bnsym.limits",
     },
     "bnsym.codegen": {
         "bnsym",  # __version__ for the header

@@ -270,7 +270,6 @@ def test_jacobian_matrix_has_the_stated_structure_numerically():
         (dict(m=2.5), "whole number"),
         (dict(m="four"), "whole number"),
         (dict(m=1), "--mode eval"),
-        (dict(m=129), "--force"),
         (dict(m=4, eps=-1e-5), "≥ 0"),
         (dict(m=4, eps="tiny"), "not a number"),
         (dict(m=4, values="1,2,3"), "3 value(s) but m = 4"),
@@ -302,11 +301,12 @@ def test_bad_input_is_one_sentence_naming_the_value(kwargs, words):
 
 
 def test_m_1_in_eval_mode_and_m_above_the_limit_with_force_are_allowed(monkeypatch):
-    from bnsym.core import options as _options
+    from bnsym import limits
 
     assert derive(1, mode="eval").m == 1
-    monkeypatch.setattr(_options, "MAX_M", 3)  # so that "above the limit" is cheap to test
-    with pytest.raises(DerivationError, match="above the limit of 3"):
+    # a budget below what m = 4 costs, so that "above the limit" is cheap to test
+    monkeypatch.setattr(limits, "LIMIT", limits.Budget(seconds=0.1, bytes=1e9))
+    with pytest.raises(limits.LimitError, match="above the limit without --force"):
         derive(4)
     assert derive(4, force=True).m == 4
 

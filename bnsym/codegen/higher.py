@@ -46,7 +46,7 @@ from bnsym.codegen.printer import wrap
 from bnsym.codegen.runtime import errstate
 from bnsym.core.graph import normalizer
 from bnsym.derivation import Derivation
-from bnsym.limits import float_eps
+from bnsym.limits import bounded, float_eps
 
 __all__ = ["GeneratedModule2", "generate_higher"]
 
@@ -67,8 +67,9 @@ def generate_higher(d: Derivation, *, command: str | None = None) -> GeneratedMo
     float_eps(d.options.eps)
     if command is None:
         command = python_call(d)
-    source = _source(d, command)
-    namespace = compile_source(source, f"order 2 {variant_text(d)}")
+    with bounded("codegen", d.m, order=2, force=d.options.force):
+        source = _source(d, command)
+        namespace = compile_source(source, f"order 2 {variant_text(d)}")
     return GeneratedModule2(
         d, source, namespace["forward"], namespace["backward"], namespace["double_backward"]
     )

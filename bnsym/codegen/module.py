@@ -39,8 +39,9 @@ from bnsym.codegen.layout import Layout
 from bnsym.codegen.naming import comment_text, python_call, variant_text
 from bnsym.codegen.printer import kernel_source, wrap
 from bnsym.codegen.runtime import checks_source, errstate
-from bnsym.derivation import Derivation, derive
-from bnsym.limits import float_eps
+from bnsym.core.options import make_options
+from bnsym.derivation import Derivation, from_options
+from bnsym.limits import admit, bounded, float_eps
 from bnsym.notes.escape import command_text
 
 __all__ = ["DEFAULT_EPS", "GeneratedModule", "generate"]
@@ -115,13 +116,16 @@ def generate(
             raise TypeError("generate(derivation) takes no derive options; they are fixed by it")
         d = derivation_or_m
     else:
-        d = derive(derivation_or_m, **options)  # type: ignore[arg-type]
+        opts = make_options(derivation_or_m, **options)
+        admit("codegen", opts.m, force=opts.force)  # before the derivation, not after it
+        d = from_options(opts)
     float_eps(d.options.eps)  # the default eps= of the module must be a float
     command = command_text(command)
     if command is None:
         command = python_call(d)
-    source = module_source(d, command)
-    namespace = compile_source(source, variant_text(d))
+    with bounded("codegen", d.m, force=d.options.force):
+        source = module_source(d, command)
+        namespace = compile_source(source, variant_text(d))
     return GeneratedModule(d, source, namespace["forward"], namespace["backward"])
 
 

@@ -17,12 +17,8 @@ import sympy as sp
 from bnsym.errors import BnsymError
 from bnsym.family.layers import Layer, LayerError
 from bnsym.family.layers import layer as find_layer
+from bnsym.limits import MAX_EXAMPLE_VALUES
 
-#: Above this m, ``derive`` refuses unless ``force=True``: m = 128 takes a few seconds, and the
-#: cost grows as m² (the proofs expand O(m) terms for each of m elements).
-MAX_M = 128
-#: Even with ``force=True``: m = 1024 takes about 10 min by the m² rule.
-MAX_FORCED_M = 1024
 Variance = Literal["biased", "unbiased"]
 Placement = Literal["inside", "outside", "sqrt-outside"]
 Mode = Literal["train", "eval"]
@@ -53,6 +49,9 @@ class Options:
     beta: tuple[tuple[sp.Rational, ...], ...] | None = None
     running_mean: tuple[tuple[sp.Rational, ...], ...] | None = None
     running_var: tuple[tuple[sp.Rational, ...], ...] | None = None
+    #: Derived with ``force=True``: generating and checking it may use the raised budget
+    #: (:data:`bnsym.limits.FORCED`). Not part of the variant: not compared, not exported.
+    force: bool = field(default=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form: ε and values as exact strings (``"1/100000"``), None as null."""
@@ -80,8 +79,6 @@ class Options:
 
 #: Numbers are read exactly, so their size is bounded: digits per number and the exponent.
 MAX_DIGITS = 200
-#: Values of a worked example, features × m: each takes about 7 ms (1024 take 7 s).
-MAX_EXAMPLE_VALUES = 1024
 MAX_EXPONENT = 300
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE](?P<exp>[+-]?\d+))?(/[+-]?\d+)?")
 
@@ -128,6 +125,13 @@ def exact_number(value: object, what: str) -> sp.Rational:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _short_int(m: object) -> str:
+    """A whole number too long to print (Python refuses str() above 4300 digits): its size."""
+    if isinstance(m, int) and m.bit_length() > 128:
+        return f"a number of {m.bit_length()} bits"
+    return _short(m).strip("'")
 
 
 def _rows(raw: object, m: int, what: str) -> tuple[tuple[sp.Rational, ...], ...]:
@@ -212,9 +216,10 @@ def make_options(
     """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
     if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*[+-]?\d+\s*", str(m))):
         raise DerivationError(f"m must be a whole number, not {_short(m)}; try m = 4.")
-    if len(str(m).strip().lstrip("+-")) > 12:  # int() refuses 4300 digits; no m is near
+    # No m near 10^12 is within any bound; and str() of an int above 4300 digits raises.
+    if m.bit_length() > 40 if isinstance(m, int) else len(str(m).strip().lstrip("+-")) > 12:
         raise DerivationError(
-            f"m = {_short(m)} is far above the limit of {MAX_FORCED_M}, even with --force."
+            f"m = {_short_int(m)} is far above what any request can take, even with --force."
         )
     m = int(str(m))
     for name, flag in (("affine", affine), ("force", force)):
@@ -255,18 +260,6 @@ def make_options(
         raise DerivationError(
             "m = 1 in train mode: the variance of one value is 0, so x̂ = 0/√ε and there is "
             "nothing to learn (PyTorch refuses it too); use mode 'eval' (--mode eval) or m ≥ 2."
-        )
-    if m > MAX_FORCED_M:
-        minutes = 10 * (m / 128) ** 2 / 60
-        raise DerivationError(
-            f"m = {m} would take about {minutes:.3g} min (the cost grows as m²; m = 128 takes "
-            f"about 10 s), above what --force allows (m ≤ {MAX_FORCED_M}, about 10 min)."
-        )
-    if m > MAX_M and not force:
-        raise DerivationError(
-            f"m = {m} is above the limit of {MAX_M} (the cost grows as m²: m = 128 takes about "
-            "10 s, m = 256 about a minute); "
-            "pass force=True (--force) to derive it anyway."
         )
     if mode == "eval" and variance != "biased":
         # ε's placement is the layer's own (the notes' test-time layer divides by σ_run + ε);
@@ -318,6 +311,7 @@ def make_options(
         mode=mode,  # type: ignore[arg-type]
         values=value_rows,
         dy=dy_rows,
+        force=force,
         **params,
     )
 

@@ -23,6 +23,7 @@ difference of near-equal terms and O(eps) in size, so two correct implementation
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from bnsym.codegen.module import DEFAULT_EPS, GeneratedModule, generate
+from bnsym.core.options import make_options
 from bnsym.crosscheck import pytorch
-from bnsym.crosscheck.data import make_data, params
+from bnsym.crosscheck.data import make_data, params, x_shape
 from bnsym.crosscheck.oracles import called, oracles_for, results, twin_note
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
-from bnsym.derivation import Derivation
+from bnsym.derivation import Derivation, from_options
 from bnsym.errors import BnsymError
-from bnsym.limits import check_size
+from bnsym.limits import bounded, check_size
 from bnsym.reference._common import std_of
 from bnsym.reference.declared import groups, ungroup
 
@@ -143,10 +145,24 @@ def run_check(
 
     Raises:
         CheckError: ``torch=True`` and no torch column is possible.
+        LimitError: the check would exceed its budget (:mod:`bnsym.limits`; before any
+            work), or reached its cap.
     """
-    gen = generate(derivation_or_m, **options)
-    o = gen.derivation.options
+    if isinstance(derivation_or_m, Derivation):
+        if options:
+            raise TypeError("run_check(derivation) takes no derive options; they are fixed by it")
+        o = derivation_or_m.options
+    else:
+        o = make_options(derivation_or_m, **options)
     features = check_size(o.m, features, seed)  # before any array is allocated
+    values = math.prod(x_shape(o, features))
+    with bounded("check", o.m, features=features, values=values, force=o.force):
+        d = derivation_or_m if isinstance(derivation_or_m, Derivation) else from_options(o)
+        return _run(generate(d), features, seed, torch)
+
+
+def _run(gen: GeneratedModule, features: int, seed: int, torch: bool | None) -> CheckResult:
+    o = gen.derivation.options
     eps = DEFAULT_EPS if o.eps is None else float(o.eps)
     data = make_data(o, features, seed)
     oracles = oracles_for(o)

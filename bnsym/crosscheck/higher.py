@@ -24,6 +24,7 @@ the odd one out, with its worst entry and both numbers.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +35,12 @@ import sympy as sp
 from bnsym.codegen.higher import generate_higher
 from bnsym.codegen.module import GeneratedModule
 from bnsym.crosscheck import pytorch
-from bnsym.crosscheck.data import make_data, param_size, params
+from bnsym.crosscheck.data import make_data, param_size, params, x_shape
 from bnsym.crosscheck.first import CheckError
 from bnsym.crosscheck.oracles import oracles_for, twin_note
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
+from bnsym.limits import bounded, check_size
 from bnsym.proofs.higher import HigherDerivation, derive_higher, evaluate
 from bnsym.reference.declared import groups, ungroup
 
@@ -106,7 +108,17 @@ def run_check_higher(
     """Compare the implementations of ``order`` (2 or 3) on seeded data (module docstring).
 
     ``torch=None`` uses PyTorch when it is importable; True requires it (CheckError if not).
+    The request is bounded before any work (:mod:`bnsym.limits`: LimitError with the
+    estimate; the complex-step differences grow as the square of the values).
     """
+    o = d.options
+    features = check_size(o.m, features, seed)  # before any array is allocated
+    values = math.prod(x_shape(o, features))
+    with bounded("check", o.m, features=features, order=order, values=values, force=o.force):
+        return _run(d, order, features, seed, torch)
+
+
+def _run(d: Derivation, order: int, features: int, seed: int, torch: bool | None) -> HigherCheck:
     o = d.options
     gen = generate_higher(d)
     eps = 1e-5 if o.eps is None else float(o.eps)

@@ -61,7 +61,7 @@ FORMATS: dict[str, Format] = {
         ),
         Format(
             "json",
-            "bnsym.notes.text:to_json",
+            "bnsym.notes.json_doc:to_json",
             "bnsym.notes.higher:with_json",
             (".json",),
             "one JSON object, read back by bnsym.load_json",

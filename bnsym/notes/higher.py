@@ -13,10 +13,9 @@ import json
 import textwrap
 from typing import Any
 
-import sympy as sp
-
 from bnsym.notes import latex as notes
 from bnsym.notes import text as render
+from bnsym.notes.json_doc import SharedStr
 from bnsym.notes.text import Section
 from bnsym.proofs.higher import HigherDerivation
 
@@ -99,13 +98,23 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
 
 
 def json_obj(h: HigherDerivation) -> dict[str, Any]:
-    """``{"double_backward": {...}}`` (and ``"third_order"``): expressions as ``str``."""
+    """``{"double_backward": {...}}`` (and ``"third_order"``): expressions as ``str``.
+
+    ``double_backward``: ``graph``, the forward and backward steps it differentiates (the
+    names its steps use); ``cotangents``, the seeds gdx_i, gdgamma, gdbeta; ``steps``, the
+    chain rule over the graph; ``results``, the names of gx_i, gdy_i, ggamma; ``closed_form``
+    and the proofs. ``third_order``: the same one order up (t<name> = ∂ℓ₃/∂<name>)."""
+
+    printer = SharedStr(order="none")  # sympy.sstr's text, shared subexpressions printed once
 
     def steps(sts: Any) -> list[dict[str, str]]:
-        return [{"lhs": str(st.lhs), "rhs": sp.sstr(st.rhs, order="none")} for st in sts]
+        return [{"lhs": str(st.lhs), "rhs": printer.doprint(st.rhs)} for st in sts]
 
+    d = h.derivation
     obj: dict[str, Any] = {
         "double_backward": {
+            # the graph it differentiates, so that every name of its steps is defined here
+            "graph": steps((*d.forward, *d.backward)),
             "cotangents": [str(v) for v in (*h.gdx, *h.gdgamma, *h.gdbeta)],
             "steps": steps(h.steps),
             "results": [str(st.lhs) for st in h.results],
@@ -173,11 +182,13 @@ def _closed_section(h: HigherDerivation) -> Section:
     or of eval mode."""
     s, o = h.symbols, h.derivation.options
     if o.mode == "eval":
+        # D is x̂'s denominator, written with the running variance as the notes name it
+        D = {"inside": "√(σ²_run + ε)", "outside": "√σ²_run + ε", "sqrt-outside": "√σ²_run + √ε"}
         return Section(
             "closed_form_2",
             "Double backward: closed form",
-            "In eval mode the statistics are constants and D = √(ρ² + ε) (ρ² the running "
-            "variance), so ∂ℓ/∂x_i = γ·dy_i/D is linear: "
+            f"In eval mode the statistics are constants and D = {D[o.eps_placement]}, so "
+            "∂ℓ/∂x_i = γ·dy_i/D is linear: "
             "gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = "
             "Σ gdx_i·dy_i/D (without γ and β: gx_i = 0, gdy_i = gdx_i/D).",
             h.closed_form,

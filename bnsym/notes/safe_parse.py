@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
@@ -37,15 +38,31 @@ MAX_NODES = 200_000
 #: Depth of nesting of one expression.
 MAX_DEPTH = 200
 #: Digits of one integer literal, and bits of any number met while building (2**10**10 is
-#: refused before it is computed: the result's size is estimated first).
+#: refused before it is computed: the result's size is estimated first). Python prints no
+#: integer above 4300 digits (about 14,000 bits): no numerator or denominator comes near.
 MAX_DIGITS = 1000
-MAX_BITS = 20_000
+MAX_BITS = 12_000
 #: A root of a number costs SymPy a search for perfect powers, which grows fast with the
 #: number's size (a 5000-bit base takes half a minute): the numbers under a non-integer power
-#: are bounded more tightly, and only so many roots of numbers above 64 bits are taken in one
-#: document (each below 0.05 s).
+#: are bounded more tightly — each radicand, and the product SymPy makes of the numeric roots
+#: in one product (√a·√b = √(ab): a thousand roots of 20-bit primes once merged into one of
+#: 20,000 bits, 28 s).
 MAX_ROOT_BITS = 512
-MAX_LARGE_ROOTS = 50
+#: What one expression and one document may build, in bits: every integer literal's, and for
+#: every distinct root of a number its radicand's plus ROOT_COST (a root costs SymPy about
+#: 0.5 ms + 20 µs a bit; a root met again is not recomputed). bnsym's largest expressions
+#: (m = 1024 with --force) hold about 150,000 bits of literals, at most a few distinct
+#: numeric roots of under 100 bits each, and its documents a few hundred; a document of a few
+#: kilobytes can ask for no more than a fraction of a second of roots.
+MAX_EXPRESSION_BITS = 1 << 20
+MAX_DOCUMENT_BITS = 1 << 30
+ROOT_COST = 32
+MAX_EXPRESSION_ROOT_BITS = 2048
+MAX_DOCUMENT_ROOT_BITS = 16384
+#: Each byte of the document beyond the first 16 kB adds this many bits to its root budget: a
+#: large document has roots in proportion (a worked example of 256 features with a numeric ε,
+#: 396 kB, takes 256 roots, 20,000 bits: its budget is 54,000).
+ROOT_BITS_PER_BYTE = 0.1
 #: A power's exponent must be a number p/q with |p|, q at most this (bnsym writes 2, 3/2, -1/2).
 MAX_EXPONENT = 64
 #: The largest index of an indexed name (x12, gamma3).
@@ -56,78 +73,136 @@ class ExpressionError(BnsymError, ValueError):
     """An expression string that bnsym would not have written; the message names the field."""
 
 
-# Stems of the names bnsym writes and their SymPy assumptions (the same as
-# ``symbolic.Symbols``, so that a symbol read back equals the derivation's own). A stem in
-# _INDEXED may carry an index (x12; gamma2 for per-element parameters), the others may not.
-_ASSUMPTIONS: dict[str, dict[str, bool]] = {
-    "x": {"real": True},
-    "dy": {"real": True},
-    "gamma": {"real": True},
-    "beta": {"real": True},
-    "dgamma": {"real": True},
-    "dbeta": {"real": True},
-    "running_mean": {"real": True},
-    "running_var": {"positive": True},
-    "epsilon": {"positive": True},
+# --- the names bnsym writes -----------------------------------------------------------------
+
+_REAL = (("real", True),)
+_POSITIVE = (("positive", True),)
+
+
+@dataclass(frozen=True)
+class Stem:
+    """A name bnsym writes, without its marks of differentiation: its SymPy assumptions (the
+    same as the derivation's own symbols, so that a symbol read back equals it) and whether it
+    takes an index (x12; gamma2 per element or channel; sum_dy2 per γ)."""
+
+    assumptions: tuple[tuple[str, bool], ...] = _REAL
+    indexed: bool = False
+
+
+#: The stems, one row per name (:mod:`bnsym.core.graph`, :mod:`bnsym.proofs.double_backward`).
+STEMS: dict[str, Stem] = {
+    # inputs
+    "x": Stem(indexed=True),
+    "dy": Stem(indexed=True),  # the upstream gradient ∂ℓ/∂y
+    "gamma": Stem(indexed=True),
+    "beta": Stem(indexed=True),
+    "epsilon": Stem(_POSITIVE),
+    "running_mean": Stem(indexed=True),  # indexed: one per feature of a worked example
+    "running_var": Stem(_POSITIVE, indexed=True),
+    # the graph's nodes
+    "y": Stem(indexed=True),
+    "xhat": Stem(indexed=True),
+    "mu_B": Stem(),
+    "mu": Stem(),
+    **{name: Stem(_POSITIVE) for name in ("sigma2_B", "sigma2", "sigma_B", "sigma", "nu2", "nu")},
+    # the double backward's closed form: sums, coefficients, and r = D/σ with ε outside
+    **{name: Stem(indexed=True) for name in ("sum_dy", "sum_dy_xhat", "sum_dy_gdx")},
+    **{
+        name: Stem()
+        for name in (
+            "sum_gdx",
+            "sum_gdx_xhat",
+            "sum_gamma_dy",
+            "sum_gamma_dy_xhat",
+            "sum_gamma_dy_gdx",
+            "sum_gdgamma_dy",
+            "sum_gdgamma_dy_xhat",
+            "coef_gdx",
+            "coef_xhat",
+            "shift",
+            "kr",
+            "q",
+        )
+    },
+    **{name: Stem(indexed=True) for name in ("coef_dy", "coef_xhat_gdy", "gamma_inv_std")},
+    "shift_gdy": Stem(indexed=True),
+    "r": Stem(_POSITIVE),
+    # forward mode's closed forms (bnsym.proofs.forward): the denominator's tangent (dotD),
+    # B = k·Σ ẋ̊·ẋ̊, and the sums of the HVP (w_ the cotangent's)
+    "D": Stem(_POSITIVE),
+    "B": Stem(),
+    **{
+        f"{w}{name}": Stem()
+        for w in ("", "w_")
+        for name in ("sum_g", "sum_g_xhat", "sum_h", "sum_h_xhat", "q", "coef_xhat")
+    },
 }
-_INDEXED = {"x", "dy", "gamma", "beta", "dgamma", "dbeta", "running_mean", "running_var"}
-#: The general form's graph nodes and their adjoints: the statistics by exact name, and the
-#: element-wise nodes only as ``xhat[i]``-style Indexed bases.
-_GRAPH_NAMES: dict[str, dict[str, bool]] = {
-    **{n: {"real": True} for n in ("mu_B", "mu", "dmu_B", "dmu", "dsigma2_B", "dsigma2")},
-    **{n: {"positive": True} for n in ("sigma2_B", "sigma2", "sigma_B", "sigma", "nu2", "nu")},
-    "dnu2": {"real": True},
-}
-_BASES = {**{n: {"real": True} for n in ("xhat", "dxhat", "dx", "y")}, **_ASSUMPTIONS}
-# forward mode's general form: ẋ[i], x̂̇[i], ẏ[i], γ̇[c(i)], β̇[c(i)]
-_BASES.update({n: {"real": True} for n in ("dotx", "dotxhat", "doty", "dotgamma", "dotbeta")})
-_NAME = re.compile(r"(?P<stem>[a-z_]+?)(?P<index>[1-9][0-9]*)?")
+#: The marks of differentiation a name may carry before its stem, outermost first, each at
+#: most once: t (order 3, ∂ℓ₃/∂·), g (order 2, ∂ℓ₂/∂·), d (order 1, ∂ℓ/∂·): tgdx1, gdsigma2_B,
+#: dxhat3. A marked name is a derivative, real whatever its stem is. A new mode of
+#: differentiation is a row here.
+MARKS: tuple[tuple[str, str], ...] = (
+    ("dif", "forward mode: the tangent along a third direction (Δ)"),
+    ("del", "forward mode: the tangent along a second direction (δ)"),
+    ("bar", "forward mode: an adjoint of the reverse pass over the jvp (x̄)"),
+    ("dot", "forward mode: the tangent (ẋ)"),
+    ("t", "order 3: the gradient of ℓ₃"),
+    ("g", "order 2: the gradient of ℓ₂"),
+    ("d", "order 1: the gradient of ℓ"),
+)
+_INDEXED_NAME = re.compile(r"(?P<stem>[a-z_]+?)(?P<index>[1-9][0-9]*)")
 #: Summation indices of the general form, Sum(x[i], (i, 1, m)), and the batch size m.
-#: Group norm's general form adds c (a channel), C (the channels of a group) and c(i), the
-#: channel of element i.
+#: Group norm's general form adds c (a channel), C (the channels of a group) and channel(i),
+#: the channel of element i (c(i) in documents of earlier versions).
 _DUMMIES = {"i", "j", "k", "c"}
 _INTEGERS = {
     **{name: sp.Symbol(name, integer=True) for name in _DUMMIES},
     "m": sp.Symbol("m", integer=True, positive=True),
     "C": sp.Symbol("C", integer=True, positive=True),
 }
-_FUNCTIONS = {"sqrt", "Abs", "Rational", "Sum", "c"}
-_CHANNEL = sp.Function("c")
+_CHANNELS = {"channel": sp.Function("channel"), "c": sp.Function("c")}
+_FUNCTIONS = {"sqrt", "Abs", "Rational", "Sum", *_CHANNELS}
 
 
-#: Forward mode's names (bnsym.proofs.modes): prefixes (dif, del, bar, dot; at least one) on
-#: a node's or an input's name, or on an adjoint's (dotdx3); the graph's x̂_i it reads; its
-#: closed forms' sums and coefficients (and r = D/σ, positive, as the order-2 closed form has).
-_MODE_NAME = re.compile(
-    r"(?:(?:dif)?(?:del)?(?:bar)?dot|(?:dif)?(?:del)?bar|(?:dif)?del|dif)"
-    r"(?:d?(?:xhat|x|y|gamma|beta|sigma2_B|sigma2|mu_B|mu|nu2)[1-9]?[0-9]*|D|B)"
-)
-_MODE_PLAIN = re.compile(
-    r"(?:xhat|dxhat)[1-9][0-9]*|B|(?:w_)?(?:sum_g|sum_g_xhat|sum_h|sum_h_xhat|q|coef_xhat)"
-)
+def _resolve(name: str) -> tuple[Stem, bool, str | None] | None:
+    """(stem, marked, index) of a name bnsym writes, or None."""
+    rest, marked = name, False
+    for mark, _ in (("", ""), *MARKS):
+        if mark:
+            if not rest.startswith(mark):
+                continue
+            rest, marked = rest[len(mark) :], True
+        if rest in STEMS:
+            return STEMS[rest], marked, None
+        hit = _INDEXED_NAME.fullmatch(rest)
+        if hit and hit["stem"] in STEMS:
+            stem = STEMS[hit["stem"]]
+            if stem.indexed and int(hit["index"]) <= MAX_INDEX:
+                return stem, marked, hit["index"]
+            return None
+    return None
 
 
 def symbol(name: str) -> sp.Symbol | None:
-    """The symbol bnsym writes as ``name`` (``x12``, ``gamma``), or None if it writes no such.
+    """The symbol bnsym writes as ``name`` (``x12``, ``gamma``, ``gdsigma2_B``), or None if it
+    writes no such.
 
-    >>> symbol("x12"), symbol("epsilon").is_positive, symbol("os")
-    (x12, True, None)
-    >>> symbol("deldotx3"), symbol("r").is_positive
-    (deldotx3, True)
+    >>> symbol("x12"), symbol("epsilon").is_positive, symbol("tgdx1").is_real, symbol("os")
+    (x12, True, True, None)
     """
-    if name in _GRAPH_NAMES:
-        return sp.Symbol(name, **_GRAPH_NAMES[name])
-    if name == "r":
-        return sp.Symbol(name, positive=True)
-    if _MODE_NAME.fullmatch(name) or _MODE_PLAIN.fullmatch(name):
-        return sp.Symbol(name, real=True)
-    hit = _NAME.fullmatch(name)
-    if hit is None or hit["stem"] not in _ASSUMPTIONS:
+    hit = _resolve(name)
+    if hit is None:
         return None
-    if hit["index"] is not None:
-        if hit["stem"] not in _INDEXED or int(hit["index"]) > MAX_INDEX:
-            return None
-    return sp.Symbol(name, **_ASSUMPTIONS[hit["stem"]])
+    stem, marked, _ = hit
+    return sp.Symbol(name, **dict(_REAL if marked else stem.assumptions))
+
+
+def _base(name: str) -> sp.IndexedBase | None:
+    """The general form's ``x`` of ``x[i]``: a stem that takes an index, given none."""
+    hit = _resolve(name)
+    if hit is None or not hit[0].indexed or hit[2] is not None:
+        return None
+    return sp.IndexedBase(name, real=True)
 
 
 def parse_expression(text: object, field: str, reader: Reader | None = None) -> sp.Expr:
@@ -142,6 +217,7 @@ def parse_expression(text: object, field: str, reader: Reader | None = None) -> 
     """
     reader = Reader() if reader is None else reader
     reader.field = field
+    reader.expression_bits = reader.expression_root_bits = 0
     if not isinstance(text, str):
         raise ExpressionError(f"{field}: expected an expression string, not {_short(text)}.")
     if len(text) > MAX_CHARS:
@@ -166,12 +242,20 @@ def parse_expression(text: object, field: str, reader: Reader | None = None) -> 
 
 
 class Reader:
-    """Builds SymPy objects from allow-listed syntax trees, bounding every number; one reader
-    per document, so that the budget of large roots is the document's."""
+    """Builds SymPy objects from allow-listed syntax trees, bounding every number and what the
+    expression and the document build (the bits of their integers and roots); one reader per
+    document, so that the document's budget holds across its expressions.
 
-    def __init__(self) -> None:
+    ``size`` is the document's length in bytes: a large document's root budget grows with it
+    (ROOT_BITS_PER_BYTE).
+    """
+
+    def __init__(self, size: int = 0) -> None:
         self.field = ""
-        self.large_roots = 0
+        self.expression_bits = self.document_bits = 0
+        self.expression_root_bits = self.document_root_bits = 0
+        self.root_budget = MAX_DOCUMENT_ROOT_BITS + int(ROOT_BITS_PER_BYTE * max(0, size - 16384))
+        self.roots: dict[tuple[Any, Any], Any] = {}  # (radicand, exponent) -> root, once each
 
     def parse(self, text: object, field: str) -> sp.Expr:
         """:func:`parse_expression` within this reader's budget."""
@@ -224,8 +308,17 @@ class Reader:
         while isinstance(left, ast.BinOp) and isinstance(left.op, ops):
             right.append((isinstance(left.op, (ast.Add, ast.Mult)), left.right))
             left = left.left
-        operands = [(True, self.build(left, depth + 1))]
-        operands += [(sign, self.build(r, depth + 1)) for sign, r in reversed(right)]
+        operands: list[tuple[bool, Any]] = []
+        merged = 0  # √a·√b is √(ab): the numeric roots of a product merge, so bound them all
+        for sign, r in [(True, left), *reversed(right)]:
+            operands.append((sign, self.build(r, depth + 1)))
+            if ast.Mult in ops:
+                merged += sum(_bits(b) for b in _numeric_radicands(operands[-1][1]))
+                if merged > MAX_ROOT_BITS:
+                    raise self.fail(
+                        f"a product of roots of numbers of more than {MAX_ROOT_BITS} bits in all "
+                        "(SymPy would merge them into one root); bnsym writes none."
+                    )
         # The numbers of the chain are combined by SymPy: bound the result's size first.
         if sum(_bits(v) for _, v in operands if isinstance(v, sp.Rational)) > MAX_BITS:
             raise self.fail(f"a number has more than {MAX_BITS} bits; bnsym writes none.")
@@ -240,7 +333,38 @@ class Reader:
             return sp.Float(repr(value))
         if value.bit_length() > MAX_DIGITS * 3.33:
             raise self.fail(f"a number has more than {MAX_DIGITS} digits; bnsym writes none.")
+        self.charge(value.bit_length(), root=False)
         return sp.Integer(value)
+
+    def charge(self, bits: int, root: bool) -> None:
+        """Count ``bits`` built against the expression's and the document's budgets: of
+        integers, or (``root``) of the radicands of roots, before SymPy computes anything."""
+        self.expression_bits += bits
+        self.document_bits += bits
+        if self.expression_bits > MAX_EXPRESSION_BITS:
+            raise self.fail(
+                f"the expression's numbers hold more than {MAX_EXPRESSION_BITS} bits; bnsym "
+                "writes none that large."
+            )
+        if self.document_bits > MAX_DOCUMENT_BITS:
+            raise self.fail(
+                f"the document's numbers hold more than {MAX_DOCUMENT_BITS} bits; bnsym writes "
+                "none that large."
+            )
+        if not root:
+            return
+        self.expression_root_bits += bits
+        self.document_root_bits += bits
+        if self.expression_root_bits > MAX_EXPRESSION_ROOT_BITS:
+            raise self.fail(
+                f"the expression takes roots of numbers of more than {MAX_EXPRESSION_ROOT_BITS} "
+                "bits in all; bnsym writes none."
+            )
+        if self.document_root_bits > self.root_budget:
+            raise self.fail(
+                f"the document takes roots of numbers of more than {self.root_budget} bits in "
+                "all (roots of large numbers cost SymPy a search each); bnsym writes none."
+            )
 
     def reciprocal(self, f: Any) -> Any:
         if f == 0:
@@ -259,27 +383,30 @@ class Reader:
             )
         if base == 0 and exponent < 0:
             raise self.fail("division by zero (0 to a negative power).")
-        # The size of a numeric result, estimated before it is computed.
-        if isinstance(base, sp.Rational) and _bits(base) * abs(exponent) > MAX_BITS:
+        # The size of a numeric result, estimated before it is computed (the numbers of a
+        # numeric base, √a·√b included, raised to the power).
+        if base.is_number and _numeric_bits(base) * abs(exponent) > MAX_BITS:
             raise self.fail(f"a number has more than {MAX_BITS} bits; bnsym writes none.")
-        if exponent.q != 1:
+        if exponent.q == 1:
+            return self.bounded(sp.Pow(base, exponent))
+        key = (base, exponent)
+        if key not in self.roots:  # a root met again is not searched again
             self.root_of(base)
-        return self.bounded(sp.Pow(base, exponent))
+            self.roots[key] = self.bounded(sp.Pow(base, exponent))
+        return self.roots[key]
 
     def root_of(self, base: Any) -> None:
-        """Refuse a root of large numbers before SymPy searches them for perfect powers."""
+        """Refuse a root of large numbers before SymPy searches them for perfect powers, and
+        count the numbers it searches against the budgets."""
         bits = max((_bits(r) for r in base.atoms(sp.Rational)), default=0)
         if bits > MAX_ROOT_BITS:
             raise self.fail(
                 f"a root of a number of {bits} bits (above {MAX_ROOT_BITS}); bnsym writes none."
             )
-        if bits > 64:
-            self.large_roots += 1
-            if self.large_roots > MAX_LARGE_ROOTS:
-                raise self.fail(
-                    f"more than {MAX_LARGE_ROOTS} roots of large numbers in one document; "
-                    "bnsym writes none."
-                )
+        # SymPy searches a numeric radicand, and the numeric coefficient of a product
+        searched = base if base.is_Rational else base.as_coeff_Mul()[0] if base.is_Mul else None
+        if searched is not None and searched not in (0, 1, -1):
+            self.charge(_bits(searched) + ROOT_COST, root=True)
 
     def call(self, node: ast.Call, depth: int) -> Any:
         name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
@@ -291,10 +418,10 @@ class Reader:
         if name == "Sum":
             return self.sum(node, depth)
         args = [self.build(a, depth + 1) for a in node.args]
-        if name == "c":  # the channel of an element: c(i), of an index only
+        if name in _CHANNELS:  # the channel of an element: channel(i), of an index only
             if len(args) != 1 or args[0] not in _INTEGERS.values():
-                raise self.fail("c takes one index, c(i).")
-            return _CHANNEL(args[0])
+                raise self.fail(f"{name} takes one index, {name}(i).")
+            return _CHANNELS[name](args[0])
         if name == "Rational":
             if len(args) != 2 or not all(isinstance(a, sp.Integer) for a in args):
                 raise self.fail("Rational takes two integers, Rational(p, q).")
@@ -322,11 +449,10 @@ class Reader:
 
     def indexed(self, node: ast.Subscript, depth: int) -> Any:
         base = node.value
-        if not (isinstance(base, ast.Name) and base.id in _BASES):
+        indexed = _base(base.id) if isinstance(base, ast.Name) else None
+        if indexed is None:
             raise self.fail(f"{_short(ast.unparse(node))} indexes something bnsym does not index.")
-        index = node.slice
-        idx = self.build(index, depth + 1)
-        return sp.IndexedBase(base.id, **_BASES[base.id])[idx]
+        return indexed[self.build(node.slice, depth + 1)]
 
     def bounded(self, value: Any) -> Any:
         """``value`` if it is finite and its numbers are of bounded size."""
@@ -337,76 +463,50 @@ class Reader:
         return value
 
 
-def _general(part: object, reader: Reader) -> dict[str, Any]:
-    """The ``general`` object: each step's ``lhs`` and ``rhs`` parsed (as every expression)."""
+def _steps(part: object, where: str, reader: Reader) -> Any:
+    """A list of steps {lhs, rhs, ...} (or one step) with ``lhs`` and ``rhs`` parsed."""
+    many = isinstance(part, list)
+    steps: list[Any] = part if isinstance(part, list) else [part]
+    if len(steps) > MAX_INDEX or not all(isinstance(st, dict) for st in steps):
+        raise ExpressionError(f"{where}: expected steps {{lhs, rhs, rule}}.")
+    parsed = []
+    for n, st in enumerate(steps):
+        sides = {
+            side: reader.parse(st.get(side), f"{where}[{n}].{side}") for side in ("lhs", "rhs")
+        }
+        parsed.append({**st, **sides})
+    return parsed if many else parsed[0]
+
+
+def _section(part: object, where: str, row: Any, reader: Reader) -> dict[str, Any]:
+    """One section of a document (a row of ``sections``: keys of steps, keys of lists of
+    names, and the keys of sections of the same shape nested in it, ``"*"`` for every one)."""
+    step_keys, name_keys, nested = row
     if not isinstance(part, dict):
-        raise ExpressionError(f"general: expected an object, not {_short(part)}.")
+        raise ExpressionError(f"{where}: expected an object, not {_short(part)}.")
     out = dict(part)
-    for key in ("forward", "backward", "closed_form"):
-        steps = out.get(key)
-        many = isinstance(steps, list)
-        if steps is None:
-            continue
-        if not many:
-            steps = [steps]
-        if len(steps) > 100 or not all(isinstance(st, dict) for st in steps):
-            raise ExpressionError(f"general.{key}: expected steps {{lhs, rhs, rule}}.")
-        parsed = [
-            {
-                **st,
-                **{
-                    side: reader.parse(st.get(side), f"general.{key}[{n}].{side}")
-                    for side in ("lhs", "rhs")
-                },
-            }
-            for n, st in enumerate(steps)
-        ]
-        out[key] = parsed if many else parsed[0]
+    for key in step_keys:
+        if out.get(key) is not None:
+            out[key] = _steps(out[key], f"{where}.{key}", reader)
+    for key in name_keys:
+        if key in out:
+            out[key] = _names(out[key], f"{where}.{key}")
+    for key in list(out) if "*" in nested else nested:
+        if key in out:
+            out[key] = _section(out[key], f"{where}.{key}", (step_keys, name_keys, ()), reader)
     return out
 
 
-#: The keys forward mode writes (bnsym.notes.modes.json_obj).
-MODE_KEYS = ("forward_mode", "second_order", "forward_third_order")
-SIDES = ("lhs", "rhs")
-
-
-def _modes(part: object, reader: Reader, where: str) -> Any:
-    """Forward mode's objects: every ``steps``/``closed_form`` entry's ``lhs`` and ``rhs``
-    parsed, every name of ``tangents``/``seeds``/``results`` read as a symbol; an object of
-    compositions (``second_order``: ``ff``, ``fr``, ``rf``) read part by part."""
-    if not isinstance(part, dict):
-        raise ExpressionError(f"{where}: expected an object, not {_short(part)}.")
-    if where == "second_order":
-        return {k: _modes(v, reader, f"{where}.{k}") for k, v in part.items()}
-    out = dict(part)
-    for key in ("steps", "closed_form"):
-        if key not in out:
-            continue
-        steps = out[key]
-        single = isinstance(steps, dict)
-        steps = [steps] if single else steps
-        if not isinstance(steps, list) or not all(isinstance(st, dict) for st in steps):
-            raise ExpressionError(f"{where}.{key}: expected steps {{lhs, rhs}}.")
-        if len(steps) > MAX_INDEX:
-            raise ExpressionError(
-                f"{where}.{key}: {len(steps)} steps; bnsym writes none that many."
-            )
-        parsed = [
-            {
-                **st,
-                **{s: reader.parse(st.get(s), f"{where}.{key}[{n}].{s}") for s in ("lhs", "rhs")},
-            }
-            for n, st in enumerate(steps)
-        ]
-        out[key] = parsed[0] if single else parsed
-    for key in ("tangents", "seeds", "results"):
-        if key in out:
-            names = out[key]
-            if not isinstance(names, list) or len(names) > MAX_INDEX:
-                raise ExpressionError(f"{where}.{key}: expected a list of names.")
-            out[key] = [reader.parse(n, f"{where}.{key}[{i}]") for i, n in enumerate(names)]
-    if "general" in out:
-        out["general"] = _modes(out["general"], reader, f"{where}.general")
+def _names(part: object, where: str) -> list[sp.Symbol]:
+    """A list of names bnsym writes (a section's cotangents, results), as symbols."""
+    if not isinstance(part, list) or len(part) > MAX_INDEX:
+        raise ExpressionError(f"{where}: expected a list of names, not {_short(part)}.")
+    out = []
+    for n, name in enumerate(part):
+        sym = symbol(name) if isinstance(name, str) else None
+        if sym is None:
+            raise ExpressionError(f"{where}[{n}]: {_short(name)} is not a name bnsym writes.")
+        out.append(sym)
     return out
 
 
@@ -414,26 +514,50 @@ def _bits(r: sp.Rational) -> int:
     return int(r.p).bit_length() + int(r.q).bit_length()
 
 
+def _numeric_bits(e: Any) -> int:
+    """The bits of the numbers of a numeric expression (its rationals and radicands)."""
+    return sum(_bits(r) for r in e.atoms(sp.Rational))
+
+
+def _numeric_radicands(f: Any) -> list[sp.Rational]:
+    """The radicands of the numeric roots in the factor ``f`` (√3 in 2·√3·x: [3])."""
+    return [
+        p.base
+        for p in sp.Mul.make_args(f)
+        if p.is_Pow and p.base.is_Rational and p.exp.is_Rational and not p.exp.is_Integer
+    ]
+
+
 def _short(value: object) -> str:
-    text = repr(value) if not isinstance(value, str) else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a whole number of {value.bit_length()} bits"  # repr() fails above 4300 digits
+    text = repr(value)
     return text if len(text) <= 60 else text[:57] + "…'"
 
 
-def read_document(source: object, keys: tuple[str, ...]) -> dict[str, Any]:
-    """``bnsym derive --format json`` output (text or a dict) with the expressions at ``keys``
-    (each a string, null, or a list of those) parsed; ``features`` entries likewise.
+def read_document(
+    source: object,
+    keys: tuple[str, ...],
+    sections: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]],
+) -> dict[str, Any]:
+    """``bnsym derive --format json`` output (text or a dict) with the expressions parsed:
+    those at ``keys`` (each a string, null, or a list of those), in the document and in each
+    of its ``features``; and in each of ``sections`` (``general``, ``double_backward``, …:
+    section -> (keys of steps {lhs, rhs}, keys of lists of names, keys of sections of the same
+    shape nested in it)) its steps and names.
 
     Raises :class:`ExpressionError` naming the field for anything bnsym would not have written.
     """
     import json
 
     if isinstance(source, (str, bytes, bytearray)):
+        size = len(source)
         try:
             obj = json.loads(source)
-        except (ValueError, RecursionError) as exc:
-            raise ExpressionError(f"the document is not JSON ({exc}).") from None
+        except (ValueError, RecursionError) as exc:  # integers above 4300 digits included
+            raise ExpressionError(f"the document is not JSON ({_short(str(exc))}).") from None
     else:
-        obj = source
+        obj, size = source, None
     if not isinstance(obj, dict):
         raise ExpressionError(
             f"expected a JSON object as bnsym derive --format json writes, not {_short(obj)}."
@@ -441,7 +565,12 @@ def read_document(source: object, keys: tuple[str, ...]) -> dict[str, Any]:
     m = obj.get("m")
     if isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_INDEX:
         raise ExpressionError(f"m: expected a whole number from 1 to {MAX_INDEX}, not {_short(m)}.")
-    reader = Reader()
+    if size is None:  # a document given as an object: its size as JSON text
+        try:
+            size = len(json.dumps(obj))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ExpressionError(f"the document is not JSON ({_short(str(exc))}).") from None
+    reader = Reader(size)
 
     def convert(part: object, where: str) -> dict[str, Any]:
         if not isinstance(part, dict):
@@ -472,11 +601,9 @@ def read_document(source: object, keys: tuple[str, ...]) -> dict[str, Any]:
         raise ExpressionError(f"{field}: a list inside a list; bnsym writes lists of expressions.")
 
     result = convert(obj, "")
-    if "general" in result:
-        result["general"] = _general(result["general"], reader)
-    for key in MODE_KEYS:
-        if key in result:
-            result[key] = _modes(result[key], reader, key)
+    for section, row in sections.items():
+        if section in result:
+            result[section] = _section(result[section], section, row, reader)
     if "features" in result:
         features = result["features"]
         if not isinstance(features, list):

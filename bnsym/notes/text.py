@@ -8,7 +8,6 @@ expression. Symbol display names live in one table, :data:`DISPLAY`.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from bnsym.core.build import symbol_table
 from bnsym.core.cutoffs import EXPLICIT_MAX_M, GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.core.general import CH, C
 from bnsym.core.graph import Step
@@ -407,6 +405,8 @@ def _hidden_sign(texts: list[str]) -> str:
     return "…"
 
 
+# Cached: LaTeX sorts the same few hundred terms thousands of times at m = 128 (str() of each).
+@functools.lru_cache(maxsize=8192)
 def term_key(term: sp.Basic) -> tuple[int, int, int, int, str]:
     """Sort key for the terms of a sum: terms with indexed symbols (x₃, ∂ℓ/∂y₁₂) by index,
     others (γ, β, ε) first in their usual order; in the general form, a term with a Σ after
@@ -1058,93 +1058,5 @@ def _to_ascii(text: str) -> str:
     return text
 
 
-# --- JSON ----------------------------------------------------------------------------------
-
-
-def to_json(d: Derivation) -> str:
-    """One JSON object; every expression is SymPy's ``str()`` over x1..xm, dy1..dym, gamma,
-    beta, epsilon (and running_mean, running_var in eval mode). Read it back with
-    :func:`load_json`.
-    """
-    obj = _json_obj(d)
-    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-
-
-def _json_obj(d: Derivation) -> dict[str, Any]:
-    def exprs(feat: dict[str, Any]) -> dict[str, Any]:
-        def one(e: Any) -> Any:
-            # order="none" prints SymPy's own (canonical, deterministic) argument order and
-            # skips the sort that makes str() slow at large m. A tuple (one per γ_k) is a list.
-            if isinstance(e, tuple):
-                return [one(x) for x in e]
-            return None if e is None else sp.sstr(e, order="none")
-
-        return {
-            "mean": one(feat["mean"]),
-            "var": one(feat["var"]),
-            "x_hat": [one(e) for e in feat["x_hat"]],
-            "y": [one(e) for e in feat["y"]],
-            "dx": [one(e) for e in feat["dx"]],
-            "dgamma": one(feat["dgamma"]),
-            "dbeta": one(feat["dbeta"]),
-        }
-
-    obj: dict[str, Any] = {"m": d.m, "options": d.options.as_dict()}
-    obj.update(exprs(d.features[0]))
-    if len(d.features) > 1:
-        obj["features"] = [exprs(f) for f in d.features]
-    o = d.options
-    obj["symbols"] = sorted(symbol_table(d.m, o.layer, o.channels), key=_natural)
-    obj["identities"] = [  # the identities' statements (display symbols by name)
-        {"name": st.rule, "lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "note": st.note}
-        for st in d.identities
-    ]
-    obj["verified"] = dict(d.verified)
-    obj["proof_methods"] = dict(d.proof_methods)
-    if d.general is not None:
-        obj["general"] = general_json(d.general)
-    return obj
-
-
-def general_json(g: Any) -> dict[str, Any]:
-    """The general form (symbolic m) as SymPy strings: ``Sum(dy[j], (j, 1, m))``."""
-
-    def step(st: Step) -> dict[str, str]:
-        return {"lhs": sp.sstr(st.lhs), "rhs": sp.sstr(st.rhs), "rule": st.rule}
-
-    return {
-        "m": "m",
-        "forward": [step(st) for st in g.forward],
-        "backward": [step(st) for st in g.backward],
-        "closed_form": step(g.closed_form),
-        "verified": dict(g.verified),
-        "proof_methods": dict(g.methods),
-    }
-
-
-def _natural(name: str) -> tuple[str, int]:
-    hit = re.match(r"([a-z_]+?)(\d*)\Z", name)
-    assert hit
-    return hit.group(1), int(hit.group(2) or 0)
-
-
-_EXPR_KEYS = ("mean", "var", "dgamma", "dbeta")
-_LIST_KEYS = ("x_hat", "y", "dx")
-
-
-def load_json(source: str | dict[str, Any]) -> dict[str, Any]:
-    """Read ``bnsym derive --format json`` output back, with SymPy expressions in place of
-    strings (``gamma`` and ``beta`` become symbols, not SymPy's functions). Nothing in the
-    file is run: the expressions are parsed against an allow-list of what bnsym writes, and
-    anything else raises ``ExpressionError`` (a ValueError) naming the field; see
-    :mod:`bnsym.notes.safe_parse`.
-
-    >>> from bnsym.derivation import derive
-    >>> load_json(to_json(derive(4, eps=0, values="2,0,2,4")))["x_hat"]
-    [0, -sqrt(2), 0, sqrt(2)]
-    >>> load_json(to_json(derive(2)))["dbeta"]
-    dy1 + dy2
-    """
-    from bnsym.notes.safe_parse import read_document
-
-    return read_document(source, _EXPR_KEYS + _LIST_KEYS)
+# The JSON output moved to bnsym.notes.json_doc; these names stay importable from here.
+from bnsym.notes.json_doc import load_json, to_json  # noqa: E402

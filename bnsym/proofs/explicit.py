@@ -78,7 +78,7 @@ def explicit_results(c: Context) -> dict[str, Any]:
 
 def _parameters(c: Context, mean_x: sp.Expr, D_x: sp.Expr) -> dict[str, Any]:
     """∂ℓ/∂γ_k = Σ_(i of k) ∂ℓ/∂y_i·x̂_i and ∂ℓ/∂β_k = Σ_(i of k) ∂ℓ/∂y_i: one of each
-    where the group shares them, else a tuple of K."""
+    where the layer shares them over the group, else a tuple of K (K = 1 included)."""
     s = c.s
     if not c.affine:
         return {"dgamma": None, "dbeta": None}
@@ -88,8 +88,8 @@ def _parameters(c: Context, mean_x: sp.Expr, D_x: sp.Expr) -> dict[str, Any]:
         for idx in members
     )
     dbeta: Any = tuple(sp.Add(*[s.dy[i] for i in idx]) for idx in members)
-    if s.shared:
-        dgamma, dbeta = dgamma[0], dbeta[0]
+    if s.layer.params == "shared":  # one γ of the group; per channel or element: a tuple, of
+        dgamma, dbeta = dgamma[0], dbeta[0]  # one where there is one channel (group norm, C = 1)
     return {"dgamma": dgamma, "dbeta": dbeta if s.layer.beta else None}
 
 

@@ -42,6 +42,7 @@ from bnsym.core.higher import (
     wrt,
 )
 from bnsym.core.options import DerivationError
+from bnsym.limits import HIGHER_MAX_M, bounded
 from bnsym.proofs.display import HESSIAN_IJ, HESSIAN_JI
 from bnsym.proofs.double_backward import closed_form
 from bnsym.proofs.ring import Laurent, place_eps
@@ -64,8 +65,6 @@ __all__ = [
 
 #: The orders derive and check accept (codegen writes order 2).
 ORDERS = (1, 2, 3)
-#: derive_higher's largest m: its chain rule and proofs take 2 s at m = 16, minutes at 32.
-HIGHER_MAX_M = 16
 #: the largest m at which order 3 through the closed form is given, and proved (2 s at m = 8,
 #: a minute or two at 16: the chain rule's third order grows as m⁵ in the ring)
 THIRD_CLOSED_MAX_M = 8
@@ -137,14 +136,15 @@ def derive_higher(d: Derivation, order: int = 2) -> HigherDerivation:
     # The graph and the symbols are those of the variant, whatever worked example ``d``
     # carries: derived and proved once per variant, then shown with ``d``.
     key = (o.m, o.layer, o.channels, o.variance, o.eps_placement, o.affine, o.mode)
-    if key not in _SECOND:
-        _SECOND[key] = _derive2(d)
+    with bounded("derive", o.m, order=order, force=o.force):
+        if key not in _SECOND:
+            _SECOND[key] = _derive2(d)
+        if order == 3 and key not in _THIRD:
+            _THIRD[key] = _derive3(_SECOND[key])
     base = _SECOND[key]
     if base.derivation is not d:
         base = HigherDerivation(**{**base.__dict__, "derivation": d})
     if order == 3:
-        if key not in _THIRD:
-            _THIRD[key] = _derive3(_SECOND[key])
         base = HigherDerivation(**{**base.__dict__, **_THIRD[key], "order": 3, "derivation": d})
     return base
 
