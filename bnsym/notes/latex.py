@@ -273,10 +273,7 @@ def _graph_blocks(d: Derivation, width: float) -> Iterator[Block]:
 
 
 def _variant_text(d: Derivation) -> str:
-    text = f"m = {d.m}; {describe(d)}"
-    if d.options.affine:
-        text += "; affine: y_i = γ·x̂_i + β"
-    return "Variant: " + text + "."
+    return f"Variant: m = {d.m}; {_subtitle(d)}."
 
 
 def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterator[Block]:

@@ -27,7 +27,7 @@ class ProseError(BnsymError, ValueError):
 MATH = {
     "ε": r"\epsilon ", "γ": r"\gamma ", "β": r"\beta ", "μ": r"\mu ", "σ": r"\sigma ",
     "Σ": r"\sum ", "δ": r"\delta ", "∂": r"\partial ", "ℓ": r"\ell ", "·": r"\cdot ", "−": "-",
-    "→": r"\to ",
+    "→": r"\to ", "±": r"\pm ",
     "×": r"\times ", "≥": r"\geq ", "≤": r"\leq ", "²": "^{2}", "³": "^{3}", "ᵢ": "_{i}",
     "ⱼ": "_{j}", "ᵀ": r"^{\top}", "𝟙": r"\mathbf{1}", "√": r"\surd ", "≈": r"\approx ",
     "∞": r"\infty ", "∈": r"\in ", "≠": r"\neq ", "…": r"\ldots ", "ν": r"\nu ",

@@ -117,6 +117,19 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"y_i\|E\[x\]", ("yᵢ", "y_i", r"y_{i}")),
     (r"dx_i\|const", ("∂ℓ/∂xᵢ", "dl/dx_i", r"\frac{\partial \ell}{\partial x_{i}}")),
     (
+        r"y_i\(c \+ t\*h\) - y_i\(c - t\*h\)",
+        (
+            "yᵢ(c + t·h) − yᵢ(c − t·h)",
+            "y_i(c + t*h) - y_i(c - t*h)",
+            r"y_{i}(c + t h) - y_{i}(c - t h)",
+        ),
+    ),
+    (
+        r"y_i\(t\*h\) - y_i\(-t\*h\)",
+        ("yᵢ(t·h) − yᵢ(−t·h)", "y_i(t*h) - y_i(-t*h)", r"y_{i}(t h) - y_{i}(-t h)"),
+    ),
+    (r"xhat_i\(h\)", ("x̂ᵢ(h)", "xhat_i(h)", r"\hat{x}_{i}(h)")),
+    (
         r"spread_y",
         ("(1/m)·Σᵢ(yᵢ − β)²", "mean_i((y_i - beta)^2)", r"\frac{1}{m}\sum_{i}(y_{i} - \beta)^{2}"),
     ),
@@ -267,6 +280,7 @@ def _hidden_sign(texts: list[str]) -> str:
     return "…"
 
 
+@functools.lru_cache(maxsize=8192)  # every renderer sorts the same terms, str() is costly
 def term_key(term: sp.Basic) -> tuple[int, int, int, int, str]:
     """Sort key for the terms of a sum: terms with indexed symbols (x₃, ∂ℓ/∂y₁₂) by index,
     others (γ, β, ε) first in their usual order; in the general form, a term with a Σ after
@@ -427,13 +441,19 @@ def _general_section(d: Derivation) -> Section:
     assert g is not None
     proved = [n for n, ok in g.verified.items() if ok]
     closed = Step(g.closed_form.lhs, g.closed_form.rhs, "closed form for every m")
+    steps = len(g.backward)  # the chain rule's steps: six for batch norm, four for RMS norm
+    count = _NUMBERS.get(steps, str(steps))
     return Section(
         "general",
         "General form (any m)",
-        "The same graph for every m: Σⱼ runs over j = 1, …, m. The chain rule differentiates "
-        "it once (sympy.diff of x_j by x_i is the Kronecker delta δ_ij, evaluated inside its "
-        "sum), so the six steps and the closed form hold for every m; "
-        + (f"proved for every m at once: {', '.join(proved)}." if proved else "")
+        "The layer for a group of any size m (Σⱼ runs over j = 1, …, m): the forward pass, "
+        f"the {count} steps of the chain rule that carry ∂ℓ/∂y back to x, γ"
+        + (" and β" if d.symbols.layer.beta else "")
+        + ", and the closed form they add up to."
+        + (f" Proved for every m at once: {', '.join(proved)}." if proved else ""),
+        (*g.forward, *(Step(st.lhs, st.rhs, st.rule) for st in g.backward), closed),
+        "How they were derived: the graph, with m a symbol, is differentiated once "
+        "(sympy.diff of x_j by x_i is the Kronecker delta δ_ij, evaluated inside its sum)."
         + (
             " The identities are proved for this m under Proofs (with symbolic m too, for every"
             f" m at once, when m is above {GENERAL_PROOF_MIN_M})."
@@ -445,8 +465,10 @@ def _general_section(d: Derivation) -> Section:
             if d.m <= SHORT_MAX_M
             else f" Below, m = {d.m}: the statistics, and each per-element line once, for i = 1."
         ),
-        (*g.forward, *(Step(st.lhs, st.rhs, st.rule) for st in g.backward), closed),
     )
+
+
+_NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
 
 
 def _distinct(d: Derivation, steps: Sequence[Step]) -> tuple[Step, ...]:
@@ -500,7 +522,8 @@ def _sections(d: Derivation) -> Iterator[Section]:
         "backward",
         "Backward pass by the chain rule",
         "Each step differentiates one node of the computation graph (sympy.diff) and "
-        "multiplies by the gradients of the nodes that use it, in the order of the paper.",
+        "multiplies by the gradients of the nodes that use it, "
+        + ("in the order of the paper." if decl.paper else "from the output back to x."),
         tuple(_tidy(st) for st in _distinct(d, d.backward)),
         _vanishing(d) if train and decl.centred else "",
     )
@@ -777,8 +800,10 @@ def proof_reason(d: Derivation, name: str) -> str | None:
         centred=s.layer.centred,
         train=train,
         root=root,
-        shared=s.shared,
+        shared=s.shared or not d.options.affine,
         unbiased=d.options.variance == "unbiased",
+        layer=s.layer,
+        affine=d.options.affine,
     )
 
 
