@@ -91,3 +91,15 @@ def test_the_running_statistics_in_the_layers_own_words():
         assert "the running variance multiplies by m/(m − 1)" in proof
     unbiased = to_text(derive(4, variance="unbiased"))
     assert "E_B[σ²_B] = Var[x]   [✓ running_var_unbiased]" in unbiased
+
+
+@pytest.mark.parametrize("kw", [{}, {"mode": "eval"}, {"variance": "unbiased"}])
+def test_operator_names_are_upright(kw):
+    """Var, E (and diag) are operators: \\operatorname in every LaTeX output, never a product
+    of italic letters V·a·r, whether in a formula or in a sentence's maths."""
+    d = derive(4, **kw)
+    maths = "".join(re.findall(r"\$\$(.*?)\$\$", d.to_markdown(), re.S))  # its prose is Unicode
+    for tex in (d.to_latex(standalone=True), maths):
+        assert r"\operatorname{Var}[x]" in tex and r"\operatorname{E}" in tex
+        bare = re.findall(r"(?<!\\operatorname\{)\b(?:Var|E)(?=\[|_\{?B)", tex)
+        assert not bare, re.findall(r".{40}(?<!\\operatorname\{)\b(?:Var|E)(?:\[|_\{?B).{10}", tex)

@@ -31,6 +31,8 @@ __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_js
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _LETTER_SUB = {"i": "ᵢ", "j": "ⱼ", "k": "ₖ", "c": "_c"}
 
+_DY_J = r"\frac{{\partial \ell}}{{\partial y_{{j}}}}"  # ∂ℓ/∂y_j in a format string
+
 # name pattern -> (unicode, ascii, latex); {i} is the index (subscripted in Unicode/LaTeX).
 DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"x(\d+|_[a-z])", ("x{i}", "x{i}", "x_{{{i}}}")),
@@ -134,18 +136,120 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
         ("(1/m)·Σᵢ(yᵢ − β)²", "mean_i((y_i - beta)^2)", r"\frac{1}{m}\sum_{i}(y_{i} - \beta)^{2}"),
     ),
     (r"spread_xhat", ("(1/m)·Σᵢx̂ᵢ²", "mean_i(xhat_i^2)", r"\frac{1}{m}\sum_{i}\hat{x}_{i}^{2}")),
-    (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\mathrm{E}_{B}[\sigma_{B}^{2}]")),
-    (r"E\[sigma2\]", ("E[σ²]", "E[sigma2]", r"\mathrm{E}[\sigma^{2}]")),
-    (r"Var\[x\]", ("Var[x]", "Var[x]", r"\mathrm{Var}[x]")),
-    (r"E\[x\]", ("E[x]", "E[x]", r"\mathrm{E}[x]")),
+    (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\operatorname{E}_{B}[\sigma_{B}^{2}]")),
+    (r"E\[sigma2\]", ("E[σ²]", "E[sigma2]", r"\operatorname{E}[\sigma^{2}]")),
+    (r"Var\[x\]", ("Var[x]", "Var[x]", r"\operatorname{Var}[x]")),
+    (r"E\[x\]", ("E[x]", "E[x]", r"\operatorname{E}[x]")),
     (r"I", ("I", "I", r"I")),
     # a thin space and 1 1^T: bold 11ᵀ reads as eleven
     (r"11T", ("𝟙𝟙ᵀ", "1 1^T", r"\mathbf{1}\,\mathbf{1}^{\top}")),
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
     (r"J", ("J", "J", "J")),
+    # --- the double backward's closed form (bnsym.proofs.double_backward): the group's sums,
+    # over j = 1…m or over C_k, the values that γ_k scales, and the results' coefficients
+    (
+        r"sum_dy(\d+)",
+        ("(Σ_(j∈C{i})∂ℓ/∂yⱼ)", "sum_(j in C{i})(dl/dy_j)", r"\sum_{{j \in C_{{{i}}}}} " + _DY_J),
+    ),
+    (
+        r"sum_dy_xhat(\d+)",
+        (
+            "(Σ_(j∈C{i})∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_(j in C{i})(dl/dy_j*xhat_j)",
+            r"\sum_{{j \in C_{{{i}}}}} " + _DY_J + r" \hat{{x}}_{{j}}",
+        ),
+    ),
+    (
+        r"sum_dy_gdx(\d+)",
+        (
+            "(Σ_(j∈C{i})∂ℓ/∂yⱼ·ḡ_{{xⱼ}})",
+            "sum_(j in C{i})(dl/dy_j*gbar_{{x_j}})",
+            r"\sum_{{j \in C_{{{i}}}}} " + _DY_J + r" \bar{{g}}_{{x_{{j}}}}",
+        ),
+    ),
+    (
+        r"sum_dy_gdx",
+        (
+            "(Σⱼ∂ℓ/∂yⱼ·ḡ_{xⱼ})",
+            "sum_j(dl/dy_j*gbar_{x_j})",
+            r"\sum_{j} \frac{\partial \ell}{\partial y_{j}} \bar{g}_{x_{j}}",
+        ),
+    ),
+    (r"sum_gdx", ("(Σⱼḡ_{xⱼ})", "sum_j(gbar_{x_j})", r"\sum_{j} \bar{g}_{x_{j}}")),
+    (
+        r"sum_gdx_xhat",
+        ("(Σⱼḡ_{xⱼ}·x̂ⱼ)", "sum_j(gbar_{x_j}*xhat_j)", r"\sum_{j} \bar{g}_{x_{j}} \hat{x}_{j}"),
+    ),
+    (
+        r"sum_gamma_dy_xhat",
+        (
+            "(Σⱼγⱼ·∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_j(gamma_j*dl/dy_j*xhat_j)",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
+        ),
+    ),
+    (
+        r"sum_gdgamma_dy_xhat",
+        (
+            "(Σⱼḡ_{γⱼ}·∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_j(gbar_{gamma_j}*dl/dy_j*xhat_j)",
+            r"\sum_{j} \bar{g}_{\gamma_{j}} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
+        ),
+    ),
+    (
+        r"sum_gamma_dy_gdx",
+        (
+            "(Σⱼγⱼ·∂ℓ/∂yⱼ·ḡ_{xⱼ})",
+            "sum_j(gamma_j*dl/dy_j*gbar_{x_j})",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}} \bar{g}_{x_{j}}",
+        ),
+    ),
+    (
+        r"sum_gamma_dy",
+        (
+            "(Σⱼγⱼ·∂ℓ/∂yⱼ)",
+            "sum_j(gamma_j*dl/dy_j)",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}}",
+        ),
+    ),
+    (
+        r"sum_gdgamma_dy",
+        (
+            "(Σⱼḡ_{γⱼ}·∂ℓ/∂yⱼ)",
+            "sum_j(gbar_{gamma_j}*dl/dy_j)",
+            r"\sum_{j} \bar{g}_{\gamma_{j}} \frac{\partial \ell}{\partial y_{j}}",
+        ),
+    ),
+    (r"H_ij", ("H_ij", "H_ij", r"H_{ij}")),  # the Hessian of Σ ∂ℓ/∂y_i·y_i in x
+    (r"H_ji", ("H_ji", "H_ji", r"H_{ji}")),
+    (r"kr", ("k·r", "k*r", r"k r")),
+    (r"r", ("r", "r", "r")),  # (σ + ε)/σ, with ε outside the root
+    (r"q", ("Q", "Q", "Q")),
+    (r"coef_dy", ("a_y", "a_y", "a_{y}")),
+    (r"coef_dy(\d+)", ("a_y{i}", "a_y{i}", "a_{{y,{i}}}")),
+    (r"coef_gdx", ("a_ḡ", "a_gbar", r"a_{\bar{g}}")),
+    (r"coef_xhat", ("a_x̂", "a_xhat", r"a_{\hat{x}}")),
+    (r"shift", ("a₀", "a_0", "a_{0}")),
+    (r"gamma_inv_std", ("b_ḡ", "b_gbar", r"b_{\bar{g}}")),
+    (r"gamma_inv_std(\d+)", ("b_ḡ{i}", "b_gbar{i}", r"b_{{\bar{{g}},{i}}}")),
+    (r"coef_xhat_gdy", ("b_x̂", "b_xhat", r"b_{\hat{x}}")),
+    (r"coef_xhat_gdy(\d+)", ("b_x̂{i}", "b_xhat{i}", r"b_{{\hat{{x}},{i}}}")),
+    (r"shift_gdy", ("b₀", "b_0", "b_{0}")),
+    (r"shift_gdy(\d+)", ("b_0,{i}", "b_0,{i}", r"b_{{0,{i}}}")),
 ]
 _COMPILED = [(re.compile(p + r"\Z"), forms) for p, forms in DISPLAY]
 _STYLE = {"unicode": 0, "ascii": 1, "latex": 2}
+
+#: The passes after the first, by the prefix a name of theirs starts with (the rest is a
+#: name of an earlier pass; bnsym.core.higher names them so): ``gd`` + z is ḡ_z =
+#: ∂ℓ₂/∂(∂ℓ/∂z), the second pass's adjoint of the first pass's ∂ℓ/∂z (the seeds ḡ_x, ḡ_γ,
+#: ḡ_β among them); ``g`` + z is ∂ℓ₂/∂z, its adjoint of a node z; ``t`` + n is ∂ℓ₃/∂n, the
+#: third pass's adjoint of any earlier node n. {0} is how n itself is written.
+PASSES: list[tuple[str, tuple[str, str, str]]] = [
+    ("gd", ("ḡ_{{{0}}}", "gbar_{{{0}}}", r"\bar{{g}}_{{{0}}}")),
+    ("g", ("∂ℓ₂/∂{0}", "dl2/d{0}", r"\frac{{\partial \ell_{{2}}}}{{\partial {0}}}")),
+    ("t", ("∂ℓ₃/∂{0}", "dl3/d{0}", r"\frac{{\partial \ell_{{3}}}}{{\partial {0}}}")),
+]
 
 
 def display_name(name: str, style: str = "unicode") -> str:
@@ -166,7 +270,29 @@ def display_name(name: str, style: str = "unicode") -> str:
                 index = "_" + index  # dl/dx_i, not dl/dxi
             # Only the indexed forms are format strings; μ_B's \mu_{B} has literal braces.
             return forms[col].format(i=index) if hit.groups() else forms[col]
+    for prefix, forms in PASSES:
+        inner = name[len(prefix) :]
+        if not (name.startswith(prefix) and inner):
+            continue
+        if any(p.match(inner) for p, _ in _COMPILED) or display_name(inner) != inner:
+            shown = _of(display_name(inner, style), style)
+            if prefix == "gd" and style != "latex" and len(shown) == 1:
+                return forms[col].replace("{{{0}}}", "{0}").format(shown)  # ḡ_γ, not ḡ_{γ}
+            return forms[col].format(shown)
     return name
+
+
+def _of(shown: str, style: str) -> str:
+    """A name as it stands after ∂ in ∂ℓ₂/∂(…): a fraction, a sum or a product in brackets,
+    a fraction written inline."""
+    if style == "latex":
+        hit = re.fullmatch(r"\\frac\{(\\partial [^{}]*(?:\{[^{}]*\}[^{}]*)*)\}\{(.*)\}", shown)
+        if hit:
+            return rf"\left({hit.group(1)}/{hit.group(2)}\right)"
+        return rf"\left({shown}\right)" if r"\sum" in shown or " " in shown else shown
+    if shown.startswith("("):
+        return shown
+    return f"({shown})" if any(c in shown for c in "/Σ·*") or shown.startswith("sum") else shown
 
 
 def indexed_name(expr: sp.Indexed, style: str, show: Any) -> str:
@@ -882,6 +1008,10 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "\u1e21": "gbar",  # ḡ
+    "ℓ₂": "l2",
+    "ℓ₃": "l3",
+    "∈": " in ",
     "≠": "!=",
     "≈": "~",
     "𝟙𝟙ᵀ": "1 1^T",

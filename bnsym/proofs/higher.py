@@ -286,13 +286,13 @@ def _prove(
     chain = {st.lhs: f.values[st.lhs] for st in results}
     verified, methods = {}, {}
     if closed:
-        root = "the denominator of x̂" if o.eps_placement == "outside" else "√(σ² + ε)"
+        root = "x̂'s denominator D"
         where = (
-            "once the running variance is ρ² and √(ρ² + ε) one positive symbol S"
+            "once √σ²_run and x̂'s denominator D are positive symbols"
             if o.mode == "eval"
-            else f"once x_i = μ + d_i with Σd_i = 0 and {root} is one positive symbol S"
+            else f"once x_i = μ + d_i with Σd_i = 0 and σ and {root} are positive symbols"
             if s.layer.centred
-            else "once √(ν² + ε) is one positive symbol S"
+            else "once ν and x̂'s denominator D are positive symbols"
         )
         cf = copy.copy(f)  # the closed form's own steps, converted in a ring of their own
         cf.values, cf.memo = dict(f.values), {}
@@ -378,7 +378,7 @@ def _prove(
                     sp.Integer(0),
                     "hessian_zero",
                     note="H is the Hessian of Σᵢ ∂ℓ/∂yᵢ·yᵢ in x: in eval mode the statistics "
-                    "are constants, y is affine in x, and ∂ℓ₂/∂x = H·ḡ_x + … has no ḡ_x term",
+                    "are constants, y is affine in x, and ∂ℓ₂/∂x has no ḡ_x term",
                 ),
                 vanishes,
                 "the coefficient of every ḡ_{x_j} in every ∂ℓ₂/∂x_i equals the right-hand side, "
