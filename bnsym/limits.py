@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from bnsym.errors import BnsymError
+from bnsym.errors import BnsymError, option
 
 #: ``run_check`` keeps about 40 float64 arrays of m x D values alive (inputs, outputs and
 #: gradients of four implementations, and the gradient checker's): about 340 bytes and 2 µs
@@ -26,17 +26,17 @@ class LimitError(BnsymError, ValueError):
 def check_size(m: int, features: object, seed: object = 0) -> int:
     """D, after checking that a check of m x D values fits the bounds (and seed ≥ 0)."""
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise LimitError(f"features must be a whole number ≥ 1, not {features!r}.")
+        raise LimitError(f"{option('features')} must be a whole number ≥ 1, not {features!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise LimitError(f"seed must be a whole number ≥ 0, not {seed!r}.")
+        raise LimitError(f"{option('seed')} must be a whole number ≥ 0, not {seed!r}.")
     values = m * features
     if values > MAX_CHECK_VALUES:
         gb = values * CHECK_BYTES_PER_VALUE / 1e9
         minutes = values * CHECK_SECONDS_PER_VALUE / 60
         raise LimitError(
-            f"features = {features} with m = {m} is {values:.3g} values, which would take about "
-            f"{gb:.3g} GB of memory and {minutes:.2g} min; the check is limited to "
-            f"{MAX_CHECK_VALUES:,} values (m·D): give a smaller --features."
+            f"{option('features', features)} with m = {m} is {values:.3g} values, which would "
+            f"take about {gb:.3g} GB of memory and {minutes:.2g} min; the check is limited to "
+            f"{MAX_CHECK_VALUES:,} values (m·D): give a smaller {option('features')}."
         )
     return features
 

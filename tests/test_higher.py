@@ -410,8 +410,11 @@ def test_derive_order_1_is_unchanged():
 
 @pytest.mark.parametrize("fmt", ["text", "json", "latex", "markdown"])
 def test_derive_order_2_in_every_format(fmt):
-    first = _run("derive", "--m", "3", "--layer", "layernorm", "--format", fmt).output
-    r = _run("derive", "--m", "3", "--layer", "layernorm", "--order", "2", "--format", fmt)
+    # LaTeX as a fragment, to which the sections of order 2 are appended (a document has
+    # them before its \end{document})
+    extra = ["--fragment"] if fmt == "latex" else []
+    first = _run("derive", "--m", "3", "--layer", "layernorm", "--format", fmt, *extra).output
+    r = _run("derive", "--m", "3", "--layer", "layernorm", "--order", "2", "--format", fmt, *extra)
     assert r.exit_code == 0
     if fmt == "json":
         obj = json.loads(r.output)

@@ -269,8 +269,9 @@ def test_jacobian_matrix_has_the_stated_structure_numerically():
         (dict(m=-3), "at least 1"),
         (dict(m=2.5), "whole number"),
         (dict(m="four"), "whole number"),
-        (dict(m=1), "--mode eval"),
-        (dict(m=129), "--force"),
+        # from Python, the arguments' names; the command line says --mode eval, --force
+        (dict(m=1), "mode='eval'"),
+        (dict(m=129), "force=True"),
         (dict(m=4, eps=-1e-5), "≥ 0"),
         (dict(m=4, eps="tiny"), "not a number"),
         (dict(m=4, values="1,2,3"), "3 value(s) but m = 4"),

@@ -47,11 +47,14 @@ from bnsym.family.layers import LAYERS, Layer
 from bnsym.reference.declared import DeclaredReference
 
 __all__ = [
+    "KNOWN_DEFECTS",
+    "KnownDefect",
     "ORACLES",
     "Oracles",
     "Reference",
     "TorchKernel",
     "called",
+    "known_defect",
     "oracles_for",
     "results",
     "twin",
@@ -128,6 +131,59 @@ def results(y: Any, grads: Any) -> dict[str, Any]:
         grads = (grads,)
     named = zip(("dx", "dgamma", "dbeta"), grads, strict=False)
     return {"y": y, **{k: v for k, v in named if v is not None}}
+
+
+@dataclass(frozen=True)
+class KnownDefect:
+    """A defect of a PyTorch kernel that ``bnsym check`` finds and that is known upstream.
+
+    ``quantities``: the results that come out wrong (``"tx"``: the third derivative in x);
+    ``modes``: the modes it shows in; ``what``: one sentence on what is wrong; ``issues``: the
+    upstream reports, ``owner/repo#number``. The check still counts the comparison as failed
+    (its exit status says so); the report names the defect, so that a user does not take it
+    for bnsym's.
+    """
+
+    quantities: tuple[str, ...]
+    what: str
+    issues: tuple[str, ...]
+    modes: tuple[str, ...] = ("train",)
+
+
+#: PyTorch 2.13 (CPU): reverse mode taken three times through the fused kernels of batch,
+#: layer and instance norm gives a wrong derivative in x (their double-backward kernels take
+#: the saved mean and 1/std as inputs that autograd does not differentiate through to x);
+#: eval mode, the other results and group and RMS norm agree (docs/higher_order.md).
+_REVERSE_3 = KnownDefect(
+    ("tx",),
+    "its third derivative in x (reverse mode three times) is wrong: the double backward's "
+    "kernel does not differentiate the saved mean and 1/std through to x",
+    ("pytorch/pytorch#175754", "pytorch/pytorch#186256"),
+)
+
+#: Known defects by (kernel, order or composition): the kernel is ``torch.nn.functional``'s
+#: name, the order 1, 2 or 3 of ``bnsym check --order`` (reverse mode, taken that often), or
+#: a composition's name for another mode of differentiation. A row per defect.
+KNOWN_DEFECTS: dict[tuple[str, int | str], KnownDefect] = {
+    ("batch_norm", 3): _REVERSE_3,
+    ("layer_norm", 3): _REVERSE_3,
+    ("instance_norm", 3): _REVERSE_3,
+}
+
+
+def known_defect(kernel: str, order: int | str, mode: str, quantity: str) -> KnownDefect | None:
+    """The known defect of ``torch.nn.functional.<kernel>`` at ``order`` that makes
+    ``quantity`` wrong in ``mode``, or None.
+
+    >>> known_defect("layer_norm", 3, "train", "tx").issues[0]
+    'pytorch/pytorch#175754'
+    >>> known_defect("layer_norm", 3, "train", "tdout") is None
+    True
+    """
+    defect = KNOWN_DEFECTS.get((kernel, order))
+    if defect is None or mode not in defect.modes or quantity not in defect.quantities:
+        return None
+    return defect
 
 
 # --- how each hand-written function is called after x -----------------------------------------

@@ -787,7 +787,15 @@ def _example_intro(d: Derivation) -> str:
     ):
         if given is not None:
             text += f"; {name} = {vector(given)}"
-    return text + " — exact arithmetic, decimals beside."
+    return text + running_source(d) + " — exact arithmetic, decimals beside."
+
+
+def running_source(d: Derivation) -> str:
+    """Where eval mode's running statistics come from when the example gave none."""
+    if not d.options.running_from_values:
+        return ""
+    what = "mean and variance (1/m)" if d.symbols.layer.centred else "mean square"
+    return f" (the {what} of these values, as no running statistics were given)"
 
 
 # --- text ----------------------------------------------------------------------------------
