@@ -572,7 +572,7 @@ def _general_section(d: Derivation) -> Section:
     return Section(
         "general",
         "General form (any m)",
-        "The layer for a group of any size m (Σⱼ runs over j = 1, …, m): the forward pass, "
+        "The layer for a group of any size m, each Σⱼ running over j = 1, …, m: the forward pass, "
         f"the {count} steps of the chain rule that carry ∂ℓ/∂y back to x, γ"
         + (" and β" if d.symbols.layer.beta else "")
         + ", and the closed form they add up to."
