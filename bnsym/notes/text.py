@@ -374,7 +374,8 @@ class _TextPrinter(StrPrinter):
         hidden = ""
         if self.abbreviate and len(terms) > MAX_TERMS:
             hidden = _hidden_sign([self._print(t) for t in terms[2:-1]])
-            terms = [*terms[:2], _ELLIPSIS, terms[-1]]
+            if hidden != "±…":  # terms of both signs are never hidden: "± …" reads as nothing
+                terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
         for i, term in enumerate(terms):
             text = hidden if term is _ELLIPSIS else self._print(term)
@@ -382,8 +383,6 @@ class _TextPrinter(StrPrinter):
                 out = text
             elif text.startswith("-"):
                 out += " - " + text[1:]
-            elif text.startswith("±"):
-                out += " ± " + text[1:]
             else:
                 out += " + " + text
         return out
@@ -397,7 +396,8 @@ _ELLIPSIS = object()
 def _hidden_sign(texts: list[str]) -> str:
     """The "…" standing for the hidden terms of an abbreviated sum, with their sign, so that
     the sum read literally is right: "+ …" only hides terms added, "− …" (written "-…" here,
-    the caller turns it into " − …") only terms subtracted, and "± …" terms of both signs."""
+    the caller turns it into " − …") only terms subtracted; "±…" says the terms have both
+    signs, and such a sum is printed whole."""
     negative = [t.startswith("-") for t in texts]
     if all(negative):
         return "-…"
