@@ -114,7 +114,7 @@ def main() -> None:
             f"{times['staged'] / fused:>14.2f}{torch_ratio:>13}"
         )
     if not has_torch:
-        print("torch: not installed, so no torch column (pip install torch).")
+        print("torch: no column; pip install 'bnsym[torch]' adds the tested version.")
     else:
         print("torch: one thread (torch.set_num_threads(1)), like NumPy's elementwise code.")
 

@@ -39,9 +39,11 @@ class _OneLineErrors(click.Group):
         **extra: Any,
     ) -> Any:
         _INVOKED[:] = list(sys.argv[1:] if args is None else args)
+        from bnsym.errors import command_line
         from bnsym.output import cleanup_on_signals
 
-        with cleanup_on_signals():  # SIGTERM, SIGHUP: temporary files are removed
+        # SIGTERM, SIGHUP: temporary files are removed; messages name --flags, not arguments
+        with cleanup_on_signals(), command_line():
             return self._main(args, prog_name, complete_var, standalone_mode, **extra)
 
     def _main(
@@ -338,9 +340,10 @@ _EXTENSIONS = ", ".join(_FIRST[:-1]) + " or " + _FIRST[-1]
 )
 @click.option("--ascii", "ascii_", is_flag=True, help="Plain ASCII text instead of Unicode math.")
 @click.option(
-    "--standalone",
-    is_flag=True,
-    help="LaTeX: a complete document rather than a fragment to \\input.",
+    "--standalone/--fragment",
+    default=None,
+    help="LaTeX: a complete document that compiles with pdflatex (the default), or a "
+    "fragment to \\input into one.",
 )
 @click.option(
     "-o",
@@ -363,7 +366,7 @@ def derive_command(
     running_var: str | None,
     fmt: str | None,
     ascii_: bool,
-    standalone: bool,
+    standalone: bool | None,
     output: str | None,
 ) -> None:
     """Derive a normalization layer (batch norm unless --layer) for m values, with proofs."""
@@ -371,9 +374,10 @@ def derive_command(
     from bnsym.output import atomic_write, check_writable
 
     row = _output_format(fmt, output)
+    given_standalone = standalone is not None
     for flag, name, on in (
         ("--ascii", "ascii", ascii_),
-        ("--standalone", "standalone", standalone),
+        ("--standalone" if standalone else "--fragment", "standalone", given_standalone),
     ):
         if on and name not in row.options:
             takes = [f.name for f in _FORMATS.values() if name in f.options]
@@ -407,7 +411,7 @@ def derive_command(
             modes=md,
             command=_command_line(),
             ascii=ascii_,
-            standalone=standalone,
+            standalone=standalone is not False,  # LaTeX compiles unless --fragment
         )
     if output in (None, "-"):
         click.echo(data, nl=False)

@@ -249,6 +249,7 @@ def from_options(opts: Options) -> Derivation:
             opts.eps_placement,
             opts.affine,
             opts.mode,
+            opts.eps == 0,  # a statement that needs ε > 0 is replaced by what holds at ε = 0
         )
         return _instantiate(base, opts)
 
@@ -271,6 +272,9 @@ class _Symbolic:
     proof_methods: dict[str, str]
     explicit: dict[str, Any]
     general: General
+    #: each stated identity's proof, a function of the statement as displayed (the tests
+    #: hand it a tampered statement and require it to fail)
+    claims: dict[str, Any]
 
 
 @functools.cache
@@ -282,6 +286,7 @@ def _derive_symbolic(
     placement: str,
     affine: bool,
     mode: str,
+    eps_zero: bool = False,
 ) -> _Symbolic:
     s = Symbols.of(m, layer, channels)
     forward, backward = graph_and_chain_rule(s, variance, placement, affine, mode)
@@ -290,7 +295,7 @@ def _derive_symbolic(
     )
     # Above GENERAL_PROOF_MIN_M the proofs that hold for every m are the general form's.
     for_every_m = general if m > GENERAL_PROOF_MIN_M else None
-    result = prove(s, forward, backward, variance, placement, affine, mode, for_every_m)
+    result = prove(s, forward, backward, variance, placement, affine, mode, for_every_m, eps_zero)
     return _Symbolic(
         symbols=s, forward=tuple(forward), backward=tuple(backward), general=general, **result
     )

@@ -14,7 +14,11 @@ True
 
 from __future__ import annotations
 
-__all__ = ["BnsymError"]
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+__all__ = ["BnsymError", "command_line", "option"]
 
 
 class BnsymError(Exception):
@@ -23,3 +27,43 @@ class BnsymError(Exception):
     #: 2: the input was bad (the command line's convention for usage errors); a failed check
     #: is 1.
     exit_code: int = 2
+
+
+# --- how a message names an option: Python's argument or the command line's flag -------------
+
+#: True while the command line runs: messages then name ``--force``, not ``force=True``.
+_COMMAND_LINE: ContextVar[bool] = ContextVar("bnsym_command_line", default=False)
+
+#: A Python argument whose flag is not ``--`` + its name with ``-`` for ``_``.
+_FLAGS = {"features": "--features"}
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Within this block, :func:`option` spells options as the command line takes them."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def option(name: str, value: object = None) -> str:
+    """An option as a message names it: ``force=True``, ``mode='eval'`` from Python;
+    ``--force``, ``--mode eval`` within :func:`command_line` (False: ``--no-affine``).
+    ``value`` None: the name alone.
+
+    >>> option("force", True), option("eps_placement")
+    ('force=True', 'eps_placement')
+    >>> with command_line():
+    ...     option("force", True), option("mode", "eval"), option("eps_placement")
+    ('--force', '--mode eval', '--eps-placement')
+    """
+    if not _COMMAND_LINE.get():
+        return name if value is None else f"{name}={value!r}"
+    flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    if value is None or value is True:
+        return flag
+    if value is False:
+        return "--no-" + flag[2:]
+    return f"{flag} {value}"

@@ -26,7 +26,7 @@ True
 >>> admit("check", 4, features=10**12)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-bnsym.limits.LimitError: check --m 4 --features 1000000000000 would take about ...
+bnsym.limits.LimitError: check(m=4, features=1000000000000) would take about ...
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
-from bnsym.errors import BnsymError
+from bnsym.errors import BnsymError, option
 
 __all__ = [
     "COSTS",
@@ -319,16 +319,20 @@ def estimate(
 def _request(
     kind: str, m: int, features: int | None, order: int, modes: tuple[str, ...], fmt: str | None
 ) -> str:
-    words = [kind, "--m", str(m)]
+    """The request as the caller wrote it: ``derive --m 4 --order 2`` on the command line,
+    ``derive(m=4, order=2)`` from Python (:func:`bnsym.errors.option`)."""
+    words = [option("m", m)]
     if features is not None:
-        words += ["--features", str(features)]
+        words.append(option("features", features))
     if order != 1:
-        words += ["--order", str(order)]
+        words.append(option("order", order))
     if modes != ("rev",):
-        words += ["--modes", ",".join(modes)]
+        words.append(option("modes", ",".join(modes)))
     if fmt is not None:
-        words += ["--format", fmt]
-    return " ".join(words)
+        words.append(option("format", fmt))
+    if words[0].startswith("--"):
+        return " ".join([kind, *words])
+    return f"{kind}({', '.join(words)})"
 
 
 def admit(
@@ -349,7 +353,7 @@ def admit(
     for mode in modes:
         row = COSTS.get((kind, order, mode))
         if row is not None and row.max_m is not None and m > row.max_m:
-            raise LimitError(f"--order {order} is {row.why_max_m}; got m = {m}.")
+            raise LimitError(f"{option('order', order)} is {row.why_max_m}; got m = {m}.")
     est = estimate(kind, m, features=features, order=order, modes=modes, fmt=fmt, values=values)
     budget = FORCED if force else LIMIT
     if est.within(budget):
@@ -357,8 +361,9 @@ def admit(
     per_value = None if values is None or not features else values / (m * features)
     advice = _advice(kind, m, features, order, modes, fmt, per_value, budget)
     if not force and est.within(FORCED):
-        advice += f", or pass --force (up to {FORCED.text()}, enforced)"
-    which = "what --force allows" if force else "the limit without --force"
+        advice += f", or pass {option('force', True)} (up to {FORCED.text()}, enforced)"
+    flag = option("force", True)
+    which = f"what {flag} allows" if force else f"the limit without {flag}"
     raise LimitError(
         f"{est.request} would take about {est.text()} (mostly {est.dearest}), above {which} "
         f"({budget.text()}); {advice}."
@@ -385,11 +390,11 @@ def _advice(
     if features is not None:
         best = _largest(lambda d: fits(m, d), features)
         if best:
-            return f"give --features ≤ {best} (or a smaller --m)"
+            return f"give {option('features')} ≤ {best} (or a smaller {option('m')})"
     best = _largest(lambda mm: fits(mm, features), m)
     if best:
-        return f"give --m ≤ {best}"
-    return "no size of this request fits; try a lower --order"
+        return f"give {option('m')} ≤ {best}"
+    return f"no size of this request fits; try a lower {option('order')}"
 
 
 def _largest(ok: Callable[[int], bool], above: int) -> int:
@@ -468,9 +473,10 @@ def bounded(
 
 
 def _what_next(force: bool) -> str:
+    smaller = f": give a smaller {option('m')} or {option('features')}"
     if force:
-        return ": give a smaller --m or --features"
-    return f": give a smaller --m or --features, or pass --force (up to {FORCED.text()})"
+        return smaller
+    return f"{smaller}, or pass {option('force', True)} (up to {FORCED.text()})"
 
 
 def _data_bytes() -> int | None:
@@ -560,9 +566,9 @@ def check_size(m: int, features: object, seed: object = 0) -> int:
     """D, after checking that it is a whole number ≥ 1 (and the seed ≥ 0); the size itself is
     bounded by :func:`admit`."""
     if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise LimitError(f"features must be a whole number ≥ 1, not {features!r}.")
+        raise LimitError(f"{option('features')} must be a whole number ≥ 1, not {features!r}.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise LimitError(f"seed must be a whole number ≥ 0, not {seed!r}.")
+        raise LimitError(f"{option('seed')} must be a whole number ≥ 0, not {seed!r}.")
     return features
 
 

@@ -73,7 +73,7 @@ def test_output_file_is_written_and_format_taken_from_extension(run, tmp_path):
         (["--m", "4", "--bogus"], "No such option"),
         (["--m", "4", "--values", "1e99999,2,3,4"], "exponent beyond"),
         (["--m", "4", "--values", "1,2,,4"], "empty field"),
-        (["--m", "4", "--dy", "1,0,0,0"], "give values too"),
+        (["--m", "4", "--dy", "1,0,0,0"], "give --values too"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(run, args, words, tmp_path, monkeypatch):

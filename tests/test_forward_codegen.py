@@ -270,7 +270,7 @@ def test_check_modes_at_order_2_names_what_pytorch_gets_wrong(torch, name, decl,
         assert f"odd one out: torch-native in the {phrase} on" in table
         assert f"is wrong in the {phrase} (relative error" in table
     if name == "layernorm":
-        assert "pytorch/pytorch #196700" in table
+        assert "Upstream: pytorch/pytorch#196700." in table
     if name == "scalenorm":
         assert "torch-native: no fused PyTorch kernel for scalenorm" in table
 

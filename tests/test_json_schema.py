@@ -96,10 +96,16 @@ def test_one_channel_still_gives_lists_and_no_affine_no_parameters():
 
 
 def test_features_name_their_own_parameters_and_running_statistics():
-    d = derive(2, mode="eval", values="1,2;3,5")
+    d = derive(2, mode="eval", values="1,2;3,5", running_mean="0,1", running_var="1,4")
     obj = json.loads(d.to_json())
-    assert {"gamma1", "gamma2", "running_mean1", "running_var2"} <= set(obj["symbols"])
-    assert not {"gamma", "running_mean"} & set(obj["symbols"])
+    assert {"gamma1", "gamma2"} <= set(obj["symbols"])
+    assert not {"gamma", "running_mean", "running_mean1", "running_var2"} & set(obj["symbols"])
+    assert obj["options"]["running_mean"] == [["0"], ["1"]]
+    # none given: each feature's own mean and (biased) variance, exact (1, 2: 3/2 and 1/4)
+    obj = json.loads(derive(2, mode="eval", values="1,2;3,5").to_json())
+    assert obj["options"]["running_mean"] == [["3/2"], ["4"]]
+    assert obj["options"]["running_var"] == [["1/4"], ["1"]]
+    assert not {"running_mean1", "running_var2"} & set(obj["symbols"])
     assert set(obj["symbols"]) == set().union(*(names_in(t) for t in explicit_strings(obj)))
 
 

@@ -107,7 +107,7 @@ def test_derive_higher_refuses_above_its_m_and_within_the_budget(monkeypatch):
 
     d = derive(4)
     monkeypatch.setattr(limits, "LIMIT", limits.Budget(seconds=0.5, bytes=1e9))
-    with pytest.raises(LimitError, match="derive --m 4 --order 3"):
+    with pytest.raises(LimitError, match=r"derive\(m=4, order=3\)"):
         derive_higher(d, 3)
 
 

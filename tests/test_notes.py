@@ -440,11 +440,13 @@ def runner() -> CliRunner:
 @pytest.mark.parametrize(
     ("args", "start"),
     [
-        (["--format", "latex"], "% Batch normalization, m = 2"),
+        # LaTeX is a document that compiles on its own; a fragment only when asked for
+        (["--format", "latex"], "\\documentclass"),
+        (["--format", "latex", "--fragment"], "% Batch normalization, m = 2"),
         (["--format", "latex", "--standalone"], "\\documentclass"),
         (["--format", "markdown"], "# Batch normalization, m = 2"),
     ],
-    ids=["latex", "standalone", "markdown"],
+    ids=["latex", "fragment", "standalone", "markdown"],
 )
 def test_cli_prints_each_format(runner: CliRunner, args: list[str], start: str) -> None:
     result = runner.invoke(main, ["derive", "--m", "2", *args])
@@ -454,7 +456,7 @@ def test_cli_prints_each_format(runner: CliRunner, args: list[str], start: str) 
 
 @pytest.mark.parametrize(
     ("name", "start"),
-    [("notes.tex", "% Batch"), ("notes.md", "# Batch")],
+    [("notes.tex", "\\documentclass"), ("notes.md", "# Batch")],
     ids=["tex", "md"],
 )
 def test_cli_format_from_extension(
@@ -464,6 +466,41 @@ def test_cli_format_from_extension(
     result = runner.invoke(main, ["derive", "--m", "3", "-o", str(target)])
     assert result.exit_code == 0, result.output
     assert target.read_text(encoding="utf-8").startswith(start)
+
+
+def test_cli_tex_file_compiles_on_its_own_and_a_fragment_when_asked(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """pdflatex notes.tex works on what -o notes.tex wrote; --fragment writes what \\input
+    takes (no preamble), and a document that \\inputs it compiles."""
+    _pdflatex()
+    import subprocess
+
+    result = runner.invoke(main, ["derive", "--m", "2", "-o", str(tmp_path / "notes.tex")])
+    assert result.exit_code == 0, result.output
+    done = subprocess.run(
+        ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", "notes.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0 and (tmp_path / "notes.pdf").exists(), done.stdout[-800:]
+    fragment = tmp_path / "part.tex"
+    result = runner.invoke(main, ["derive", "--m", "2", "--fragment", "-o", str(fragment)])
+    assert result.exit_code == 0, result.output
+    assert "\\documentclass" not in fragment.read_text(encoding="utf-8")
+    (tmp_path / "host.tex").write_text(
+        "\\documentclass{article}\\usepackage{amsmath,amssymb}\\begin{document}"
+        "\\input{part}\\end{document}\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", "host.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-800:]
 
 
 def test_cli_writes_a_pdf(runner: CliRunner, tmp_path: Path) -> None:

@@ -80,7 +80,9 @@ def test_local_derivatives_are_the_ones_written_by_hand():
         ("beta", "y_i"): 1,
     }
     assert set(by_name) == set(expected)
+    # σ_B is √σ²_B: at ε = 0 the picture writes the root as every section does
     names = {"x_i": x, "mu_B": mu, "sigma2_B": var, "xhat_i": xh, "gamma": g}
+    names["sigma_B"] = sp.sqrt(var)
     for key, want in expected.items():
         got = by_name[key].subs(sp.Symbol("epsilon", positive=True), 0)
         got = got.xreplace({s: names[s.name] for s in got.free_symbols})
@@ -93,3 +95,54 @@ def test_local_derivatives_are_the_ones_written_by_hand():
 def test_rms_norm_has_no_mean_node():
     pic = graph_picture(derive(4, layer="rmsnorm"))
     assert [v.name for v in pic.stats] == ["nu2"]
+
+
+def _segments(latex):
+    """The arrows of a LaTeX picture as segments ((x0, y0), (x1, y1)), read from its
+    \\put(x,y){\\vector(a,b){length}} commands (length: the x-extent, or y for a = 0)."""
+    out = []
+    for x, y, a, b, length in re.findall(
+        r"\\put\(([-\d.]+),([-\d.]+)\)\{\\vector\((-?\d+),(-?\d+)\)\{([\d.]+)\}\}", latex
+    ):
+        x, y, a, b, length = float(x), float(y), int(a), int(b), float(length)
+        dx = length * (1 if a > 0 else -1) if a else 0.0
+        dy = dx * b / a if a else length * (1 if b > 0 else -1)
+        out.append(((x, y), (x + dx, y + dy)))
+    return out
+
+
+def _cross(p, q):
+    """Whether two segments cross at a point inside both (touching ends do not count)."""
+
+    def orient(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    (p1, p2), (q1, q2) = p, q
+    apart_p = orient(p1, p2, q1) * orient(p1, p2, q2) < 0
+    return apart_p and orient(q1, q2, p1) * orient(q1, q2, p2) < 0
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_no_two_arrows_of_the_latex_picture_cross(name):
+    tex = to_latex(derive(4, **LAYERS[name]), standalone=True)
+    picture = tex[tex.index(r"\begin{picture}") : tex.index(r"\end{picture}")]
+    arrows = _segments(picture)
+    assert len(arrows) == len(graph_picture(derive(4, **LAYERS[name])).edges)
+    crossing = [(p, q) for k, p in enumerate(arrows) for q in arrows[k + 1 :] if _cross(p, q)]
+    assert not crossing, crossing
+
+
+def test_the_segments_reader_finds_a_crossing():
+    """The check above, shown to fail on two arrows that do cross (an X)."""
+    x = r"\put(0,0){\vector(1,1){10}} \put(0,10){\vector(1,-1){10}}"
+    (p, q) = _segments(x)
+    assert _cross(p, q)
+
+
+def test_at_eps_0_the_graph_has_no_eps():
+    text = to_text(derive(4, eps=0))
+    section = text[text.index("Computation graph") : text.index("Closed form")]
+    assert "ε" not in section and "1/σ_B" in section
+    tex = to_latex(derive(4, eps=0))
+    graph = tex[tex.index("Computation graph") : tex.index("Closed form")]
+    assert r"\epsilon" not in graph

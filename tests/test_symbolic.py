@@ -269,7 +269,8 @@ def test_jacobian_matrix_has_the_stated_structure_numerically():
         (dict(m=-3), "at least 1"),
         (dict(m=2.5), "whole number"),
         (dict(m="four"), "whole number"),
-        (dict(m=1), "--mode eval"),
+        # from Python, the arguments' names; the command line says --mode eval
+        (dict(m=1), "mode='eval'"),
         (dict(m=4, eps=-1e-5), "≥ 0"),
         (dict(m=4, eps="tiny"), "not a number"),
         (dict(m=4, values="1,2,3"), "3 value(s) but m = 4"),
@@ -306,7 +307,7 @@ def test_m_1_in_eval_mode_and_m_above_the_limit_with_force_are_allowed(monkeypat
     assert derive(1, mode="eval").m == 1
     # a budget below what m = 4 costs, so that "above the limit" is cheap to test
     monkeypatch.setattr(limits, "LIMIT", limits.Budget(seconds=0.1, bytes=1e9))
-    with pytest.raises(limits.LimitError, match="above the limit without --force"):
+    with pytest.raises(limits.LimitError, match="above the limit without force=True"):
         derive(4)
     assert derive(4, force=True).m == 4
 

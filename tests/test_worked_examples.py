@@ -178,7 +178,7 @@ def test_several_features_index_their_gamma_and_beta():
         (["--values", "1,2,3,4", "--running-mean", "1"], "eval mode"),
         (["--values", "1,2,3,4", "--layer", "rmsnorm", "--beta", "1,1,1,1"], "no β"),
         (["--values", "1,2,3,4", "--no-affine", "--gamma", "2"], "no γ"),
-        (["--gamma", "2"], "give values too"),
+        (["--gamma", "2"], "give --values too"),
     ],
 )
 def test_bad_parameter_values_are_one_line_errors(args, says):

@@ -159,7 +159,11 @@ def _graph(
     else:
         gamma, beta = GAMMA[CH(I)], BETA[CH(I)]
     shift = beta if decl.beta else sp.Integer(0)
-    nodes.append(Step(Y[I], gamma * XHAT[I] + shift if affine else XHAT[I], "scale and shift"))
+    if affine:
+        rule = "scale and shift" if decl.beta else "scale"
+        nodes.append(Step(Y[I], gamma * XHAT[I] + shift, rule))
+    else:
+        nodes.append(Step(Y[I], XHAT[I], "no scale and shift" if decl.beta else "no scale"))
     if not affine:
         gamma, beta = sp.Integer(1), sp.Integer(0)
     facts = {"k": k, "D": D, "mu": mu, "var": var, "gamma": gamma, "beta": beta, "train": train}
@@ -215,11 +219,14 @@ def _substitute(expr: sp.Expr, values: Mapping[sp.Basic, sp.Expr]) -> sp.Expr:
 
 def _order(decl: Any, s: Symbols, facts: dict[str, Any], affine: bool) -> list[Any]:
     order: list[Any] = [(XHAT[K], DXHAT[K], "x̂_i feeds y_i")]
+    # the statistic in the layer's own word: the variance, or the mean square (RMS norm)
+    var = "the variance" if decl.centred else "the mean square"
     if facts["train"]:
-        order.append((s.var, s.d_var, "the variance feeds every x̂_i: sum over i"))
+        order.append((s.var, s.d_var, f"{var} feeds every x̂_i: sum over i"))
         if decl.centred:
             order.append((s.mu, s.d_mu, "the mean feeds every x̂_i and the variance"))
-    order.append((X[K], DX[K], "x_i feeds x̂_i and the statistics"))
+    feeds = "x̂_i and the statistics" if decl.centred else "x̂_i and the mean square"
+    order.append((X[K], DX[K], f"x_i feeds {feeds if facts['train'] else 'x̂_i'}"))
     if affine:
         if decl.params == "shared":
             order.append((s.gamma, s.dgamma, "γ scales every x̂_i"))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import sympy as sp
 
-from bnsym.errors import BnsymError
+from bnsym.errors import BnsymError, option
 from bnsym.family.layers import Layer, LayerError
 from bnsym.family.layers import layer as find_layer
 from bnsym.limits import MAX_EXAMPLE_VALUES
@@ -52,6 +52,9 @@ class Options:
     #: Derived with ``force=True``: generating and checking it may use the raised budget
     #: (:data:`bnsym.limits.FORCED`). Not part of the variant: not compared, not exported.
     force: bool = field(default=False, compare=False)
+    #: eval mode's worked example took the running statistics from its own values (the mean
+    #: and the variance of each feature's m values), none being given
+    running_from_values: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form: ε and values as exact strings (``"1/100000"``), None as null."""
@@ -185,11 +188,14 @@ def _channels(decl: Any, channels: object, m: int) -> int | None:
         return 1
     text = str(channels).strip()
     if isinstance(channels, bool) or not re.fullmatch(r"[+-]?\d{1,6}", text):
-        raise DerivationError(f"channels must be a whole number, not {channels!r}; try 2.")
+        raise DerivationError(
+            f"{option('channels')} must be a whole number, not {channels!r}; try 2."
+        )
     c = int(text)
     if c < 1 or m % c:
         raise DerivationError(
-            f"channels = {c} must be at least 1 and divide m = {m}: the group's m values are "
+            f"{option('channels', c)} must be at least 1 and divide m = {m}: the group's m "
+            "values are "
             f"channels × positions; try a divisor of {m}."
         )
     return c
@@ -215,7 +221,9 @@ def make_options(
 ) -> Options:
     """Validate the arguments of :func:`derive`; raise DerivationError with one sentence."""
     if isinstance(m, bool) or not (isinstance(m, int) or re.fullmatch(r"\s*[+-]?\d+\s*", str(m))):
-        raise DerivationError(f"m must be a whole number, not {_short(m)}; try m = 4.")
+        raise DerivationError(
+            f"{option('m')} must be a whole number, not {_short(m)}; try {option('m', 4)}."
+        )
     # No m near 10^12 is within any bound; and str() of an int above 4300 digits raises.
     if m.bit_length() > 40 if isinstance(m, int) else len(str(m).strip().lstrip("+-")) > 12:
         raise DerivationError(
@@ -226,7 +234,7 @@ def make_options(
         if not isinstance(flag, bool):  # "no" would be truthy
             raise DerivationError(f"{name} must be True or False, not {_short(flag)}.")
     if m < 1:
-        raise DerivationError(f"m must be at least 1, not {m}; the batch needs values.")
+        raise DerivationError(f"{option('m')} must be at least 1, not {m}; the batch needs values.")
     try:
         decl = find_layer(layer)
     except LayerError as exc:
@@ -243,12 +251,15 @@ def make_options(
             "drop --variance."
         )
     if mode not in ("train", "eval"):
-        raise DerivationError(f"mode must be 'train' or 'eval', not {mode!r}.")
+        raise DerivationError(f"{option('mode')} must be 'train' or 'eval', not {mode!r}.")
     if variance not in ("biased", "unbiased"):
-        raise DerivationError(f"variance must be 'biased' or 'unbiased', not {variance!r}.")
+        raise DerivationError(
+            f"{option('variance')} must be 'biased' or 'unbiased', not {variance!r}."
+        )
     if eps_placement not in ("inside", "outside", "sqrt-outside"):
         raise DerivationError(
-            "eps_placement must be 'inside' (√(σ² + ε)), 'outside' (σ + ε) or 'sqrt-outside' "
+            f"{option('eps_placement')} must be 'inside' (√(σ² + ε)), 'outside' (σ + ε) or "
+            "'sqrt-outside' "
             f"(σ + √ε), not {_short(eps_placement)}."
         )
     if m < decl.min_m(mode) and "eval" not in decl.modes:
@@ -259,7 +270,7 @@ def make_options(
     if m < decl.min_m(mode):
         raise DerivationError(
             "m = 1 in train mode: the variance of one value is 0, so x̂ = 0/√ε and there is "
-            "nothing to learn (PyTorch refuses it too); use mode 'eval' (--mode eval) or m ≥ 2."
+            f"nothing to learn (PyTorch refuses it too); use {option('mode', 'eval')} or m ≥ 2."
         )
     if mode == "eval" and variance != "biased":
         # ε's placement is the layer's own (the notes' test-time layer divides by σ_run + ε);
@@ -268,17 +279,20 @@ def make_options(
             "variance describes the batch statistics, which eval mode does not use (its "
             "running variance is given); drop --variance or use --mode train."
         )
-    eps_r = None if eps is None else exact_number(eps, "eps")
+    eps_r = None if eps is None else exact_number(eps, option("eps"))
     if eps_r is not None and eps_r < 0:
-        raise DerivationError(f"eps must be ≥ 0, not {eps_r}; ε is a small positive constant.")
+        raise DerivationError(
+            f"{option('eps')} must be ≥ 0, not {eps_r}; ε is a small positive constant."
+        )
     if eps_r == 0 and mode == "eval":
         pass  # running_var is symbolic and positive: no division by zero
     if dy is not None and values is None:
         raise DerivationError(
-            "dy gives the upstream gradients of a worked example; give values too (--values)."
+            f"{option('dy')} gives the upstream gradients of a worked example; give "
+            f"{option('values')} too."
         )
-    value_rows = None if values is None else _rows(values, m, "values")
-    dy_rows = None if dy is None else _rows(dy, m, "dy")
+    value_rows = None if values is None else _rows(values, m, option("values"))
+    dy_rows = None if dy is None else _rows(dy, m, option("dy"))
     if value_rows is not None and dy_rows is not None and len(dy_rows) != len(value_rows):
         raise DerivationError(
             f"dy has {len(dy_rows)} feature(s) but values has {len(value_rows)}; give one row "
@@ -316,6 +330,23 @@ def make_options(
     )
 
 
+def _running_from_values(
+    decl: Any, value_rows: tuple[tuple[sp.Rational, ...], ...]
+) -> dict[str, Any]:
+    """Eval mode's running statistics when a worked example gives none: each feature's own
+    mean and variance (1/m; the mean square where nothing is subtracted), as if the values
+    were the population the running averages estimate, so that the example has numbers."""
+    means, variances = [], []
+    for row in value_rows:
+        mean = sp.Add(*row) / len(row) if decl.centred else sp.Integer(0)
+        means.append((mean,))
+        variances.append((sp.Add(*[(v - mean) ** 2 for v in row]) / len(row),))
+    out: dict[str, Any] = {"running_var": tuple(variances), "running_from_values": True}
+    if decl.centred:
+        out["running_mean"] = tuple(means)
+    return out
+
+
 def _example_params(
     decl: Any,
     m: int,
@@ -334,19 +365,28 @@ def _example_params(
 
     given = {"gamma": gamma, "beta": beta, "running_mean": running_mean, "running_var": running_var}
     given = {k: v for k, v in given.items() if v is not None}
+    taken = {}
+    if mode == "eval" and value_rows is not None and running_mean is running_var is None:
+        taken = _running_from_values(decl, value_rows)
     if not given:
-        return {}
-    flag = "--" + next(iter(given)).replace("_", "-")
+        return taken
+    flag = option(next(iter(given)))
     if value_rows is None:
-        raise DerivationError(f"{flag} gives a number of the worked example; give values too.")
-    if not affine and ("gamma" in given or "beta" in given):
-        raise DerivationError(f"{flag} with --no-affine: the layer has no γ, β; drop one.")
-    if "beta" in given and not decl.beta:
-        raise DerivationError(f"--beta: {decl.name} has no β (y = γ·x̂); drop --beta.")
-    if mode != "eval" and ("running_mean" in given or "running_var" in given):
-        which = "--running-mean" if "running_mean" in given else "--running-var"
         raise DerivationError(
-            f"{which} is for eval mode (running statistics); add --mode eval or drop it."
+            f"{flag} gives a number of the worked example; give {option('values')} too."
+        )
+    if not affine and ("gamma" in given or "beta" in given):
+        raise DerivationError(
+            f"{flag} with {option('affine', False)}: the layer has no γ, β; drop one."
+        )
+    if "beta" in given and not decl.beta:
+        beta = option("beta")
+        raise DerivationError(f"{beta}: {decl.name} has no β (y = γ·x̂); drop {beta}.")
+    if mode != "eval" and ("running_mean" in given or "running_var" in given):
+        which = option("running_mean" if "running_mean" in given else "running_var")
+        raise DerivationError(
+            f"{which} is for eval mode (running statistics); add {option('mode', 'eval')} or "
+            "drop it."
         )
     k = decl.param_count(m, channels)
     each = {
@@ -358,20 +398,25 @@ def _example_params(
     out: dict[str, Any] = {}
     for name in ("gamma", "beta"):
         if name in given:
-            out[name] = example_rows(given[name], name, k, n, each, exact_number, DerivationError)
+            out[name] = example_rows(
+                given[name], option(name), k, n, each, exact_number, DerivationError
+            )
     for name in ("running_mean", "running_var"):
         if name in given:
             out[name] = example_rows(
-                given[name], name, 1, n, "one per feature", exact_number, DerivationError
+                given[name], option(name), 1, n, "one per feature", exact_number, DerivationError
             )
+    if taken and "running_mean" not in out and "running_var" not in out:
+        out.update(taken)
     for row in out.get("running_var", ()):
         if row[0] < 0:
             raise DerivationError(
-                f"running_var must be ≥ 0, not {row[0]}; it is a variance (σ²_run)."
+                f"{option('running_var')} must be ≥ 0, not {row[0]}; it is a variance (σ²_run)."
             )
         if row[0] == 0 and eps == 0:
             raise DerivationError(
-                "running_var = 0 with ε = 0 divides by zero; give ε > 0 (--eps 1e-5) or a "
+                f"{option('running_var')} = 0 with ε = 0 divides by zero; give ε > 0 "
+                f"({option('eps', '1e-5')}) or a "
                 "positive running variance."
             )
     return out

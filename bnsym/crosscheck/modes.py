@@ -40,7 +40,7 @@ from bnsym.core.higher import evaluate
 from bnsym.crosscheck import pytorch
 from bnsym.crosscheck.data import make_data
 from bnsym.crosscheck.first import CheckError
-from bnsym.crosscheck.oracles import KNOWN_CAUSE, oracles_for, twin_note
+from bnsym.crosscheck.oracles import KNOWN_CAUSE, known_defect, oracles_for, twin_note
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
 from bnsym.derivation import Derivation
 from bnsym.proofs.forward import tangents
@@ -173,7 +173,7 @@ def run_check_modes(
         names = list(results)
         word_rows, agree = _compare(word, results, outputs)
         rows += word_rows
-        odd += _odd_one_out(word, word_rows, agree, kernel, notes)
+        odd += _odd_one_out(word, word_rows, agree, kernel, notes, o.mode)
     variant = ", ".join(
         [o.mode, f"eps {o.eps_placement}", o.variance, "affine" if o.affine else "no affine"]
     )
@@ -477,6 +477,7 @@ def _odd_one_out(
     agree: dict[tuple[str, str], bool],
     kernel: Any,
     notes: list[str],
+    mode: str,
 ) -> list[str]:
     """Name an implementation that disagrees with every other while they agree among
     themselves; for PyTorch's fused kernel, say so plainly with the known upstream issues."""
@@ -503,7 +504,10 @@ def _odd_one_out(
         )
         out.append(f"odd one out: {name} in the {word_name(word)}{where}.")
         if name == "torch-native" and kernel is not None and row is not None:
-            issue = kernel.known_issues.get(word, kernel.known_issues.get(f"order{len(word)}", ""))
+            defect = known_defect(kernel.name, word, mode, row.output) or known_defect(
+                kernel.name, f"order{len(word)}", mode, row.output
+            )
+            issue = " and ".join(defect.issues) if defect is not None else ""
             out.append(
                 f"  PyTorch's fused kernel torch.nn.functional.{kernel.name} is wrong in the "
                 f"{word_name(word)} (relative error {row.rel_error:.2g} on {row.output}); the "

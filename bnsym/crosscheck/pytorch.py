@@ -23,7 +23,7 @@ from bnsym.reference.declared import groups, ungroup
 __all__ = ["INSTALL", "elementary", "fused", "import_torch", "no_kernel"]
 
 #: The advice when PyTorch is missing, the same at every order: the extra pins the version the
-#: comparisons were measured with (a bare ``pip install torch`` may bring another, and with
+#: comparisons were measured with (installing the latest torch may bring another, and with
 #: it a different set of wheels).
 INSTALL = "PyTorch is not installed; pip install 'bnsym[torch]' adds the tested version."
 

@@ -166,7 +166,10 @@ class Layer:
             from the grouping and the parameters).
         stat_suffix: the subscript of the statistics (``"_B"``: μ_B, σ²_B).
         stat_words: the statistics' adjective (``"mini-batch"``: "mini-batch mean").
-        paper: what the paper calls the forward pass (``"Algorithm 1"``).
+        paper: what the paper calls the forward pass (``"Algorithm 1"``); "" for a layer
+            the notes follow no paper for (they then never say "the paper").
+        paper_inference: what the paper calls the inference with running statistics
+            (``"Algorithm 2"``); "" where there is none.
         of_m: how the notes' title says "for ... of m" (``"a batch"``; default ``"groups"``).
 
     Raises:
@@ -186,6 +189,7 @@ class Layer:
     stat_words: str = ""
     paper: str = ""
     of_m: str = "groups"
+    paper_inference: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -316,6 +320,7 @@ LAYERS: dict[str, Layer] = {
             stat_suffix="_B",
             stat_words="mini-batch",
             paper="Algorithm 1",
+            paper_inference="Algorithm 2",
             of_m="a batch",
             grouping="columns",
             modes=("train", "eval"),

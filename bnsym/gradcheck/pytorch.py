@@ -81,7 +81,7 @@ def check_torch(
     except ImportError:
         raise TorchMissingError(
             "check_torch needs PyTorch, which is not installed; "
-            "install it with: pip install 'bnsym[torch]' (or pip install torch)"
+            "pip install 'bnsym[torch]' adds the tested version"
         ) from None
 
     if order not in (1, 2):

@@ -4,7 +4,7 @@ Each row says which function renders a :class:`~bnsym.derivation.Derivation` in 
 which function appends the sections of orders 2 and 3 to it (``None`` where the renderer
 takes them itself), the file extensions that choose it for ``-o``, the options of
 ``bnsym derive`` that apply to it, and the phrase ``--format``'s help gives it. The command
-line (``--format``, ``-o``, ``--ascii``, ``--standalone``) and
+line (``--format``, ``-o``, ``--ascii``, ``--standalone``/``--fragment``) and
 :class:`~bnsym.derivation.Derivation`'s methods read this table; neither knows a format by
 name. A renderer is imported when first used, so that ``bnsym derive`` to the terminal does
 not import the LaTeX notes.
@@ -73,7 +73,7 @@ FORMATS: dict[str, Format] = {
             "bnsym.notes.latex:to_latex",
             "bnsym.notes.higher:with_latex",
             (".tex",),
-            "LaTeX (--standalone: a document that compiles with pdflatex)",
+            "LaTeX, a document that compiles with pdflatex (--fragment: to \\input)",
             ("command", "standalone"),
             modes="bnsym.notes.modes:with_latex",
         ),

@@ -16,6 +16,7 @@ from typing import Any
 from bnsym.notes import latex as notes
 from bnsym.notes import text as render
 from bnsym.notes.json_doc import SharedStr
+from bnsym.notes.prose import prose_tex, text_tex
 from bnsym.notes.text import Section
 from bnsym.proofs.higher import HigherDerivation
 
@@ -32,19 +33,78 @@ __all__ = [
 ]
 
 
+def _bar(z: str) -> str:
+    """ḡ_z as the text writes it: ḡ_γ, ḡ_{γᵢ}."""
+    return f"ḡ_{z}" if len(z) == 1 else f"ḡ_{{{z}}}"
+
+
+def _words(h: HigherDerivation) -> dict[str, str]:
+    """The layer's own words for the notes of orders 2 and 3: its statistics, its γ and β
+    (one for the group, γᵢ per element, γ_c per channel, none), x̂'s denominator D, and the
+    terms of ℓ₂ and ℓ₃ (a Σ over the parameters where there are several)."""
+    s, o = h.symbols, h.derivation.options
+    decl = s.layer
+    index = {"shared": "", "element": "ᵢ", "channel": "_c"}[decl.params]
+    gamma, beta = "γ" + index, "β" + index
+    affine, has_beta = o.affine, o.affine and decl.beta
+    if o.mode == "eval":
+        var, root = "σ²_run", "√σ²_run"
+    else:
+        stat = "σ" if decl.centred else "ν"
+        var, root = f"{stat}²{decl.stat_suffix}", f"{stat}{decl.stat_suffix}"
+    D = {
+        "inside": f"√({var} + ε)",
+        "outside": f"{root} + ε",
+        "sqrt-outside": f"{root} + √ε",
+    }[o.eps_placement]
+    many = "" if s.shared else ("Σᵢ " if decl.params == "element" else "Σ_c ")
+    params = [gamma] + ([beta] if has_beta else []) if affine else []
+    # ℓ₂'s terms: each result of the first pass times its seed
+    l2 = ["Σᵢ ḡ_{xᵢ}·∂ℓ/∂xᵢ"] + [f"{many}{_bar(p)}·∂ℓ/∂{p}" for p in params]
+    seeds = ["ḡ_{xᵢ}"] + [_bar(p) for p in params]
+    results = ["∂ℓ₂/∂xᵢ", "ḡ_{yᵢ}"] + ([f"∂ℓ₂/∂{gamma}"] if affine else [])
+    l3 = ["Σᵢ ∂ℓ₃/∂(∂ℓ₂/∂xᵢ)·∂ℓ₂/∂xᵢ", "Σᵢ ∂ℓ₃/∂ḡ_{yᵢ}·ḡ_{yᵢ}"]
+    l3 += [f"{many}∂ℓ₃/∂(∂ℓ₂/∂{gamma})·∂ℓ₂/∂{gamma}"] if affine else []
+    third = ["∂ℓ₃/∂xᵢ", "∂ℓ₃/∂(∂ℓ/∂yᵢ)"] + ([f"∂ℓ₃/∂{gamma}"] if affine else [])
+    return {
+        "gamma": gamma,
+        "var": var,
+        "D": D,
+        "l2": " + ".join(l2),
+        "seeds": ", ".join(seeds),
+        "results": _and(results),
+        "zero": " = ".join([_bar(p) for p in params] + ["0"]) if params else "",
+        "l3": " + ".join(l3),
+        "third": _and(third),
+    }
+
+
+def _and(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
 def sections(h: HigherDerivation) -> list[Section]:
-    seeds = ", ".join(str(v) for v in (*h.gdx[:1], *h.gdgamma[:1], *h.gdbeta[:1]))
+    w = _words(h)
+    hvp = (
+        f"With {w['zero']} and ḡ_x = v, ∂ℓ₂/∂x = H·v" if w["zero"] else "With ḡ_x = v, ∂ℓ₂/∂x = H·v"
+    ) + (
+        ": the Hessian-vector product, H the Hessian of Σⱼ ∂ℓ/∂yⱼ·yⱼ in x (∂ℓ/∂y held "
+        "fixed). The seeds are written ḡ, not v, so that one rule names every node of this "
+        "pass: a seed is the ḡ of a result of the first pass, where the walk starts."
+    )
     out = [
         Section(
             "double_backward",
             "Double backward: the chain rule over the backward graph",
-            "Every step of the backward is a node; seeded with the cotangents gdx_i of "
-            f"∂ℓ/∂x_i, gdgamma of ∂ℓ/∂γ and gdbeta of ∂ℓ/∂β ({seeds}, …), the same chain rule "
-            "walks forward and backward nodes back to x, dy and γ: ℓ₂ = Σ gdx_i·∂ℓ/∂x_i + "
-            "Σ gdgamma·∂ℓ/∂γ + Σ gdbeta·∂ℓ/∂β, and g<name> = ∂ℓ₂/∂<name>.",
+            "The backward pass is a computation graph too: each of its steps ∂ℓ/∂z = … is a "
+            "node. A second pass walks back over it with the same chain rule. Its adjoints are "
+            "written ḡ_z = ∂ℓ₂/∂(∂ℓ/∂z) for a node ∂ℓ/∂z of the backward pass and ∂ℓ₂/∂z for "
+            f"a node z of the forward pass, where ℓ₂ = {w['l2']} for any numbers "
+            f"{w['seeds']} (the seeds, chosen freely). The results are {w['results']}: "
+            f"the double backward. {hvp}",
             h.steps,
         ),
-        _closed_section(h),
+        _closed_section(h, w),
         Section("identities_2", "Identities at order 2", "", h.identities),
     ]
     out = [sec for sec in out if sec.steps or sec.key != "closed_form_2"]
@@ -53,9 +113,11 @@ def sections(h: HigherDerivation) -> list[Section]:
             Section(
                 "third_order",
                 "Third order: the chain rule over the double backward",
-                "Cotangents tgx_i, tgdy_i, tggamma of the double backward's results; "
-                "t<name> = ∂ℓ₃/∂<name> with ℓ₃ = Σ tgx_i·gx_i + Σ tgdy_i·gdy_i + "
-                "Σ tggamma·ggamma (the double backward's vector-Jacobian product).",
+                "A third pass walks back over the forward, backward and double-backward nodes. "
+                "Its adjoint of any node n is written ∂ℓ₃/∂n, where ℓ₃ adds each result of the "
+                "double backward times a seed chosen freely, named for the result it "
+                f"multiplies: ℓ₃ = {w['l3']} (the double backward's vector-Jacobian product). "
+                f"The results are {w['third']}.",
                 h.third_steps,
             )
         )
@@ -64,9 +126,9 @@ def sections(h: HigherDerivation) -> list[Section]:
                 Section(
                     "third_order_closed_form",
                     "Third order from the closed form",
-                    "The same chain rule walked over the closed form of order 2 (its sums and "
-                    "coefficients are nodes too): the third order in those sums, proved equal "
-                    "to the chain rule's above (closed_form_3).",
+                    "The same chain rule walked over the closed form of order 2 (its sums, Q "
+                    "and its coefficients a and b are nodes too): the third order in those "
+                    "sums, proved equal to the chain rule's above (closed_form_3).",
                     h.third_closed_form,
                 )
             )
@@ -80,7 +142,7 @@ def to_text(h: HigherDerivation, ascii: bool = False) -> str:
         lines += ["", sec.title, "-" * len(sec.title), *textwrap.wrap(sec.intro, render.WIDTH)]
         for st in sec.steps:
             lhs = render.expr_text(st.lhs, ascii)
-            rhs = render.expr_text(st.rhs, ascii)
+            rhs = render.expr_text(st.rhs, ascii, abbreviate=False)  # whole: no "± …"
             if sec.key == "identities_2":
                 ok = h.verified.get(st.rule, False)
                 mark = ("ok" if ok else "FAILED") if ascii else ("✓" if ok else "✗")
@@ -136,17 +198,30 @@ def json_obj(h: HigherDerivation) -> dict[str, Any]:
 def _blocks(h: HigherDerivation, width: float) -> list[notes.Block]:
     out: list[notes.Block] = []
     for sec in sections(h):
-        out += [notes._heading(sec.title), notes._prose(sec.intro)]
-        if sec.key == "identities_2":
-            rules = [("✓ " if h.verified.get(st.rule) else "✗ ") + st.rule for st in sec.steps]
-            out.append(notes.Block("math", rows=notes._step_rows(sec.steps, width, rules)))
+        out.append(notes._heading(sec.title))
+        if sec.intro:
+            out.append(notes._prose(sec.intro))
+        if sec.key == "identities_2":  # as at order 1: the mark and the note, the statement
+            for st in sec.steps:
+                mark = "✓ proved" if h.verified.get(st.rule) else "✗ NOT proved"
+                out.append(notes._prose(f"{mark}: {st.note}."))
+                out.append(notes.Block("math", rows=notes._step_rows((st,), width, [""])))
         else:
             out.append(
                 notes.Block("math", rows=notes._step_rows(sec.steps, width, [""] * len(sec.steps)))
             )
-    proofs = "; ".join(f"{n}: {'proved' if ok else 'FAILED'}" for n, ok in h.verified.items())
     which = "orders 2 and 3" if "closed_form_3" in h.verified else "order 2"
-    out.append(notes._prose(f"Proofs at {which} — {proofs}."))
+    out.append(notes._heading(f"Proofs at {which}"))
+    for name, ok in h.verified.items():  # each proof's name as code, as at order 1
+        mark = "✓" if ok else "✗ FAILED"
+        method = h.proof_methods[name]
+        code = name.replace("_", r"\_")
+        out.append(
+            notes._prose(
+                f"{mark} `{name}`: {method}.",
+                f"{text_tex(mark)} \\texttt{{{code}}}: {prose_tex(method)}.",
+            )
+        )
     return out
 
 
@@ -177,41 +252,71 @@ def to_markdown(h: HigherDerivation) -> str:
     return "\n".join(out) + "\n"
 
 
-def _closed_section(h: HigherDerivation) -> Section:
+def _closed_section(h: HigherDerivation, w: dict[str, str]) -> Section:
     """The closed form's section: the formulas of train mode (ε inside or outside the root)
-    or of eval mode."""
+    or of eval mode, every symbol defined before the steps use it."""
     s, o = h.symbols, h.derivation.options
+    g, D = w["gamma"], w["D"]
+    several = len(s.gammas) > 1 and o.affine
+    sets = (
+        " Σ_(j∈C_k) runs over C_k, the values that γ_k scales; γⱼ is the γ of value j."
+        if several
+        else " γⱼ is the γ of value j (one γ for the group)."
+        if o.affine
+        else ""
+    )
     if o.mode == "eval":
-        # D is x̂'s denominator, written with the running variance as the notes name it
-        D = {"inside": "√(σ²_run + ε)", "outside": "√σ²_run + ε", "sqrt-outside": "√σ²_run + √ε"}
         return Section(
             "closed_form_2",
             "Double backward: closed form",
-            f"In eval mode the statistics are constants and D = {D[o.eps_placement]}, so "
-            "∂ℓ/∂x_i = γ·dy_i/D is linear: "
-            "gx_i = gdgamma·dy_i/D, gdy_i = γ·gdx_i/D + gdgamma·x̂_i + gdbeta, ggamma = "
-            "Σ gdx_i·dy_i/D (without γ and β: gx_i = 0, gdy_i = gdx_i/D).",
+            f"In eval mode the statistics are constants and D = {D}, so ∂ℓ/∂xᵢ = "
+            f"{g}·∂ℓ/∂yᵢ/D is linear in ∂ℓ/∂y and depends on x through nothing else: "
+            f"∂ℓ₂/∂xᵢ = {_bar(g)}·∂ℓ/∂yᵢ/D, ḡ_{{yᵢ}} = {g}·ḡ_{{xᵢ}}/D + {_bar(g)}·x̂ᵢ"
+            + (" + " + _bar(g.replace("γ", "β")) if s.layer.beta else "")
+            + f", ∂ℓ₂/∂{g} = Σᵢ ḡ_{{xᵢ}}·∂ℓ/∂yᵢ/D over the values of each γ"
+            + (" (without γ: ∂ℓ₂/∂xᵢ = 0, ḡ_{yᵢ} = ḡ_{xᵢ}/D)." if not o.affine else ".")
+            + sets,
             h.closed_form,
         )
+    k = (
+        "k = 1/(m − 1), the unbiased variance's factor"
+        if o.variance == "unbiased" and s.layer.centred
+        else "k = 1/m, the " + ("variance's" if s.layer.centred else "mean square's") + " factor"
+    )
+    mean = "mean(v) − " if s.layer.centred else ""
     return Section(
         "closed_form_2",
         "Double backward: closed form",
-        "With a_i = gdx_i, g_i = γ_i·dy_i, h_i = gdgamma_i·dy_i, D = √(σ² + ε), "
-        "P(v)_i = v_i − "
-        + ("mean(v) − " if s.layer.centred else "")
-        + "k·x̂_i·Σ_j v_j·x̂_j and Q = Σ_i a_i·P(g)_i: gx_i = P(h)_i/D − (k/D²)·(x̂_i·Q + "
-        "(Σ g_j·x̂_j)·P(a)_i + (Σ a_j·x̂_j)·P(g)_i), gdy_i = γ_i·P(a)_i/D + gdgamma_i·x̂_i "
-        "+ gdbeta_i, ggamma = Σ dy_i·P(a)_i/D over the values of each γ. The steps below "
-        "expand them into sums over each γ's values and a few coefficients, so that each "
-        "result is one line of four terms (as the generated code computes it)."
+        f"Write D = {D} (x̂'s denominator), {k}, uᵢ = γᵢ·∂ℓ/∂yᵢ and wᵢ = ḡ_{{γᵢ}}·∂ℓ/∂yᵢ "
+        + (
+            "(γᵢ and βᵢ: the γ and β of value i; ḡ_{γᵢ} and ḡ_{βᵢ}: their seeds)"
+            if s.layer.beta
+            else "(γᵢ: the γ of value i; ḡ_{γᵢ}: its seed)"
+        )
+        + f", P(v)ᵢ = vᵢ − {mean}"
+        "k·x̂ᵢ·Σⱼ vⱼ·x̂ⱼ for a vector v, and Q = Σᵢ ḡ_{xᵢ}·P(u)ᵢ. Then ∂ℓ₂/∂xᵢ = P(w)ᵢ/D − "
+        "(k/D²)·(x̂ᵢ·Q + (Σⱼ uⱼ·x̂ⱼ)·P(ḡ_x)ᵢ + (Σⱼ ḡ_{xⱼ}·x̂ⱼ)·P(u)ᵢ), ḡ_{yᵢ} = "
+        "γᵢ·P(ḡ_x)ᵢ/D + ḡ_{γᵢ}·x̂ᵢ"
+        + (" + ḡ_{βᵢ}" if s.layer.beta else "")
+        + ", and ∂ℓ₂/∂γ = Σᵢ ∂ℓ/∂yᵢ·P(ḡ_x)ᵢ/D over the values of each γ. The steps below "
+        "expand them into sums, Q, and the coefficients a of ∂ℓ₂/∂xᵢ and b of ḡ_{yᵢ}, each "
+        "defined by a step before it is used, so that each result is one line of four terms "
+        "(as the generated code computes it)."
+        + sets
         + (
             ""
             if o.eps_placement == "inside"
-            else " With ε outside the root, D = σ + ε and r = D/σ (the step r): k·r stands "
-            "for k in P and in k/D², and x̂_i·Q becomes x̂_i·(Q − k·r·(r − 1)·(Σ g_j·x̂_j)·"
-            "(Σ a_j·x̂_j)), since D/σ varies with x too."
+            else " With ε outside the root, r = D/σ (the step r): k·r stands for k in P and "
+            "in k/D², and x̂ᵢ·Q becomes x̂ᵢ·(Q − k·r·(r − 1)·(Σⱼ uⱼ·x̂ⱼ)·(Σⱼ ḡ_{xⱼ}·x̂ⱼ)), "
+            "since D/σ varies with x too."
         )
-        + ("" if o.affine else " Without γ and β: γ = 1, gdgamma = gdbeta = 0, no ggamma."),
+        + (
+            ""
+            if o.affine
+            else " Without γ and β: γ = 1, ḡ_γ = ḡ_β = 0, no ∂ℓ₂/∂γ."
+            if s.layer.beta
+            else " Without γ: γ = 1, ḡ_γ = 0, no ∂ℓ₂/∂γ."
+        ),
         h.closed_form,
     )
 

@@ -36,7 +36,14 @@ from bnsym.notes.decimals import TABLE_DIGITS, approx_expr
 from bnsym.notes.escape import command_text, latex_comment, latex_text, markdown_code
 from bnsym.notes.prose import prose_math, prose_tex, text_tex, text_tex_unicode
 from bnsym.notes.texexpr import break_lines, math_width, number_text, tex
-from bnsym.notes.text import describe, factored_jacobian, param_steps, proof_reason, sections
+from bnsym.notes.text import (
+    describe,
+    factored_jacobian,
+    param_steps,
+    proof_reason,
+    running_source,
+    sections,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - the renderers never import bnsym.derivation
     from bnsym.derivation import Derivation
@@ -184,6 +191,9 @@ def _example_blocks(d: Derivation, width: float) -> Iterator[Block]:
                 shown = _vector(given[f]) if len(given[f]) > 1 else number_text(given[f][0])
                 text += f", {name} = {shown}"
                 latex += f", ${tex_name} = {shown}$"
+        if f == len(d.features) - 1:  # eval mode's running statistics, where from
+            source = running_source(d)
+            text, latex = text + source, latex + prose_tex(source)
         yield _prose(text + ".", latex + ".")
         steps: list[Step] = []
         rules: list[str] = []
@@ -273,10 +283,7 @@ def _graph_blocks(d: Derivation, width: float) -> Iterator[Block]:
 
 
 def _variant_text(d: Derivation) -> str:
-    text = f"m = {d.m}; {describe(d)}"
-    if d.options.affine:
-        text += "; affine: y_i = γ·x̂_i + β"
-    return "Variant: " + text + "."
+    return f"Variant: m = {d.m}; {_subtitle(d)}."
 
 
 def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterator[Block]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
@@ -82,6 +82,8 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
     adjoint.update({s.mu: s.d_mu, s.var: s.d_var})
     adjoint.update(zip(s.gammas, s.dgammas, strict=True))
     adjoint.update(zip(s.betas, s.dbetas, strict=True))
+    # a numeric ε is shown as the number, as in every other section (--eps 0: no ε at all)
+    eps = {} if d.options.eps is None else {s.eps: d.options.eps}
     xs = [s.x[i] for i in elements]
     children = [*stats, *(s.x_hat[i] for i in elements), *(s.y[i] for i in elements)]
     readers = [*xs, *stats, *s.x_hat, *params]
@@ -94,12 +96,13 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
                 continue
             # only the terms that hold the parent: σ² has m terms, x_i is in one of them
             part = sp.Add(*(t for t in sp.Add.make_args(rhs[child]) if t.has(parent)))
-            local = _factored(derivative(part, parent, shapes))
+            local = _factored(_root_shown(derivative(part, parent, shapes).xreplace(eps), s))
             note = ""
             if parent == s.mu and child == s.var:
                 mean = rhs[s.mu].doit()
                 if sp.expand(local.xreplace({s.mu: mean})) == 0:
-                    local, note = sp.Integer(0), "Σⱼ(xⱼ − μ) = 0 by the definition of μ"
+                    mu = s.mu.name.replace("mu", "μ")  # μ, or batch norm's μ_B
+                    local, note = sp.Integer(0), f"Σⱼ(xⱼ − {mu}) = 0 by the definition of {mu}"
             back = adjoint[child] * local
             edges.append(Edge(parent, child, local, back, adjoint[parent], note))
     pic = Picture(
@@ -112,6 +115,14 @@ def graph_picture(d: Derivation, generic: bool = True) -> Picture:
         generic,
     )
     return _generic(pic, d) if generic else pic
+
+
+def _root_shown(e: sp.Expr, s: Any) -> sp.Expr:
+    """√σ² written σ (its powers too), as every section of the notes writes it."""
+    return e.replace(
+        lambda p: p.is_Pow and p.base == s.var and p.exp.is_Rational and p.exp.q == 2,
+        lambda p: s.sigma ** (2 * p.exp),
+    )
 
 
 def _factored(e: sp.Expr) -> sp.Expr:
@@ -239,11 +250,15 @@ def _quoted(text: str) -> str:
 
 # --- LaTeX picture ---------------------------------------------------------------------------
 
-#: Where each rank of node sits, in units of 0.8 mm: x_i left, the statistics above, x̂_i and
-#: y_i right, γ and β above y_i. Chosen so that every arrow has a slope \vector can draw.
-_AT = {"x": (0, 0), "x_hat": (90, 0), "y": (120, 0)}
-_STATS = {1: [(45, 15)], 2: [(30, 15), (60, 15)]}
-_PARAMS = {1: [(100, 20)], 2: [(100, 20), (140, 20)]}
+#: Where each rank of node sits, in units of 0.8 mm, by the number of statistics: x_i left,
+#: x̂_i and y_i right, the statistics between and above them (the mean inside the triangle
+#: that x_i, the variance and x̂_i make, so that no two arrows cross), γ and β above y_i.
+#: Chosen so that every arrow has a slope \vector can draw (integers of at most 4).
+_AT = {"x": (0, 0), "x_hat": (70, 0), "y": (100, 0)}
+_STATS = {1: [(28, 14)], 2: [(40, 10), (60, 30)]}
+_PARAMS = {1: [(85, 20)], 2: [(85, 20), (115, 20)]}
+#: How far each arrow stops short of the nodes it joins (their labels), in the same units.
+_GAP = 5
 
 
 def latex_picture(pic: Picture, show: Show) -> str:
@@ -251,7 +266,7 @@ def latex_picture(pic: Picture, show: Show) -> str:
     at = {pic.inputs[0]: _AT["x"], pic.x_hat[0]: _AT["x_hat"], pic.y[0]: _AT["y"]}
     at.update(zip(pic.stats, _STATS.get(len(pic.stats), []), strict=False))
     at.update(zip(pic.params, _PARAMS.get(len(pic.params), []), strict=False))
-    out = [r"\begin{center}\setlength{\unitlength}{0.8mm}\begin{picture}(140,26)(0,-4)"]
+    out = [r"\begin{center}\setlength{\unitlength}{0.8mm}\begin{picture}(120,36)(0,-4)"]
     for v, (px, py) in at.items():
         out.append(rf"\put({px},{py}){{\makebox(0,0){{${show(v)}$}}}}")
     for e in pic.edges:
@@ -259,13 +274,33 @@ def latex_picture(pic: Picture, show: Show) -> str:
         dx, dy = qx - px, qy - py
         g = math.gcd(dx, dy)
         a, b = dx // g, dy // g
-        margin = 5 if abs(a) >= abs(b) else 0
-        sx = px + (margin if dx > 0 else -margin)
-        sy = py + (margin * b / abs(a) if a else 0)
-        length = abs(dx) - 2 * margin
-        out.append(rf"\put({sx},{_num(sy)}){{\vector({a},{b}){{{length}}}}}")
+        t = _GAP / math.hypot(dx, dy)  # the fraction of the arrow left out at each end
+        sx, sy = px + t * dx, py + t * dy
+        length = (abs(dx) if a else abs(dy)) * (1 - 2 * t)  # \vector's length: its x-extent
+        out.append(rf"\put({_num(sx)},{_num(sy)}){{\vector({a},{b}){{{_num(length)}}}}}")
     out.append(r"\end{picture}\end{center}")
     return "\n".join(out)
+
+
+def crossings(pic: Picture) -> list[tuple[Edge, Edge]]:
+    """The pairs of arrows of :func:`latex_picture` that cross (none, by the layout above)."""
+    at = {pic.inputs[0]: _AT["x"], pic.x_hat[0]: _AT["x_hat"], pic.y[0]: _AT["y"]}
+    at.update(zip(pic.stats, _STATS.get(len(pic.stats), []), strict=False))
+    at.update(zip(pic.params, _PARAMS.get(len(pic.params), []), strict=False))
+
+    def side(o: tuple[int, int], p: tuple[int, int], q: tuple[int, int]) -> int:
+        cross = (p[0] - o[0]) * (q[1] - o[1]) - (p[1] - o[1]) * (q[0] - o[0])
+        return (cross > 0) - (cross < 0)
+
+    out = []
+    for k, e in enumerate(pic.edges):
+        for f in pic.edges[k + 1 :]:
+            p1, p2, q1, q2 = at[e.parent], at[e.child], at[f.parent], at[f.child]
+            if len({p1, p2, q1, q2}) < 4:
+                continue  # arrows that share a node meet there
+            if side(p1, p2, q1) * side(p1, p2, q2) < 0 and side(q1, q2, p1) * side(q1, q2, p2) < 0:
+                out.append((e, f))
+    return out
 
 
 def _num(v: float) -> str:

@@ -11,6 +11,11 @@ norm, μ, σ² for the family, ν² for RMS norm), passed in by the renderer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bnsym.family.layers import Layer
+
 __all__ = ["why"]
 
 
@@ -25,15 +30,32 @@ def why(
     root: str | None = None,
     shared: bool = True,
     unbiased: bool = False,
+    layer: Layer | None = None,
+    affine: bool = True,
 ) -> str | None:
     """The claim and its reason for the proof called ``name``; None for a proof not known
     here (the machine's note is then shown alone). In eval mode ``mu`` and ``var`` are the
     running statistics' names; ``root`` is what x̂ divides by (√(σ² + ε) unless given, e.g.
     σ + ε with ε outside the root); ``shared``: one γ, β for the whole group (batch and
     instance norm), else one per element or channel; ``unbiased``: the variance divides by
-    m − 1."""
+    m − 1. ``layer`` (a :class:`~bnsym.family.layers.Layer`) gives the layer's own words: γ per
+    element or channel, whether there is a β, what a group is called, the paper's names;
+    ``affine``: False where the layer has no γ and β (y = x̂)."""
+    from bnsym.proofs.running import group_words  # what a group is called: "batch", "group"
+
     root = root or f"√({var} + ε)"
+    params = layer.params if layer is not None else ("shared" if shared else "element")
+    has_beta = affine and (layer.beta if layer is not None else True)
+    index = {"shared": "", "element": "ᵢ", "channel": "_c"}[params] if not shared else ""
+    gamma, beta = ("γ" + index, "β" + index) if affine else ("1", "0")
+    per = {"element": "one γ per element", "channel": "one γ per channel"}.get(params, "")
+    one, many = group_words(layer) if layer is not None else ("group", "groups")
+    inference = layer.paper_inference if layer is not None else ""
+    stat = var.partition("²")[0]  # σ, or ν where nothing is subtracted
     sub = var.partition("²")[2]  # the statistics' subscript: σ²_B's _B
+    # the training statistics' names (the running variance estimates from them): σ²_B, E_B
+    suffix = layer.stat_suffix if layer is not None else sub
+    var_train = f"{'σ' if centred else 'ν'}²{suffix}"
     root_sq = f"({var} + ε)" if root == f"√({var} + ε)" else f"{root}²"
     if not train and name == "closed_form":
         return (
@@ -75,8 +97,13 @@ def why(
             "in ∂ℓ/∂xᵢ, read off the closed form."
         ),
         "jacobian_symmetric": (
-            "J_ij = J_ji. Why: J is γ/σ times a combination of I, 𝟙·𝟙ᵀ and x̂·x̂ᵀ (I alone "
-            "in eval mode), and each of these is symmetric."
+            f"J_ij = J_ji. Why: J is {'γ' if affine else '1'}/{root} times "
+            + (
+                ("a combination of I, 𝟙·𝟙ᵀ and x̂·x̂ᵀ" if centred else "a combination of I and x̂·x̂ᵀ")
+                + ", and each of these is symmetric."
+                if train
+                else "the identity matrix I, which is symmetric."
+            )
         ),
         "sum_dx_zero": (
             "Σᵢ ∂ℓ/∂xᵢ = 0. Why: "
@@ -103,10 +130,17 @@ def why(
             f"becomes a²·{var}, so xᵢ and {sigma} are both multiplied by a."
         ),
         "undo_normalization": (
-            f"γ = {root} and β = {mu} give back yᵢ = xᵢ. Why: γ·x̂ᵢ + β = "
-            f"{root}·(xᵢ − {mu})/{root} + {mu} = xᵢ."
-            if centred or not train
-            else f"γ = {root} gives back yᵢ = xᵢ. Why: γ·x̂ᵢ = {root}·xᵢ/{root} = xᵢ."
+            f"{'' if shared else 'every '}{gamma} = {root}"
+            + (f" and {'' if shared else 'every '}{beta} = {mu}" if has_beta else "")
+            + (" give" if has_beta or shared else " gives")
+            + " back yᵢ = xᵢ. Why: "
+            + (
+                f"{gamma}·x̂ᵢ + {beta} = {root}·(xᵢ − {mu})/{root} + {mu} = xᵢ."
+                if has_beta and centred
+                else f"{gamma}·x̂ᵢ = {root}·(xᵢ − {mu})/{root} = xᵢ − {mu}, which is xᵢ at {mu} = 0."
+                if centred
+                else f"{gamma}·x̂ᵢ = {root}·xᵢ/{root} = xᵢ."
+            )
         ),
         # the lecture notes' other forms (bnsym.proofs.forms)
         "output_spread": (
@@ -119,59 +153,82 @@ def why(
             if centred and shared
             else (
                 f"(1/m)·Σᵢ x̂ᵢ² = {var}/{root_sq}. Why: x̂ᵢ = (xᵢ − {mu})/{root}, and the mean "
-                f"of the (xᵢ − {mu})² is {var}; with a γ per element or channel, each "
-                "yᵢ − βᵢ is γᵢ·x̂ᵢ, so the spread of y is that of x̂ scaled element by element."
+                f"of the (xᵢ − {mu})² is {var}"
+                + (
+                    f"; with {per}, each {'yᵢ − ' + beta if has_beta else 'yᵢ'} is "
+                    f"{gamma}·x̂ᵢ, so the spread of y is that of x̂ scaled element by element."
+                    if per and affine
+                    else "."
+                )
             )
             if centred
             else (
                 f"(1/m)·Σᵢ x̂ᵢ² = {var}/{root_sq}. Why: x̂ᵢ = xᵢ/{root}, and the mean of the xᵢ² "
-                f"is {var}."
+                f"is {var}" + (f"; with {per}, each yᵢ is {gamma}·x̂ᵢ." if per and affine else ".")
             )
         ),
         "undo_population": (
             "with γ = √(Var[x] + ε) and β = E[x] (ε placed as in this layer), the inference "
             "layer γ·(x − E[x])/√(Var[x] + ε) + β is x for every x. Why: the same cancellation "
-            f"as for one batch, with constants instead of the batch's statistics; the batch "
-            f"version needs γ and β equal to this batch's {root} and {mu}, which change from "
-            "batch to batch while γ and β do not."
+            f"as for one {one}, with constants instead of the {one}'s statistics; the {one}'s "
+            f"version needs γ and β equal to this {one}'s {root} and {mu}, which change from "
+            f"{one} to {one} while γ and β do not."
         ),
         "sqrt_outside_differs": (
-            "(σ + √ε)² = σ² + ε + 2·σ·√ε. Why: expand the square; the cross term 2·σ·√ε is "
-            "positive when σ > 0 and ε > 0, so σ + √ε > √(σ² + ε): the two denominators, and "
-            "so the two layers, differ."
+            f"({stat} + √ε)² = {stat}² + ε + 2·{stat}·√ε. Why: expand the square; the cross term "
+            f"2·{stat}·√ε is positive when {stat} > 0 and ε > 0, so {stat} + √ε > "
+            f"√({stat}² + ε): the two denominators, and so the two layers, differ."
         ),
         "constant_batch_limit": (
             "at a group whose values all equal c"
             + ("" if centred else " = 0")
-            + ", ∂ℓ/∂xᵢ = (γ/e)·(∂ℓ/∂yᵢ"
-            + (" − (1/m)·Σⱼ ∂ℓ/∂yⱼ)" if centred else ")")
-            + ", with e the ε or √ε added to the root. Why: write x = c + h; then yᵢ − β = "
-            "γ·uᵢ/(s + e) = (γ/e)·uᵢ − γ·uᵢ·s/(e·(s + e)), where "
+            + f", ∂ℓ/∂xᵢ = ({'γ' if shared else '1'}/e)·("
+            + ("∂ℓ/∂yᵢ" if shared else f"{gamma}·∂ℓ/∂yᵢ")
+            + (f" − (1/m)·Σⱼ {'' if shared else 'γⱼ·'}∂ℓ/∂yⱼ)" if centred else ")")
+            + ", with e the ε or √ε added to the root"
+            + ("" if shared or not centred else " and γⱼ the γ of xⱼ")
+            + ". "
+            f"Why: write x = c + h; then {'yᵢ − ' + beta if has_beta else 'yᵢ'} = "
+            f"{gamma}·uᵢ/(s + e) = ({gamma}/e)·uᵢ − {gamma}·uᵢ·s/(e·(s + e)), where "
             + ("uᵢ = hᵢ − (1/m)·Σⱼ hⱼ" if centred else "uᵢ = hᵢ")
-            + " and s = √σ²(h); the last term is at most a constant times |h|², since |uᵢ| ≤ "
-            "|h| and s ≤ |h|. So y is differentiable at c with J = (γ/e)·"
-            + ("(I − 𝟙𝟙ᵀ/m)" if centred else "I")
+            + f" and s = √{stat}²(h); the last term is at most a constant times |h|², since "
+            f"|uᵢ| ≤ |h| and s ≤ |h|. So y is differentiable at c with J = "
+            + ("(γ/e)" if shared else "(diag(γ)/e)")
+            + ("·(I − 𝟙𝟙ᵀ/m)" if centred else "" if not shared else "·I")
             + ", although s, a root of a square, is not; ∂ℓ/∂x = Jᵀ·∂ℓ/∂y."
         ),
+        "constant_batch_no_limit": (
+            "at ε = 0, y has no limit at a group whose values all equal c"
+            + ("" if centred else " = 0")
+            + ", so ∂ℓ/∂xᵢ does not exist there. Why: at ε = 0, x̂ = "
+            + (f"(x − {mu})/{stat}" if centred else f"x/{stat}")
+            + f" does not change when x − {'c' if centred else '0'} is scaled by t > 0 and "
+            "changes sign when it is scaled by −t; so y takes the values "
+            f"{gamma}·x̂ᵢ(h){' + ' + beta if has_beta else ''} and "
+            f"−{gamma}·x̂ᵢ(h){' + ' + beta if has_beta else ''} at c + t·h and c − t·h, "
+            "points as close to c as we like, and has no limit at c."
+        ),
         "inference_fold": (
-            f"yᵢ = (γ/{root})·xᵢ + (β − γ·{mu}/{root}). Why: expand γ·(xᵢ − {mu})/{root} + β; "
-            f"{mu} and {var} are constants at inference, so the scale and the shift are "
-            "computed once per feature."
+            f"yᵢ = ({gamma}/{root})·xᵢ + ({beta} − {gamma}·{mu}/{root}). Why: expand "
+            f"{gamma}·(xᵢ − {mu})/{root} + {beta}; {mu} and {var} are constants at inference, "
+            "so the scale and the shift are computed once, not for every input."
         ),
         "running_var_unbiased": (
             (
-                f"E{sub}[{var}] = Var[x] when the m values of a group are independent with "
-                f"variance Var[x], for this {var}, which divides by m − 1. Why: with "
+                f"E{suffix}[{var_train}] = Var[x] when the m values of a {one} are independent "
+                f"with variance Var[x], for this {var_train}, which divides by m − 1. Why: with "
                 "zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, "
-                f"{var} = (1/(m − 1))·(Σᵢ zᵢ² − m·w²), E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; "
-                f"so E{sub}[{var}] = (m·Var[x] − Var[x])/(m − 1) = Var[x]: it is unbiased."
+                f"{var_train} = (1/(m − 1))·(Σᵢ zᵢ² − m·w²), E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; "
+                f"so E{suffix}[{var_train}] = (m·Var[x] − Var[x])/(m − 1) = Var[x]: it is unbiased."
             )
             if unbiased
             else (
-                "E_B[σ²_B] = (m − 1)/m·Var[x] when the m values of a batch are independent with "
-                "variance Var[x]. Why: with zᵢ = xᵢ − E[x] and w = (1/m)·Σᵢ zᵢ, σ²_B = "
-                "(1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = Var[x]/m; so "
-                "m/(m − 1)·E_B[σ²_B] = Var[x], which is why Algorithm 2 multiplies by m/(m − 1)."
+                f"E{suffix}[{var_train}] = (m − 1)/m·Var[x] when the m values of a {one} are "
+                f"independent with variance Var[x]. Why: with zᵢ = xᵢ − E[x] and "
+                f"w = (1/m)·Σᵢ zᵢ, {var_train} = (1/m)·Σᵢ zᵢ² − w², E[zᵢ²] = Var[x] and E[w²] = "
+                f"Var[x]/m; so m/(m − 1)·E{suffix}[{var_train}] = Var[x], which is why "
+                + (f"{inference}" if inference else "the running variance")
+                + " multiplies by m/(m − 1)."
             )
         ),
         "explicit_results": (

@@ -27,7 +27,7 @@ class ProseError(BnsymError, ValueError):
 MATH = {
     "ε": r"\epsilon ", "γ": r"\gamma ", "β": r"\beta ", "μ": r"\mu ", "σ": r"\sigma ",
     "Σ": r"\sum ", "δ": r"\delta ", "∂": r"\partial ", "ℓ": r"\ell ", "·": r"\cdot ", "−": "-",
-    "→": r"\to ",
+    "→": r"\to ", "±": r"\pm ", "\u1e21": r"\bar{g}",
     "×": r"\times ", "≥": r"\geq ", "≤": r"\leq ", "²": "^{2}", "³": "^{3}", "ᵢ": "_{i}",
     "ⱼ": "_{j}", "ᵀ": r"^{\top}", "𝟙": r"\mathbf{1}", "√": r"\surd ", "≈": r"\approx ",
     "∞": r"\infty ", "∈": r"\in ", "≠": r"\neq ", "…": r"\ldots ", "ν": r"\nu ",
@@ -56,6 +56,8 @@ def _is_math(core: str, before: str, after: str) -> bool:
     """Whether a word (stripped of punctuation and brackets) is mathematics."""
     if not core:
         return False
+    if re.search(r"\b(?:E|Var)(?:_[A-Za-z]+)?\[", core):  # E[x], Var[x], E_B[σ²_B]
+        return True
     if core in _OPS or re.search(r"[^\x00-\x7f—–’…✓✗]|[=+/<>]|_[A-Za-z0-9]{1,3}\b", core):
         # sum_dx_zero is a name, not maths; μ_run and x_i are maths
         return not re.search(r"_(?!run\b)[A-Za-z]{3,}", core)
@@ -134,6 +136,8 @@ def math_tex(s: str) -> str:
     for word, sub in _WORD_SUBSCRIPTS.items():
         s = re.sub(rf"_{word}\b", sub.replace("\\", "\\\\"), s)
     s = re.sub(r"_([A-Za-z0-9]+)\b", r"_{\1}", s)
+    # operators upright, as \operatorname: Var[x], E[x], E_B[σ²_B], diag(γ)
+    s = re.sub(r"\b(Var|E|diag)(?=[\[_(])", r"\\operatorname{\1}", s)
     s = s.replace("..", r"\ldots ")
     out = "".join(_math_char(c, s) for c in s)
     return re.sub(r" +", " ", out).replace(" }", "}").strip()

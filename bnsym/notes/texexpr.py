@@ -191,8 +191,13 @@ def tex(expr: Any, decimals: bool = False) -> str:
     '- \\\\frac{x_{1} - \\\\mu_{B}}{2 \\\\left(\\\\sigma_{B}^{2} + \\\\epsilon\\\\right)^{3/2}} \
 \\\\frac{\\\\partial \\\\ell}{\\\\partial \\\\hat{x}_{1}}'
     """
+    return _tex(sp.sympify(expr), decimals)
+
+
+@functools.lru_cache(maxsize=8192)  # break_lines prints the same terms at several widths
+def _tex(expr: sp.Basic, decimals: bool) -> str:
     printer = _DECIMAL_PRINTER if decimals else _PRINTER
-    return str(printer.doprint(sp.sympify(expr)))
+    return str(printer.doprint(expr))
 
 
 # --- width ---------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ __all__ = ["DISPLAY", "Section", "display_name", "load_json", "sections", "to_js
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _LETTER_SUB = {"i": "ᵢ", "j": "ⱼ", "k": "ₖ", "c": "_c"}
 
+_DY_J = r"\frac{{\partial \ell}}{{\partial y_{{j}}}}"  # ∂ℓ/∂y_j in a format string
+
 # name pattern -> (unicode, ascii, latex); {i} is the index (subscripted in Unicode/LaTeX).
 DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"x(\d+|_[a-z])", ("x{i}", "x{i}", "x_{{{i}}}")),
@@ -115,19 +117,123 @@ DISPLAY: list[tuple[str, tuple[str, str, str]]] = [
     (r"y_i\|E\[x\]", ("yᵢ", "y_i", r"y_{i}")),
     (r"dx_i\|const", ("∂ℓ/∂xᵢ", "dl/dx_i", r"\frac{\partial \ell}{\partial x_{i}}")),
     (
+        r"y_i\(c \+ t\*h\) - y_i\(c - t\*h\)",
+        (
+            "yᵢ(c + t·h) − yᵢ(c − t·h)",
+            "y_i(c + t*h) - y_i(c - t*h)",
+            r"y_{i}(c + t h) - y_{i}(c - t h)",
+        ),
+    ),
+    (
+        r"y_i\(t\*h\) - y_i\(-t\*h\)",
+        ("yᵢ(t·h) − yᵢ(−t·h)", "y_i(t*h) - y_i(-t*h)", r"y_{i}(t h) - y_{i}(-t h)"),
+    ),
+    (r"xhat_i\(h\)", ("x̂ᵢ(h)", "xhat_i(h)", r"\hat{x}_{i}(h)")),
+    (
         r"spread_y",
         ("(1/m)·Σᵢ(yᵢ − β)²", "mean_i((y_i - beta)^2)", r"\frac{1}{m}\sum_{i}(y_{i} - \beta)^{2}"),
     ),
     (r"spread_xhat", ("(1/m)·Σᵢx̂ᵢ²", "mean_i(xhat_i^2)", r"\frac{1}{m}\sum_{i}\hat{x}_{i}^{2}")),
-    (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\mathrm{E}_{B}[\sigma_{B}^{2}]")),
-    (r"E\[sigma2\]", ("E[σ²]", "E[sigma2]", r"\mathrm{E}[\sigma^{2}]")),
-    (r"Var\[x\]", ("Var[x]", "Var[x]", r"\mathrm{Var}[x]")),
-    (r"E\[x\]", ("E[x]", "E[x]", r"\mathrm{E}[x]")),
+    (r"E_B\[sigma2_B\]", ("E_B[σ²_B]", "E_B[sigma2_B]", r"\operatorname{E}_{B}[\sigma_{B}^{2}]")),
+    (r"E\[sigma2\]", ("E[σ²]", "E[sigma2]", r"\operatorname{E}[\sigma^{2}]")),
+    (r"Var\[x\]", ("Var[x]", "Var[x]", r"\operatorname{Var}[x]")),
+    (r"E\[x\]", ("E[x]", "E[x]", r"\operatorname{E}[x]")),
     (r"I", ("I", "I", r"I")),
     # a thin space and 1 1^T: bold 11ᵀ reads as eleven
     (r"11T", ("𝟙𝟙ᵀ", "1 1^T", r"\mathbf{1}\,\mathbf{1}^{\top}")),
     (r"xhatxhatT", ("x̂x̂ᵀ", "xhat xhat^T", r"\hat{x}\hat{x}^{\top}")),
     (r"J", ("J", "J", "J")),
+    # --- the double backward's closed form (bnsym.proofs.double_backward): the group's sums,
+    # over j = 1…m or over C_k, the values that γ_k scales, and the results' coefficients
+    (
+        r"sum_dy(\d+)",
+        ("(Σ_(j∈C{i})∂ℓ/∂yⱼ)", "sum_(j in C{i})(dl/dy_j)", r"\sum_{{j \in C_{{{i}}}}} " + _DY_J),
+    ),
+    (
+        r"sum_dy_xhat(\d+)",
+        (
+            "(Σ_(j∈C{i})∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_(j in C{i})(dl/dy_j*xhat_j)",
+            r"\sum_{{j \in C_{{{i}}}}} " + _DY_J + r" \hat{{x}}_{{j}}",
+        ),
+    ),
+    (
+        r"sum_dy_gdx(\d+)",
+        (
+            "(Σ_(j∈C{i})∂ℓ/∂yⱼ·ḡ_{{xⱼ}})",
+            "sum_(j in C{i})(dl/dy_j*gbar_{{x_j}})",
+            r"\sum_{{j \in C_{{{i}}}}} " + _DY_J + r" \bar{{g}}_{{x_{{j}}}}",
+        ),
+    ),
+    (
+        r"sum_dy_gdx",
+        (
+            "(Σⱼ∂ℓ/∂yⱼ·ḡ_{xⱼ})",
+            "sum_j(dl/dy_j*gbar_{x_j})",
+            r"\sum_{j} \frac{\partial \ell}{\partial y_{j}} \bar{g}_{x_{j}}",
+        ),
+    ),
+    (r"sum_gdx", ("(Σⱼḡ_{xⱼ})", "sum_j(gbar_{x_j})", r"\sum_{j} \bar{g}_{x_{j}}")),
+    (
+        r"sum_gdx_xhat",
+        ("(Σⱼḡ_{xⱼ}·x̂ⱼ)", "sum_j(gbar_{x_j}*xhat_j)", r"\sum_{j} \bar{g}_{x_{j}} \hat{x}_{j}"),
+    ),
+    (
+        r"sum_gamma_dy_xhat",
+        (
+            "(Σⱼγⱼ·∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_j(gamma_j*dl/dy_j*xhat_j)",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
+        ),
+    ),
+    (
+        r"sum_gdgamma_dy_xhat",
+        (
+            "(Σⱼḡ_{γⱼ}·∂ℓ/∂yⱼ·x̂ⱼ)",
+            "sum_j(gbar_{gamma_j}*dl/dy_j*xhat_j)",
+            r"\sum_{j} \bar{g}_{\gamma_{j}} \frac{\partial \ell}{\partial y_{j}} \hat{x}_{j}",
+        ),
+    ),
+    (
+        r"sum_gamma_dy_gdx",
+        (
+            "(Σⱼγⱼ·∂ℓ/∂yⱼ·ḡ_{xⱼ})",
+            "sum_j(gamma_j*dl/dy_j*gbar_{x_j})",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}} \bar{g}_{x_{j}}",
+        ),
+    ),
+    (
+        r"sum_gamma_dy",
+        (
+            "(Σⱼγⱼ·∂ℓ/∂yⱼ)",
+            "sum_j(gamma_j*dl/dy_j)",
+            r"\sum_{j} \gamma_{j} \frac{\partial \ell}{\partial y_{j}}",
+        ),
+    ),
+    (
+        r"sum_gdgamma_dy",
+        (
+            "(Σⱼḡ_{γⱼ}·∂ℓ/∂yⱼ)",
+            "sum_j(gbar_{gamma_j}*dl/dy_j)",
+            r"\sum_{j} \bar{g}_{\gamma_{j}} \frac{\partial \ell}{\partial y_{j}}",
+        ),
+    ),
+    (r"H_ij", ("H_ij", "H_ij", r"H_{ij}")),  # the Hessian of Σ ∂ℓ/∂y_i·y_i in x
+    (r"H_ji", ("H_ji", "H_ji", r"H_{ji}")),
+    (r"kr", ("k·r", "k*r", r"k r")),
+    (r"r", ("r", "r", "r")),  # (σ + ε)/σ, with ε outside the root
+    (r"q", ("Q", "Q", "Q")),
+    (r"coef_dy", ("a_y", "a_y", "a_{y}")),
+    (r"coef_dy(\d+)", ("a_y{i}", "a_y{i}", "a_{{y,{i}}}")),
+    (r"coef_gdx", ("a_ḡ", "a_gbar", r"a_{\bar{g}}")),
+    (r"coef_xhat", ("a_x̂", "a_xhat", r"a_{\hat{x}}")),
+    (r"shift", ("a₀", "a_0", "a_{0}")),
+    (r"gamma_inv_std", ("b_ḡ", "b_gbar", r"b_{\bar{g}}")),
+    (r"gamma_inv_std(\d+)", ("b_ḡ{i}", "b_gbar{i}", r"b_{{\bar{{g}},{i}}}")),
+    (r"coef_xhat_gdy", ("b_x̂", "b_xhat", r"b_{\hat{x}}")),
+    (r"coef_xhat_gdy(\d+)", ("b_x̂{i}", "b_xhat{i}", r"b_{{\hat{{x}},{i}}}")),
+    (r"shift_gdy", ("b₀", "b_0", "b_{0}")),
+    (r"shift_gdy(\d+)", ("b_0,{i}", "b_0,{i}", r"b_{{0,{i}}}")),
 ]
 
 
@@ -223,17 +329,31 @@ def _forward_mode_rows() -> list[tuple[str, tuple[str, str, str]]]:
             "<doty, dy>",
             ("⟨ẏ, ∂ℓ/∂y⟩", "<doty, dl/dy>", r"\langle \dot{y}, \partial \ell/\partial y \rangle"),
         ),
+    ]
+    # the transpose identity, with the parameters the layer has (no β: RMS norm; no γ, β)
+    pairs = [
         (
-            "<dotx, dx> \\+ <dotgamma, dgamma> \\+ <dotbeta, dbeta>",
-            (
-                "⟨ẋ, ∂ℓ/∂x⟩ + ⟨γ̇, ∂ℓ/∂γ⟩ + ⟨β̇, ∂ℓ/∂β⟩",
-                "<dotx, dl/dx> + <dotgamma, dl/dgamma> + <dotbeta, dl/dbeta>",
-                r"\langle \dot{x}, \partial \ell/\partial x \rangle + \langle \dot{\gamma}, "
-                r"\partial \ell/\partial \gamma \rangle + \langle \dot{\beta}, \partial \ell/"
-                r"\partial \beta \rangle",
-            ),
+            "<dotx, dx>",
+            "⟨ẋ, ∂ℓ/∂x⟩",
+            "<dotx, dl/dx>",
+            r"\langle \dot{x}, \partial \ell/\partial x \rangle",
+        ),
+        (
+            "<dotgamma, dgamma>",
+            "⟨γ̇, ∂ℓ/∂γ⟩",
+            "<dotgamma, dl/dgamma>",
+            r"\langle \dot{\gamma}, \partial \ell/\partial \gamma \rangle",
+        ),
+        (
+            "<dotbeta, dbeta>",
+            "⟨β̇, ∂ℓ/∂β⟩",
+            "<dotbeta, dl/dbeta>",
+            r"\langle \dot{\beta}, \partial \ell/\partial \beta \rangle",
         ),
     ]
+    for n in (1, 2, 3):
+        key, uni, plain, tex = (" + ".join(p[i] for p in pairs[:n]) for i in range(4))
+        rows.append((re.escape(key), (uni, plain, tex)))
     # the closed forms' sums (g = γ·∂ℓ/∂y, h = γ̇·∂ℓ/∂y; at the cotangent ẏ̄ with w_) and the
     # statements of the identities (bnsym.proofs.modes)
     for tag in ("", "w_"):
@@ -272,6 +392,17 @@ DISPLAY += _forward_mode_rows()
 _COMPILED = [(re.compile(p + r"\Z"), forms) for p, forms in DISPLAY]
 _STYLE = {"unicode": 0, "ascii": 1, "latex": 2}
 
+#: The passes after the first, by the prefix a name of theirs starts with (the rest is a
+#: name of an earlier pass; bnsym.core.higher names them so): ``gd`` + z is ḡ_z =
+#: ∂ℓ₂/∂(∂ℓ/∂z), the second pass's adjoint of the first pass's ∂ℓ/∂z (the seeds ḡ_x, ḡ_γ,
+#: ḡ_β among them); ``g`` + z is ∂ℓ₂/∂z, its adjoint of a node z; ``t`` + n is ∂ℓ₃/∂n, the
+#: third pass's adjoint of any earlier node n. {0} is how n itself is written.
+PASSES: list[tuple[str, tuple[str, str, str]]] = [
+    ("gd", ("ḡ_{{{0}}}", "gbar_{{{0}}}", r"\bar{{g}}_{{{0}}}")),
+    ("g", ("∂ℓ₂/∂{0}", "dl2/d{0}", r"\frac{{\partial \ell_{{2}}}}{{\partial {0}}}")),
+    ("t", ("∂ℓ₃/∂{0}", "dl3/d{0}", r"\frac{{\partial \ell_{{3}}}}{{\partial {0}}}")),
+]
+
 
 def display_name(name: str, style: str = "unicode") -> str:
     """How a symbol of the derivation is written in ``style`` (unicode, ascii or latex).
@@ -291,7 +422,29 @@ def display_name(name: str, style: str = "unicode") -> str:
                 index = "_" + index  # dl/dx_i, not dl/dxi
             # Only the indexed forms are format strings; μ_B's \mu_{B} has literal braces.
             return forms[col].format(i=index) if hit.groups() else forms[col]
+    for prefix, forms in PASSES:
+        inner = name[len(prefix) :]
+        if not (name.startswith(prefix) and inner):
+            continue
+        if any(p.match(inner) for p, _ in _COMPILED) or display_name(inner) != inner:
+            shown = _of(display_name(inner, style), style)
+            if prefix == "gd" and style != "latex" and len(shown) == 1:
+                return forms[col].replace("{{{0}}}", "{0}").format(shown)  # ḡ_γ, not ḡ_{γ}
+            return forms[col].format(shown)
     return name
+
+
+def _of(shown: str, style: str) -> str:
+    """A name as it stands after ∂ in ∂ℓ₂/∂(…): a fraction, a sum or a product in brackets,
+    a fraction written inline."""
+    if style == "latex":
+        hit = re.fullmatch(r"\\frac\{(\\partial [^{}]*(?:\{[^{}]*\}[^{}]*)*)\}\{(.*)\}", shown)
+        if hit:
+            return rf"\left({hit.group(1)}/{hit.group(2)}\right)"
+        return rf"\left({shown}\right)" if r"\sum" in shown or " " in shown else shown
+    if shown.startswith("("):
+        return shown
+    return f"({shown})" if any(c in shown for c in "/Σ·*") or shown.startswith("sum") else shown
 
 
 def indexed_name(expr: sp.Indexed, style: str, show: Any) -> str:
@@ -373,7 +526,8 @@ class _TextPrinter(StrPrinter):
         hidden = ""
         if self.abbreviate and len(terms) > MAX_TERMS:
             hidden = _hidden_sign([self._print(t) for t in terms[2:-1]])
-            terms = [*terms[:2], _ELLIPSIS, terms[-1]]
+            if hidden != "±…":  # terms of both signs are never hidden: "± …" reads as nothing
+                terms = [*terms[:2], _ELLIPSIS, terms[-1]]
         out = ""
         for i, term in enumerate(terms):
             text = hidden if term is _ELLIPSIS else self._print(term)
@@ -381,8 +535,6 @@ class _TextPrinter(StrPrinter):
                 out = text
             elif text.startswith("-"):
                 out += " - " + text[1:]
-            elif text.startswith("±"):
-                out += " ± " + text[1:]
             else:
                 out += " + " + text
         return out
@@ -396,7 +548,8 @@ _ELLIPSIS = object()
 def _hidden_sign(texts: list[str]) -> str:
     """The "…" standing for the hidden terms of an abbreviated sum, with their sign, so that
     the sum read literally is right: "+ …" only hides terms added, "− …" (written "-…" here,
-    the caller turns it into " − …") only terms subtracted, and "± …" terms of both signs."""
+    the caller turns it into " − …") only terms subtracted; "±…" says the terms have both
+    signs, and such a sum is printed whole."""
     negative = [t.startswith("-") for t in texts]
     if all(negative):
         return "-…"
@@ -405,8 +558,7 @@ def _hidden_sign(texts: list[str]) -> str:
     return "…"
 
 
-# Cached: LaTeX sorts the same few hundred terms thousands of times at m = 128 (str() of each).
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=8192)  # every renderer sorts the same terms, str() is costly
 def term_key(term: sp.Basic) -> tuple[int, int, int, int, str]:
     """Sort key for the terms of a sum: terms with indexed symbols (x₃, ∂ℓ/∂y₁₂) by index,
     others (γ, β, ε) first in their usual order; in the general form, a term with a Σ after
@@ -567,13 +719,19 @@ def _general_section(d: Derivation) -> Section:
     assert g is not None
     proved = [n for n, ok in g.verified.items() if ok]
     closed = Step(g.closed_form.lhs, g.closed_form.rhs, "closed form for every m")
+    steps = len(g.backward)  # the chain rule's steps: six for batch norm, four for RMS norm
+    count = _NUMBERS.get(steps, str(steps))
     return Section(
         "general",
         "General form (any m)",
-        "The same graph for every m: Σⱼ runs over j = 1, …, m. The chain rule differentiates "
-        "it once (sympy.diff of x_j by x_i is the Kronecker delta δ_ij, evaluated inside its "
-        "sum), so the six steps and the closed form hold for every m; "
-        + (f"proved for every m at once: {', '.join(proved)}." if proved else "")
+        "The layer for a group of any size m, each Σⱼ running over j = 1, …, m: the forward pass, "
+        f"the {count} steps of the chain rule that carry ∂ℓ/∂y back to x, γ"
+        + (" and β" if d.symbols.layer.beta else "")
+        + ", and the closed form they add up to."
+        + (f" Proved for every m at once: {', '.join(proved)}." if proved else ""),
+        (*g.forward, *(Step(st.lhs, st.rhs, st.rule) for st in g.backward), closed),
+        "How they were derived: the graph, with m a symbol, is differentiated once "
+        "(sympy.diff of x_j by x_i is the Kronecker delta δ_ij, evaluated inside its sum)."
         + (
             " The identities are proved for this m under Proofs (with symbolic m too, for every"
             f" m at once, when m is above {GENERAL_PROOF_MIN_M})."
@@ -585,8 +743,10 @@ def _general_section(d: Derivation) -> Section:
             if d.m <= SHORT_MAX_M
             else f" Below, m = {d.m}: the statistics, and each per-element line once, for i = 1."
         ),
-        (*g.forward, *(Step(st.lhs, st.rhs, st.rule) for st in g.backward), closed),
     )
+
+
+_NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
 
 
 def _distinct(d: Derivation, steps: Sequence[Step]) -> tuple[Step, ...]:
@@ -640,7 +800,8 @@ def _sections(d: Derivation) -> Iterator[Section]:
         "backward",
         "Backward pass by the chain rule",
         "Each step differentiates one node of the computation graph (sympy.diff) and "
-        "multiplies by the gradients of the nodes that use it, in the order of the paper.",
+        "multiplies by the gradients of the nodes that use it, "
+        + ("in the order of the paper." if decl.paper else "from the output back to x."),
         tuple(_tidy(st) for st in _distinct(d, d.backward)),
         _vanishing(d) if train and decl.centred else "",
     )
@@ -778,7 +939,15 @@ def _example_intro(d: Derivation) -> str:
     ):
         if given is not None:
             text += f"; {name} = {vector(given)}"
-    return text + " — exact arithmetic, decimals beside."
+    return text + running_source(d) + " — exact arithmetic, decimals beside."
+
+
+def running_source(d: Derivation) -> str:
+    """Where eval mode's running statistics come from when the example gave none."""
+    if not d.options.running_from_values:
+        return ""
+    what = "mean and variance (1/m)" if d.symbols.layer.centred else "mean square"
+    return f" (the {what} of these values, as no running statistics were given)"
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -917,8 +1086,10 @@ def proof_reason(d: Derivation, name: str) -> str | None:
         centred=s.layer.centred,
         train=train,
         root=root,
-        shared=s.shared,
+        shared=s.shared or not d.options.affine,
         unbiased=d.options.variance == "unbiased",
+        layer=s.layer,
+        affine=d.options.affine,
     )
 
 
@@ -997,6 +1168,10 @@ def _jacobian_entries(d: Derivation, ascii: bool) -> list[str]:
 
 
 _ASCII = {
+    "\u1e21": "gbar",  # ḡ
+    "ℓ₂": "l2",
+    "ℓ₃": "l3",
+    "∈": " in ",
     "≠": "!=",
     "≈": "~",
     "𝟙𝟙ᵀ": "1 1^T",

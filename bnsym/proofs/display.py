@@ -36,8 +36,11 @@ __all__ = [
     "VAR_X",
     "XHAT_I",
     "XHAT_OUTER",
+    "XHAT_OF_H",
     "X_I",
     "Y_I",
+    "Y_JUMP",
+    "Y_JUMP_AT_0",
     "Y_POPULATION",
     "Y_SCALED",
     "Y_SCALED_ONLY",
@@ -73,6 +76,10 @@ SPREAD_Y = sp.Symbol("spread_y")  # (1/m)·Σ_i (y_i − β)²
 SPREAD_XHAT = sp.Symbol("spread_xhat")  # (1/m)·Σ_i x̂_i²
 Y_POPULATION = sp.Symbol("y_i|E[x]")
 DX_CONSTANT = sp.Symbol("dx_i|const")
+# at ε = 0 (ε outside the root): the jump of y across a constant group c, or across 0
+Y_JUMP = sp.Symbol("y_i(c + t*h) - y_i(c - t*h)")
+Y_JUMP_AT_0 = sp.Symbol("y_i(t*h) - y_i(-t*h)")
+XHAT_OF_H = sp.Symbol("xhat_i(h)")  # x̂_i of the graph at x = h
 VAR_X, E_X = sp.Symbol("Var[x]", positive=True), sp.Symbol("E[x]", real=True)
 
 

@@ -61,6 +61,8 @@ class Context(Proofs):
         variance, placement, affine, mode: the variant (see :func:`bnsym.derive`).
         general: the general form (:class:`bnsym.core.general.General`) whose proofs hold for
             every m and are recorded from it, or None.
+        eps_zero: the notes show ε = 0: a statement that needs ε > 0 (the limit at a constant
+            group with ε outside the root) is replaced by what holds at ε = 0.
 
     Attributes read by the proofs: ``mu``, ``var`` (the statistics the graph divides by: the
     group's, or the running ones; ``mu`` is 0 where nothing is subtracted), ``D`` (x̂'s
@@ -72,7 +74,9 @@ class Context(Proofs):
     ``frame`` (the gradients' ring: ∂ℓ/∂y, γ), ``yframe`` (the outputs' ring: γ, β and the
     a, c of x → a·x + c), ``x_hat_graph``, ``y_graph`` (the graph's own x̂_i and y_i in x_i
     and the statistics), ``dx_in_frame`` (the chain rule's ∂ℓ/∂x_i as polynomials) and the
-    words ``mu_txt``, ``var_txt``, ``den_txt``, ``n_txt``, ``sum_txt``.
+    words ``mu_txt``, ``var_txt``, ``den_txt``, ``n_txt``, ``sum_txt``, ``gamma_txt``,
+    ``beta_txt`` (γ, γᵢ or γ_c: one for the group, per element or per channel), ``stat``
+    (σ, or ν where nothing is subtracted).
     """
 
     def __init__(
@@ -85,8 +89,10 @@ class Context(Proofs):
         affine: bool,
         mode: str,
         general: Any = None,
+        eps_zero: bool = False,
     ) -> None:
         super().__init__(s.m, general)
+        self.eps_zero = eps_zero
         decl, m = s.layer, s.m
         self.s, self.forward, self.backward = s, forward, backward
         self.variance, self.placement, self.affine, self.mode = variance, placement, affine, mode
@@ -169,7 +175,10 @@ class Context(Proofs):
             self.var_txt = "σ²_run"
             root = "√σ²_run"
         self.den_txt = den_text(self.placement, self.var_txt, root)
+        self.stat = stat
         self.n_txt = str(1 / self.k)  # m, or m − 1 (the unbiased variance)
+        index = {"shared": "", "element": "ᵢ", "channel": "_c"}[decl.params]
+        self.gamma_txt, self.beta_txt = "γ" + index, "β" + index
         self.sum_txt = "Σ_j ∂ℓ/∂y_j·x̂_j" if self.shared else "Σ_j γ_j·∂ℓ/∂y_j·x̂_j"
 
     def frame_of_x(self, var_x: sp.Expr | None, base: Laurent | None = None) -> Any:

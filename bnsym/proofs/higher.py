@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ from bnsym.core.options import DerivationError
 from bnsym.limits import HIGHER_MAX_M, bounded
 from bnsym.proofs.display import HESSIAN_IJ, HESSIAN_JI
 from bnsym.proofs.double_backward import closed_form
-from bnsym.proofs.ring import Laurent, place_eps
+from bnsym.proofs.ring import Laurent, ProofError, place_eps
 
 # differentiate, evaluate and cotangents are the core's (bnsym.core.higher), named here too for
 # the code generator and the cross-check, which read them with the closed form
@@ -102,6 +102,8 @@ class HigherDerivation:
     third_steps: tuple[Step, ...] = ()
     third_results: tuple[Step, ...] = ()
     third_closed_form: tuple[Step, ...] = ()
+    #: each identity's proof, a function of the statement as displayed (for the tamper tests)
+    claims: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def symbols(self) -> Symbols:
@@ -160,7 +162,7 @@ def _derive2(d: Derivation) -> HigherDerivation:
     walk = double_backward(s, d.forward, d.backward, d.options.affine)
     gdx, gdgamma, gdbeta, steps, results = walk
     closed = list(closed_form(d))
-    verified, methods, identities = _prove(
+    verified, methods, identities, claims = _prove(
         d, variance, steps, results, closed, gdx, gdgamma, gdbeta
     )
     return HigherDerivation(
@@ -175,6 +177,7 @@ def _derive2(d: Derivation) -> HigherDerivation:
         identities=tuple(identities),
         verified=MappingProxyType(verified),
         proof_methods=MappingProxyType(methods),
+        claims=MappingProxyType(claims),
     )
 
 
@@ -274,7 +277,7 @@ def _prove(
     gdx: Sequence[sp.Symbol],
     gdgamma: Sequence[sp.Symbol],
     gdbeta: Sequence[sp.Symbol],
-) -> tuple[dict[str, bool], dict[str, str], list[Step]]:
+) -> tuple[dict[str, bool], dict[str, str], list[Step], dict[str, Any]]:
     s, m, o = d.symbols, d.m, d.options
     f = _frame(d, [*s.dy, *s.gammas, *gdx, *gdgamma, *gdbeta])
     for st in (*d.forward, *d.backward, *steps):  # the chain rule done in the ring
@@ -283,13 +286,13 @@ def _prove(
     chain = {st.lhs: f.values[st.lhs] for st in results}
     verified, methods = {}, {}
     if closed:
-        root = "the denominator of x̂" if o.eps_placement == "outside" else "√(σ² + ε)"
+        root = "x̂'s denominator D"
         where = (
-            "once the running variance is ρ² and √(ρ² + ε) one positive symbol S"
+            "once √σ²_run and x̂'s denominator D are positive symbols"
             if o.mode == "eval"
-            else f"once x_i = μ + d_i with Σd_i = 0 and {root} is one positive symbol S"
+            else f"once x_i = μ + d_i with Σd_i = 0 and σ and {root} are positive symbols"
             if s.layer.centred
-            else "once √(ν² + ε) is one positive symbol S"
+            else "once ν and x̂'s denominator D are positive symbols"
         )
         cf = copy.copy(f)  # the closed form's own steps, converted in a ring of their own
         cf.values, cf.memo = dict(f.values), {}
@@ -317,41 +320,96 @@ def _prove(
         return out
 
     H = [by_gdx(p) for p in gx]  # H[i][j]: the coefficient of gdx_j in gx_i
-    verified["hessian_symmetric"] = all(
-        H[i][j] == H[j][i] for i in range(m) for j in range(i + 1, m)
-    )
-    methods["hessian_symmetric"] = (
-        "the coefficient of gdx_j in gx_i equals that of gdx_i in gx_j, as polynomials"
-    )
-    identities = [
-        Step(
-            HESSIAN_IJ,
-            HESSIAN_JI,
-            "hessian_symmetric",
-            note="the Hessian of Σ dy_i·y_i in x (gx = H·gdx when gdgamma = gdbeta = 0)",
+    claims: dict[str, Any] = {}
+
+    def claim(step: Step, holds: Any, method: str) -> Step:
+        """Prove the statement as displayed (and keep the proof, for the tamper tests)."""
+
+        def proof(st: Step) -> bool:
+            try:
+                return bool(holds(st))
+            except (ProofError, TypeError):
+                return False
+
+        claims[step.rule] = proof
+        verified[step.rule] = proof(step)
+        methods[step.rule] = method
+        return step
+
+    def symmetric(st: Step) -> bool:
+        factor = st.rhs / HESSIAN_JI  # H_ij = factor·H_ji, as displayed
+        if not factor.is_Rational:
+            return False
+        q = R.domain.convert(factor)
+        return all(
+            H[i][j] == {k: q * v for k, v in H[j][i].items() if q * v}
+            for i in range(m)
+            for j in range(i + 1, m)
         )
-    ]
+
+    if o.mode == "train":
+        identities = [
+            claim(
+                Step(
+                    HESSIAN_IJ,
+                    HESSIAN_JI,
+                    "hessian_symmetric",
+                    note="H is the Hessian of Σᵢ ∂ℓ/∂yᵢ·yᵢ in x, ∂ℓ/∂y held fixed: with "
+                    "ḡ_γ = ḡ_β = 0, ∂ℓ₂/∂x = H·ḡ_x, the Hessian-vector product",
+                ),
+                symmetric,
+                "the coefficient of ḡ_{x_j} in ∂ℓ₂/∂x_i equals that of ḡ_{x_i} in ∂ℓ₂/∂x_j "
+                "times the right-hand side's factor (1), as polynomials",
+            )
+        ]
+    else:  # the running statistics are constants: y is affine in x, its Hessian 0
+
+        def vanishes(st: Step) -> bool:
+            if not st.rhs.is_Rational:
+                return False
+            q = R.domain.convert(st.rhs)
+            one = {(0,) * R.ngens: q} if q else {}
+            return all(H[i][j] == one for i in range(m) for j in range(m))
+
+        identities = [
+            claim(
+                Step(
+                    HESSIAN_IJ,
+                    sp.Integer(0),
+                    "hessian_zero",
+                    note="H is the Hessian of Σᵢ ∂ℓ/∂yᵢ·yᵢ in x: in eval mode the statistics "
+                    "are constants, y is affine in x, and ∂ℓ₂/∂x has no ḡ_x term",
+                ),
+                vanishes,
+                "the coefficient of every ḡ_{x_j} in every ∂ℓ₂/∂x_i equals the right-hand side, "
+                "as polynomials",
+            )
+        ]
     if s.layer.centred and o.mode == "train":  # eval mode's ℓ₂ moves with x: no such sums
-        verified["sum_gx"] = not sum(gx, R.zero)
-        methods["sum_gx"] = "Σ_i gx_i is the zero polynomial"
         identities.append(
-            Step(
-                sp.Add(*[st.lhs for st in results[:m]]),
-                sp.Integer(0),
-                "sum_gx",
-                note="ℓ₂ is unchanged when every x_i shifts by the same c",
+            claim(
+                Step(
+                    sp.Add(*[st.lhs for st in results[:m]]),
+                    sp.Integer(0),
+                    "sum_gx",
+                    note="ℓ₂ is unchanged when every xᵢ shifts by the same c",
+                ),
+                lambda st: sum(gx, R.zero) == f(st.rhs),
+                "Σ_i ∂ℓ₂/∂x_i minus the right-hand side is the zero polynomial",
             )
         )
         if s.shared and gdbeta:
             total = sum((chain[st.lhs] for st in results[m : 2 * m]), R.zero)
-            verified["sum_gdy"] = total == m * f(gdbeta[0])
-            methods["sum_gdy"] = "Σ_i gdy_i − m·gdbeta is the zero polynomial"
             identities.append(
-                Step(
-                    sp.Add(*[st.lhs for st in results[m : 2 * m]]),
-                    m * gdbeta[0],
-                    "sum_gdy",
-                    note="γ and β shared by the group: the γ·P(gdx) part sums to 0",
+                claim(
+                    Step(
+                        sp.Add(*[st.lhs for st in results[m : 2 * m]]),
+                        m * gdbeta[0],
+                        "sum_gdy",
+                        note="γ and β shared by the group: the γ·P(ḡ_x) part sums to 0",
+                    ),
+                    lambda st: total == f(st.rhs),
+                    "Σ_i ḡ_{y_i} minus the right-hand side is the zero polynomial",
                 )
             )
-    return verified, methods, identities
+    return verified, methods, identities, claims

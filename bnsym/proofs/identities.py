@@ -54,12 +54,14 @@ def _sums(c: Context) -> list[Step]:
     m, frame = c.m, c.frame
     steps = []
     if c.centred:
-        c.check(
-            "sum_dx_zero",
-            lambda: not sum(c.dx_in_frame, frame.ring.zero),
-            "Σ_i of the chain-rule ∂ℓ/∂x_i is the zero polynomial, for any ε",
+        steps.append(
+            c.claim(
+                Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε"),
+                lambda st: sum(c.dx_in_frame, frame.ring.zero) == frame(st.rhs),
+                "Σ_i of the chain-rule ∂ℓ/∂x_i minus the right-hand side is the zero "
+                "polynomial, for any ε",
+            )
         )
-        steps.append(Step(SUM_DX, sp.Integer(0), "sum_dx_zero", note="for any ε"))
     residual = c.scale * c.e * c.sum_g_xhat / (c.D**3 if c.placement == "inside" else c.D**2)
     appears = "Σ_i x̂_i and Σ_i x̂_i² appear" if c.centred else "Σ_i x̂_i² appears"
     values = (
@@ -67,31 +69,30 @@ def _sums(c: Context) -> list[Step]:
         if c.centred
         else f"it is ({c.n_txt})·{c.var_txt}/({c.den_txt})²"
     )
-    c.check(
-        "sum_dx_xhat",
-        lambda: _sum_dx_x_hat(c, residual),
-        "multiplying the (proved) closed form by x̂_i and summing gives an identity of "
-        f"polynomials in which only {appears}; with the graph's x̂_i {values}, and what "
-        f"remains equals the residual exactly; it is 0 exactly when ε = 0 (or when "
-        f"{c.sum_txt} = 0)",
-    )
     steps.append(
-        Step(
-            SUM_DX_XHAT,
-            residual,
-            "sum_dx_xhat",
-            note="zero exactly when ε = 0: with ε > 0 the gradient keeps a small x̂ part",
+        c.claim(
+            Step(
+                SUM_DX_XHAT,
+                residual,
+                "sum_dx_xhat",
+                note="zero exactly when ε = 0: with ε > 0 the gradient keeps a small x̂ part",
+            ),
+            lambda st: _sum_dx_x_hat(c, st.rhs),
+            "multiplying the (proved) closed form by x̂_i and summing gives an identity of "
+            f"polynomials in which only {appears}; with the graph's x̂_i {values}, and what "
+            f"remains equals the right-hand side exactly; it is 0 exactly when ε = 0 (or when "
+            f"{c.sum_txt} = 0)",
         )
     )
     if c.centred and c.shared:
-        beta = c.betas[0]
-        c.check(
-            "mean_output_beta",
-            lambda: c.yframe.is_zero(sp.Add(*c.y_graph) / m - beta),
-            "(1/m)·Σ_i y_i − β, with y_i from the forward graph, is the zero polynomial once "
-            f"Σ_i (x_i − {c.mu_txt}) = 0 is used",
+        steps.append(
+            c.claim(
+                Step(MEAN_Y, c.betas[0], "mean_output_beta", note="whatever the input"),
+                lambda st: c.yframe.is_zero(sp.Add(*c.y_graph) / m - st.rhs),
+                "(1/m)·Σ_i y_i minus the right-hand side, with y_i from the forward graph, is "
+                f"the zero polynomial once Σ_i (x_i − {c.mu_txt}) = 0 is used",
+            )
         )
-        steps.append(Step(MEAN_Y, beta, "mean_output_beta", note="whatever the input"))
     return steps
 
 
@@ -147,18 +148,7 @@ def _invariance(c: Context) -> Step:
     """With ε = 0, x → a·x + c (a > 0; c = 0 where nothing is subtracted) leaves y unchanged."""
     name = "scale_shift_invariance" if c.centred else "scale_invariance"
     mu, var, root = c.mu_txt, c.var_txt, c.var_txt.replace("²", "")
-    c.check(
-        name,
-        lambda: _scale_invariant(c),
-        "with ε = 0, replacing every x_i by a·x_i"
-        + (" + c" if c.centred else "")
-        + ", where a > 0, "
-        + (f"turns {mu} into a·{mu} + c and {var} into a²·{var}" if c.centred else "")
-        + ("" if c.centred else f"turns {var} into a²·{var}")
-        + " (each difference expands to zero), and then x̂_i, as the graph defines it, is "
-        + f"unchanged since √(a²·{var}) = a·{root}",
-    )
-    return Step(
+    step = Step(
         Y_SCALED if c.centred else Y_SCALED_ONLY,
         Y_I,
         name,
@@ -166,11 +156,23 @@ def _invariance(c: Context) -> Step:
         + (" + c" if c.centred else "")
         + ", where a > 0, leaves every y_i unchanged",
     )
+    return c.claim(
+        step,
+        lambda st: _scale_invariant(c, st.rhs),
+        "with ε = 0, replacing every x_i by a·x_i"
+        + (" + c" if c.centred else "")
+        + ", where a > 0, "
+        + (f"turns {mu} into a·{mu} + c and {var} into a²·{var}" if c.centred else "")
+        + ("" if c.centred else f"turns {var} into a²·{var}")
+        + " (each difference expands to zero), and then y_i, as the graph defines it, minus "
+        + f"the right-hand side is the zero polynomial, since √(a²·{var}) = a·{root}",
+    )
 
 
-def _scale_invariant(c: Context) -> bool:
-    """With ε = 0 the statistics of a·x + shift are a·μ + shift and a²·σ², so x̂ is unchanged:
-    two lemmas on the graph's definitions (expanded), then x̂_i compared in the ring."""
+def _scale_invariant(c: Context, rhs: sp.Expr) -> bool:
+    """With ε = 0 the statistics of a·x + shift are a·μ + shift and a²·σ², so y is unchanged:
+    two lemmas on the graph's definitions (expanded), then each y_i(a·x + shift) compared in
+    the ring with ``rhs``, where y_i stands for the graph's y_i."""
     s, a = c.s, c.a
     shift = c.c if c.centred else sp.Integer(0)
     var_def = c.definition[s.var]
@@ -184,8 +186,9 @@ def _scale_invariant(c: Context) -> bool:
         after[s.mu] = a * s.mu + shift
     lemma = lemma and sp.expand(var_def.xreplace(scaled) - a**2 * c.definition[s.var]) == 0
     yf = c.yframe
+    at_0 = {s.eps: 0}
     return lemma and all(
-        yf(xh.xreplace(after)) == yf(xh.xreplace({s.eps: 0})) for xh in c.x_hat_graph
+        yf(y.xreplace(after)) == yf(rhs.xreplace({Y_I: y}).xreplace(at_0)) for y in c.y_graph
     )
 
 
@@ -196,29 +199,27 @@ def _undo(c: Context) -> Step:
     beta = s.layer.beta
     if beta:
         undo.update({b: c.mu for b in s.betas})
-    c.check(
-        "undo_normalization",
-        lambda: all(
-            c.yframe.is_zero(y.xreplace(undo) - xi) for y, xi in zip(c.y_graph, s.x, strict=True)
-        ),
-        _undo_text(c, "γ_k", "β_k") + " substituted into the graph's y_i give x_i exactly",
-    )
     if s.shared:
         what = "γ and β can" if beta else "γ can"
-        note = f"with {_undo_text(c, 'γ', 'β')} the layer returns its input: {what} undo the "
+        note = f"with {_undo_text(c)} the layer returns its input: {what} undo the "
         note += "normalization"
     else:
-        note = f"with {_undo_text(c, 'γ', 'β')} of this group the layer returns its input"
-    return Step(Y_UNDONE, X_I, "undo_normalization", note=note)
+        note = f"with {_undo_text(c)} of this group the layer returns its input"
+    return c.claim(
+        Step(Y_UNDONE, X_I, "undo_normalization", note=note),
+        lambda st: all(
+            c.yframe.is_zero(y.xreplace(undo) - st.rhs.xreplace({X_I: xi}))
+            for y, xi in zip(c.y_graph, s.x, strict=True)
+        ),
+        _undo_text(c) + " substituted into the graph's y_i give the right-hand side, x_i, exactly",
+    )
 
 
-def _undo_text(c: Context, gamma: str, beta: str) -> str:
-    """ "γ = D and β = μ" where one γ, β scale and shift the group, else "every γ_k = D and
-    every β_k = μ" (``gamma``, ``beta``: how one of several is written)."""
-    every = "every " if not c.s.shared else ""
-    if c.s.shared:
-        gamma, beta = "γ", "β"
-    text = f"{every}{gamma} = {c.den_txt}"
+def _undo_text(c: Context) -> str:
+    """ "γ = D and β = μ" where one γ, β scale and shift the group, else "every γᵢ = D and
+    every βᵢ = μ" (γ_c, β_c: one per channel), in the layer's own words."""
+    every = "" if c.s.shared else "every "
+    text = f"{every}{c.gamma_txt} = {c.den_txt}"
     if c.s.layer.beta:
-        text += f" and {every}{beta} = {c.mu_txt}"
+        text += f" and {every}{c.beta_txt} = {c.mu_txt}"
     return text

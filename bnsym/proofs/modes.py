@@ -352,11 +352,16 @@ class _Proofs:
 
     def jvp(self, f: Composition, dot: Tangents, general: GeneralForward | None) -> None:
         d, s = self.d, self.d.symbols
+        # the pairs of the parameters the layer has (RMS norm has no β; without affine, none)
+        names = ["x"] + (["gamma"] if d.options.affine else [])
+        names += ["beta"] if d.options.affine and d.options.layer.beta else []
         statement = Step(
             sp.Symbol("<doty, dy>"),
-            sp.Symbol("<dotx, dx> + <dotgamma, dgamma> + <dotbeta, dbeta>"),
+            sp.Symbol(" + ".join(f"<dot{n}, d{n}>" for n in names)),
             note="forward mode is the transpose of reverse mode",
         )
+        shown = {"x": "Σ ẋ_i·∂ℓ/∂x_i", "gamma": "Σ γ̇·∂ℓ/∂γ", "beta": "Σ β̇·∂ℓ/∂β"}
+        pairs = " + ".join(shown[n] for n in names)
         if general is not None:  # above GENERAL_PROOF_MIN_M: proved for every m, not redone
             for name in ("jvp_closed_form", "jvp_transpose"):
                 self.record(
@@ -382,9 +387,8 @@ class _Proofs:
         self.record(
             "jvp_transpose",
             lhs == rhs,
-            "Σ_i ẏ_i·∂ℓ/∂y_i (the forward walk) minus Σ ẋ_i·∂ℓ/∂x_i + Σ γ̇·∂ℓ/∂γ + Σ β̇·∂ℓ/∂β "
-            "(the chain rule's backward) is the zero polynomial in ẋ, γ̇, β̇ and ∂ℓ/∂y: the "
-            "JVP is the transpose of the VJP",
+            f"Σ_i ẏ_i·∂ℓ/∂y_i (the forward walk) minus {pairs} (the chain rule's backward) is "
+            "the zero polynomial in the tangents and ∂ℓ/∂y: the JVP is the transpose of the VJP",
             statement,
         )
 

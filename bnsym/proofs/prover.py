@@ -65,6 +65,7 @@ def prove(
     affine: bool,
     mode: str,
     general: Any = None,
+    eps_zero: bool = False,
 ) -> dict[str, Any]:
     """Closed form, Jacobian, identities and explicit expressions of the layer ``s.layer``,
     with their proofs.
@@ -74,15 +75,18 @@ def prove(
         variance, placement, affine, mode: the variant, as :func:`bnsym.derive` takes it.
         general: a :class:`bnsym.core.general.General` whose proofs hold for every m (they are
             recorded from it, not redone), or None.
+        eps_zero: the statements are for ε = 0 (see :class:`bnsym.proofs.frame.Context`).
 
     Returns:
         a dict with ``closed_form`` (the generic Step, then one per element), ``jacobian`` (an
         ImmutableMatrix for m ≤ JACOBIAN_MAX_M, else None), ``jacobian_structure``,
         ``identities`` (Steps whose rule names their proof), ``verified`` (proof name ->
         bool), ``proof_methods`` (proof name -> sentence) and ``explicit`` (the results in
-        the inputs only; see :func:`bnsym.proofs.explicit.explicit_results`).
+        the inputs only; see :func:`bnsym.proofs.explicit.explicit_results`) and ``claims``
+        (each stated identity's proof, a function of the statement as displayed:
+        :class:`bnsym.proofs.ring.Proofs`).
     """
-    c = Context(s, forward, backward, variance, placement, affine, mode, general)
+    c = Context(s, forward, backward, variance, placement, affine, mode, general, eps_zero)
     closed_form = _closed_form(c)
     if s.m <= DIRECT_MAX_M:
         c.record(
@@ -115,6 +119,7 @@ def prove(
         "verified": c.verified,
         "proof_methods": c.methods,
         "explicit": explicit,
+        "claims": dict(c.claims),
     }
 
 
@@ -228,13 +233,20 @@ def _jacobian(c: Context) -> tuple[sp.ImmutableMatrix | None, Step]:
         return None, step
     # ∂y_j/∂x_i is the coefficient of ∂ℓ/∂y_j in ∂ℓ/∂x_i (which is linear in the dy).
     entries = c.frame.coefficients(c.dx_in_frame, s.dy)
-    c.record(
-        "jacobian_structure",
-        all(
-            entries[j][i] == c.frame(entry(j, i, c.x_hat_graph)) for j in range(m) for i in range(m)
+
+    def read(shown: sp.Expr, j: int, i: int) -> sp.Expr:
+        """Entry (j, i) of a structure as displayed: I, 𝟙𝟙ᵀ, x̂x̂ᵀ and diag(γ) at (j, i)."""
+        at = {EYE: int(i == j), ONES: 1, XHAT_OUTER: c.x_hat_graph[i] * c.x_hat_graph[j]}
+        return shown.xreplace({**at, DIAG_GAMMA: c.gammas[j]})
+
+    c.claim(
+        step,
+        lambda st: all(
+            entries[j][i] == c.frame(read(st.rhs, j, i)) for j in range(m) for i in range(m)
         ),
         "each entry ∂y_j/∂x_i (the coefficient of ∂ℓ/∂y_j in the chain-rule ∂ℓ/∂x_i) "
-        "equals the entry of the structured matrix, as polynomials",
+        "equals the entry of the structure as displayed, as polynomials",
+        name="jacobian_structure",
     )
     if symmetric:
         c.record(

@@ -21,7 +21,7 @@ from typing import Any
 
 import sympy as sp
 
-from bnsym.core.graph import Symbols
+from bnsym.core.graph import Step, Symbols
 from bnsym.errors import BnsymError
 
 __all__ = [
@@ -223,6 +223,11 @@ class Proofs:
 
     ``general`` holds the proofs of the general form (:mod:`bnsym.core.general`), which hold for
     every m: a proof found there is recorded from it, not redone for this m.
+
+    ``claims`` maps the name of each stated identity to the proof that reads it: a function of
+    the statement as displayed (a :class:`~bnsym.core.graph.Step`, lhs = rhs) that says whether
+    it holds. A ✓ is given to the statement the notes show, and the same proof, handed a
+    statement with one coefficient changed, must say no (the tests tamper every claim).
     """
 
     def __init__(self, m: int, general: Any = None) -> None:
@@ -230,6 +235,7 @@ class Proofs:
         self.general = general
         self.verified: dict[str, bool] = {}
         self.methods: dict[str, str] = {}
+        self.claims: dict[str, Callable[[Step], bool]] = {}
 
     def record(self, name: str, ok: bool, method: str) -> None:
         self.verified[name] = bool(ok)
@@ -243,6 +249,23 @@ class Proofs:
         else:
             self.record(name, proof(), method)
         return self.verified[name]
+
+    def claim(self, step: Step, holds: Callable[[Step], Any], method: str, name: str = "") -> Step:
+        """Prove the statement ``step`` as it is displayed with ``holds(step)`` and record the
+        result under ``name`` (``step.rule`` by default; see :meth:`check`); keep ``holds`` in
+        ``claims``. A statement that falls outside the proof's frame (ProofError) does not
+        hold."""
+
+        def proof(st: Step) -> bool:
+            try:
+                return bool(holds(st))
+            except ProofError:
+                return False
+
+        name = name or step.rule
+        self.claims[name] = proof
+        self.check(name, lambda: proof(step), method)
+        return step
 
 
 class XFrame:

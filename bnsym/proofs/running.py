@@ -78,10 +78,10 @@ def undo_population(c: Context) -> Step:
     # The inference layer is the layer's own eval-mode graph, at E[x] and Var[x].
     inference = {n.lhs: n.rhs for n in forward_graph(s, c.variance, c.placement, True, "eval")}
     population = {s.running_mean: E_X, s.running_var: VAR_X, s.gamma: D_pop, s.beta: E_X}
-    undone = all(
-        sp.expand(inference[yi].xreplace({xh: inference[xh]}).xreplace(population) - xi) == 0
-        for xh, yi, xi in zip(s.x_hat, s.y, s.x, strict=True)
-    )
+    inferred = [
+        inference[yi].xreplace({xh: inference[xh]}).xreplace(population)
+        for xh, yi in zip(s.x_hat, s.y, strict=True)
+    ]
     # For contrast, with the training graph: γ, β set from the group (0, 2, 1, …, 1) do not
     # undo the group (0, 4, 2, …, 2), which has twice its spread (at ε = 0).
     first = [sp.Integer(0), sp.Integer(2)] + [sp.Integer(1)] * (m - 2)
@@ -91,25 +91,31 @@ def undo_population(c: Context) -> Step:
     at_2 = {**dict(zip(s.x, second, strict=True)), **stats_2, s.eps: 0}
     value = sp.simplify(c.y_graph[1].xreplace({**at_2, s.gamma: gamma_1, s.beta: stats_1[s.mu]}))
     other = bool(value.is_number) and sp.simplify(value - second[1]) != 0
-    c.record(
-        "undo_population",
-        undone and other,
+
+    def holds(st: Step) -> bool:
+        return other and all(
+            sp.expand(y - st.rhs.xreplace({X_I: xi})) == 0
+            for y, xi in zip(inferred, s.x, strict=True)
+        )
+
+    mu, var = c.mu_txt, c.var_txt
+    return c.claim(
+        Step(
+            Y_POPULATION,
+            X_I,
+            "undo_population",
+            note=("the paper's statement: " if decl.paper else "")
+            + f"with γ = {den_text(c.placement, 'Var[x]', '√Var[x]')} and β = E[x], the "
+            f"population's statistics, the inference layer returns every input; γ = {c.den_txt} "
+            f"and β = {mu} undo one {one} only, since γ and β are shared by every {one} while "
+            f"{mu} and {var} change from {one} to {one}",
+        ),
+        holds,
         f"γ = {den_text(c.placement, 'Var[x]', '√Var[x]')} and β = E[x] substituted into the "
         "inference layer (this layer's eval-mode graph, its running statistics E[x] and "
-        f"Var[x]) give x, as a SymPy identity; and γ, β taken from the {one} {_values(first)} "
-        f"give {value}, not {second[1]}, for the second value of the {one} {_values(second)} "
-        "at ε = 0",
-    )
-    mu, var = c.mu_txt, c.var_txt
-    return Step(
-        Y_POPULATION,
-        X_I,
-        "undo_population",
-        note=("the paper's statement: " if decl.paper else "")
-        + f"with γ = {den_text(c.placement, 'Var[x]', '√Var[x]')} and β = E[x], the "
-        f"population's statistics, the inference layer returns every input; γ = {c.den_txt} "
-        f"and β = {mu} undo one {one} only, since γ and β are shared by every {one} while "
-        f"{mu} and {var} change from {one} to {one}",
+        "Var[x]) give the right-hand side, x, as a SymPy identity; and γ, β taken from the "
+        f"{one} {_values(first)} give {value}, not {second[1]}, for the second value of the "
+        f"{one} {_values(second)} at ε = 0",
     )
 
 
@@ -133,10 +139,6 @@ def inference_fold(c: Context, yframe: Any) -> Step:
     """Eval mode: y_i = (γ_i/D)·x_i + (β_i − γ_i·μ_run/D), one multiply-add whose scale and
     shift are computed once (no μ_run where nothing is subtracted)."""
     s, decl = c.s, c.s.layer
-    ok = all(
-        yframe.is_zero(yi - (g / c.D * xi + b - g * c.mu / c.D))
-        for yi, xi, g, b in zip(c.y_graph, s.x, c.gammas, c.betas, strict=True)
-    )
     one_gamma = c.shared
     gamma = c.scale if one_gamma else GAMMA_I
     has_beta = c.affine and decl.beta
@@ -149,15 +151,17 @@ def inference_fold(c: Context, yframe: Any) -> Step:
         if b_txt and mean_txt
         else b_txt or (f"(−{mean_txt})" if mean_txt else "0")
     )
-    c.record(
-        "inference_fold",
-        ok,
-        f"each yᵢ of the graph minus ({g_txt}/D)·xᵢ − {shift_txt} is the zero polynomial",
-    )
     shift: sp.Expr = beta
     if c.centred:
         shift = sp.Add(beta, -gamma * s.running_mean / c.D, evaluate=False)
     rhs = sp.Add(sp.Mul(gamma / c.D, X_I, evaluate=False), shift, evaluate=False)
+
+    def holds(st: Step) -> bool:
+        return all(
+            yframe.is_zero(yi - st.rhs.xreplace({X_I: xi, GAMMA_I: g, BETA_I: b}))
+            for yi, xi, g, b in zip(c.y_graph, s.x, c.gammas, c.betas, strict=True)
+        )
+
     _, many = group_words(decl)
     sfx = decl.stat_suffix
     stands = (
@@ -166,12 +170,17 @@ def inference_fold(c: Context, yframe: Any) -> Step:
         if c.centred
         else f"σ²_run stands for the mean square over the training {many}"
     )
-    return Step(
-        Y_I,
-        rhs,
-        "inference_fold",
-        note=f"the inference layer folds into one multiply-add per value, its scale and shift "
-        f"computed once; {stands}",
+    return c.claim(
+        Step(
+            Y_I,
+            rhs,
+            "inference_fold",
+            note=f"the inference layer folds into one multiply-add per value, its scale and "
+            f"shift computed once; {stands}",
+        ),
+        holds,
+        f"each yᵢ of the graph minus the right-hand side, ({g_txt}/D)·xᵢ + {shift_txt}, is the "
+        "zero polynomial",
     )
 
 
@@ -198,16 +207,6 @@ def running_var_unbiased(c: Context) -> Step:
     one, many = group_words(decl)
     each = "for every i" if m <= JACOBIAN_MAX_M else "for i = 1, 2 (the same formula in every x_i)"
     graph = "the graph's" if c.train else "the training graph's"
-    c.record(
-        "running_var_unbiased",
-        proved == coefficient,
-        f"for m = {m}, with x_i = E[x] + z_i, E[z_i] = 0 and E[z_i·z_j] = Var[x] for i = j, 0 "
-        f"otherwise: {graph} {var} (its definition, with that of μ{sfx}) is a quadratic form "
-        f"in the z_i, which at z = t·e_i reads a_i·t² in a polynomial ring, {each}; so "
-        f"E{sfx}[{var}] = Var[x]·Σ_i a_i = "
-        + ("Var[x]" if coefficient == 1 else f"{coefficient}·Var[x]")
-        + " exactly",
-    )
     unbiased = coefficient == 1
     if unbiased:
         note = (
@@ -225,7 +224,21 @@ def running_var_unbiased(c: Context) -> Step:
             f"{one}, which divides by m{_paper(decl)}"
         )
     rhs = VAR_X if unbiased else sp.Mul(coefficient, VAR_X, evaluate=False)
-    return Step(expected_var(sfx, s.var.name), rhs, "running_var_unbiased", note=note)
+
+    def holds(st: Step) -> bool:
+        stated = st.rhs / VAR_X  # the coefficient the statement gives
+        return proved is not None and stated.is_Rational and stated == proved
+
+    return c.claim(
+        Step(expected_var(sfx, s.var.name), rhs, "running_var_unbiased", note=note),
+        holds,
+        f"for m = {m}, with x_i = E[x] + z_i, E[z_i] = 0 and E[z_i·z_j] = Var[x] for i = j, 0 "
+        f"otherwise: {graph} {var} (its definition, with that of μ{sfx}) is a quadratic form "
+        f"in the z_i, which at z = t·e_i reads a_i·t² in a polynomial ring, {each}; so "
+        f"E{sfx}[{var}] = Var[x]·Σ_i a_i = "
+        + ("Var[x]" if coefficient == 1 else f"{coefficient}·Var[x]")
+        + " exactly, the right-hand side's coefficient",
+    )
 
 
 def _expectation(s: Symbols, definition: dict[sp.Basic, sp.Expr]) -> sp.Rational | None:
