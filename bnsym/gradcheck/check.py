@@ -53,8 +53,12 @@ import numpy as np
 
 from bnsym.errors import BnsymError
 from bnsym.gradcheck.inputs import (
+    CheckTypeError,
+    CheckValueError,
     NotALayerError,
     callable_name,
+    changed_shape,
+    nothing_to_differentiate,
     param_names,
     raised,
     resolve_wrt,
@@ -62,7 +66,7 @@ from bnsym.gradcheck.inputs import (
     validate_call,
     validate_options,
 )
-from bnsym.gradcheck.numeric import ForwardRaised, Loss
+from bnsym.gradcheck.numeric import ForwardRaised, Loss, OutputChanged
 from bnsym.gradcheck.report import Entry, InputResult, OrdersReport, Report
 from bnsym.gradcheck.steps import (
     FULL_LIMIT,
@@ -216,6 +220,20 @@ def check_function(
     >>> [(r.name, r.passed, r.checked) for r in report.inputs]
     [('x', True, True), ('gamma', True, True), ('beta', True, False)]
     """
+    options = dict(wrt=wrt, seed=seed, mode=mode, method=method, rtol=rtol, atol=atol)
+    return _check_function(f, vjp, inputs, names, dout, "dout", options)
+
+
+def _check_function(
+    f: Callable[..., Any],
+    vjp: Callable[..., Any],
+    inputs: Sequence[Any],
+    names: Sequence[str] | None,
+    dout: Any,
+    seed_name: str,
+    options: dict[str, Any],
+) -> Report:
+    """:func:`check_function`, its random seed of L called ``seed_name`` in the report."""
     inputs = tuple(validate_call(f, vjp, inputs, names))
 
     def run_forward(args: Sequence[Any]) -> tuple[Any, Any]:
@@ -232,13 +250,9 @@ def check_function(
         forward_name=callable_name(f),
         backward_name=callable_name(vjp),
         names=names or param_names(f, len(inputs)),
-        wrt=wrt,
-        seed=seed,
-        mode=mode,
-        method=method,
-        rtol=rtol,
-        atol=atol,
         dout=dout,
+        seed_name=seed_name,
+        **options,
     )
 
 
@@ -323,7 +337,7 @@ def check_double_backward(
       order 2: ∂/∂x of the backward is wrong at [1]: tanh_do
     """
     if not callable(double_backward):
-        raise TypeError(
+        raise CheckTypeError(
             "the double_backward must be callable (a function), not "
             f"{type(double_backward).__name__} {double_backward!r:.60}"
         )
@@ -388,15 +402,14 @@ def _check_order2(
     vjp.__qualname__ = callable_name(double_backward)
     if ggrads is not None:
         ggrads = tuple(np.asarray(g) for g in _flatten(ggrads))
-    return check_function(
+    return _check_function(
         grads,
         vjp,
-        *arrays,
-        *douts,
-        wrt=None if wrt is None else [*wrt, *dout_names],
-        names=[*names, *dout_names],
-        dout=ggrads,
-        **options,
+        [*arrays, *douts],
+        [*names, *dout_names],
+        ggrads,
+        "ggrads",  # the seeds of order 2: "dout" is one of its inputs
+        dict(options, wrt=None if wrt is None else [*wrt, *dout_names]),
     )
 
 
@@ -457,7 +470,7 @@ def numerical_vjp(
     """
     validate_options(seed, None, None)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        raise CheckValueError(f"method must be one of {METHODS}, not {method!r}")
     arrays = validate_call(f, f, list(inputs), None)
     with np.errstate(all="ignore"):  # NaN from a step outside the domain shows in the result
         return _numerical_vjp(f, arrays, dout, wrt, method, seed)
@@ -519,14 +532,15 @@ def _check_quietly(
     rtol: float | None,
     atol: float | None,
     dout: Any,
+    seed_name: str = "dout",
 ) -> Report:
     """The check, step by step: safety, analytic gradients, numerical side, tolerances,
     comparison. Arguments as :func:`check_layer`'s, the layer given as two calls."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        raise CheckValueError(f"mode must be one of {MODES}, not {mode!r}")
     validate_options(seed, rtol, atol)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        raise CheckValueError(f"method must be one of {METHODS}, not {method!r}")
     arrays = list(inputs)
     layer = Subject(
         run_forward,
@@ -537,6 +551,7 @@ def _check_quietly(
         resolve_wrt(wrt, arrays, list(names)),
         forward_name,
         backward_name,
+        seed_name,
     )
     rng = _rng(seed)
     header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
@@ -553,6 +568,9 @@ def _check_quietly(
             raised=who, **header,
         )  # fmt: skip
 
+    if not any(np.size(layer.inputs[i]) for i in layer.wrt_idx):
+        # nothing to differentiate: a report that says so, blaming neither forward nor backward
+        return stopped(nothing_to_differentiate(layer.names, layer.inputs), 0)
     try:
         safe = run_forward_twice(layer)
     except ForwardRaised as exc:  # the user's forward raised: a failed check, with its report
@@ -585,7 +603,9 @@ def _check_quietly(
             loss.evals if loss is not None else 2,
             "forward",
         )
-    notes += loss.method_notes + noise_note(loss)
+    except OutputChanged as exc:  # no derivative where the output's shape jumps
+        return stopped(changed_shape(forward_name, exc), loss.evals if loss is not None else 2)
+    notes += loss.method_notes + noise_note(loss, seed_name)
     if not any(r.checked for r in results):  # a check that compares nothing must not pass
         problems.append(
             "no input was checked: every input is an integer constant or empty (size 0); "

@@ -156,6 +156,16 @@ class ForwardRaised(Exception):
         self.error = error
 
 
+class OutputChanged(Exception):
+    """The forward returned outputs of another number or shape on inputs moved by a step than
+    at the inputs: its derivative is not defined there (a failed check, not an error of the
+    checker)."""
+
+    def __init__(self, before: list[tuple[int, ...]], after: list[tuple[int, ...]]) -> None:
+        super().__init__(f"the output shape(s) changed from {before} to {after}")
+        self.before, self.after = before, after
+
+
 class Loss:
     """``L(inputs) = sum(dout * f(inputs))`` with private float64 / complex128 working copies.
 
@@ -224,12 +234,18 @@ class Loss:
 
     def value(self, args: Sequence[Any]) -> Any:
         outs = self.outputs(args)
+        self.same_shapes(outs)
         total = 0.0
         for d, o in zip(self.dout, outs, strict=True):
-            if d.shape != o.shape:
-                raise ValueError(f"the output changed shape from {d.shape} to {o.shape}")
             total = total + dot(d.reshape(-1), o.reshape(-1))
         return total
+
+    def same_shapes(self, outs: Sequence[np.ndarray]) -> None:
+        """:class:`OutputChanged` unless ``outs`` are shaped like the outputs at the inputs."""
+        if len(outs) != len(self.dout) or any(
+            d.shape != o.shape for d, o in zip(self.dout, outs, strict=False)
+        ):
+            raise OutputChanged([d.shape for d in self.dout], [o.shape for o in outs])
 
     def at(self, ws: Mapping[int, np.ndarray], t: float) -> float:
         """L at ``x_i + t w_i`` for the inputs i of the direction ``ws`` (real; snap it first)."""
@@ -393,6 +409,7 @@ class Loss:
     def complex_value(self, args: Sequence[Any]) -> complex:
         """L at complex arguments; call inside :func:`complex_errors`."""
         outs = self.outputs(args)
+        self.same_shapes(outs)
         if self.dout_complex is None:  # np.dot of real and complex would convert on every call
             self.dout_complex = [d.reshape(-1).astype(np.complex128) for d in self.dout]
         total = 0j

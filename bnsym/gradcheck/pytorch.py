@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from bnsym.errors import BnsymError
 from bnsym.gradcheck.check import Report, check_function
-from bnsym.gradcheck.inputs import callable_name, param_names
+from bnsym.gradcheck.inputs import CheckTypeError, CheckValueError, callable_name, param_names
 
 __all__ = ["TorchMissingError", "check_torch"]
 
@@ -85,9 +86,9 @@ def check_torch(
         ) from None
 
     if order not in (1, 2):
-        raise ValueError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
+        raise CheckValueError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
     if not callable(fn):
-        raise TypeError(f"fn must be a function of tensors or an nn.Module, not {fn!r:.60}")
+        raise CheckTypeError(f"fn must be a function of tensors or an nn.Module, not {fn!r:.60}")
     module = fn if isinstance(fn, torch.nn.Module) else None
     n_args = len(tensors)
     arrays: list[Any] = [_to_numpy(t) for t in tensors]
@@ -113,8 +114,15 @@ def check_torch(
         return torch.func.functional_call(module, state, tuple(inputs[:n_args]))
 
     def forward(*inputs: Any) -> Any:
+        tensors = [_to_tensor(a) for a in inputs]
         with torch.no_grad():
-            return _outputs_to_numpy(call([_to_tensor(a) for a in inputs]))
+            if not any(isinstance(t, torch.Tensor) and t.is_complex() for t in tensors):
+                return _outputs_to_numpy(call(tensors))
+            # the complex step: a cast that drops the imaginary part must stop it (the step is
+            # then not usable), never warn the caller about the checker's own complex inputs
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", message="Casting complex values to real")
+                return _outputs_to_numpy(call(tensors))
 
     def gradients(dout: Any, inputs: Sequence[Any], create_graph: bool) -> Any:
         """(tensors, gradient tensors) of the floating inputs for the upstream ``dout``."""

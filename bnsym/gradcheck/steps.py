@@ -22,6 +22,7 @@ import numpy as np
 from bnsym.gradcheck.compare import Comparison
 from bnsym.gradcheck.hints import swap_hints
 from bnsym.gradcheck.inputs import (
+    CheckValueError,
     NotALayerError,
     as_outputs,
     copy_input,
@@ -71,6 +72,9 @@ class Subject:
     wrt_idx: list[int]
     forward_name: str
     backward_name: str
+    # what the report calls the random seed of L = sum(seed * out): "dout" for a backward,
+    # "ggrads" for a double backward (whose inputs include a dout of their own)
+    seed_name: str = "dout"
 
 
 def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[np.ndarray]]:
@@ -109,13 +113,15 @@ def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[n
     if len(outs_a) != len(outs_b) or not all(
         same(p, q) for p, q in zip(outs_a, outs_b, strict=True)
     ):
-        try:
+        shapes_a, shapes_b = [o.shape for o in outs_a], [o.shape for o in outs_b]
+        if shapes_a != shapes_b:
+            differ = f"return outputs of shape(s) {shapes_a} and {shapes_b}"
+        else:
             diff = max(float(np.max(np.abs(p - q))) for p, q in zip(outs_a, outs_b, strict=True))
-        except ValueError:  # different numbers or shapes of outputs
-            diff = float("nan")
+            differ = f"differ by up to {diff:.3g}"
         return (
-            f"{forward_name} is nondeterministic: two calls on the same inputs differ by up to "
-            f"{diff:.3g} (random numbers without a fixed seed, e.g. dropout?); "
+            f"{forward_name} is nondeterministic: two calls on the same inputs {differ} "
+            "(random numbers without a fixed seed, e.g. dropout?); "
             "its gradient cannot be checked numerically"
         )
     return out_a, cache, args_a, outs_a
@@ -162,8 +168,8 @@ def analytic_gradients(
         douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
         shapes = [o.shape for o in outs]
         if [d.shape for d in douts] != shapes:
-            raise ValueError(
-                f"dout has shape(s) {[d.shape for d in douts]}, the output(s) of "
+            raise CheckValueError(
+                f"{layer.seed_name} has shape(s) {[d.shape for d in douts]}, the output(s) of "
                 f"{layer.forward_name} {shapes}; pass a tuple of arrays for several outputs"
             )
     dout_arg: Any = tuple(douts) if isinstance(out, tuple | list) else douts[0]
@@ -175,8 +181,8 @@ def analytic_gradients(
     problems: list[str] = []
     if not all(same(p, q) for p, q in zip(as_outputs(dout_copy), douts, strict=True)):
         problems.append(
-            f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
-            "so a backward must not write into it"
+            f"{backward_name} modifies {layer.seed_name} in place; the upstream gradient may "
+            "be shared, so a backward must not write into it"
         )
     for i, (a, orig) in enumerate(zip(args, layer.inputs, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
@@ -228,12 +234,12 @@ def numerical_side(
     return loss, chosen_mode, []
 
 
-def noise_note(loss: Loss) -> list[str]:
+def noise_note(loss: Loss, seed_name: str = "dout") -> list[str]:
     """A note when L rounds far above float64 (float32 inside, or a kink next to x)."""
     if loss.eps_eval <= 1e-13:
         return []
     return [
-        f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
+        f"L = sum({seed_name} * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
         "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
     ]
 
