@@ -103,11 +103,12 @@ METHODS = ("auto", "complex", "richardson")
 
 class GradientCheckError(BnsymError, AssertionError):
     """A gradient check failed; ``.report`` holds the :class:`Report` (an
-    :class:`OrdersReport` for :func:`check_double_backward`), ``str()`` shows it."""
+    :class:`OrdersReport` for :func:`check_double_backward`, a ``ModesReport`` for
+    ``check_torch(..., modes=...)``), ``str()`` shows it."""
 
     exit_code = 1  # a failed check, not bad input
 
-    def __init__(self, report: Report | OrdersReport) -> None:
+    def __init__(self, report: Any) -> None:
         super().__init__(str(report))
         self.report = report
 
