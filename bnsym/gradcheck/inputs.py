@@ -142,6 +142,24 @@ def changed_shape(fn_name: str, exc: Any) -> str:
     )
 
 
+def complex_input(
+    fn_name: str, exc: BaseException, names: Sequence[str], inputs: Sequence[Any]
+) -> None:
+    """A :class:`DtypeError` when a forward raised on its very inputs and one of them is
+    complex: a complex array given to a layer of real numbers is bad input, not a bug of the
+    layer."""
+    found = [(n, np.asarray(a).dtype) for n, a in zip(names, inputs, strict=True)]
+    found = [(n, d) for n, d in found if d.kind == "c"]
+    if found:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        name, dtype = found[0]
+        raise DtypeError(
+            f"input {name!r} has dtype {dtype} and {fn_name} raised on it "
+            f"({type(exc).__name__}: {first:.120}); give real inputs: the checker differentiates "
+            "real floating-point inputs"
+        )
+
+
 def nothing_to_differentiate(names: Sequence[str], inputs: Sequence[Any]) -> str:
     """The problem of a check with no real floating-point input with entries."""
     kinds = ", ".join(

@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 
 from bnsym.errors import BnsymError
-from bnsym.gradcheck.check import Report, check_function
+from bnsym.gradcheck.check import Report, function_check
 from bnsym.gradcheck.inputs import CheckTypeError, DtypeError, validate_names
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.modes import ModesReport
+from bnsym.gradcheck.precision import LowSpec
 from bnsym.gradcheck.words import ModesError, Word, parse_modes, parse_order, words
 
 __all__ = ["TorchMissingError", "check_torch"]
@@ -137,6 +138,20 @@ def check_torch(
     arrays: list[Any] = [
         _input_array(t, input_names[k], torch) for k, t in enumerate(tensors)
     ] + code.parameters()
+    for k, t in enumerate(tensors):
+        if isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16:
+            code.low[k] = t.dtype  # held in float32 by the checker, run in bfloat16
+    low_names = [
+        f"{input_names[k]} ({str(t.dtype).removeprefix('torch.')})"
+        for k, t in enumerate([*tensors, *(p for _, p in code.params)])
+        if isinstance(t, torch.Tensor) and t.dtype in (torch.bfloat16, torch.float16)
+    ]
+    if low_names and wanted != [("rev",)]:
+        raise DtypeError(
+            f"input {low_names[0]} is judged in reverse mode at order 1 only (bfloat16 and "
+            "float16 backwards against the same code in float64); check forward mode and order "
+            "2 in float32 or float64"
+        )
     floating = [
         i for i, a in enumerate(arrays) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
     ]
@@ -187,9 +202,9 @@ def _check_word(
         # complex steps through it agreed along one direction and not along another
         method = "richardson"
     if word[0] == "rev":
-        report = check_function(
-            g, dg, *arrays, *seeds, names=names, wrt=wrt_all, mode=mode, method=method, **options
-        )
+        options = dict(options, wrt=wrt_all, mode=mode, method=method)
+        low = LowSpec({i: "bfloat16" for i in code.low}, lambda: code.out_dtypes)
+        report = function_check(g, dg, [*arrays, *seeds], names, None, "dout", options, low)
     else:
         jvp_method = "richardson" if method == "richardson" else "auto"
         report = check_jvp(g, dg, *arrays, *seeds, names=names, wrt=wrt_all, method=jvp_method,
@@ -233,6 +248,5 @@ def _input_array(t: Any, name: str, torch: Any) -> Any:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DtypeError(
             f"input {name!r} is a {str(t.dtype).removeprefix('torch.')} tensor on device "
-            f"{t.device} that the checker cannot read ({first}); give it on the CPU in "
-            "float32 or float64"
+            f"{t.device} that the checker cannot read ({first}); give it on the CPU"
         ) from None

@@ -53,6 +53,8 @@ def to_numpy(t: Any) -> Any:
     t = t.detach()
     if t._is_zerotensor():  # autograd's structural zeros refuse .numpy()
         return np.zeros(tuple(t.shape), dtype=to_numpy(torch.zeros((), dtype=t.dtype)).dtype)
+    if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: its values, exactly, in float32
+        t = t.float()
     return t.resolve_conj().resolve_neg().cpu().numpy()
 
 
@@ -95,6 +97,10 @@ class complex_guard:  # noqa: N801 - used like a function
         if self.active:
             self.context: Any = warnings.catch_warnings()
             self.context.__enter__()
+            # what PyTorch says about the checker's complex numbers is not the caller's
+            # business ("Mismatch dtype between input and weight ... complex"), and dropping
+            # an imaginary part means the step is not usable
+            warnings.simplefilter("ignore")
             warnings.filterwarnings("error", message="Casting complex values to real")
 
     def __exit__(self, *exc: object) -> None:
@@ -113,6 +119,9 @@ class TorchCode:
         self.fn = fn
         self.module = fn if isinstance(fn, torch.nn.Module) else None
         self.n_args = n_args
+        # input position -> dtype of an input the checker holds in another dtype (bfloat16)
+        self.low: dict[int, Any] = {}
+        self.out_dtypes: list[str] = []  # of the outputs of the last forward
         if self.module is not None:
             self.params = list(self.module.named_parameters())
             self.buffers = dict(self.module.named_buffers())
@@ -127,7 +136,22 @@ class TorchCode:
             )
 
     def parameters(self) -> list[np.ndarray]:
+        """The module's parameters as arrays (a bfloat16 one held in float32, and noted in
+        :attr:`low` so that the code gets it back in bfloat16)."""
+        for k, (_, p) in enumerate(self.params):
+            if p.dtype == torch.bfloat16:
+                self.low[self.n_args + k] = p.dtype
         return [to_numpy(p) for _, p in self.params]
+
+    def tensors(self, arrays: Sequence[Any]) -> list[Any]:
+        """The inputs as tensors for the code: an input given in bfloat16 (:attr:`low`) gets
+        its bfloat16 values back as bfloat16, and runs in float64 when the checker gives it
+        float64 values (the float64 check of the same code)."""
+        ts = [to_tensor(a) for a in arrays]
+        for i, dtype in self.low.items():
+            if i < len(ts) and isinstance(ts[i], torch.Tensor) and ts[i].dtype == torch.float32:
+                ts[i] = ts[i].to(dtype)
+        return ts
 
     def names(self) -> list[str]:
         """The inputs' names: the parameter names of fn (of a custom Function's forward, after
@@ -161,9 +185,14 @@ class TorchCode:
 
     def forward(self, *arrays: Any) -> Any:
         """The outputs for NumPy inputs, as NumPy (a tuple for several outputs)."""
-        tensors = [to_tensor(a) for a in arrays]
+        tensors = self.tensors(arrays)
         with torch.no_grad(), complex_guard(tensors):
-            return self._numpy(self._raw(tensors))
+            out = self._raw(tensors)
+        outs = out if isinstance(out, tuple | list) else [out]
+        self.out_dtypes = [
+            str(o.dtype).removeprefix("torch.") for o in outs if isinstance(o, torch.Tensor)
+        ]
+        return self._numpy(out)
 
     def _raw(self, tensors: list[Any]) -> Any:
         if self.module is None:
@@ -184,6 +213,13 @@ class TorchCode:
         require grad), a graph kept if ``graph``."""
         with torch.enable_grad():
             outs = self.call(ts)
+            # a low-precision output's dout arrives held in float32: give it back its dtype
+            douts = [
+                d.to(o.dtype)
+                if _low(o) and isinstance(d, torch.Tensor) and d.dtype != o.dtype
+                else d
+                for d, o in zip(douts, outs, strict=True)
+            ]
             return list(
                 torch.autograd.grad(
                     outs,
@@ -259,20 +295,24 @@ class TorchCode:
         def g(*args: Any) -> Any:
             if inner is None:
                 return self.forward(*args)
-            ts = [to_tensor(a) for a in args]
+            ts = self.tensors(args)
             for i in moved(args):
                 ts[i] = ts[i].detach().requires_grad_(inner == "rev" and i < n)
             with complex_guard(ts):
                 return tuple(to_numpy(o) for o in inner_torch(ts, graph=False))
 
         def vjp(c: Any, *args: Any) -> tuple[Any, ...]:
-            ts = [to_tensor(a) for a in args]
+            ts = self.tensors(args)
             at = moved(args)
             for i in at:
                 ts[i] = ts[i].detach().requires_grad_(True)
             cs = [to_tensor(x) for x in (c if isinstance(c, tuple | list) else [c])]
             with torch.enable_grad():
                 outs = inner_torch(ts, graph=True)
+                cs = [
+                    x.to(o.dtype) if _low(o) and x.dtype != o.dtype else x
+                    for x, o in zip(cs, outs, strict=True)
+                ]
                 grads = torch.autograd.grad(
                     outs,
                     [ts[i] for i in at],
@@ -288,7 +328,7 @@ class TorchCode:
         def jvp(*args_tangents: Any) -> tuple[Any, ...]:
             half = len(args_tangents) // 2
             args, tangents = args_tangents[:half], args_tangents[half:]
-            ts = [to_tensor(a) for a in args]
+            ts = self.tensors(args)
             at = moved(args)
             tts = {i: to_tensor(tangents[i]) for i in at}
             if inner == "fwd":  # dual tensors do not nest: torch.func twice
@@ -320,6 +360,10 @@ class TorchCode:
             return result if len(result) > 1 else result[0]  # as g returns the outputs
 
         return g, (vjp if word[0] == "rev" else jvp)
+
+
+def _low(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.dtype in (torch.bfloat16, torch.float16)
 
 
 def _placed(ts: list[Any], positions: list[int], values: Sequence[Any]) -> list[Any]:
