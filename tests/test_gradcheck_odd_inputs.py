@@ -48,6 +48,49 @@ def test_a_forward_whose_output_shape_changes_between_calls_is_nondeterministic(
     )
 
 
+# --- underflow and subnormal inputs -----------------------------------------------------------
+
+
+def test_a_right_square_at_1e_200_passes_and_a_wrong_one_fails():
+    # the forward underflows (x ** 2 = 0); the complex step, grown until its imaginary parts
+    # keep their digits, still resolves the gradient 2x = 2e-200, and the report says how far
+    x = np.array([1e-200, 2e-200, -3e-200])
+    report = check_function(lambda x: x**2, lambda d, x: 2 * x * d, x)
+    assert report.passed, str(report)
+    assert "underflow" in str(report) and "finer than it" in str(report)
+    wrong = check_function(lambda x: x**2, lambda d, x: 3 * x * d, x)
+    assert not wrong.passed and wrong["x"].judged
+    assert "analytic = 1.5 x numerical" in str(wrong)
+    # finite differences of outputs that are 0 see nothing: not judged, never passed
+    blind = check_function(lambda x: x**2, lambda d, x: 0 * x * d, x, method="richardson")
+    assert not blind.passed and not blind["x"].judged
+    assert "could not be compared" in str(blind)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.array([5e-324, -5e-324, 1e-323]),
+        np.array([1e-310, 2e-310, 3e-309]),
+        np.full(3, 5e-320),
+        np.zeros(3),
+    ],
+    ids=["smallest", "subnormal", "equal-subnormal", "zeros"],
+)
+@pytest.mark.parametrize("method", ["auto", "richardson"])
+@pytest.mark.parametrize("mode", ["auto", "full", "probe"])
+def test_subnormal_inputs_end_in_a_report_and_a_wrong_gradient_never_passes(x, method, mode):
+    options = dict(method=method, mode=mode)
+    # a linear layer is resolved at any size (its outputs are normal numbers along the steps)
+    assert check_function(lambda x: 3 * x, lambda d, x: 3 * d, x, **options).passed
+    assert not check_function(lambda x: 3 * x, lambda d, x: 3.3 * d, x, **options).passed
+    # the gradient of x * x there is itself subnormal: not resolved, so not passed either way
+    # (at 0 it is exactly 0, which 2 x and 3 x both give)
+    for factor in (2, 3):
+        report = check_function(lambda x: x * x, lambda d, x, k=factor: k * x * d, x, **options)
+        assert report.passed == (not x.any()), str(report)
+
+
 # --- names= ----------------------------------------------------------------------------------
 
 

@@ -190,7 +190,7 @@ def format_report(report: Report) -> str:
 
 def _format_input(r: InputResult) -> list[str]:
     lines: list[str] = []
-    if (r.passed or not r.judged) and not r.notes:
+    if (r.passed or not r.judged) and not r.notes and not r.problems:
         return lines
     if not r.passed and r.n_checked and r.n_failed:
         what = "directions/entries" if any(e.index[:1] == ("direction",) for e in r.worst) else ""

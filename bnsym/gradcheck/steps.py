@@ -35,7 +35,7 @@ from bnsym.gradcheck.inputs import (
     unchecked,
     where_differs,
 )
-from bnsym.gradcheck.numeric import ForwardRaised, Loss, dot
+from bnsym.gradcheck.numeric import EPS64, MIN_COMPLEX_STEP, ForwardRaised, Loss, dot
 from bnsym.gradcheck.report import InputResult
 
 TINY = float(np.finfo(np.float64).tiny)
@@ -291,8 +291,9 @@ def comparisons(
         # the terms scale like |dout| * |out| / |x|
         natural = rms_terms / loss.scale[i]
         # and the outputs' absolute rounding where they underflow (x of 1e-200 squared is 0):
-        # the derivative of an output rounded at TINY is known to TINY / scale at best
-        extra = 4 * rms_douts * TINY * math.sqrt(sum(o.size for o in outs)) / loss.scale[i]
+        # the derivative of an output rounded at TINY is known to that over the step at best
+        # (finite differences have it in their error estimates; the complex step here)
+        extra = 0.0 if loss.method == "richardson" else 4 * loss.complex_resolution(i)
         rounding_error: np.ndarray | None = None
         if i in rounding:
             # the user's own float32 rounding, measured against the same code in float64: up
@@ -403,6 +404,7 @@ def compare_inputs(
             analytic_full[i], numeric_full[i] = check.analytic, check.numeric_all
         else:
             probed = True
+        result = resolved(layer, check, result)
         if i in grad_problems:  # the shape is wrong; the values were compared all the same
             result = with_changes(
                 result, passed=False, problems=(grad_problems[i],) + result.problems
@@ -434,6 +436,45 @@ def compare_inputs(
             for r in results
         ]
     return results, "probe" if probed else "full"
+
+
+def resolved(layer: Subject, check: Comparison, result: InputResult) -> InputResult:
+    """``result``, not judged where the numerical derivatives cannot resolve the gradient,
+    with a note of what they resolve where the outputs underflow.
+
+    The outputs of x ** 2 at x = 1e-200 are 0 in float64: L is known to TINY * |dout|, so a
+    difference quotient over a step h resolves derivatives to about that over h (1e-102 here),
+    far above the gradient (2e-200): such a check compares nothing and must not pass. The
+    complex step, grown until its imaginary parts keep their digits, resolves it.
+    """
+    loss, i = check.loss, check.i
+    if loss.resolution == 0 or loss.max_out >= MIN_COMPLEX_STEP:
+        return result  # the outputs keep their digits: the error estimates say the rest
+    fd, cs = loss.fd_resolution(i), loss.complex_resolution(i)
+    seen = cs if check.use_complex else fd
+    size = float(np.max(np.abs(check.analytic), initial=0.0))
+    natural = EPS64 * check.natural  # a gradient this far below its terms is a zero one
+    name = layer.names[i]
+    what = (
+        f"the outputs of {layer.forward_name} underflow (largest |output| {loss.max_out:.3g}): "
+        f"the numerical derivatives resolve the gradient of {name} to {seen:.3g}"
+        + ("" if check.use_complex else f" (finite differences; the complex step: {cs:.3g})")
+    )
+    # resolved: finer than the gradient; a gradient of exactly 0 (a function that is exactly
+    # 0 around the inputs, resolved to a few subnormals) finer than any normal number
+    if seen < max(size if size > 0 else TINY, natural):
+        return with_changes(result, notes=result.notes + (f"{what}, finer than it ({size:.3g})",))
+    return with_changes(
+        result,
+        passed=False,
+        judged=False,
+        problems=result.problems
+        + (
+            f"{what}, which is more than the gradient itself ({size:.3g}): its values could "
+            "not be compared (the complex step resolves more where the forward is "
+            "complex-analytic; inputs further from underflow do too)",
+        ),
+    )
 
 
 def backward_rounding(
@@ -485,11 +526,13 @@ def backward_rounding(
 def range_factor(o: np.ndarray) -> float:
     """1, or for outputs far from 1 (1e-300: an input of 1e-150 squared) the power of two that
     brings the terms of L = sum(dout * out) to about 1: their derivatives along the steps then
-    stay far from underflow and overflow (the gradients scale with dout, both sides alike)."""
+    stay far from underflow and overflow (the gradients scale with dout, both sides alike).
+    At most 2^500 either way: a gradient of 3 * x at a subnormal x times 2^1000 is 1e301, whose
+    square (in a norm) overflows."""
     size = float(np.max(np.abs(o), initial=0.0))  # not rms: squares of 1e-300 underflow
     if size == 0 or not math.isfinite(size) or 1e-100 <= size <= 1e100:
         return 1.0
-    return float(2.0 ** min(1000, max(-1000, -round(math.log2(size)))))
+    return float(2.0 ** min(500, max(-500, -round(math.log2(size)))))
 
 
 def rms(arrays: Sequence[np.ndarray]) -> float:
