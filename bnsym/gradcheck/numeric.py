@@ -84,6 +84,12 @@ def norm2(arrays: Sequence[np.ndarray]) -> float:
     )
 
 
+def _rounding(lp: float, lm: float) -> float:
+    """The rounding of L at two points of a difference quotient: a few units of their last
+    place. Where L cancels at x (x ** 2 of 1e-200 is 0) it is far larger there than at x."""
+    return 2 * EPS64 * (abs(lp) + abs(lm))
+
+
 def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Random +-1.0 of the given shape (a Rademacher direction)."""
     # the sign of uniform numbers: half the cost of integers(0, 2) * 2.0 - 1.0
@@ -379,8 +385,8 @@ class Loss:
         ws = self.snap(ws, h)
         if self.noise_measured:  # steps sized for a noisy forward: Richardson's estimate
             return self.directional(ws, False)
-        value = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
-        return value, 2 * self.noise_abs / h, ws
+        lp, lm = self.at(ws, h), self.at(ws, -h)
+        return (lp - lm) / (2 * h), (2 * self.noise_abs + _rounding(lp, lm)) / h, ws
 
     def fd_step(self) -> float:
         """The central-difference step in units of the direction: the optimum eps ** (1/3)."""
@@ -487,9 +493,11 @@ class Loss:
         self.ensure_noise()
         h = self.fd_step()
         ws = self.snap(ws, h / 2)
-        d1 = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
-        d2 = (self.at(ws, h / 2) - self.at(ws, -h / 2)) / h
-        return (4 * d2 - d1) / 3, abs(d2 - d1) / 3 + 2 * self.noise_abs / h, ws
+        lp, lm = self.at(ws, h), self.at(ws, -h)
+        hp, hm = self.at(ws, h / 2), self.at(ws, -h / 2)
+        d1, d2 = (lp - lm) / (2 * h), (hp - hm) / h
+        err = abs(d2 - d1) / 3 + (2 * self.noise_abs + 2 * _rounding(hp, hm)) / h
+        return (4 * d2 - d1) / 3, err, ws
 
     def _complex_at(self, ws: Mapping[int, np.ndarray]) -> float:
         """The complex-step derivative along ``ws`` at the current step."""
@@ -519,6 +527,7 @@ class Loss:
         grown = False
         while (
             self.imag_max < IMAG_FLOOR
+            and self.max_out < MIN_COMPLEX_STEP  # the outputs underflow, not the derivative
             and math.isfinite(value)
             and max(self.complex_step(i) * self.scale[i] for i in ws) < BOOSTED_STEP
         ):
@@ -529,7 +538,7 @@ class Loss:
         if not math.isfinite(value) and self.boost > 1.0:
             self.boost = 1.0  # grown too far: the usual step, and its value as it is
             return self._complex_at(ws), math.inf
-        if self.imag_max < IMAG_FLOOR and self.boost > 1.0:
+        if self.imag_max < IMAG_FLOOR and grown:
             self.boost_failed = True  # even the largest step leaves them underflowing
             return value, math.inf
         h = max(self.complex_step(i) for i in ws)
@@ -613,8 +622,12 @@ class Loss:
                 "large enough to keep its imaginary parts changes the derivative (it differs "
                 f"by {cs_err:.3g} from the step of half its size)"
             )
-        central = (self.at(ws, h / 2) - self.at(ws, -h / 2)) / h
-        if self.resolution > 0 and 16 * self.noise_abs / h > abs(cs):
+        hp, hm = self.at(ws, h / 2), self.at(ws, -h / 2)
+        central = (hp - hm) / h
+        # what finite differences resolve here: L's noise and its rounding at the steps (which
+        # exceeds that at x where L cancels there: x ** 2 of 1e-200 is 0, of 1e-200 + h is not)
+        fd_floor = 16 * (self.noise_abs + _rounding(hp, hm)) / h
+        if self.resolution > 0 and fd_floor > abs(cs):
             # finite differences cannot see this derivative at all: nothing to cross-check
             self.cross_check_note = (
                 f"the outputs underflow (largest |output| {self.max_out:.3g}), so finite "
@@ -622,11 +635,11 @@ class Loss:
                 "cross-check the complex step, which is used alone"
             )
             return None
-        if abs(cs - central) <= 16 * self.noise_abs / h + 1e-6 * abs(central):
+        if abs(cs - central) <= fd_floor + 1e-6 * abs(central):
             return None
         wide = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
         fd = (4 * central - wide) / 3
-        err = abs(central - wide) / 3 + 2 * self.noise_abs / h
+        err = abs(central - wide) / 3 + fd_floor / 8
         if math.isfinite(cs) and not math.isfinite(fd):
             self.cross_check_note = (
                 "finite differences leave the forward's domain (NaN/inf), so the complex step "
@@ -654,7 +667,7 @@ class Loss:
         values = np.empty(len(flat_idx))
         errs = np.empty(len(flat_idx))
 
-        def central(j: int, x0: float, hh: float) -> tuple[float, float]:
+        def central(j: int, x0: float, hh: float) -> tuple[float, float, float]:
             # the steps actually taken (x0 + hh is rounded), so the quotient is exact in them
             tp = (x0 + hh) - x0
             tm = x0 - (x0 - hh)
@@ -663,15 +676,15 @@ class Loss:
             flat[j] = x0 - tm
             lm = float(self.value(args))
             flat[j] = x0
-            return (lp - lm) / (tp + tm), (tp + tm) / 2
+            return (lp - lm) / (tp + tm), (tp + tm) / 2, _rounding(lp, lm)
 
         for k, j in enumerate(flat_idx):
             x0 = float(flat[j])
             h = self.step(i, x0)
-            d1, h1 = central(j, x0, h)
-            d2, h2 = central(j, x0, h / 2)
+            d1, h1, _ = central(j, x0, h)
+            d2, h2, rounding = central(j, x0, h / 2)
             values[k] = (4 * d2 - d1) / 3
-            errs[k] = abs(d2 - d1) / 3 + 2 * self.noise_abs / h2
+            errs[k] = abs(d2 - d1) / 3 + (2 * self.noise_abs + 2 * rounding) / h2
         return values, errs
 
     def one_sided(self, i: int, j: int) -> tuple[float, float, float, float]:

@@ -85,6 +85,13 @@ def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[n
     nondeterministic.
     """
     names, forward_name = layer.names, layer.forward_name
+    for i in layer.wrt_idx:  # no derivative at inf, and none the checker could compute at NaN
+        a = np.asarray(layer.inputs[i])
+        if not np.all(np.isfinite(a)):
+            return (
+                f"the input {names[i]!r} has {nonfinite(a)}: the derivative is not defined "
+                "there; give finite inputs (or leave this one out with wrt)"
+            )
     args_a = [copy_input(a) for a in layer.inputs]
     out_a, cache = _forward(layer, args_a)
     # the second call on the same copies (unchanged, or the first call is reported): one
@@ -452,6 +459,8 @@ def resolved(layer: Subject, check: Comparison, result: InputResult) -> InputRes
         return result  # the outputs keep their digits: the error estimates say the rest
     fd, cs = loss.fd_resolution(i), loss.complex_resolution(i)
     seen = cs if check.use_complex else fd
+    # and the error estimates of what was compared (rounding at the steps included)
+    seen = max([seen] + [e.error_estimate for e in result.worst if e.index[:1] != ("direction",)])
     size = float(np.max(np.abs(check.analytic), initial=0.0))
     natural = EPS64 * check.natural  # a gradient this far below its terms is a zero one
     name = layer.names[i]
@@ -460,9 +469,11 @@ def resolved(layer: Subject, check: Comparison, result: InputResult) -> InputRes
         f"the numerical derivatives resolve the gradient of {name} to {seen:.3g}"
         + ("" if check.use_complex else f" (finite differences; the complex step: {cs:.3g})")
     )
-    # resolved: finer than the gradient; a gradient of exactly 0 (a function that is exactly
-    # 0 around the inputs, resolved to a few subnormals) finer than any normal number
-    if seen < max(size if size > 0 else TINY, natural):
+    # resolved: finer than the gradient; for a gradient of exactly 0, finer than a unit
+    # roundoff of |dout| times the input's spread (x ** 2 at 0 is resolved to 1e-20 and its
+    # gradient 0 confirmed; at 1e-200 a gradient of 0 for 2e-200 is not: 1e-118 is coarser)
+    zero_size = EPS64 * rms(loss.dout) * loss.scale[i]
+    if seen < max(size if size > 0 else zero_size, natural):
         return with_changes(result, notes=result.notes + (f"{what}, finer than it ({size:.3g})",))
     return with_changes(
         result,
