@@ -11,7 +11,8 @@ The public surface, by concern:
   the finite-difference gradient checker (NumPy only); ``check_double_backward`` checks a
   hand-written double backward too, and says which order failed;
 - ``check_torch`` — the same checker on PyTorch functions and modules (imports torch when
-  called, never before);
+  called, never before), in reverse and forward mode and their compositions (``modes=``);
+- ``check_jvp`` — forward mode: a hand-written jvp against numerical directional derivatives;
 - ``BnsymError`` — the base of every exception bnsym raises.
 
 Names are imported lazily, so ``import bnsym`` followed by ``bnsym.check_layer`` never
@@ -45,6 +46,8 @@ _LAZY = {
     "numerical_vjp": "bnsym.gradcheck.check",
     "GradientCheckError": "bnsym.gradcheck.check",
     "check_torch": "bnsym.gradcheck.pytorch",
+    "check_jvp": "bnsym.gradcheck.jvp",
+    "ModesReport": "bnsym.gradcheck.modes",
     "Report": "bnsym.gradcheck.check",
     "BatchNorm": "bnsym.reference",
     "batchnorm_forward": "bnsym.reference",
@@ -61,6 +64,7 @@ __all__ = [
     "DerivationError",
     "GeneratedModule",
     "GradientCheckError",
+    "ModesReport",
     "OrdersReport",
     "Report",
     "__version__",
@@ -69,6 +73,7 @@ __all__ = [
     "batchnorm_forward",
     "check_double_backward",
     "check_function",
+    "check_jvp",
     "check_layer",
     "check_torch",
     "derive",
@@ -94,6 +99,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         check_layer,
         numerical_vjp,
     )
+    from bnsym.gradcheck.jvp import check_jvp
+    from bnsym.gradcheck.modes import ModesReport
     from bnsym.notes.json_doc import load_json
     from bnsym.reference import BatchNorm, batchnorm_backward, batchnorm_forward
 

@@ -119,7 +119,16 @@ def _tanh_vjp(dout, x):
 def test_correct_functions_pass_at_extreme_scales(f, vjp, scale, method):
     x = np.random.default_rng(0).normal(size=(3, 4)) * scale
     report = check_function(f, vjp, x, method=method)
-    assert report.passed, str(report)
+    # x * x of 1e-300 is 0 in float64, and of 1e-200 too: a difference quotient of outputs
+    # that are 0 resolves nothing below 1e-100 (the complex step does at 1e-200, where its
+    # imaginary parts 2 x h can be kept above underflow; not at 1e-300): such a check compares
+    # nothing, and says so instead of passing
+    unseen = f is _square and (scale <= 1e-300 or (scale == 1e-200 and method == "richardson"))
+    if unseen:
+        assert not report.passed and not report["x"].judged
+        assert "underflow" in str(report) and "could not be compared" in str(report)
+    else:
+        assert report.passed, str(report)
 
 
 @pytest.mark.parametrize("scale", [1e-150, 1e150])

@@ -1,8 +1,9 @@
 """The gradient checker: a layer's backward pass against numerical derivatives of its forward
 pass (NumPy only; importing it imports neither SymPy nor PyTorch).
 
-The public functions live in :mod:`bnsym.gradcheck.check`; :func:`check_torch` (in
-:mod:`bnsym.gradcheck.pytorch`) imports PyTorch when it is called.
+The public functions live in :mod:`bnsym.gradcheck.check` (reverse mode) and
+:mod:`bnsym.gradcheck.jvp` (forward mode); :func:`check_torch` (in :mod:`bnsym.gradcheck.pytorch`)
+imports PyTorch when it is called.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from bnsym.gradcheck.check import (
     check_layer,
     numerical_vjp,
 )
+from bnsym.gradcheck.jvp import check_jvp
+from bnsym.gradcheck.modes import ModesReport
 
 __all__ = [
     "GradientCheckError",
+    "ModesReport",
     "NotALayerError",
     "OrdersReport",
     "Report",
     "assert_layer_gradients",
     "check_double_backward",
     "check_function",
+    "check_jvp",
     "check_layer",
     "check_torch",
     "numerical_vjp",

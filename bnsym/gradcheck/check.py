@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,8 +59,16 @@ from bnsym.errors import BnsymError
 from bnsym.family.layers import Layer
 from bnsym.family.layers import layer as lookup_layer
 from bnsym.gradcheck.inputs import (
+    CheckTypeError,
+    CheckValueError,
     NotALayerError,
+    as_outputs,
     callable_name,
+    changed_shape,
+    complex_input,
+    copy_input,
+    normalize_grads,
+    nothing_to_differentiate,
     param_names,
     raised,
     resolve_wrt,
@@ -67,7 +76,17 @@ from bnsym.gradcheck.inputs import (
     validate_call,
     validate_options,
 )
-from bnsym.gradcheck.numeric import ForwardRaised, Loss
+from bnsym.gradcheck.numeric import ForwardRaised, Loss, OutputChanged
+from bnsym.gradcheck.precision import (
+    LOW_PRECISION,
+    LowRaised,
+    LowSpec,
+    input_dtypes,
+    is_low,
+    judge,
+    merge,
+    stopped_low,
+)
 from bnsym.gradcheck.report import Entry, InputResult, OrdersReport, Report
 from bnsym.gradcheck.steps import (
     FULL_LIMIT,
@@ -105,11 +124,12 @@ METHODS = ("auto", "complex", "richardson")
 
 class GradientCheckError(BnsymError, AssertionError):
     """A gradient check failed; ``.report`` holds the :class:`Report` (an
-    :class:`OrdersReport` for :func:`check_double_backward`), ``str()`` shows it."""
+    :class:`OrdersReport` for :func:`check_double_backward`, a ``ModesReport`` for
+    ``check_torch(..., modes=...)``), ``str()`` shows it."""
 
     exit_code = 1  # a failed check, not bad input
 
-    def __init__(self, report: Report | OrdersReport) -> None:
+    def __init__(self, report: Any) -> None:
         super().__init__(str(report))
         self.report = report
 
@@ -232,6 +252,23 @@ def check_function(
     >>> [(r.name, r.passed, r.checked) for r in report.inputs]
     [('x', True, True), ('gamma', True, True), ('beta', True, False)]
     """
+    options = dict(wrt=wrt, seed=seed, mode=mode, method=method, rtol=rtol, atol=atol)
+    return function_check(f, vjp, inputs, names, dout, "dout", options, layer=layer)
+
+
+def function_check(
+    f: Callable[..., Any],
+    vjp: Callable[..., Any],
+    inputs: Sequence[Any],
+    names: Sequence[str] | None,
+    dout: Any,
+    seed_name: str,
+    options: dict[str, Any],
+    low: LowSpec | None = None,
+    layer: str | Layer | None = None,
+) -> Report:
+    """:func:`check_function`, its random seed of L called ``seed_name`` in the report; ``low``
+    tells which inputs hold low-precision values (:class:`~bnsym.gradcheck.precision.LowSpec`)."""
     inputs = tuple(validate_call(f, vjp, inputs, names))
     named = None if layer is None else lookup_layer(layer)
 
@@ -249,14 +286,11 @@ def check_function(
         forward_name=callable_name(f),
         backward_name=callable_name(vjp),
         names=names or param_names(f, len(inputs)),
-        wrt=wrt,
-        seed=seed,
-        mode=mode,
-        method=method,
-        rtol=rtol,
-        atol=atol,
         dout=dout,
         named=named,
+        seed_name=seed_name,
+        low=low,
+        **options,
     )
 
 
@@ -341,7 +375,7 @@ def check_double_backward(
       order 2: ∂/∂x of the backward is wrong at [1]: tanh_do
     """
     if not callable(double_backward):
-        raise TypeError(
+        raise CheckTypeError(
             "the double_backward must be callable (a function), not "
             f"{type(double_backward).__name__} {double_backward!r:.60}"
         )
@@ -406,15 +440,14 @@ def _check_order2(
     vjp.__qualname__ = callable_name(double_backward)
     if ggrads is not None:
         ggrads = tuple(np.asarray(g) for g in _flatten(ggrads))
-    return check_function(
+    return function_check(
         grads,
         vjp,
-        *arrays,
-        *douts,
-        wrt=None if wrt is None else [*wrt, *dout_names],
-        names=[*names, *dout_names],
-        dout=ggrads,
-        **options,
+        [*arrays, *douts],
+        [*names, *dout_names],
+        ggrads,
+        "ggrads",  # the seeds of order 2: "dout" is one of its inputs
+        dict(options, wrt=None if wrt is None else [*wrt, *dout_names]),
     )
 
 
@@ -475,7 +508,7 @@ def numerical_vjp(
     """
     validate_options(seed, None, None)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        raise CheckValueError(f"method must be one of {METHODS}, not {method!r}")
     arrays = validate_call(f, f, list(inputs), None)
     with np.errstate(all="ignore"):  # NaN from a step outside the domain shows in the result
         return _numerical_vjp(f, arrays, dout, wrt, method, seed)
@@ -514,11 +547,100 @@ def _numerical_vjp(
 # --- the check --------------------------------------------------------------------------------
 
 
-def _check(*args: Any, **kwargs: Any) -> Report:
+def _check(*args: Any, low: LowSpec | None = None, **kwargs: Any) -> Report:
     # NaN and inf, at the inputs or from a step outside the domain, are reported with their
     # index; NumPy's warnings about them would only repeat that, once per evaluation
     with np.errstate(all="ignore"):
+        dtypes = input_dtypes(args[3], low)
+        if any(d is not None and is_low(d) for d in dtypes):
+            return _check_low_precision(*args, dtypes=dtypes, low=low, **kwargs)
         return _check_quietly(*args, **kwargs)
+
+
+def _check_low_precision(
+    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]],
+    run_backward: Callable[[Any, Any, Sequence[Any]], Any],
+    f: Callable[..., Any],
+    inputs: Sequence[Any],
+    *,
+    dtypes: list[str | None],
+    low: LowSpec | None,
+    **kwargs: Any,
+) -> Report:
+    """A check with bfloat16 or float16 inputs (:mod:`bnsym.gradcheck.precision`): the same
+    code in float64 against numerical derivatives (the algebra), then the user's low-precision
+    gradients against that float64 code's, within the rounding noise measured on them."""
+    inputs64 = [
+        np.array(a, dtype=np.float64) if d is not None else copy_input(a)
+        for a, d in zip(inputs, dtypes, strict=True)
+    ]
+    coarse = _not_float64(run_forward, inputs64)
+    if coarse is not None:  # no float64 twin of the code: nothing to judge its rounding against
+        names = list(kwargs["names"])
+        problem = (
+            f"{kwargs['forward_name']} returns {coarse} for float64 inputs: it does not run in "
+            "float64, so there is no float64 reference of the same code to judge your "
+            "low-precision gradients against; write it for any dtype (x.dtype, not a fixed "
+            "one) and check again"
+        )
+        return Report(
+            False,
+            seed=kwargs["seed"],
+            mode=kwargs["mode"],
+            inputs=tuple(
+                replace(
+                    unchecked(n, a, d is not None),
+                    dtype=d or np.asarray(a).dtype.name,
+                    judged=d is None,
+                )
+                for n, a, d in zip(names, inputs, dtypes, strict=True)
+            ),  # fmt: skip
+            forward=kwargs["forward_name"],
+            backward=kwargs["backward_name"],
+            problems=(problem,),
+            evaluations=1,
+        )
+    report64 = _check_quietly(run_forward, run_backward, f, inputs64, **kwargs)
+    judged = [i for i, r in enumerate(report64.inputs) if r.checked and r.judged and r.n_checked]
+    if not judged or report64.raised or report64.problems:  # nothing the judge could add
+        return merge(report64, {}, dtypes)
+    names = [r.name for r in report64.inputs]
+    forward_name, backward_name = kwargs["forward_name"], kwargs["backward_name"]
+    label = max((d for d in dtypes if d is not None and is_low(d)), key=lambda d: LOW_PRECISION[d])
+
+    def gradients(values: list[Any], douts: list[np.ndarray]) -> list[np.ndarray | None]:
+        try:
+            # a function's vjp needs no cache: its forward is not run again for one
+            cache = run_forward(values)[1] if cached else None
+            raw = run_backward(tuple(douts) if several else douts[0], cache, values)
+        except Exception as exc:
+            who = "backward" if "cache" in locals() else "forward"
+            name = backward_name if who == "backward" else forward_name
+            raise LowRaised(f"{raised(name, exc, names, values)} in {label}", who) from exc
+        grads, problems, count = normalize_grads(raw, values, names, judged)
+        if count or problems:  # NaN/inf: an overflow past the dtype's range, a rounded 0?
+            raise LowRaised(f"in {label}: {count or next(iter(problems.values()))}", None)
+        found: list[np.ndarray | None] = [None] * len(values)
+        for i in judged:  # normalize_grads found no NaN/inf; the judge's stacks are float32
+            found[i] = np.asarray(grads[i])
+        return found
+
+    out_dtypes_of = low.output_dtypes if low is not None else None
+    try:
+        out, cache_at_inputs = run_forward(list(inputs))
+    except Exception as exc:
+        problem = f"{raised(forward_name, exc, names, inputs)} in {label}"
+        return stopped_low(report64, problem, "forward", dtypes)
+    several, cached = isinstance(out, tuple | list), cache_at_inputs is not None
+    outs = as_outputs(out)
+    try:
+        out_dtypes = out_dtypes_of() if out_dtypes_of else [o.dtype.name for o in outs]
+        verdicts = judge(
+            gradients, gradients, outs, inputs, dtypes, judged, out_dtypes, kwargs["seed"]
+        )
+    except LowRaised as exc:
+        return stopped_low(report64, exc.problem, exc.who, dtypes)
+    return merge(report64, verdicts, dtypes, numpy_code=low is None)
 
 
 def _check_quietly(
@@ -538,15 +660,16 @@ def _check_quietly(
     atol: float | None,
     dout: Any,
     named: Layer | None = None,
+    seed_name: str = "dout",
 ) -> Report:
     """The check, step by step: safety, analytic gradients, numerical side, tolerances,
     comparison, and for a failed check the diagnosis. Arguments as :func:`check_layer`'s,
     the layer given as two calls, the family's member named (``named``) as a declaration."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        raise CheckValueError(f"mode must be one of {MODES}, not {mode!r}")
     validate_options(seed, rtol, atol)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        raise CheckValueError(f"method must be one of {METHODS}, not {method!r}")
     arrays = list(inputs)
     layer = Subject(
         run_forward,
@@ -557,6 +680,7 @@ def _check_quietly(
         resolve_wrt(wrt, arrays, list(names)),
         forward_name,
         backward_name,
+        seed_name,
     )
     rng = _rng(seed)
     header: dict[str, Any] = dict(seed=seed, forward=forward_name, backward=backward_name)
@@ -573,9 +697,13 @@ def _check_quietly(
             raised=who, **header,
         )  # fmt: skip
 
+    if not any(np.size(layer.inputs[i]) for i in layer.wrt_idx):
+        # nothing to differentiate: a report that says so, blaming neither forward nor backward
+        return stopped(nothing_to_differentiate(layer.names, layer.inputs), 0)
     try:
         safe = run_forward_twice(layer)
     except ForwardRaised as exc:  # the user's forward raised: a failed check, with its report
+        complex_input(forward_name, exc.error, layer.names, layer.inputs)
         return stopped(raised(forward_name, exc.error, layer.names, layer.inputs), 1, "forward")
     if isinstance(safe, str):
         return stopped(safe, 2)
@@ -605,7 +733,9 @@ def _check_quietly(
             loss.evals if loss is not None else 2,
             "forward",
         )
-    notes += noise_note(loss)
+    except OutputChanged as exc:  # no derivative where the output's shape jumps
+        return stopped(changed_shape(forward_name, exc), loss.evals if loss is not None else 2)
+    notes += noise_note(loss, seed_name)
     if sum(not r.passed and r.judged for r in results) >= 2:
         results, calls = swapped(
             layer.f, layer.inputs, douts, layer.names, returned, results, loss.decided_complex, rng
@@ -649,6 +779,19 @@ def _diagnose(
         return diagnose(lambda: loss.outputs(loss.real), loss.base, douts, grads, results, named)
     except (ForwardRaised, ArithmeticError, ValueError, TypeError, IndexError):
         return results, ""
+
+
+def _not_float64(
+    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]], inputs64: list[Any]
+) -> str | None:
+    """The dtype of an output the code returns in another precision than float64 for float64
+    inputs (``"float16 outputs"``), or None (also when it raises: the float64 check says so)."""
+    try:
+        outs = as_outputs(run_forward([copy_input(a) for a in inputs64])[0])
+    except Exception:
+        return None
+    coarse = [o.dtype.name for o in outs if o.dtype.kind == "f" and o.dtype.itemsize < 8]
+    return f"{coarse[0]} outputs" if coarse else None
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -23,6 +23,21 @@ class NotALayerError(BnsymError, TypeError):
     """check_layer's forward did not return ``(out, cache)``."""
 
 
+class CheckValueError(BnsymError, ValueError):
+    """An argument of a check that cannot be used (a bad ``seed``, ``wrt``, ``names``, a
+    ragged list): the message names the argument."""
+
+
+class CheckTypeError(BnsymError, TypeError):
+    """An argument of a check of the wrong kind (a forward that is not callable, a tolerance
+    that is not a number): the message names the argument."""
+
+
+class DtypeError(BnsymError, ValueError):
+    """An input whose dtype the checker cannot judge (integers to differentiate, complex, a
+    low-precision tensor on a device it cannot read): the message names the input and dtype."""
+
+
 def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     try:
         return np.broadcast_shapes(shape, target) == target
@@ -42,15 +57,15 @@ def validate_call(
     ValueError naming the argument that cannot be checked."""
     for role, fn in (("forward", forward), ("backward", backward)):
         if not callable(fn):
-            raise TypeError(
+            raise CheckTypeError(
                 f"the {role} must be callable (a function), not {type(fn).__name__} {fn!r:.60}"
             )
-    names = list(names) if names is not None else param_names(forward, len(inputs))
+    names = validate_names(names, len(inputs)) or param_names(forward, len(inputs))
     arrays = []
     for k, a in enumerate(inputs):
         label = f"input {k}" if k >= len(names) else f"input {names[k]!r}"
         if isinstance(a, np.matrix):
-            raise TypeError(
+            raise CheckTypeError(
                 f"{label} is an np.matrix, whose * is a matrix product and whose reductions "
                 "keep 2 axes; pass np.asarray(...) of it"
             )
@@ -58,28 +73,53 @@ def validate_call(
             try:
                 a = np.asarray(a)
             except ValueError:
-                raise ValueError(
+                raise CheckValueError(
                     f"{label} is a ragged list (rows of different lengths); give an array "
                     "with one length per axis"
                 ) from None
             if a.dtype == object:
-                raise ValueError(f"{label} is not a list of numbers; give a numeric array")
+                raise CheckValueError(f"{label} is not a list of numbers; give a numeric array")
         arrays.append(a)
     return arrays
+
+
+def validate_names(names: Any, n: int) -> list[str] | None:
+    """``names`` as a list of ``n`` distinct strings (None stays None), or an error naming it."""
+    if names is None:
+        return None
+    if isinstance(names, str | bytes) or not isinstance(names, Sequence):
+        raise CheckTypeError(
+            f"names must be a list of {n} strings, one per input, not {type(names).__name__} "
+            f"{names!r:.60}"
+        )
+    bad = [k for k in names if not isinstance(k, str)]
+    if bad:
+        raise CheckTypeError(
+            f"names must be strings, one per input; {bad[0]!r:.40} is {type(bad[0]).__name__}"
+        )
+    if len(names) != n:
+        raise CheckValueError(
+            f"names has {len(names)} name(s) {list(names)!r:.80} for {n} input(s); give one "
+            "name per input"
+        )
+    if len(set(names)) != len(names):
+        twice = next(k for k in names if list(names).count(k) > 1)
+        raise CheckValueError(f"names must be distinct; {twice!r} is given twice")
+    return list(names)
 
 
 def validate_options(seed: Any, rtol: Any, atol: Any) -> None:
     """TypeError / ValueError naming ``seed``, ``rtol`` or ``atol`` when it is unusable."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, not {seed!r}")
+        raise CheckValueError(f"seed must be an integer >= 0, not {seed!r}")
     for option, value in (("rtol", rtol), ("atol", atol)):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise TypeError(f"{option} must be a number such as 1e-6, not {value!r}")
+            raise CheckTypeError(f"{option} must be a number such as 1e-6, not {value!r}")
         # NaN compares False with everything, so a NaN tolerance would pass any gradient
         if not (np.isfinite(value) and value >= 0):
-            raise ValueError(f"{option} must be a finite number >= 0, not {value!r}")
+            raise CheckValueError(f"{option} must be a finite number >= 0, not {value!r}")
 
 
 def shapes_text(names: Sequence[str], inputs: Sequence[Any]) -> str:
@@ -91,6 +131,46 @@ def raised(fn_name: str, exc: BaseException, names: Sequence[str], inputs: Seque
     """One line for a forward or backward that raised: what, where, on which inputs."""
     first = str(exc).splitlines()[0] if str(exc) else ""
     return f"{fn_name} raised {type(exc).__name__}: {first} (inputs {shapes_text(names, inputs)})"
+
+
+def changed_shape(fn_name: str, exc: Any) -> str:
+    """One line for a forward whose outputs change shape (or number) under a small step."""
+    return (
+        f"{fn_name} returned output shape(s) {exc.after} on inputs moved by a small step, "
+        f"{exc.before} at the inputs: the output's shape depends on the inputs' values, so "
+        "it has no derivative there; nothing was compared"
+    )
+
+
+def complex_input(
+    fn_name: str, exc: BaseException, names: Sequence[str], inputs: Sequence[Any]
+) -> None:
+    """A :class:`DtypeError` when a forward raised on its very inputs and one of them is
+    complex: a complex array given to a layer of real numbers is bad input, not a bug of the
+    layer."""
+    found = [(n, np.asarray(a).dtype) for n, a in zip(names, inputs, strict=True)]
+    found = [(n, d) for n, d in found if d.kind == "c"]
+    if found:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        name, dtype = found[0]
+        raise DtypeError(
+            f"input {name!r} has dtype {dtype} and {fn_name} raised on it "
+            f"({type(exc).__name__}: {first:.120}); give real inputs: the checker differentiates "
+            "real floating-point inputs"
+        )
+
+
+def nothing_to_differentiate(names: Sequence[str], inputs: Sequence[Any]) -> str:
+    """The problem of a check with no real floating-point input with entries."""
+    kinds = ", ".join(
+        f"{n} {np.asarray(a).dtype} {tuple(np.shape(a))}"
+        for n, a in zip(names, inputs, strict=True)
+    )
+    return (
+        f"no input was checked: there is nothing to differentiate (inputs: {kinds or 'none'}); "
+        "the checker differentiates real floating-point inputs with entries (integer and "
+        "complex inputs are constants), so give at least one"
+    )
 
 
 def copy_input(a: Any) -> Any:
@@ -176,23 +256,27 @@ def resolve_wrt(
     idx = []
     for w in [wrt] if isinstance(wrt, int | str) else wrt:
         if isinstance(w, bool) or not isinstance(w, int | str | np.integer):
-            raise TypeError(
+            raise CheckTypeError(
                 f"wrt={w!r}: give inputs by position (an int) or by name (a str); "
                 f"inputs are {list(names)}"
             )
         if isinstance(w, str):
             if w not in names:
-                raise ValueError(f"wrt={w!r} is not an input; inputs are {list(names)}")
+                raise CheckValueError(f"wrt={w!r} is not an input; inputs are {list(names)}")
             i = list(names).index(w)
         else:
             if not -len(inputs) <= w < len(inputs):
-                raise ValueError(f"wrt={w} is out of range for {len(inputs)} inputs")
+                raise CheckValueError(f"wrt={w} is out of range for {len(inputs)} inputs")
             i = int(w) % len(inputs)
         if i not in floating:
-            raise ValueError(
-                f"input {names[i]!r} has dtype {np.asarray(inputs[i]).dtype}; "
-                "only floating-point inputs can be differentiated"
+            dtype = np.asarray(inputs[i]).dtype
+            why = (
+                "complex gradients are not defined for a real loss; check the real and "
+                "imaginary parts as two real inputs"
+                if dtype.kind == "c"
+                else "only floating-point inputs can be differentiated"
             )
+            raise DtypeError(f"wrt: input {names[i]!r} has dtype {dtype}; {why}")
         idx.append(i)
     return sorted(set(idx))
 

@@ -47,6 +47,20 @@ COMPLEX_STEP = 1e-20
 # is too small for the complex step (1e-300: Richardson differences instead)
 MIN_COMPLEX_STEP = float(np.finfo(np.float64).tiny) / EPS64
 MAX_COMPLEX_STEP = 1e-8
+TINY = float(np.finfo(np.float64).tiny)
+# the smallest spread a step is sized from: below it (inputs of 1e-300, subnormal ones) a step
+# of the spread's size would underflow (x + h == x, or a ZeroDivisionError), so steps are sized
+# as if the spread were this (2^-940, about 1e-283: central steps of 1e-288, complex steps of
+# 1e-292, both normal numbers)
+SCALE_FLOOR = 2.0**-940
+# the imaginary parts of a complex step's outputs must stay above this to keep their digits
+# (x ** 2 at x = 1e-200 makes them 1e-420 = 0 at the usual step): the step grows until they do,
+# at most to BOOSTED_STEP (absolute), and is then checked against half of it
+IMAG_FLOOR = TINY * 2.0**20
+BOOSTED_STEP = 2.0**-20
+# the spacing of float64 numbers at 0 (the smallest subnormal): an output that underflows is
+# known to about this, absolutely
+SUBNORMAL = 2.0**-1074
 CACHED_UNITS = 2**16  # an input's direction units are kept up to this many entries
 
 
@@ -58,6 +72,22 @@ def dot(a: np.ndarray, b: np.ndarray) -> Any:
     einsum loop takes 0.1 ms (a (512, 256) check went from 0.13 s to 0.025 s).
     """
     return np.einsum("i,i->", a, b)
+
+
+def norm2(arrays: Sequence[np.ndarray]) -> float:
+    """The 2-norm of all entries, scaled by the largest (a dout of 1e301 squares to inf)."""
+    top = max((float(np.max(np.abs(a), initial=0.0)) for a in arrays), default=0.0)
+    if top == 0 or not math.isfinite(top):
+        return top
+    return top * math.sqrt(
+        sum(float(dot((a / top).reshape(-1), (a / top).reshape(-1))) for a in arrays)
+    )
+
+
+def _rounding(lp: float, lm: float) -> float:
+    """The rounding of L at two points of a difference quotient: a few units of their last
+    place. Where L cancels at x (x ** 2 of 1e-200 is 0) it is far larger there than at x."""
+    return 2 * EPS64 * (abs(lp) + abs(lm))
 
 
 def signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -156,6 +186,16 @@ class ForwardRaised(Exception):
         self.error = error
 
 
+class OutputChanged(Exception):
+    """The forward returned outputs of another number or shape on inputs moved by a step than
+    at the inputs: its derivative is not defined there (a failed check, not an error of the
+    checker)."""
+
+    def __init__(self, before: list[tuple[int, ...]], after: list[tuple[int, ...]]) -> None:
+        super().__init__(f"the output shape(s) changed from {before} to {after}")
+        self.before, self.after = before, after
+
+
 class Loss:
     """``L(inputs) = sum(dout * f(inputs))`` with private float64 / complex128 working copies.
 
@@ -191,7 +231,7 @@ class Loss:
         self.cross_check_note: str | None = None
         # each input's entries in order: its median spread and its ties (kinks) come from them
         ordered = {i: np.sort(self.base[i], axis=None) for i in self.wrt}
-        self.scale = {i: input_scale(self.base[i], ordered[i]) for i in self.wrt}
+        self.scale = {i: max(input_scale(self.base[i], ordered[i]), SCALE_FLOOR) for i in self.wrt}
         # whether an input has exact zeros or ties (kinks); the sorted copy is not kept
         self.has_ties = {
             i: bool(s.size and (np.any(s[1:] == s[:-1]) or np.any(s == 0)))
@@ -208,7 +248,15 @@ class Loss:
         self.noise_rng: np.random.Generator | None = None  # set: noise() runs when first needed
         self.noise_measured = False
         self.eps_eval = EPS64  # relative rounding noise of L, measured by noise()
-        self.noise_abs = 0.0  # absolute rounding noise of L
+        self.noise_abs = 0.0  # absolute rounding noise of L, its resolution included
+        # L's resolution where outputs underflow: an output is known to the spacing of float64
+        # numbers at 0 at best (x of 1e-200 squared is 0), so L to a few of them times |dout|_2
+        self.resolution = 0.0
+        self.max_out = 1.0  # the largest |output| at the inputs
+        self.boost = 1.0  # the complex step's growth where its imaginary parts underflow
+        self.imag_max = 0.0  # the largest |imaginary part| of the outputs of a complex call
+        self.boost_note: str | None = None
+        self.boost_failed = False
         self.magnitude = 1.0  # the 2-norm of the terms of L
 
     # -- evaluating L ------------------------------------------------------------------------
@@ -224,12 +272,18 @@ class Loss:
 
     def value(self, args: Sequence[Any]) -> Any:
         outs = self.outputs(args)
+        self.same_shapes(outs)
         total = 0.0
         for d, o in zip(self.dout, outs, strict=True):
-            if d.shape != o.shape:
-                raise ValueError(f"the output changed shape from {d.shape} to {o.shape}")
             total = total + dot(d.reshape(-1), o.reshape(-1))
         return total
+
+    def same_shapes(self, outs: Sequence[np.ndarray]) -> None:
+        """:class:`OutputChanged` unless ``outs`` are shaped like the outputs at the inputs."""
+        if len(outs) != len(self.dout) or any(
+            d.shape != o.shape for d, o in zip(self.dout, outs, strict=False)
+        ):
+            raise OutputChanged([d.shape for d in self.dout], [o.shape for o in outs])
 
     def at(self, ws: Mapping[int, np.ndarray], t: float) -> float:
         """L at ``x_i + t w_i`` for the inputs i of the direction ``ws`` (real; snap it first)."""
@@ -246,8 +300,10 @@ class Loss:
         magnitude = math.sqrt(
             sum(float(np.sum(np.abs(d * o) ** 2)) for d, o in zip(self.dout, outs, strict=True))
         )
-        self.magnitude = max(magnitude, float(np.finfo(np.float64).tiny))
-        self.noise_abs = 2.0 * EPS64 * self.magnitude
+        self.magnitude = max(magnitude, TINY)
+        self.resolution = 4.0 * SUBNORMAL * norm2(self.dout)
+        self.max_out = max((float(np.max(np.abs(o), initial=0.0)) for o in outs), default=0.0)
+        self.noise_abs = 2.0 * EPS64 * self.magnitude + self.resolution
         self.eps_eval = EPS64
 
     def noise(self, rng: np.random.Generator) -> float:
@@ -273,13 +329,14 @@ class Loss:
         d4 = np.abs(np.diff(vals, 4))
         d4 = d4[np.isfinite(d4)]
         sigma = float(np.median(d4)) / (0.6745 * math.sqrt(70.0)) if d4.size else 0.0
-        self.noise_abs = max(2.0 * sigma, 2.0 * EPS64 * self.magnitude)
-        self.eps_eval = self.noise_abs / self.magnitude
+        relative = max(2.0 * sigma, 2.0 * EPS64 * self.magnitude)
+        self.eps_eval = relative / self.magnitude
         if not (math.isfinite(self.eps_eval) and self.eps_eval < 1.0):
             # L overflows along the steps (x of 1e150 squared): float64 rounding, and the
             # NaN/inf derivatives are reported where they occur
-            self.noise_abs = 2.0 * EPS64 * self.magnitude
+            relative = 2.0 * EPS64 * self.magnitude
             self.eps_eval = EPS64
+        self.noise_abs = relative + self.resolution
         return self.eps_eval
 
     @property
@@ -328,8 +385,8 @@ class Loss:
         ws = self.snap(ws, h)
         if self.noise_measured:  # steps sized for a noisy forward: Richardson's estimate
             return self.directional(ws, False)
-        value = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
-        return value, 2 * self.noise_abs / h, ws
+        lp, lm = self.at(ws, h), self.at(ws, -h)
+        return (lp - lm) / (2 * h), (2 * self.noise_abs + _rounding(lp, lm)) / h, ws
 
     def fd_step(self) -> float:
         """The central-difference step in units of the direction: the optimum eps ** (1/3)."""
@@ -393,19 +450,32 @@ class Loss:
     def complex_value(self, args: Sequence[Any]) -> complex:
         """L at complex arguments; call inside :func:`complex_errors`."""
         outs = self.outputs(args)
+        self.same_shapes(outs)
         if self.dout_complex is None:  # np.dot of real and complex would convert on every call
             self.dout_complex = [d.reshape(-1).astype(np.complex128) for d in self.dout]
         total = 0j
         for d, o in zip(self.dout_complex, outs, strict=True):
             if not np.iscomplexobj(o):
                 raise TypeError(f"the forward returned a real {o.dtype} array for complex input")
+            if o.size:
+                self.imag_max = max(self.imag_max, float(np.max(np.abs(o.imag))))
             total += complex(dot(d, o.reshape(-1)))
         return total
 
     def complex_step(self, i: int) -> float:
         """The complex step of input i relative to its spread: COMPLEX_STEP, or more where
-        that would make the imaginary parts subnormal (an input of 1e-310)."""
-        return max(COMPLEX_STEP, MIN_COMPLEX_STEP / self.scale[i])
+        that would make the imaginary parts subnormal (an input of 1e-310), times the growth
+        that keeps the outputs' imaginary parts from underflowing (:attr:`boost`)."""
+        return max(COMPLEX_STEP * self.boost, MIN_COMPLEX_STEP / self.scale[i])
+
+    def complex_resolution(self, i: int) -> float:
+        """The smallest error of a coordinate derivative of input i that a complex step can
+        resolve: L's resolution over the step (0 for outputs that do not underflow)."""
+        return self.resolution / (self.complex_step(i) * self.scale[i])
+
+    def fd_resolution(self, i: int) -> float:
+        """The same for a central difference: L's rounding and resolution over the step."""
+        return 2.0 * self.noise_abs / (self.fd_step() * self.scale[i])
 
     def directional(
         self, ws: Mapping[int, np.ndarray], use_complex: bool
@@ -418,24 +488,73 @@ class Loss:
         element: the analytic side is ``sum_i <g_i, w_i>`` over it.
         """
         if use_complex:  # x + i h w: the real part is not rounded
-            h = max(self.complex_step(i) for i in ws)
-
-            def compute(args: list[Any]) -> float:
-                for i, w in ws.items():
-                    z = np.empty(w.shape, dtype=np.complex128)
-                    z.real, z.imag = self.base[i], h * w
-                    args[i] = z
-                with complex_errors():
-                    return float(self.complex_value(args).imag / h)
-
-            value = self._complex_call(compute)
-            return value, 4 * EPS64 * abs(value), dict(ws)
+            value, err = self._complex_directional(ws)
+            return value, err, dict(ws)
         self.ensure_noise()
         h = self.fd_step()
         ws = self.snap(ws, h / 2)
-        d1 = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
-        d2 = (self.at(ws, h / 2) - self.at(ws, -h / 2)) / h
-        return (4 * d2 - d1) / 3, abs(d2 - d1) / 3 + 2 * self.noise_abs / h, ws
+        lp, lm = self.at(ws, h), self.at(ws, -h)
+        hp, hm = self.at(ws, h / 2), self.at(ws, -h / 2)
+        d1, d2 = (lp - lm) / (2 * h), (hp - hm) / h
+        err = abs(d2 - d1) / 3 + (2 * self.noise_abs + 2 * _rounding(hp, hm)) / h
+        return (4 * d2 - d1) / 3, err, ws
+
+    def _complex_at(self, ws: Mapping[int, np.ndarray]) -> float:
+        """The complex-step derivative along ``ws`` at the current step."""
+        h = max(self.complex_step(i) for i in ws)
+
+        def compute(args: list[Any]) -> float:
+            for i, w in ws.items():
+                z = np.empty(w.shape, dtype=np.complex128)
+                z.real, z.imag = self.base[i], h * w
+                args[i] = z
+            with complex_errors():
+                return float(self.complex_value(args).imag / h)
+
+        self.imag_max = 0.0
+        value: float = self._complex_call(compute)
+        return value
+
+    def _complex_directional(self, ws: Mapping[int, np.ndarray]) -> tuple[float, float]:
+        """(value, error) of the complex-step derivative along ``ws``.
+
+        Where the outputs' imaginary parts underflow (x ** 2 at x = 1e-200: 2 x h = 1e-420), the
+        step grows until they keep their digits (:data:`IMAG_FLOOR`), up to an absolute
+        :data:`BOOSTED_STEP`; a grown step is checked against half of it, whose difference is
+        then its error estimate (the step's O(h**2) term).
+        """
+        value = self._complex_at(ws)
+        grown = False
+        while (
+            self.imag_max < IMAG_FLOOR
+            and self.max_out < MIN_COMPLEX_STEP  # the outputs underflow, not the derivative
+            and math.isfinite(value)
+            and max(self.complex_step(i) * self.scale[i] for i in ws) < BOOSTED_STEP
+        ):
+            largest = max(self.complex_step(i) * self.scale[i] for i in ws)
+            factor = IMAG_FLOOR * 2.0**20 / self.imag_max if self.imag_max > 0 else 2.0**200
+            self.boost *= min(factor, 2.0**200, BOOSTED_STEP / largest)
+            value, grown = self._complex_at(ws), True
+        if not math.isfinite(value) and self.boost > 1.0:
+            self.boost = 1.0  # grown too far: the usual step, and its value as it is
+            return self._complex_at(ws), math.inf
+        if self.imag_max < IMAG_FLOOR and grown:
+            self.boost_failed = True  # even the largest step leaves them underflowing
+            return value, math.inf
+        h = max(self.complex_step(i) for i in ws)
+        err = 4 * EPS64 * abs(value) + 2 * self.resolution / h
+        if grown or self.boost > 1.0:
+            self.boost /= 2
+            half = self._complex_at(ws)
+            self.boost *= 2
+            err += abs(value - half)
+            if self.boost_note is None:
+                self.boost_note = (
+                    f"the outputs underflow (largest |output| {self.max_out:.3g}): the complex "
+                    f"step was grown {self.boost:.3g} times so that its imaginary parts keep "
+                    "their digits, and checked against half of it"
+                )
+        return value, err
 
     def complex_coordinates(self, i: int, flat_idx: Sequence[int]) -> np.ndarray:
         """dL/dx_i[j] for the flat indices j, one complex-step evaluation each."""
@@ -480,7 +599,7 @@ class Loss:
         # both sides along the direction finite differences actually take from x
         ws = self.snap(ws, self.fd_step() / 2)
         try:
-            cs, _, _ = self.directional(ws, use_complex=True)
+            cs, cs_err, _ = self.directional(ws, use_complex=True)
         except Exception as exc:  # any failure on complex input means: not usable
             exc = exc.error if isinstance(exc, ForwardRaised) else exc
             first = str(exc).splitlines()[0] if str(exc) else ""
@@ -491,12 +610,36 @@ class Loss:
         # step h) with its error estimate decides: it is accurate to ~1e-10 also when the
         # rounding floor of a large |x| makes the step large against the spread.
         h = self.fd_step()
-        central = (self.at(ws, h / 2) - self.at(ws, -h / 2)) / h
-        if abs(cs - central) <= 16 * self.noise_abs / h + 1e-6 * abs(central):
+        if self.boost_failed:
+            return (
+                f"the outputs underflow (largest |output| {self.max_out:.3g}) and the imaginary "
+                f"parts of a complex step stay below {IMAG_FLOOR:.3g} even at a step of "
+                f"{BOOSTED_STEP:.3g}"
+            )
+        if self.boost > 1.0 and not cs_err <= 1e-6 * abs(cs):
+            return (
+                f"the outputs underflow (largest |output| {self.max_out:.3g}) and a complex step "
+                "large enough to keep its imaginary parts changes the derivative (it differs "
+                f"by {cs_err:.3g} from the step of half its size)"
+            )
+        hp, hm = self.at(ws, h / 2), self.at(ws, -h / 2)
+        central = (hp - hm) / h
+        # what finite differences resolve here: L's noise and its rounding at the steps (which
+        # exceeds that at x where L cancels there: x ** 2 of 1e-200 is 0, of 1e-200 + h is not)
+        fd_floor = 16 * (self.noise_abs + _rounding(hp, hm)) / h
+        if self.resolution > 0 and fd_floor > abs(cs):
+            # finite differences cannot see this derivative at all: nothing to cross-check
+            self.cross_check_note = (
+                f"the outputs underflow (largest |output| {self.max_out:.3g}), so finite "
+                "differences cannot resolve the derivative along a random direction, nor "
+                "cross-check the complex step, which is used alone"
+            )
+            return None
+        if abs(cs - central) <= fd_floor + 1e-6 * abs(central):
             return None
         wide = (self.at(ws, h) - self.at(ws, -h)) / (2 * h)
         fd = (4 * central - wide) / 3
-        err = abs(central - wide) / 3 + 2 * self.noise_abs / h
+        err = abs(central - wide) / 3 + fd_floor / 8
         if math.isfinite(cs) and not math.isfinite(fd):
             self.cross_check_note = (
                 "finite differences leave the forward's domain (NaN/inf), so the complex step "
@@ -524,7 +667,7 @@ class Loss:
         values = np.empty(len(flat_idx))
         errs = np.empty(len(flat_idx))
 
-        def central(j: int, x0: float, hh: float) -> tuple[float, float]:
+        def central(j: int, x0: float, hh: float) -> tuple[float, float, float]:
             # the steps actually taken (x0 + hh is rounded), so the quotient is exact in them
             tp = (x0 + hh) - x0
             tm = x0 - (x0 - hh)
@@ -533,15 +676,15 @@ class Loss:
             flat[j] = x0 - tm
             lm = float(self.value(args))
             flat[j] = x0
-            return (lp - lm) / (tp + tm), (tp + tm) / 2
+            return (lp - lm) / (tp + tm), (tp + tm) / 2, _rounding(lp, lm)
 
         for k, j in enumerate(flat_idx):
             x0 = float(flat[j])
             h = self.step(i, x0)
-            d1, h1 = central(j, x0, h)
-            d2, h2 = central(j, x0, h / 2)
+            d1, h1, _ = central(j, x0, h)
+            d2, h2, rounding = central(j, x0, h / 2)
             values[k] = (4 * d2 - d1) / 3
-            errs[k] = abs(d2 - d1) / 3 + 2 * self.noise_abs / h2
+            errs[k] = abs(d2 - d1) / 3 + (2 * self.noise_abs + 2 * rounding) / h2
         return values, errs
 
     def one_sided(self, i: int, j: int) -> tuple[float, float, float, float]:

@@ -8,6 +8,8 @@ After ``pip install bnsym`` every test can ask for it, with no configuration::
         gradcheck.double_backward(forward, backward, double_backward, x, w, b)  # orders 1 and 2
         gradcheck.torch(MyFunction.apply, x_tensor)                # autograd's backward, or
         gradcheck.torch(module, x_tensor, order=2)                 # a module's double backward
+        gradcheck.torch(fn, x_tensor, modes=("fwd", "rev"), order=2)  # every composition
+        gradcheck.jvp(f, f_jvp, x, w)                              # f_jvp(x, w, tx, tw)
 
 A failing check raises :class:`bnsym.gradcheck.check.GradientCheckError`, so pytest shows the whole
 diagnostic report. The defaults come from the command line (or the ini file):
@@ -28,8 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
     from bnsym.gradcheck.check import OrdersReport, Report
+    from bnsym.gradcheck.modes import ModesReport
 
-_R = TypeVar("_R", "Report", "OrdersReport")
+_R = TypeVar("_R", "Report", "OrdersReport", "ModesReport")
 
 _OPTIONS = {
     # name: (type, help)
@@ -142,9 +145,22 @@ class GradCheck:
         )
         return self._raise(report)
 
-    def torch(self, fn: Any, *tensors: Any, **options: Any) -> Report:
+    def jvp(
+        self, forward: Callable[..., Any], jvp: Callable[..., Any], *inputs: Any, **options: Any
+    ) -> Report:
+        """:func:`bnsym.check_jvp`: a hand-written ``jvp(*inputs, *tangents)`` against
+        numerical directional derivatives of ``forward(*inputs)``."""
+        __tracebackhide__ = True
+        from bnsym.gradcheck.jvp import check_jvp
+
+        options = {**self.defaults, **options}
+        options.pop("mode", None)  # forward mode has random tangents only
+        return self._raise(check_jvp(forward, jvp, *inputs, **options))
+
+    def torch(self, fn: Any, *tensors: Any, **options: Any) -> Any:
         """:func:`bnsym.check_torch`: autograd's gradients of a function of tensors or an
-        ``nn.Module`` (``order=2``: the double backward); imports torch only here."""
+        ``nn.Module`` (``order=2``: the double backward; ``modes=("fwd", "rev")``: forward
+        mode and the compositions, a ModesReport); imports torch only here."""
         __tracebackhide__ = True
         from bnsym.gradcheck.pytorch import check_torch
 

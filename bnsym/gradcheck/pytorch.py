@@ -9,6 +9,12 @@ inputs too, named as the module names them (``weight``, ``0.bias``). ``order=2``
 double backward as ``torch.autograd.gradgradcheck`` does: the gradients, as a function of the
 inputs and of ``dout``, against their own numerical derivatives.
 
+``modes=("fwd", "rev")`` checks forward mode too (a custom ``Function``'s ``jvp``, the forward
+AD of a module) against numerical directional derivatives (:func:`bnsym.check_jvp`), and with
+``order=2`` every composition of the modes (the jvp of the jvp, the jvp of the vjp, the vjp of
+the jvp, the vjp of the vjp), as JAX's ``check_grads`` does; the report
+(:class:`~bnsym.gradcheck.modes.ModesReport`) leads with the mode and order that failed.
+
 PyTorch stays optional: this module imports it only when :func:`check_torch` runs, so
 ``import bnsym`` never does.
 
@@ -20,14 +26,19 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from bnsym.errors import BnsymError
-from bnsym.gradcheck.check import Report, check_function
-from bnsym.gradcheck.inputs import callable_name, param_names
+from bnsym.gradcheck.check import Report, function_check
+from bnsym.gradcheck.inputs import CheckTypeError, DtypeError, validate_names
+from bnsym.gradcheck.jvp import check_jvp
+from bnsym.gradcheck.modes import ModesReport
+from bnsym.gradcheck.precision import LowSpec
+from bnsym.gradcheck.words import ModesError, Word, parse_modes, parse_order, words
 
 __all__ = ["TorchMissingError", "check_torch"]
 
@@ -40,6 +51,7 @@ def check_torch(
     fn: Any,
     *tensors: Any,
     order: int = 1,
+    modes: Sequence[str] | str | None = None,
     wrt: Sequence[int | str] | None = None,
     seed: int = 0,
     mode: str = "auto",
@@ -47,20 +59,30 @@ def check_torch(
     rtol: float | None = None,
     atol: float | None = None,
     names: Sequence[str] | None = None,
-) -> Report:
+) -> Any:
     """Check autograd's gradients of ``fn(*tensors)`` against numerical derivatives.
 
     fn: a function of tensors returning a tensor or a tuple of tensors (e.g. ``MyFn.apply``
         of a custom ``torch.autograd.Function``), or an ``nn.Module`` (its parameters are
         checked too, after the tensors, under their names; its buffers are copied per call,
         so running statistics of the module are left as they were).
-    tensors: the inputs; floating-point ones are checked (never modified), integer ones
-        (labels, indices) are constants. Other arguments pass through unchanged.
-    order: 1 checks the backward; 2 the double backward (the gradients as functions of the
-        inputs and of ``dout``, which is then an input named ``dout``).
+    tensors: the inputs; floating-point ones are checked (never modified), integer and
+        complex ones (labels, indices) are constants. Other arguments pass through unchanged.
+    order: without ``modes``, 1 checks the backward and 2 the double backward (the gradients
+        as functions of the inputs and of ``dout``, which is then an input named ``dout``).
+    modes: ``("fwd",)``, ``("rev",)`` or ``("fwd", "rev")`` (or ``"fwd,rev"``): check every
+        composition of these modes of order 1 to ``order`` — the jvp (``torch.autograd.
+        forward_ad``: a custom Function's ``jvp``) and the vjp at order 1, and at order 2 the
+        jvp of the jvp, the jvp of the vjp (forward over reverse), the vjp of the jvp and the
+        vjp of the vjp. The seeds of the inner derivative are inputs at order 2, named
+        ``dout`` (a vjp's cotangent) and ``tx, ...`` (a jvp's tangents).
     wrt, seed, mode, method, rtol, atol, names: as :func:`bnsym.gradcheck.check.check_function`.
 
-    Returns a :class:`~bnsym.gradcheck.check.Report`.
+    Returns a :class:`~bnsym.gradcheck.check.Report` without ``modes``, else a
+    :class:`~bnsym.gradcheck.modes.ModesReport` (one report per composition). An unknown mode,
+    an order above 2, a custom Function without a ``jvp`` asked for forward mode, or a tensor
+    the checker cannot read is a bnsym exception (:class:`~bnsym.gradcheck.words.ModesError`,
+    :class:`~bnsym.gradcheck.inputs.DtypeError`); a jvp or backward that raises is a report.
 
     >>> import torch
     >>> class Square(torch.autograd.Function):
@@ -83,170 +105,148 @@ def check_torch(
             "check_torch needs PyTorch, which is not installed; "
             "pip install 'bnsym[torch]' adds the tested version"
         ) from None
+    from bnsym.gradcheck.torch_calls import TorchCode, function_class, has_own
 
-    if order not in (1, 2):
-        raise ValueError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
+    if modes is None:
+        if isinstance(order, bool) or order not in (1, 2):
+            raise ModesError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
+        wanted: list[Word] = [("rev",) * order]
+    else:
+        wanted = words(parse_modes(modes), parse_order(order))
     if not callable(fn):
-        raise TypeError(f"fn must be a function of tensors or an nn.Module, not {fn!r:.60}")
-    module = fn if isinstance(fn, torch.nn.Module) else None
-    n_args = len(tensors)
-    arrays: list[Any] = [_to_numpy(t) for t in tensors]
-    input_names = list(names) if names is not None else None
-    if module is not None:
-        params = list(module.named_parameters())
-        arrays += [p.detach().cpu().numpy() for _, p in params]
-        if input_names is None:
-            input_names = _names(module.forward, n_args) + [name for name, _ in params]
-        buffers = dict(module.named_buffers())
-    elif input_names is None:
-        input_names = _names(fn, n_args)
-    name = type(fn).__name__ if module is not None else _torch_name(fn)
+        raise CheckTypeError(f"fn must be a function of tensors or an nn.Module, not {fn!r:.60}")
+    code = TorchCode(fn, len(tensors))
+    owner = function_class(fn)
+    if owner is not None and any("fwd" in w for w in wanted) and not has_own(owner, "jvp"):
+        raise ModesError(
+            f"{code.name} has no jvp, so forward mode cannot be checked; define a jvp "
+            "staticmethod on the Function (or check modes=('rev',))"
+        )
+    notes = []
+    if owner is not None and ("fwd", "fwd") in wanted:
+        # dual tensors do not nest and torch.func.jvp does not differentiate a Function's jvp
+        # (it returns 0: pytorch/pytorch#197867), so PyTorch has no jvp of the jvp to check
+        wanted.remove(("fwd", "fwd"))
+        notes.append(
+            f"the jvp of the jvp is not checked: PyTorch cannot compute it for {code.name} "
+            "(torch.func.jvp does not differentiate a custom Function's jvp, pytorch/pytorch"
+            "#197867, and forward_ad does not nest); the vjp of the jvp checks that the jvp "
+            "is differentiable"
+        )
+    input_names = validate_names(names, len(tensors) + len(code.params))
+    input_names = input_names or code.names()
+    arrays: list[Any] = [
+        _input_array(t, input_names[k], torch) for k, t in enumerate(tensors)
+    ] + code.parameters()
+    for k, t in enumerate(tensors):
+        if isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16:
+            code.low[k] = t.dtype  # held in float32 by the checker, run in bfloat16
+    low_names = [
+        f"{input_names[k]} ({str(t.dtype).removeprefix('torch.')})"
+        for k, t in enumerate([*tensors, *(p for _, p in code.params)])
+        if isinstance(t, torch.Tensor) and t.dtype in (torch.bfloat16, torch.float16)
+    ]
+    if low_names and wanted != [("rev",)]:
+        raise DtypeError(
+            f"input {low_names[0]} is judged in reverse mode at order 1 only (bfloat16 and "
+            "float16 backwards against the same code in float64); check forward mode and order "
+            "2 in float32 or float64"
+        )
     floating = [
         i for i, a in enumerate(arrays) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
     ]
+    options: dict[str, Any] = dict(seed=seed, rtol=rtol, atol=atol)
+    reports = [
+        _check_word(code, w, arrays, floating, input_names, wrt, mode, method, options)
+        for w in wanted
+    ]
+    if modes is None:  # as before modes existed: the Report of the backward or double backward
+        return replace(reports[0], word=())
+    return ModesReport(tuple(reports), notes=tuple(notes))
 
-    def call(inputs: Sequence[Any]) -> Any:
-        if module is None:
-            return fn(*inputs)
-        state = {k: p for (k, _), p in zip(params, inputs[n_args:], strict=True)}
-        state.update({k: b.clone() for k, b in buffers.items()})  # running stats stay as they were
-        return torch.func.functional_call(module, state, tuple(inputs[:n_args]))
 
-    def forward(*inputs: Any) -> Any:
-        with torch.no_grad():
-            return _outputs_to_numpy(call([_to_tensor(a) for a in inputs]))
+# what the reports call PyTorch's computation of each composition, and its inner derivative
+_WHO: dict[Word, tuple[str, str]] = {
+    ("rev",): ("{}", "autograd backward of {}"),
+    ("fwd",): ("{}", "forward-mode AD of {}"),
+    ("rev", "rev"): ("autograd backward of {}", "autograd double backward of {}"),
+    ("fwd", "rev"): ("autograd backward of {}", "forward-mode AD of the autograd backward of {}"),
+    ("rev", "fwd"): ("forward-mode AD of {}", "autograd backward of the forward-mode AD of {}"),
+    ("fwd", "fwd"): ("torch.func.jvp of {}", "torch.func.jvp of torch.func.jvp of {}"),
+}
 
-    def gradients(dout: Any, inputs: Sequence[Any], create_graph: bool) -> Any:
-        """(tensors, gradient tensors) of the floating inputs for the upstream ``dout``."""
-        ts = [_to_tensor(a, i in floating) for i, a in enumerate(inputs)]
-        with torch.enable_grad():
-            out = call(ts)
-            outs = list(out) if isinstance(out, tuple | list) else [out]
-            douts = list(dout) if isinstance(dout, tuple) else [dout]
-            grads = torch.autograd.grad(
-                outs,
-                [ts[i] for i in floating],
-                grad_outputs=[_to_tensor(d) for d in douts],
-                create_graph=create_graph,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-        return ts, grads
 
-    def backward(dout: Any, *inputs: Any) -> tuple[Any, ...]:
-        _, grads = gradients(dout, inputs, create_graph=False)
-        result: list[Any] = [None] * len(inputs)
-        for i, g in zip(floating, grads, strict=True):
-            result[i] = g.detach().cpu().numpy()
-        return tuple(result)
+def _check_word(
+    code: Any,
+    word: Word,
+    arrays: list[Any],
+    floating: list[int],
+    input_names: list[str],
+    wrt: Sequence[int | str] | None,
+    mode: str,
+    method: str,
+    options: dict[str, Any],
+) -> Report:
+    """One composition: :func:`check_function` (outer vjp) or :func:`check_jvp` (outer jvp)
+    of the inner derivative as PyTorch computes it, as a function of the inputs and seeds."""
+    g, dg = code.derivative(word, floating, len(arrays))
+    g_name, dg_name = (who.format(code.name) for who in _WHO[word])
+    g.__qualname__, dg.__qualname__ = g_name, dg_name
+    seeds, seed_names = _seeds(code, word, arrays, floating, input_names, options["seed"])
+    names = input_names + seed_names
+    # the seeds of order 2 are checked with the inputs asked for
+    wrt_all = wrt if wrt is None or not seed_names else [*wrt, *seed_names]
+    if len(word) > 1 and method == "auto":
+        # the inner derivative is PyTorch's AD, whose complex extension is not the holomorphic
+        # one (conjugate Wirtinger calculus; a complex tangent on a real primal is cast):
+        # complex steps through it agreed along one direction and not along another
+        method = "richardson"
+    if word[0] == "rev":
+        options = dict(options, wrt=wrt_all, mode=mode, method=method)
+        low = LowSpec({i: "bfloat16" for i in code.low}, lambda: code.out_dtypes)
+        report = function_check(g, dg, [*arrays, *seeds], names, None, "dout", options, low)
+    else:
+        jvp_method = "richardson" if method == "richardson" else "auto"
+        report = check_jvp(g, dg, *arrays, *seeds, names=names, wrt=wrt_all, method=jvp_method,
+                           **options)  # fmt: skip
+    return replace(report, word=word)
 
-    options: dict[str, Any] = dict(
-        seed=seed, mode=mode, method=method, rtol=rtol, atol=atol, wrt=wrt
-    )
-    if order == 1:
-        forward.__qualname__ = name
-        backward.__qualname__ = f"autograd backward of {name}"
-        return check_function(forward, backward, *arrays, names=input_names, **options)
 
-    # order 2: the gradients g(inputs, dout) = dout . d fn / d inputs are the function, and the
-    # backward of the backward (autograd's double backward) its vector-Jacobian product
-    out = forward(*[np.array(a) if isinstance(a, np.ndarray) else a for a in arrays])
-    outs = out if isinstance(out, tuple) else (out,)
+def _seeds(
+    code: Any,
+    word: Word,
+    arrays: list[Any],
+    floating: list[int],
+    input_names: list[str],
+    seed: int,
+) -> tuple[list[np.ndarray], list[str]]:
+    """The seeds of the inner derivative at order 2 (none at order 1): a cotangent per output
+    for a vjp, named ``dout``; a tangent per floating input for a jvp, named ``t`` + its name."""
+    if len(word) == 1:
+        return [], []
     rng = np.random.default_rng([seed, 0x67726432])  # "grd2": not the caller's stream
-    douts = [rng.standard_normal(np.shape(o)).astype(np.asarray(o).dtype) for o in outs]
-    n_in = len(arrays)
-
-    def first_gradients(*inputs_dout: Any) -> tuple[Any, ...]:
-        inputs, dout = inputs_dout[:n_in], inputs_dout[n_in:]
-        d = tuple(dout) if isinstance(out, tuple) else dout[0]
-        grads = [g for g in backward(d, *inputs) if g is not None]
-        return tuple(grads)
-
-    def double_backward(ddgrads: Any, *inputs_dout: Any) -> tuple[Any, ...]:
-        inputs, dout = inputs_dout[:n_in], inputs_dout[n_in:]
-        dts = [_to_tensor(d, True) for d in dout]
-        d = tuple(dts) if isinstance(out, tuple) else dts[0]
-        ts, grads = gradients(d, inputs, create_graph=True)
-        dd = list(ddgrads) if isinstance(ddgrads, tuple) else [ddgrads]
-        wrt_tensors = [ts[i] for i in floating] + dts
-        with torch.enable_grad():
-            second = torch.autograd.grad(
-                [g for g in grads],
-                wrt_tensors,
-                grad_outputs=[_to_tensor(x) for x in dd],
-                allow_unused=True,
-                materialize_grads=True,
-            )
-        result: list[Any] = [None] * (n_in + len(dts))
-        for i, g in zip(floating + list(range(n_in, n_in + len(dts))), second, strict=True):
-            result[i] = g.detach().cpu().numpy()
-        return tuple(result)
-
-    first_gradients.__qualname__ = f"autograd backward of {name}"
-    double_backward.__qualname__ = f"autograd double backward of {name}"
-    dout_names = ["dout"] if len(douts) == 1 else [f"dout{k}" for k in range(len(douts))]
-    return check_function(
-        first_gradients,
-        double_backward,
-        *arrays,
-        *douts,
-        names=list(input_names) + dout_names,
-        **options,
-    )
+    if word[1] == "rev":
+        out = code.forward(*[np.array(a) if isinstance(a, np.ndarray) else a for a in arrays])
+        outs = out if isinstance(out, tuple) else (out,)
+        douts = [rng.standard_normal(np.shape(o)).astype(np.asarray(o).dtype) for o in outs]
+        names = ["dout"] if len(douts) == 1 else [f"dout{k}" for k in range(len(douts))]
+        return douts, names
+    tangents = [rng.standard_normal(np.shape(arrays[i])).astype(arrays[i].dtype) for i in floating]
+    return tangents, [f"t{input_names[i]}" for i in floating]
 
 
-def _to_numpy(t: Any) -> Any:
-    import torch
+def _input_array(t: Any, name: str, torch: Any) -> Any:
+    """A tensor as the NumPy array the checker works on; a tensor it cannot read is a
+    :class:`DtypeError` naming the input, its dtype and device."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    from bnsym.gradcheck.torch_calls import to_numpy
 
-    if isinstance(t, torch.Tensor):
-        return t.detach().cpu().numpy()
-    return t
-
-
-def _to_tensor(a: Any, requires_grad: bool = False) -> Any:
-    import torch
-
-    if isinstance(a, np.generic):  # a 0-d dout arrives as a NumPy scalar
-        a = np.asarray(a)
-    if not isinstance(a, np.ndarray):
-        return a
-    # the array itself where torch can share it, so that a forward writing into its input is
-    # seen by the checker; else a C-ordered copy (not ascontiguousarray: it makes 0-d 1-d)
-    shared = a.flags.c_contiguous and a.flags.writeable
-    t = torch.from_numpy(a if shared else np.array(a, order="C"))
-    return t.requires_grad_(True) if requires_grad else t
-
-
-def _outputs_to_numpy(out: Any) -> Any:
-    if isinstance(out, tuple | list):
-        return tuple(_to_numpy(o) for o in out)
-    return _to_numpy(out)
-
-
-def _function_class(fn: Any) -> Any:
-    """The custom ``torch.autograd.Function`` whose ``apply`` fn is, else None."""
-    import torch
-
-    owner = getattr(fn, "__self__", None)
-    if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
-        return owner
-    return None
-
-
-def _names(fn: Callable[..., Any], n: int) -> list[str]:
-    """The parameter names of fn (of a custom Function's forward, after ``ctx``)."""
-    owner = _function_class(fn)
     try:
-        if owner is not None:
-            return param_names(owner.forward, n + 1)[1:]
-        return param_names(fn, n)
-    except Exception:  # a builtin without a signature
-        return [f"x{i}" for i in range(n)]
-
-
-def _torch_name(fn: Any) -> str:
-    """``Square.apply`` for a custom Function's apply, else the function's name."""
-    owner = _function_class(fn)
-    if owner is not None:
-        return f"{owner.__name__}.apply"
-    return getattr(fn, "__name__", None) or callable_name(fn)
+        return to_numpy(t)
+    except (TypeError, RuntimeError, NotImplementedError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DtypeError(
+            f"input {name!r} is a {str(t.dtype).removeprefix('torch.')} tensor on device "
+            f"{t.device} that the checker cannot read ({first}); give it on the CPU"
+        ) from None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bnsym.gradcheck import words
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -113,6 +115,10 @@ class Report:
         recognised as (by its output, or as the caller named it), in words; else ``""``.
     method_notes: how the numbers were taken (the complex step not used, and why); shown
         only in a failed report, where they bear on what the reader concludes.
+    word: the composition of modes checked, outer first (:mod:`bnsym.gradcheck.words`):
+        ``("fwd",)`` for a jvp, ``("fwd", "rev")`` for the jvp of a vjp; ``()`` for a backward
+        checked by :func:`~bnsym.gradcheck.check.check_layer` and its kin. A report with a word
+        leads with what failed in words (``forward mode, order 1: the jvp of x is wrong …``).
     """
 
     passed: bool
@@ -127,6 +133,7 @@ class Report:
     raised: str | None = None
     family: str = ""
     method_notes: tuple[str, ...] = ()
+    word: tuple[str, ...] = ()
 
     def __getitem__(self, name: str) -> InputResult:
         """The result for the input called ``name``."""
@@ -155,8 +162,13 @@ def _index(index: tuple[int | str, ...]) -> str:
 def format_report(report: Report) -> str:
     """The report as text: a summary table, then per failing input its worst entries and hints."""
     verdict = "passed" if report.passed else "FAILED"
-    lines = [
-        f"gradient check {verdict}: {report.backward} vs. numerical derivatives of "
+    checked = "gradient"
+    lines = []
+    if report.word:  # what failed, in words, first; then the check as for a backward
+        checked = words.name(report.word).removeprefix("the ")
+        lines = [] if report.passed else word_findings(report)
+    lines += [
+        f"{checked} check {verdict}: {report.backward} vs. numerical derivatives of "
         f"{report.forward}",
         f"  seed={report.seed}  mode={report.mode}  forward evaluations={report.evaluations}",
     ]
@@ -213,7 +225,7 @@ def format_report(report: Report) -> str:
 
 def _format_input(r: InputResult) -> list[str]:
     lines: list[str] = []
-    if (r.passed or not r.judged) and not r.notes:
+    if (r.passed or not r.judged) and not r.notes and not r.problems:
         return lines
     if not r.passed and r.n_checked and r.n_failed:
         what = "directions/entries" if any(e.index[:1] == ("direction",) for e in r.worst) else ""
@@ -263,6 +275,49 @@ def _format_diagnosis(name: str, d: Diagnosis) -> list[str]:
             lines.append(
                 f"    {_index(index).ljust(idx_w)}  {yours + 0.0:>20.12e}  {exact + 0.0:>20.12e}"
             )
+    return lines
+
+
+def word_findings(report: Report) -> list[str]:
+    """One line per thing wrong in a check of a composition of modes, leading with the mode and
+    order: ``forward mode, order 1: the jvp of x is wrong along a random tangent: tout[2, 1]
+    is …``."""
+    word = report.word
+    title, what = words.title(word), words.name(word)
+    forward = word[0] == "fwd"
+    lines = [f"{title}: problem: {p}" for p in report.problems]
+    for r in report.inputs:
+        if r.passed or not r.judged:
+            continue
+        if forward:
+            where = (
+                f"{what} of {r.name} is wrong along a random tangent"
+                if len(word) == 1
+                else f"{what}, along a random tangent of {r.name}, is wrong"
+            )
+        else:
+            where = (
+                f"{what} of {r.name} is wrong"
+                if len(word) == 1
+                else f"{what} is wrong in ∂/∂{r.name}"
+            )
+        failing = [e for e in r.worst if not e.passed]
+        if failing:
+            e = failing[0]
+            at = (
+                f"tout{_index(e.index)} is {e.analytic + 0.0:.12g} from {report.backward}"
+                if forward
+                else f"at {r.name}{_index(e.index)} {report.backward} gives {e.analytic + 0.0:.12g}"
+            )
+            lines.append(
+                f"{title}: {where}: {at}, numerical {e.numerical + 0.0:.12g} (|difference| "
+                f"{_g(e.abs_error)} > tolerance {_g(e.tolerance)}; {r.n_failed} of "
+                f"{r.n_checked} checked differ)"
+            )
+        for problem in r.problems:
+            lines.append(f"{title}: {where}: {problem}")
+        if not failing and not r.problems:
+            lines.append(f"{title}: {where}" + (f" ({r.hints[0]})" if r.hints else ""))
     return lines
 
 

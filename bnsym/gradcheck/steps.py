@@ -21,6 +21,7 @@ import numpy as np
 
 from bnsym.gradcheck.compare import Comparison
 from bnsym.gradcheck.inputs import (
+    CheckValueError,
     NotALayerError,
     as_outputs,
     copy_input,
@@ -34,7 +35,7 @@ from bnsym.gradcheck.inputs import (
     unchecked,
     where_differs,
 )
-from bnsym.gradcheck.numeric import ForwardRaised, Loss, dot
+from bnsym.gradcheck.numeric import EPS64, MIN_COMPLEX_STEP, ForwardRaised, Loss, dot
 from bnsym.gradcheck.report import InputResult
 
 TINY = float(np.finfo(np.float64).tiny)
@@ -71,6 +72,9 @@ class Subject:
     wrt_idx: list[int]
     forward_name: str
     backward_name: str
+    # what the report calls the random seed of L = sum(seed * out): "dout" for a backward,
+    # "ggrads" for a double backward (whose inputs include a dout of their own)
+    seed_name: str = "dout"
 
 
 def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[np.ndarray]]:
@@ -81,6 +85,13 @@ def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[n
     nondeterministic.
     """
     names, forward_name = layer.names, layer.forward_name
+    for i in layer.wrt_idx:  # no derivative at inf, and none the checker could compute at NaN
+        a = np.asarray(layer.inputs[i])
+        if not np.all(np.isfinite(a)):
+            return (
+                f"the input {names[i]!r} has {nonfinite(a)}: the derivative is not defined "
+                "there; give finite inputs (or leave this one out with wrt)"
+            )
     args_a = [copy_input(a) for a in layer.inputs]
     out_a, cache = _forward(layer, args_a)
     # the second call on the same copies (unchanged, or the first call is reported): one
@@ -109,13 +120,15 @@ def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[n
     if len(outs_a) != len(outs_b) or not all(
         same(p, q) for p, q in zip(outs_a, outs_b, strict=True)
     ):
-        try:
+        shapes_a, shapes_b = [o.shape for o in outs_a], [o.shape for o in outs_b]
+        if shapes_a != shapes_b:
+            differ = f"return outputs of shape(s) {shapes_a} and {shapes_b}"
+        else:
             diff = max(float(np.max(np.abs(p - q))) for p, q in zip(outs_a, outs_b, strict=True))
-        except ValueError:  # different numbers or shapes of outputs
-            diff = float("nan")
+            differ = f"differ by up to {diff:.3g}"
         return (
-            f"{forward_name} is nondeterministic: two calls on the same inputs differ by up to "
-            f"{diff:.3g} (random numbers without a fixed seed, e.g. dropout?); "
+            f"{forward_name} is nondeterministic: two calls on the same inputs {differ} "
+            "(random numbers without a fixed seed, e.g. dropout?); "
             "its gradient cannot be checked numerically"
         )
     return out_a, cache, args_a, outs_a
@@ -163,8 +176,8 @@ def analytic_gradients(
         douts = [np.asarray(d) for d in (dout if isinstance(dout, tuple) else [dout])]
         shapes = [o.shape for o in outs]
         if [d.shape for d in douts] != shapes:
-            raise ValueError(
-                f"dout has shape(s) {[d.shape for d in douts]}, the output(s) of "
+            raise CheckValueError(
+                f"{layer.seed_name} has shape(s) {[d.shape for d in douts]}, the output(s) of "
                 f"{layer.forward_name} {shapes}; pass a tuple of arrays for several outputs"
             )
     dout_arg: Any = tuple(douts) if isinstance(out, tuple | list) else douts[0]
@@ -176,8 +189,8 @@ def analytic_gradients(
     problems: list[str] = []
     if not all(same(p, q) for p, q in zip(as_outputs(dout_copy), douts, strict=True)):
         problems.append(
-            f"{backward_name} modifies dout in place; the upstream gradient may be shared, "
-            "so a backward must not write into it"
+            f"{backward_name} modifies {layer.seed_name} in place; the upstream gradient may "
+            "be shared, so a backward must not write into it"
         )
     for i, (a, orig) in enumerate(zip(args, layer.inputs, strict=True)):
         if isinstance(orig, np.ndarray) and not same(a, orig):
@@ -229,12 +242,12 @@ def numerical_side(
     return loss, chosen_mode, []
 
 
-def noise_note(loss: Loss) -> list[str]:
+def noise_note(loss: Loss, seed_name: str = "dout") -> list[str]:
     """A note when L rounds far above float64 (float32 inside, or a kink next to x)."""
     if loss.eps_eval <= 1e-13:
         return []
     return [
-        f"L = sum(dout * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
+        f"L = sum({seed_name} * out) varies by {loss.eps_eval:.2g} relative on tiny steps (float32 "
         "inside, or a kink or singularity next to x?); steps and tolerances are sized for it"
     ]
 
@@ -286,8 +299,9 @@ def comparisons(
         # the terms scale like |dout| * |out| / |x|
         natural = rms_terms / loss.scale[i]
         # and the outputs' absolute rounding where they underflow (x of 1e-200 squared is 0):
-        # the derivative of an output rounded at TINY is known to TINY / scale at best
-        extra = 4 * rms_douts * TINY * math.sqrt(sum(o.size for o in outs)) / loss.scale[i]
+        # the derivative of an output rounded at TINY is known to that over the step at best
+        # (finite differences have it in their error estimates; the complex step here)
+        extra = 0.0 if loss.method == "richardson" else 4 * loss.complex_resolution(i)
         rounding_error: np.ndarray | None = None
         if i in rounding:
             # the user's own float32 rounding, measured against the same code in float64: up
@@ -394,6 +408,7 @@ def compare_inputs(
             result = check.full()
         else:
             probed = True
+        result = resolved(layer, check, result)
         if i in grad_problems:  # the shape is wrong; the values were compared all the same
             result = with_changes(
                 result, passed=False, problems=(grad_problems[i],) + result.problems
@@ -417,6 +432,49 @@ def compare_inputs(
             )
         results.append(result)
     return results, "probe" if probed else "full"
+
+
+def resolved(layer: Subject, check: Comparison, result: InputResult) -> InputResult:
+    """``result``, not judged where the numerical derivatives cannot resolve the gradient,
+    with a note of what they resolve where the outputs underflow.
+
+    The outputs of x ** 2 at x = 1e-200 are 0 in float64: L is known to TINY * |dout|, so a
+    difference quotient over a step h resolves derivatives to about that over h (1e-102 here),
+    far above the gradient (2e-200): such a check compares nothing and must not pass. The
+    complex step, grown until its imaginary parts keep their digits, resolves it.
+    """
+    loss, i = check.loss, check.i
+    if loss.resolution == 0 or loss.max_out >= MIN_COMPLEX_STEP:
+        return result  # the outputs keep their digits: the error estimates say the rest
+    fd, cs = loss.fd_resolution(i), loss.complex_resolution(i)
+    seen = cs if check.use_complex else fd
+    # and the error estimates of what was compared (rounding at the steps included)
+    seen = max([seen] + [e.error_estimate for e in result.worst if e.index[:1] != ("direction",)])
+    size = float(np.max(np.abs(check.analytic), initial=0.0))
+    natural = EPS64 * check.natural  # a gradient this far below its terms is a zero one
+    name = layer.names[i]
+    what = (
+        f"the outputs of {layer.forward_name} underflow (largest |output| {loss.max_out:.3g}): "
+        f"the numerical derivatives resolve the gradient of {name} to {seen:.3g}"
+        + ("" if check.use_complex else f" (finite differences; the complex step: {cs:.3g})")
+    )
+    # resolved: finer than the gradient; for a gradient of exactly 0, finer than a unit
+    # roundoff of |dout| times the input's spread (x ** 2 at 0 is resolved to 1e-20 and its
+    # gradient 0 confirmed; at 1e-200 a gradient of 0 for 2e-200 is not: 1e-118 is coarser)
+    zero_size = EPS64 * rms(loss.dout) * loss.scale[i]
+    if seen < max(size if size > 0 else zero_size, natural):
+        return with_changes(result, notes=result.notes + (f"{what}, finer than it ({size:.3g})",))
+    return with_changes(
+        result,
+        passed=False,
+        judged=False,
+        problems=result.problems
+        + (
+            f"{what}, which is more than the gradient itself ({size:.3g}): its values could "
+            "not be compared (the complex step resolves more where the forward is "
+            "complex-analytic; inputs further from underflow do too)",
+        ),
+    )
 
 
 def backward_rounding(
@@ -468,11 +526,13 @@ def backward_rounding(
 def range_factor(o: np.ndarray) -> float:
     """1, or for outputs far from 1 (1e-300: an input of 1e-150 squared) the power of two that
     brings the terms of L = sum(dout * out) to about 1: their derivatives along the steps then
-    stay far from underflow and overflow (the gradients scale with dout, both sides alike)."""
+    stay far from underflow and overflow (the gradients scale with dout, both sides alike).
+    At most 2^500 either way: a gradient of 3 * x at a subnormal x times 2^1000 is 1e301, whose
+    square (in a norm) overflows."""
     size = float(np.max(np.abs(o), initial=0.0))  # not rms: squares of 1e-300 underflow
     if size == 0 or not math.isfinite(size) or 1e-100 <= size <= 1e100:
         return 1.0
-    return float(2.0 ** min(1000, max(-1000, -round(math.log2(size)))))
+    return float(2.0 ** min(500, max(-500, -round(math.log2(size)))))
 
 
 def rms(arrays: Sequence[np.ndarray]) -> float:
