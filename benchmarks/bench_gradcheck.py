@@ -24,8 +24,16 @@
    check of a few milliseconds is otherwise timed by the other jobs of a shared machine;
    ``--only diagnosis`` runs this section alone).
 
+4. Low precision: a (4, 8, 4096) layer norm (F.layer_norm) checked in bfloat16 and float16
+   against the float32 check of the same layer (goal: bfloat16 within 3x); PyTorch on one
+   thread, process CPU time, the dtypes taking turns.
+5. Forward mode: check_torch(fn, ..., modes=("fwd",)) against torch.autograd.gradcheck(fn,
+   check_forward_ad=True, fast_mode=True) (goal: no slower), and against its forward-only
+   variant (check_backward_ad=False), on F.layer_norm in float64 at (4, 8), (64, 32) and
+   (512, 256).
+
 Prints Markdown tables (the README's gradient-checker section quotes them). Needs torch; it is
-not a dependency.
+not a dependency. ``--sections 4,5`` runs only those.
 """
 
 from __future__ import annotations
@@ -373,6 +381,122 @@ def print_diagnosis_cost(repeat: int) -> None:
         )
 
 
+# --- low precision and forward mode --------------------------------------------------------------
+
+
+def _layer_norm(d: int) -> Any:
+    return lambda x, w, b: torch.nn.functional.layer_norm(x, (d,), w, b)
+
+
+def _best_cpu(runs: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Best process CPU time per run, the runs taking turns in every round (the machine's load
+    shows in the wall clock, far less in a process's own CPU time)."""
+    for run in runs.values():
+        run()  # warm up
+    best = dict.fromkeys(runs, math.inf)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.process_time()
+            run()
+            best[name] = min(best[name], time.process_time() - start)
+    return best
+
+
+def low_precision(rounds: int) -> tuple[dict[str, float], dict[str, bool]]:
+    """CPU time of check_torch on F.layer_norm at (4, 8, 4096) per dtype, and the verdicts."""
+    from bnsym.gradcheck.pytorch import check_torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 4096, generator=gen, dtype=torch.float64) + 0.5
+    gamma = 1 + 0.3 * torch.randn(4096, generator=gen, dtype=torch.float64)
+    beta = 0.3 * torch.randn(4096, generator=gen, dtype=torch.float64)
+    fn = _layer_norm(4096)
+    inputs = {
+        name: [t.to(dtype) for t in (x, gamma, beta)]
+        for name, dtype in (
+            ("float32", torch.float32),
+            ("bfloat16", torch.bfloat16),
+            ("float16", torch.float16),
+        )
+    }
+    verdicts = {name: check_torch(fn, *a).passed for name, a in inputs.items()}
+    runs = {name: (lambda a=a: check_torch(fn, *a)) for name, a in inputs.items()}
+    return _best_cpu(runs, rounds), verdicts
+
+
+def forward_mode(rounds: int) -> list[tuple[str, dict[str, float]]]:
+    """CPU time of bnsym's forward-mode check against torch's gradcheck with forward AD."""
+    from bnsym.gradcheck.pytorch import check_torch
+
+    rows = []
+    for shape in [(4, 8), (64, 32), (512, 256)]:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        w = torch.randn(shape[-1], generator=gen, dtype=torch.float64)
+        b = torch.randn(shape[-1], generator=gen, dtype=torch.float64)
+        fn = _layer_norm(shape[-1])
+        leaves = tuple(t.clone().requires_grad_(True) for t in (x, w, b))
+
+        def torch_fwd_rev(leaves: Any = leaves, fn: Any = fn) -> Any:
+            return torch.autograd.gradcheck(fn, leaves, check_forward_ad=True, fast_mode=True)
+
+        def torch_fwd(leaves: Any = leaves, fn: Any = fn) -> Any:
+            return torch.autograd.gradcheck(
+                fn, leaves, check_forward_ad=True, check_backward_ad=False, fast_mode=True
+            )
+
+        def bnsym_fwd(fn: Any = fn, args: Any = (x, w, b)) -> Any:
+            report = check_torch(fn, *args, modes=("fwd",))
+            assert report.passed, str(report)
+            return report
+
+        runs = {
+            "torch fwd+rev (fast)": torch_fwd_rev,
+            "torch fwd only (fast)": torch_fwd,
+            "bnsym modes=fwd": bnsym_fwd,
+        }
+        rows.append((str(shape), _best_cpu(runs, rounds)))
+    return rows
+
+
+def print_low_precision(rounds: int) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as research-19 measured it: one thread, CPU time
+    try:
+        times, verdicts = low_precision(rounds)
+    finally:
+        torch.set_num_threads(threads)
+    print("\n## Low precision: F.layer_norm (4, 8, 4096), one torch thread, CPU time\n")
+    print("| dtype | check_torch | / float32 | verdict |")
+    print("|---|---|---|---|")
+    for name, t in times.items():
+        verdict = "pass" if verdicts[name] else "FAIL"
+        print(f"| {name} | {fmt_time(t)} | {t / times['float32']:.2f}x | {verdict} |")
+    ratio = times["bfloat16"] / times["float32"]
+    print(f"\nGoal: bfloat16 within 3x the float32 check ({ratio:.2f}x)")
+
+
+def print_forward_mode(rounds: int) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = forward_mode(rounds)
+    finally:
+        torch.set_num_threads(threads)
+    print("\n## Forward mode: F.layer_norm, float64, one torch thread, CPU time\n")
+    names = list(rows[0][1])
+    print("| x shape | " + " | ".join(names) + " | bnsym / torch fwd+rev | bnsym / torch fwd |")
+    print("|---|" + "---|" * (len(names) + 2))
+    for shape, t in rows:
+        b, fr, f = t["bnsym modes=fwd"], t["torch fwd+rev (fast)"], t["torch fwd only (fast)"]
+        print(
+            f"| {shape} | " + " | ".join(fmt_time(t[k]) for k in names) + f" | {b / fr:.2f} | "
+            f"{b / f:.2f} |"
+        )
+    print("\nGoal: check_torch(modes=('fwd',)) no slower than gradcheck(check_forward_ad=True, "
+          "fast_mode=True)")  # fmt: skip
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -388,15 +512,25 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["diagnosis"], help="run one section alone: the diagnosis' cost"
     )
+    parser.add_argument(
+        "--sections", default="1,2,3,4,5", help="the sections to run, e.g. 4,5; default all"
+    )
     args = parser.parse_args()
     if args.only == "diagnosis":
         print_diagnosis_cost(args.repeat * 4)
         return
+    sections = {int(k) for k in args.sections.split(",")}
     print(
         f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
         f"bnsym {bnsym.__version__}, {platform.machine()}, torch threads "
         f"{torch.get_num_threads()}"
     )
+    if 4 in sections:
+        print_low_precision(args.repeat * 3)
+    if 5 in sections:
+        print_forward_mode(args.repeat * 3)
+    if not sections & {1, 2, 3}:
+        return
     print("\n## Speed: batch norm, float64 (best of runs)\n")
     print(
         "| shape | "

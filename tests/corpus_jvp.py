@@ -19,10 +19,8 @@ x_hat = (x - mu) rstd, y = gamma x_hat + beta:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-
-EPS = 1e-5
+from corpus_jvp_numpy import EPS, np_layer_norm, np_layer_norm_jvp  # noqa: F401 - re-exported
 
 
 def _stats(x):
@@ -132,26 +130,3 @@ def layer_norm_inputs(shape=(4, 6), dtype=torch.float64, seed=0):
     gamma = (1 + 0.3 * torch.randn(shape[-1], generator=gen, dtype=torch.float64)).to(dtype)
     beta = torch.randn(shape[-1], generator=gen, dtype=torch.float64).to(dtype)
     return x, gamma, beta
-
-
-# --- NumPy ---------------------------------------------------------------------------------
-
-
-def np_layer_norm(x, gamma, beta):
-    mu = x.mean(-1, keepdims=True)
-    xc = x - mu
-    rstd = 1.0 / np.sqrt((xc * xc).mean(-1, keepdims=True) + EPS)
-    return gamma * xc * rstd + beta
-
-
-def np_layer_norm_jvp(x, gamma, beta, tx, tgamma, tbeta, wrong=None):
-    mu = x.mean(-1, keepdims=True)
-    xc = x - mu
-    rstd = 1.0 / np.sqrt((xc * xc).mean(-1, keepdims=True) + EPS)
-    x_hat = xc * rstd
-    centred = tx if wrong == "mean" else tx - tx.mean(-1, keepdims=True)
-    t_hat = rstd * (centred - x_hat * (tx * x_hat).mean(-1, keepdims=True))
-    ty = (2.0 if wrong == "factor" else 1.0) * gamma * t_hat + tbeta
-    if wrong != "gamma":
-        ty = ty + tgamma * x_hat
-    return gamma * x_hat + beta, ty

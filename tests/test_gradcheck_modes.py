@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from corpus_jvp import np_layer_norm, np_layer_norm_jvp
+from corpus_jvp_numpy import np_layer_norm, np_layer_norm_jvp
 
 import bnsym
 from bnsym.errors import BnsymError
