@@ -203,6 +203,11 @@ def test_scalenorm_is_checked_from_the_command_line(user_dir, order, torch):
             "mine.py:bad",
             "grouping='diagonal' is not known",
         ),
+        (
+            "import bnsym\nbad = bnsym.Layer(name='Bad Name')\n",
+            "mine.py:bad",
+            "(it is the --layer spelling), e.g. name='scalenorm'.",  # whole, one full stop
+        ),
         (None, "no_such_module:layer", "no module named 'no_such_module'"),
         (None, "mine.py:not-a-name", "'not-a-name' after ':' is not a Python name"),
         (None, "mine.py:", "'' after ':' is not a Python name"),
@@ -214,6 +219,7 @@ def test_scalenorm_is_checked_from_the_command_line(user_dir, order, torch):
         "not-a-layer",
         "contradicts",
         "unknown-grouping",
+        "layer-name",
         "no-module",
         "bad-name",
         "empty-name",

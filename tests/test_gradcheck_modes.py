@@ -307,3 +307,22 @@ def test_wrong_jvp(gradcheck):
     result.stdout.fnmatch_lines(
         ["*GradientCheckError: forward mode, order 1: the jvp of x is wrong along*"]
     )
+
+
+def test_a_forward_that_returns_out_and_cache_is_a_report_not_a_numpy_error():
+    # a course-style forward (out, cache) given where f(*inputs) -> out belongs
+    def forward(x, g):
+        return g * x, (x, g, np.ones(3))
+
+    def jvp(x, g, tx, tg):
+        return g * x, g * tx + tg * x
+
+    def vjp(dout, x, g):
+        return dout * g, (dout * x).sum(0)
+
+    x, g = np.linspace(-1, 1, 6).reshape(2, 3), np.ones(3)
+    for report in (bnsym.check_jvp(forward, jvp, x, g), bnsym.check_function(forward, vjp, x, g)):
+        assert not report.passed
+        (problem,) = report.problems
+        assert "forward is tuple (array(" in problem and "\n" not in problem
+        assert "returns out alone (check_layer takes one that returns (out, cache))" in problem

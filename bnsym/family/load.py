@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from bnsym.errors import BnsymError
 from bnsym.family.layers import Layer, LayerError, layer
 
 __all__ = ["load_layer"]
@@ -112,6 +113,9 @@ def _import(name: str, shown: str) -> ModuleType:
 
 
 def _one_line(exc: BaseException) -> str:
-    first = (str(exc).splitlines() or [""])[0]
-    first = first if len(first) <= 120 else first[:117] + "..."
+    """The exception's first line, without its closing full stop (the caller adds one); a
+    bnsym error whole (it says what to do), another cut at 120 characters."""
+    first = (str(exc).splitlines() or [""])[0].rstrip(".")
+    limit = 600 if isinstance(exc, BnsymError) else 120
+    first = first if len(first) <= limit else first[: limit - 1] + "…"
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -212,7 +212,18 @@ def output_label(k: int, outs: Sequence[Any]) -> str:
 
 
 def as_outputs(out: Any) -> list[np.ndarray]:
-    return [np.asarray(o) for o in (out if isinstance(out, tuple | list) else [out])]
+    """The forward's outputs as arrays; one that is no array of numbers (a ragged tuple, a
+    cache of mixed things) becomes an object array, which the safety step reports."""
+    return [_as_array(o) for o in (out if isinstance(out, tuple | list) else [out])]
+
+
+def _as_array(o: Any) -> np.ndarray:
+    try:
+        return np.asarray(o)
+    except (ValueError, TypeError):  # ragged: NumPy refuses to guess a shape
+        boxed = np.empty((), dtype=object)
+        boxed[()] = o
+        return boxed
 
 
 def float_dtype(dtype: np.dtype) -> np.dtype:

@@ -111,8 +111,15 @@ def run_forward_twice(layer: Subject) -> str | tuple[Any, Any, list[Any], list[n
         if o.dtype.kind not in "biuf":
             return (
                 f"the output{output_label(k, outs_a)} of {forward_name} is "
-                f"{type(raw[k]).__name__} {raw[k]!r:.40}, not an array of real numbers; the "
+                f"{type(raw[k]).__name__} {' '.join(repr(raw[k]).split()):.40}, not an array of "
+                "real numbers; the "
                 "forward must return an array (or a tuple of arrays)"
+                + (
+                    "; give a forward that returns out alone (check_layer takes one that "
+                    "returns (out, cache))"
+                    if len(raw) == 2 and k == 1
+                    else ""
+                )
             )
     for k, o in enumerate(outs_a):
         if not np.all(np.isfinite(o)):

@@ -22,6 +22,7 @@ import sympy as sp
 
 from bnsym.core.cutoffs import GENERAL_PROOF_MIN_M, SHORT_MAX_M
 from bnsym.core.graph import Step
+from bnsym.family.words import own_words
 from bnsym.notes import latex as notes
 from bnsym.notes import text as render
 from bnsym.notes.text import Section
@@ -88,6 +89,13 @@ CLOSED = {
 }
 
 
+def _own_words(text: str, md: ModesDerivation) -> str:
+    """``text`` in the layer's own words (:func:`bnsym.family.words.own_words`)."""
+    d = md.derivation
+    layer = d.symbols.layer
+    return own_words(text, centred=layer.centred, beta=layer.beta and d.options.affine)
+
+
 def _short(md: ModesDerivation, steps: tuple[Step, ...] | list[Step]) -> tuple[Step, ...]:
     """``steps``, or above m = SHORT_MAX_M each family of per-element lines (a name with
     several indices: x̂̇₁ … x̂̇_m) by its first."""
@@ -129,12 +137,19 @@ def sections(md: ModesDerivation) -> list[Section]:
                 "form below drops it."
             )
         out.append(
-            Section(f"modes_{c.word}", TITLES[c.word], INTROS[c.word], _short(md, steps), outro)
+            Section(
+                f"modes_{c.word}",
+                TITLES[c.word],
+                _own_words(INTROS[c.word], md),
+                _short(md, steps),
+                outro,
+            )
         )
         if c.closed_form:
             key = f"modes_{c.word}_closed_form"
             title = f"{TITLES[c.word].split(':')[0].split(' (')[0]}: closed form"
-            out.append(Section(key, title, CLOSED[c.word], _short(md, c.closed_form)))
+            closed = _own_words(CLOSED[c.word], md)
+            out.append(Section(key, title, closed, _short(md, c.closed_form)))
         if c.word == "f" and md.general is not None:
             g = md.general
             proved = [n for n, ok in g.verified.items() if ok]

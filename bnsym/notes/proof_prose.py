@@ -131,7 +131,11 @@ def why(
         ),
         "undo_normalization": (
             f"{'' if shared else 'every '}{gamma} = {root}"
-            + (f" and {'' if shared else 'every '}{beta} = {mu}" if has_beta else "")
+            + (
+                f" and {'' if shared else 'every '}{beta} = {mu if centred else 0}"
+                if has_beta
+                else ""
+            )
             + (" give" if has_beta or shared else " gives")
             + " back yᵢ = xᵢ. Why: "
             + (
@@ -139,6 +143,8 @@ def why(
                 if has_beta and centred
                 else f"{gamma}·x̂ᵢ = {root}·(xᵢ − {mu})/{root} = xᵢ − {mu}, which is xᵢ at {mu} = 0."
                 if centred
+                else f"{gamma}·x̂ᵢ + {beta} = {root}·xᵢ/{root} + 0 = xᵢ."
+                if has_beta
                 else f"{gamma}·x̂ᵢ = {root}·xᵢ/{root} = xᵢ."
             )
         ),
@@ -212,6 +218,10 @@ def why(
             f"yᵢ = ({gamma}/{root})·xᵢ + ({beta} − {gamma}·{mu}/{root}). Why: expand "
             f"{gamma}·(xᵢ − {mu})/{root} + {beta}; {mu} and {var} are constants at inference, "
             "so the scale and the shift are computed once, not for every input."
+            if centred
+            else f"yᵢ = ({gamma}/{root})·xᵢ{' + ' + beta if has_beta else ''}. Why: {gamma}·xᵢ/"
+            f"{root}{' + ' + beta if has_beta else ''} with {var} a constant at inference, so "
+            "the scale is computed once, not for every input (nothing is subtracted)."
         ),
         "running_var_unbiased": (
             (

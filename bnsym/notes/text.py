@@ -640,7 +640,9 @@ def describe(d: Derivation) -> str:
         if o.eps_placement != "inside":
             parts.append(placement.format(*["√σ²_run"] * 2).replace("√σ²_run²", "σ²_run"))
     elif not d.symbols.layer.centred:
-        parts = ["mean square (1/m)", placement.format("ν", "ν")]
+        # train mode named where the layer has another (RMS norm has training mode alone)
+        train = ["train mode"] if "eval" in d.symbols.layer.modes else []
+        parts = [*train, "mean square (1/m)", placement.format("ν", "ν")]
     else:
         parts = [
             "train mode",
@@ -793,7 +795,12 @@ def _sections(d: Derivation) -> Iterator[Section]:
         else "Forward pass at inference",
         f"{stats}, normalize{then}."
         if train
-        else f"The running mean μ_run and variance σ²_run are constants; normalize{then}.",
+        else (
+            "The running mean μ_run and variance σ²_run are constants"
+            if decl.centred
+            else "The running mean square σ²_run is a constant (nothing is subtracted)"
+        )
+        + f"; normalize{then}.",
         _distinct(d, d.forward),
     )
     yield Section(

@@ -156,6 +156,7 @@ def _first(
 ) -> tuple[sp.Expr, sp.Expr, list[sp.Expr], list[sp.Expr]]:
     """μ̇, Ḋ, ḋ_i and x̂̇_i along the tangent ``t``, as steps named ``prefix`` + mu, D, xhat_i."""
     m = s.m
+    shown = {"dot": "ẋ", "del": "δx"}.get(prefix, prefix + "x")  # the tangent, as the notes name it
     mu_dot = _mean(out, prefix + (s.mu.name if s.layer.centred else "mu"), t.x, f)
     d_dot = [tx - mu_dot for tx in t.x]
     if f.train:
@@ -163,15 +164,19 @@ def _first(
         D_dot = out.define(
             prefix + "D",
             kr * sp.Add(*[a * b for a, b in zip(x_hat, t.x, strict=True)]),
-            "k·r·Σ x̂·ẋ",
+            f"k·r·Σ x̂·{shown}",
         )
         xh_dot = [
-            out.define(prefix + s.x_hat[i].name, (d_dot[i] - x_hat[i] * D_dot) / f.D, "P_r(ẋ)/D")
+            out.define(
+                prefix + s.x_hat[i].name, (d_dot[i] - x_hat[i] * D_dot) / f.D, f"P_r({shown})/D"
+            )
             for i in range(m)
         ]
     else:
         D_dot = sp.Integer(0)
-        xh_dot = [out.define(prefix + s.x_hat[i].name, t.x[i] / f.D, "ẋ/D") for i in range(m)]
+        xh_dot = [
+            out.define(prefix + s.x_hat[i].name, t.x[i] / f.D, f"{shown}/D") for i in range(m)
+        ]
     return mu_dot, D_dot, d_dot, xh_dot
 
 
@@ -226,7 +231,9 @@ def ff_closed_form(
                 "deldot" + s.x_hat[i].name,
                 (deldot.x[i] - mu_dd - xh_dot[i] * D_del - xh_del[i] * D_dot - x_hat[i] * D_dd)
                 / f.D,
-                "x̂·D = x − μ, differentiated twice",
+                "x̂·D = x − μ, differentiated twice"
+                if s.layer.centred
+                else "x̂·D = x, differentiated twice",
             )
             for i in range(m)
         ]

@@ -355,7 +355,8 @@ def _prove(
                     HESSIAN_JI,
                     "hessian_symmetric",
                     note="H is the Hessian of Σᵢ ∂ℓ/∂yᵢ·yᵢ in x, ∂ℓ/∂y held fixed: with "
-                    "ḡ_γ = ḡ_β = 0, ∂ℓ₂/∂x = H·ḡ_x, the Hessian-vector product",
+                    + ("ḡ_γ = ḡ_β = 0" if o.layer.beta else "ḡ_γ = 0")
+                    + ", ∂ℓ₂/∂x = H·ḡ_x, the Hessian-vector product",
                 ),
                 symmetric,
                 "the coefficient of ḡ_{x_j} in ∂ℓ₂/∂x_i equals that of ḡ_{x_i} in ∂ℓ₂/∂x_j "

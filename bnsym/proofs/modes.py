@@ -42,6 +42,7 @@ from bnsym.core.general import GeneralForward
 from bnsym.core.graph import Step
 from bnsym.core.higher import differentiate
 from bnsym.core.options import DerivationError
+from bnsym.family.words import own_words
 from bnsym.proofs.forward import (
     Tangents,
     ff_closed_form,
@@ -332,8 +333,13 @@ class _Proofs:
             self.backward_read = True
 
     def record(self, name: str, ok: bool, method: str, statement: Step | None = None) -> None:
+        """The verdict of the proof ``name``, its method in the layer's own words (no β, no
+        μ where the layer has none: :func:`bnsym.family.words.own_words`)."""
+        o = self.d.options
         self.verified[name] = bool(ok)
-        self.methods[name] = method
+        self.methods[name] = own_words(
+            method, centred=o.layer.centred, beta=o.layer.beta and o.affine
+        )
         if statement is not None:
             self.identities.append(Step(statement.lhs, statement.rhs, name, note=statement.note))
 
