@@ -463,3 +463,44 @@ def test_every_format_has_a_column_for_forward_mode():
             assert "modes" in inspect.signature(_function(row.render)).parameters, row.name
         else:
             assert row.modes is not None, f"the format {row.name} has no modes column"
+
+
+# --- where the terms cancel: m = 2, ε small or 0 ------------------------------------------------
+
+
+def _m2_layer_norm_dx(x, dout, gamma, eps):
+    """Layer norm's ∂ℓ/∂x over rows of two values, in plain NumPy: at ε = 0 it is exactly 0
+    (x̂ = ±1 whatever x), at small ε of order ε, while each term is of order 1."""
+    mu = x.mean(-1, keepdims=True)
+    std = np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps)
+    xh, g = (x - mu) / std, dout * gamma
+    return (g - g.mean(-1, keepdims=True) - xh * (g * xh).mean(-1, keepdims=True)) / std
+
+
+@pytest.mark.parametrize("eps", [0, 1e-8])
+@pytest.mark.parametrize("modes", [("fwd",), ("fwd", "rev")])
+def test_at_m_2_rounding_where_the_terms_cancel_is_not_a_failure(modes, eps):
+    rng = np.random.default_rng(0)
+    x, dout, gamma = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), rng.normal(size=2)
+    dx = _m2_layer_norm_dx(x, dout, gamma, eps)
+    assert np.max(np.abs(dx)) <= 1e-4  # the result is (nearly) nothing; its terms are O(1)
+    d = derive(2, layer="layernorm", eps=eps)
+    report = run_check_modes(d, modes, 2 if "rev" in modes else 1, torch=False)
+    assert report.passed, report.table()
+    report = run_check_modes(
+        derive(2, layer="layernorm", eps=eps, affine=False), modes, 1, torch=False
+    )
+    assert report.passed, report.table()
+
+
+def test_at_m_2_a_wrong_term_is_still_caught(monkeypatch):
+    real = check_modes._generated
+
+    def off(word, gen, args, stats, eps, n):  # the jvp's tangent off by 1e-6 of its size
+        out = real(word, gen, args, stats, eps, n)
+        return [o + 1e-6 * np.max(np.abs(args[0])) for o in out] if word == "f" else out
+
+    monkeypatch.setattr(check_modes, "_generated", off)
+    report = run_check_modes(derive(2, layer="layernorm", eps=0), ("fwd",), 1, torch=False)
+    assert not report.passed
+    assert "odd one out: generated in the jvp on ty" in report.table()

@@ -222,3 +222,15 @@ def test_the_estimate_is_not_below_what_a_process_measures(args):
     est = estimate(args[0], m, features=features, order=order, fmt=fmt)
     assert peak <= est.bytes, (peak, est)
     assert cpu <= est.seconds * 1.5, (cpu, est)  # CPU time moves with the machine's load
+
+
+@pytest.mark.parametrize("command", ["derive", "check"])
+@pytest.mark.parametrize("m", ["9", "40"])
+def test_order_3_with_forward_mode_names_its_own_bound(command, m):
+    # the bound a retry must meet: m = 8 with forward mode at order 3, not reverse mode's 16,
+    # and no advice about another command
+    line = one_line_refusal([command, "--modes", "fwd", "--order", "3", "--m", m], "m = 8")
+    assert "16" not in line and "codegen" not in line
+    from bnsym.proofs.modes import THIRD_FORWARD_MAX_M
+
+    assert THIRD_FORWARD_MAX_M == limits.THIRD_FORWARD_MAX_M == 8

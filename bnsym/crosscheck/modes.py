@@ -42,13 +42,15 @@ from bnsym.crosscheck.data import make_data
 from bnsym.crosscheck.first import CheckError
 from bnsym.crosscheck.oracles import KNOWN_CAUSE, known_defect, oracles_for, twin_note
 from bnsym.crosscheck.pytorch import INSTALL, import_torch, no_kernel
+from bnsym.crosscheck.scale import term_scale, terms_bound
 from bnsym.derivation import Derivation
 from bnsym.proofs.forward import tangents
 from bnsym.reference.declared import groups, ungroup
 
 __all__ = ["RTOL", "ModesCheck", "run_check_modes"]
 
-#: |a − b| ≤ RTOL·max|exact| per output: every implementation works in float64 (the exact one
+#: |a − b| ≤ RTOL·scale per output (max|exact|, or the size of its terms where they cancel:
+#: bnsym.crosscheck.scale): every implementation works in float64 (the exact one
 #: in 50 digits) on data of order 1, where rounding stays near 1e-14 relative; a wrong term is
 #: O(1). The same tolerance as orders 2 and 3 of the reverse chain.
 RTOL = 1e-9
@@ -97,11 +99,11 @@ class ModesCheck:
         return all(r.passed for r in self.rows)
 
     def table(self) -> str:
-        w = max(len(word_name(r.word)) for r in self.rows) + 2
+        w = max(len("composition"), *(len(word_name(r.word)) for r in self.rows)) + 2
         lines = [
             self.header,
-            "Relative error: max|a - exact| / max|exact| over each output; the worst output of "
-            f"each composition; tolerance {RTOL:g}.",
+            "Relative error: max|a - exact| / (max|exact|, or the size of its terms if larger) "
+            f"over each output; the worst output of each composition; tolerance {RTOL:g}.",
             "",
             f"{'composition':<{w}}{'implementation':<18}{'output':<12}{'max abs error':>14}"
             f"{'max rel error':>15}  verdict",
@@ -171,7 +173,9 @@ def run_check_modes(
         for name, layer in torch_layers.items():
             results[name] = _torch(torch_mod, layer, word, args, stats, eps)
         names = list(results)
-        word_rows, agree = _compare(word, results, outputs)
+        params, seeds = [a.value for a in base[1:]], [a.value for a in args[len(base) :]]
+        bound = terms_bound(o, base[0].value, params, seeds, eps, len(word), _running(stats))
+        word_rows, agree = _compare(word, results, outputs, bound)
         rows += word_rows
         odd += _odd_one_out(word, word_rows, agree, kernel, notes, o.mode)
     variant = ", ".join(
@@ -434,14 +438,18 @@ def _numpy(torch: Any, t: Any) -> Any:
 # --- the comparisons ----------------------------------------------------------------------------
 
 
+def _running(stats: list[Any]) -> tuple[Any, Any] | None:
+    return (stats[0], stats[1]) if len(stats) == 2 else None
+
+
 def _compare(
-    word: str, results: dict[str, list[Any]], outputs: Sequence[Arg]
+    word: str, results: dict[str, list[Any]], outputs: Sequence[Arg], bound: float
 ) -> tuple[list[Row], dict[tuple[str, str], bool]]:
     """One row per implementation against exact (its worst output), and whether each pair of
-    implementations agrees on every output."""
+    implementations agrees on every output; errors relative to the size of the terms
+    (``bound``, :mod:`bnsym.crosscheck.scale`), not to a result that the terms cancel in."""
     exact = results["exact"]
-    scales = [float(np.max(np.abs(e))) if np.size(e) else 0.0 for e in exact]
-    scales = [s or 1.0 for s in scales]
+    scales = [term_scale(e, bound) for e in exact]
 
     def error(a: list[Any], b: list[Any]) -> list[tuple[float, float, tuple[int, ...], Any]]:
         out = []

@@ -42,7 +42,9 @@ from bnsym.core.general import GeneralForward
 from bnsym.core.graph import Step
 from bnsym.core.higher import differentiate
 from bnsym.core.options import DerivationError
+from bnsym.errors import option
 from bnsym.family.words import own_words
+from bnsym.limits import THIRD_FORWARD_MAX_M as _THIRD_FORWARD_MAX_M
 from bnsym.proofs.forward import (
     Tangents,
     ff_closed_form,
@@ -74,7 +76,7 @@ MODES = ("fwd", "rev")
 MODES_MAX_M = HIGHER_MAX_M
 #: The largest m at which order 3 along the forward chain is derived and proved (its ring has
 #: eight tangents of every input).
-THIRD_FORWARD_MAX_M = 8
+THIRD_FORWARD_MAX_M = _THIRD_FORWARD_MAX_M  # bnsym.limits holds the bound, proved up to it here
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,9 @@ def derive_modes(d: Derivation, modes: Sequence[str] = ("fwd",), order: int = 1)
     limit = MODES_MAX_M if order == 2 or "fwd" not in modes else THIRD_FORWARD_MAX_M
     if order > 1 and o.m > limit:
         raise DerivationError(
-            f"--modes {','.join(modes)} --order {order} is derived and proved up to m = {limit} "
-            f"(the proofs grow as m⁴ and faster); got m = {o.m}. codegen --order 2 has no such "
-            "limit."
+            f"{option('modes', ','.join(modes))} {option('order', order)} is derived and "
+            f"proved up to m = {limit} (the proofs grow as m⁴ and faster); got m = {o.m}: give "
+            f"{option('m')} ≤ {limit}."
         )
     key = (o.m, o.layer, o.channels, o.variance, o.eps_placement, o.affine, o.mode, modes, order)
     if key not in _CACHE:
