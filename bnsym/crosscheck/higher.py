@@ -89,8 +89,8 @@ class HigherCheck:
     def table(self) -> str:
         lines = [
             self.header,
-            f"Relative error: max|a - b| / (max|exact|, or the size of its terms if larger) per "
-            f"quantity; tolerance {RTOL:g}.",
+            "Relative error: max|a - b| / (max|exact|, or the size of its terms where they "
+            f"cancel) per quantity; tolerance {RTOL:g}.",
             "",
             f"{'quantity':<8} {'pair':<36} {'max abs error':>13} {'max rel error':>13}  verdict",
         ]

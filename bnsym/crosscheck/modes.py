@@ -102,8 +102,8 @@ class ModesCheck:
         w = max(len("composition"), *(len(word_name(r.word)) for r in self.rows)) + 2
         lines = [
             self.header,
-            "Relative error: max|a - exact| / (max|exact|, or the size of its terms if larger) "
-            f"over each output; the worst output of each composition; tolerance {RTOL:g}.",
+            "Relative error: max|a - exact| / (max|exact|, or the size of its terms where they "
+            f"cancel) over each output; the worst output of each composition; tolerance {RTOL:g}.",
             "",
             f"{'composition':<{w}}{'implementation':<18}{'output':<12}{'max abs error':>14}"
             f"{'max rel error':>15}  verdict",
