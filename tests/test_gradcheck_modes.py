@@ -12,6 +12,7 @@ from corpus_jvp_numpy import np_layer_norm, np_layer_norm_jvp
 
 import bnsym
 from bnsym.errors import BnsymError
+from bnsym.gradcheck.inputs import DtypeError
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.words import ModesError, parse_modes, words
 
@@ -326,3 +327,35 @@ def test_a_forward_that_returns_out_and_cache_is_a_report_not_a_numpy_error():
         (problem,) = report.problems
         assert "forward is tuple (array(" in problem and "\n" not in problem
         assert "returns out alone (check_layer takes one that returns (out, cache))" in problem
+
+
+# --- bad input found by the attack run ---------------------------------------------------------
+
+
+def _tanh_w():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+
+
+def _f_tanh(x, w):
+    return np.tanh(x) * w
+
+
+def _jvp_tanh(x, w, tx, tw):
+    return _f_tanh(x, w), (1 - np.tanh(x) ** 2) * tx * w + np.tanh(x) * tw
+
+
+def test_check_jvp_refuses_float16_inputs():
+    # a jvp 30% wrong in its x term passed in float16, whose tolerance hides it
+    x, w = _tanh_w()
+
+    def bad(x, w, tx, tw):
+        return _f_tanh(x, w), 1.3 * (1 - np.tanh(x) ** 2) * tx * w + np.tanh(x) * tw
+
+    with pytest.raises(DtypeError) as info:
+        check_jvp(_f_tanh, bad, x.astype(np.float16), w.astype(np.float16))
+    message = str(info.value)
+    assert "\n" not in message and "'x'" in message and "float16" in message
+    assert "float32 or float64" in message
+    # the same jvp is caught in float32 (independent truth: 1.3 x the derivative of tanh)
+    assert not check_jvp(_f_tanh, bad, x.astype(np.float32), w.astype(np.float32)).passed

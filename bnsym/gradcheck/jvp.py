@@ -37,6 +37,7 @@ from bnsym.gradcheck.hints import pattern_hints
 from bnsym.gradcheck.inputs import (
     CheckTypeError,
     CheckValueError,
+    DtypeError,
     callable_name,
     changed_shape,
     copy_input,
@@ -132,6 +133,14 @@ def check_jvp(
     if method not in METHODS:
         raise CheckValueError(f"method must be one of {METHODS} for a jvp, not {method!r}")
     wrt_idx = resolve_wrt(wrt, arrays, names)
+    for i in wrt_idx:
+        dtype = np.asarray(arrays[i]).dtype
+        if dtype.itemsize < 4:  # float16: the tolerance is too wide to see a wrong jvp
+            raise DtypeError(
+                f"input {names[i]!r} has dtype {dtype}: forward mode is checked in float32 or "
+                f"float64 (give {names[i]}.astype(np.float32)); low precision is judged in "
+                "reverse mode at order 1 (check_function)"
+            )
     given = _given_tangents(tangents, arrays, names, wrt_idx)
     with np.errstate(all="ignore"):  # NaN/inf are reported where they occur
         return _Check(forward, jvp, arrays, names, wrt_idx, seed, method, rtol, atol).run(given)
