@@ -209,3 +209,22 @@ def test_wrong(gradcheck):
             "*hint: analytic = 1.5 x numerical for every entry of x*",
         ]
     )
+
+
+# --- bad input found by the attack run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("modes", [None, "rev", "fwd,rev"])
+def test_complex_step_is_refused_where_autograd_is_differentiated_again(modes):
+    # a complex step through autograd's x*x backward flipped the sign of a right double
+    # backward (PyTorch's complex derivatives are conjugate Wirtinger, not holomorphic)
+    from bnsym.gradcheck.inputs import CheckValueError
+
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(CheckValueError) as info:
+        check_torch(lambda x: x * x, x, order=2, modes=modes, method="complex")
+    message = str(info.value)
+    assert "\n" not in message and "method=" in message and "'richardson'" in message
+    # order 1 keeps the complex step; Richardson checks the double backward
+    assert check_torch(lambda x: x * x, x, method="complex").passed
+    assert check_torch(lambda x: x * x, x, order=2, modes=modes, method="richardson").passed

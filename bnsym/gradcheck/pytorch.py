@@ -34,7 +34,7 @@ import numpy as np
 
 from bnsym.errors import BnsymError
 from bnsym.gradcheck.check import Report, function_check
-from bnsym.gradcheck.inputs import CheckTypeError, DtypeError, validate_names
+from bnsym.gradcheck.inputs import CheckTypeError, CheckValueError, DtypeError, validate_names
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.modes import ModesReport
 from bnsym.gradcheck.precision import LowSpec
@@ -113,6 +113,14 @@ def check_torch(
         wanted: list[Word] = [("rev",) * order]
     else:
         wanted = words(parse_modes(modes), parse_order(order))
+    if method == "complex" and any(len(w) > 1 for w in wanted):
+        # PyTorch's autograd of complex numbers is conjugate Wirtinger calculus, not the
+        # holomorphic extension: a complex step through a derivative it computed flips signs
+        raise CheckValueError(
+            "method='complex' cannot check order 2: the complex step would differentiate "
+            "PyTorch's autograd, whose complex derivatives are not holomorphic; use "
+            "method='auto' or 'richardson'"
+        )
     if not callable(fn):
         raise CheckTypeError(f"fn must be a function of tensors or an nn.Module, not {fn!r:.60}")
     code = TorchCode(fn, len(tensors))
