@@ -228,3 +228,25 @@ def test_complex_step_is_refused_where_autograd_is_differentiated_again(modes):
     # order 1 keeps the complex step; Richardson checks the double backward
     assert check_torch(lambda x: x * x, x, method="complex").passed
     assert check_torch(lambda x: x * x, x, order=2, modes=modes, method="richardson").passed
+
+
+@pytest.mark.parametrize("order", [2.0, 1.0, "2", True, None])
+@pytest.mark.parametrize("modes", [None, "rev"])
+def test_order_must_be_the_int_1_or_2(order, modes):
+    # order=2.0 got past `order in (1, 2)` and raised TypeError inside the checker
+    from bnsym.gradcheck.words import ModesError
+
+    x = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    with pytest.raises(ModesError, match="order must be 1 .* or 2"):
+        check_torch(torch.tanh, x, order=order, modes=modes)
+
+
+@pytest.mark.parametrize("modes", [None, "fwd", "fwd,rev"])
+@pytest.mark.parametrize("option", ["mode", "method"])
+def test_forward_mode_validates_mode_and_method(modes, option):
+    # forward mode alone accepted mode="bogus" / method="bogus" and passed
+    from bnsym.gradcheck.inputs import CheckValueError
+
+    x = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    with pytest.raises(CheckValueError, match=f"{option} must be one of .* not 'bogus'"):
+        check_torch(torch.tanh, x, modes=modes, **{option: "bogus"})

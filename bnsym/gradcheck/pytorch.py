@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bnsym.errors import BnsymError
-from bnsym.gradcheck.check import Report, function_check
+from bnsym.gradcheck.check import METHODS, MODES, Report, function_check
 from bnsym.gradcheck.inputs import CheckTypeError, CheckValueError, DtypeError, validate_names
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.modes import ModesReport
@@ -108,11 +108,15 @@ def check_torch(
     from bnsym.gradcheck.torch_calls import TorchCode, function_class, has_own
 
     if modes is None:
-        if isinstance(order, bool) or order not in (1, 2):
+        if isinstance(order, bool) or not isinstance(order, int) or order not in (1, 2):
             raise ModesError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
         wanted: list[Word] = [("rev",) * order]
     else:
         wanted = words(parse_modes(modes), parse_order(order))
+    if mode not in MODES:  # checked here too: forward mode alone would never look at it
+        raise CheckValueError(f"mode must be one of {MODES}, not {mode!r:.60}")
+    if method not in METHODS:
+        raise CheckValueError(f"method must be one of {METHODS}, not {method!r:.60}")
     if method == "complex" and any(len(w) > 1 for w in wanted):
         # PyTorch's autograd of complex numbers is conjugate Wirtinger calculus, not the
         # holomorphic extension: a complex step through a derivative it computed flips signs
