@@ -250,3 +250,33 @@ def test_forward_mode_validates_mode_and_method(modes, option):
     x = torch.linspace(-1, 1, 6, dtype=torch.float64)
     with pytest.raises(CheckValueError, match=f"{option} must be one of .* not 'bogus'"):
         check_torch(torch.tanh, x, modes=modes, **{option: "bogus"})
+
+
+def _layer_norm_5(x, g, b):
+    return torch.nn.functional.layer_norm(x, (5,), g, b)
+
+
+@pytest.mark.parametrize("modes", [None, "rev"])
+@pytest.mark.parametrize("case", ["raises", "int64 x"])
+def test_a_forward_that_raises_at_order_2_is_a_report(case, modes):
+    # order 2 drew its dout from a forward call of its own, whose exception escaped
+    g, b = torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    if case == "raises":
+        args, error = (lambda x: 1 / 0, torch.ones(4, 5, dtype=torch.float64)), "ZeroDivisionError"
+    else:
+        args, error = (_layer_norm_5, torch.ones(4, 5, dtype=torch.int64), g, b), "RuntimeError"
+    report = check_torch(*args, order=2, modes=modes)
+    assert not report.passed
+    second = report if modes is None else report["rev", "rev"]
+    assert second.raised == "forward" and f"raised {error}" in second.problems[0]
+    assert not any(r.checked and r.judged for r in second.inputs)
+
+
+def test_a_complex_input_the_forward_raises_on_at_order_2_is_a_dtype_error():
+    # as at order 1: a complex x given to a real layer is bad input, not a bug of the layer
+    from bnsym.gradcheck.inputs import DtypeError
+
+    g, b = torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    x = torch.ones(4, 5, dtype=torch.complex128)
+    with pytest.raises(DtypeError, match="input 'x' has dtype complex128"):
+        check_torch(_layer_norm_5, x, g, b, order=2)

@@ -34,10 +34,19 @@ import numpy as np
 
 from bnsym.errors import BnsymError
 from bnsym.gradcheck.check import METHODS, MODES, Report, function_check
-from bnsym.gradcheck.inputs import CheckTypeError, CheckValueError, DtypeError, validate_names
+from bnsym.gradcheck.inputs import (
+    CheckTypeError,
+    CheckValueError,
+    DtypeError,
+    complex_input,
+    raised,
+    unchecked,
+    validate_names,
+)
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.modes import ModesReport
 from bnsym.gradcheck.precision import LowSpec
+from bnsym.gradcheck.steps import with_changes
 from bnsym.gradcheck.words import ModesError, Word, parse_modes, parse_order, words
 
 __all__ = ["TorchMissingError", "check_torch"]
@@ -204,7 +213,26 @@ def _check_word(
     g, dg = code.derivative(word, floating, len(arrays))
     g_name, dg_name = (who.format(code.name) for who in _WHO[word])
     g.__qualname__, dg.__qualname__ = g_name, dg_name
-    seeds, seed_names = _seeds(code, word, arrays, floating, input_names, options["seed"])
+    try:
+        seeds, seed_names = _seeds(code, word, arrays, floating, input_names, options["seed"])
+    except Exception as exc:  # the forward raised on the inputs: as at order 1, a report
+        complex_input(code.name, exc, input_names, arrays)  # or a DtypeError, as at order 1
+        inputs = tuple(
+            with_changes(unchecked(n, a, i in floating), judged=i not in floating)
+            for i, (n, a) in enumerate(zip(input_names, arrays, strict=True))
+        )
+        return Report(
+            False,
+            seed=options["seed"],
+            mode=mode if word[0] == "rev" else "probe",
+            inputs=inputs,
+            forward=g_name,
+            backward=dg_name,
+            problems=(raised(code.name, exc, input_names, arrays),),
+            evaluations=1,
+            raised="forward",
+            word=word,
+        )
     names = input_names + seed_names
     # the seeds of order 2 are checked with the inputs asked for
     wrt_all = wrt if wrt is None or not seed_names else [*wrt, *seed_names]
