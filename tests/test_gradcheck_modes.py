@@ -359,3 +359,20 @@ def test_check_jvp_refuses_float16_inputs():
     assert "float32 or float64" in message
     # the same jvp is caught in float32 (independent truth: 1.3 x the derivative of tanh)
     assert not check_jvp(_f_tanh, bad, x.astype(np.float32), w.astype(np.float32)).passed
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [
+        lambda x, w, tx, tw: (_f_tanh(x, w), tx * w, 1),  # three things
+        lambda x, w, tx, tw: (_f_tanh(x, w), tx * w, tw),  # three arrays of the output's shape
+        lambda x, w, tx, tw: (_f_tanh(x, w), [tx[0], tx[1, :2]]),  # a ragged tangent output
+    ],
+    ids=["3 things", "3 arrays", "ragged"],
+)
+def test_a_jvp_returning_what_is_not_a_tangent_is_a_report(returned):
+    # np.asarray of (out, tout, 1) raised NumPy's "inhomogeneous shape" ValueError
+    x, w = _tanh_w()
+    report = check_jvp(_f_tanh, returned, x, w)
+    assert not report.passed and len(report.problems) == 1
+    assert "<lambda>" in report.problems[0] and "\n" not in report.problems[0]

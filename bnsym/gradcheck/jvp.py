@@ -38,6 +38,7 @@ from bnsym.gradcheck.inputs import (
     CheckTypeError,
     CheckValueError,
     DtypeError,
+    _as_array,
     callable_name,
     changed_shape,
     copy_input,
@@ -397,11 +398,21 @@ class _Check:
                 )
             touts = list(result)
         else:  # (out, tout), or tout
+            if (
+                isinstance(result, seq)
+                and len(result) != 2
+                and any(isinstance(r, (np.ndarray, *seq)) for r in result)
+            ):
+                raise JvpProblem(
+                    f"{self.jvp_name} returned a {type(result).__name__} of {len(result)} "
+                    f"things for the one output of {self.f_name}; return (out, tangent_out) "
+                    "as jax.jvp does, or tangent_out alone"
+                )
             touts = [result[1] if isinstance(result, seq) and len(result) == 2 else result]
         arrays = []
         for j, (t, o) in enumerate(zip(touts, self.outs, strict=True)):
             label = f" {j}" if k > 1 else ""
-            a = np.asarray(t)
+            a = _as_array(t)  # a ragged list is an object array: a problem, not a ValueError
             if a.dtype.kind != "f":
                 raise JvpProblem(
                     f"the tangent output{label} of {self.jvp_name} is {type(t).__name__} of "
