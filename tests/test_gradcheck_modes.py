@@ -376,3 +376,48 @@ def test_a_jvp_returning_what_is_not_a_tangent_is_a_report(returned):
     report = check_jvp(_f_tanh, returned, x, w)
     assert not report.passed and len(report.problems) == 1
     assert "<lambda>" in report.problems[0] and "\n" not in report.problems[0]
+
+
+def test_an_empty_input_is_not_blamed_in_forward_mode():
+    # "the jvp of x is wrong" for an x with no entries: nothing moves along its tangent
+    w = np.linspace(1.0, 2.0, 3)
+
+    def f(x, w):
+        return x.sum() + w * w
+
+    def jvp(x, w, tx, tw):
+        return f(x, w), tx.sum() + 2 * w * tw
+
+    report = check_jvp(f, jvp, np.zeros((0, 3)), w)
+    assert report.passed, str(report)
+    assert not report["x"].checked and report["w"].checked and report["w"].n_checked == 3
+
+    def wrong(x, w, tx, tw):
+        return f(x, w), tx.sum() + 3 * w * tw
+
+    report = check_jvp(f, wrong, np.zeros((0, 3)), w)
+    assert not report.passed and not report["w"].passed and report["x"].passed
+
+
+def test_an_empty_output_in_forward_mode_compares_nothing_and_blames_no_code():
+    def f(x, w):
+        return x * w
+
+    def jvp(x, w, tx, tw):
+        return x * w, tx * w + x * tw
+
+    report = check_jvp(f, jvp, np.zeros((0, 3)), np.ones(3))
+    assert not report.passed and report.raised is None
+    assert "nothing to differentiate" in report.problems[0]
+    assert "wrong" not in str(report)
+
+
+def test_an_empty_input_to_torch_forward_mode_is_not_blamed():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    g, b = torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    x = torch.zeros(0, 5, dtype=torch.float64)
+    report = bnsym.check_torch(lambda x, g, b: F.layer_norm(x, (5,), g, b), x, g, b, modes="fwd")
+    jvp = report["fwd"]
+    assert not report.passed and jvp.raised is None
+    assert "nothing to differentiate" in jvp.problems[0] and "wrong" not in str(report)

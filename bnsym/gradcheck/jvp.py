@@ -48,6 +48,7 @@ from bnsym.gradcheck.inputs import (
     param_names,
     raised,
     resolve_wrt,
+    shapes_text,
     unchecked,
     validate_call,
     validate_options,
@@ -219,6 +220,14 @@ class _Check:
         if isinstance(safe, str):
             return self._stopped(safe, 2)
         out, _, _, outs = safe
+        if not any(o.size for o in outs):  # no tangent output to compare: blame no code
+            shapes = [tuple(o.shape) for o in outs]
+            return self._stopped(
+                f"no input was checked: there is nothing to differentiate, as {self.f_name} "
+                f"returned outputs with no entries {shapes} (inputs "
+                f"{shapes_text(self.names, self.inputs)}); nothing was compared",
+                2,
+            )
         self.outs = outs
         self.several = isinstance(out, tuple | list)
         cotangents = [self.rng.standard_normal(o.shape) for o in outs]
@@ -265,8 +274,8 @@ class _Check:
             self.loss.ensure_noise()
             for i in checked:
                 results[i] = self._along({i: raw[i]}, True).result(self.names[i], self.inputs[i])
-        inputs = tuple(
-            results[i] if i in results else unchecked(self.names[i], a, i in self.wrt_idx)
+        inputs = tuple(  # not compared: constants, and empty inputs (nothing to move)
+            results[i] if i in results else unchecked(self.names[i], a, False)
             for i, a in enumerate(self.inputs)
         )
         notes = []
