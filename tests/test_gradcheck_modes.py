@@ -421,3 +421,23 @@ def test_an_empty_input_to_torch_forward_mode_is_not_blamed():
     jvp = report["fwd"]
     assert not report.passed and jvp.raised is None
     assert "nothing to differentiate" in jvp.problems[0] and "wrong" not in str(report)
+
+
+def test_a_jvp_that_is_not_callable_is_named_the_jvp():
+    x, w = _tanh_w()
+    with pytest.raises(bnsym.gradcheck.inputs.CheckTypeError, match="^the jvp must be callable"):
+        check_jvp(_f_tanh, None, x, w)
+
+
+@pytest.mark.parametrize("bad", ["complex", "strings", "ragged"])
+def test_a_tangent_that_is_not_real_is_refused_naming_it(bad):
+    # a complex tangent lost its imaginary part (ComplexWarning) and the check passed
+    x, w = _tanh_w()
+    tx = {
+        "complex": x + 1j * x,
+        "strings": np.full(x.shape, "a"),
+        "ragged": [[1.0, 2.0], [3.0]],
+    }[bad]
+    with pytest.raises(BnsymError, match="tangent of 'x'") as info:
+        check_jvp(_f_tanh, _jvp_tanh, x, w, tangents=[tx, w])
+    assert "\n" not in str(info.value)

@@ -129,7 +129,7 @@ def check_jvp(
     >>> print(str(report).splitlines()[0][:73])
     forward mode, order 1: the jvp of x is wrong along a random tangent: tout
     """
-    arrays = validate_call(forward, jvp, inputs, names)
+    arrays = validate_call(forward, jvp, inputs, names, "jvp")
     names = list(names) if names is not None else param_names(forward, len(arrays))
     validate_options(seed, rtol, atol)
     if method not in METHODS:
@@ -165,7 +165,13 @@ def _given_tangents(
         t = tangents[i]
         if t is None:
             raise CheckValueError(f"tangents: the tangent of {names[i]!r} is None")
-        t = np.asarray(t, dtype=np.float64)
+        t = _as_array(t)
+        if t.dtype.kind not in "biuf":  # complex: a cast would drop the imaginary part
+            raise DtypeError(
+                f"tangents: the tangent of {names[i]!r} has dtype {t.dtype}; give a real "
+                f"floating-point array shaped like {names[i]}"
+            )
+        t = t.astype(np.float64)
         if t.shape != np.shape(arrays[i]):
             raise CheckValueError(
                 f"tangents: the tangent of {names[i]!r} has shape {t.shape}, the input "
