@@ -286,6 +286,13 @@ def _input_array(t: Any, name: str, torch: Any) -> Any:
         return to_numpy(t)
     except (TypeError, RuntimeError, NotImplementedError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        dtype = str(t.dtype).removeprefix("torch.")
+        if t.device.type == "cpu":  # NumPy has no such dtype (complex32, float8, ...)
+            raise DtypeError(
+                f"input {name!r} has dtype {dtype}, which the checker does not support "
+                f"({first}); give float64, float32, float16 or bfloat16 (integer and complex64/"
+                "128 tensors are constants)"
+            ) from None
         raise DtypeError(
             f"input {name!r} is a {str(t.dtype).removeprefix('torch.')} tensor on device "
             f"{t.device} that the checker cannot read ({first}); give it on the CPU"
