@@ -441,3 +441,21 @@ def test_a_tangent_that_is_not_real_is_refused_naming_it(bad):
     with pytest.raises(BnsymError, match="tangent of 'x'") as info:
         check_jvp(_f_tanh, _jvp_tanh, x, w, tangents=[tx, w])
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("factor", [2.0, 3.0], ids=["right", "wrong"])
+def test_a_jvp_at_underflow_is_not_judged_and_never_passes(factor):
+    # x*x at 1e-200 is 0 in float64: the right jvp 2 x t was failed against "numerical 0,
+    # tolerance 0"; no difference quotient resolves 4e-200, so the input is not judged
+    x = np.array([1e-200, 1e-210])
+    report = check_jvp(lambda x: x * x, lambda x, t: (x * x, factor * x * t), x)
+    assert not report.passed
+    assert not report["x"].judged and "underflow" in report["x"].problems[0]
+    assert "wrong" not in str(report)
+
+
+def test_a_jvp_near_underflow_that_resolves_is_judged():
+    # at 1e-100 the outputs (1e-200) keep their digits: right passes, 1.5x wrong fails
+    x = np.array([1e-100, 2e-100])
+    assert check_jvp(lambda x: x * x, lambda x, t: (x * x, 2 * x * t), x).passed
+    assert not check_jvp(lambda x: x * x, lambda x, t: (x * x, 3 * x * t), x).passed

@@ -53,7 +53,15 @@ from bnsym.gradcheck.inputs import (
     validate_call,
     validate_options,
 )
-from bnsym.gradcheck.numeric import EPS64, ForwardRaised, Loss, OutputChanged, dot
+from bnsym.gradcheck.numeric import (
+    EPS64,
+    MIN_COMPLEX_STEP,
+    SUBNORMAL,
+    ForwardRaised,
+    Loss,
+    OutputChanged,
+    dot,
+)
 from bnsym.gradcheck.report import Entry, InputResult, Report
 from bnsym.gradcheck.steps import (
     ROUNDINGS_ALLOWED,
@@ -331,15 +339,23 @@ class _Check:
         h = self.loss.fd_step()
         ws = self.loss.snap(raw, h / 2)  # x + k h/2 w exact: the quotients are along ws
         analytic = self._user_jvp(ws, self.inputs)
-        d1 = self._central(ws, h)
+        d1, at_steps = self._central(ws, h)
         noise = self._rounding()
         if fine:
-            d2 = self._central(ws, h / 2)
+            d2, at_steps2 = self._central(ws, h / 2)
             numerical = (4 * d2 - d1) / 3
             errors = np.abs(d2 - d1) / 3 + 2 * noise / (h / 2)
+            at_steps = np.maximum(at_steps, at_steps2)
             label = "richardson"
         else:
             numerical, errors, label = d1, 2 * noise / h, "central"
+        resolution = 0.0
+        if self.loss.max_out < MIN_COMPLEX_STEP:
+            # the outputs underflow at the inputs, so their rounding there says nothing: the
+            # outputs at the steps are known to their own rounding (and a few subnormals), and
+            # the quotients resolve derivatives no finer than that over the step
+            errors = np.maximum(errors, at_steps)
+            resolution = float(np.max(errors, initial=0.0))
         low = [i for i in ws if eps_of(np.asarray(self.inputs[i]).dtype) > 1e-15]
         known = None
         if low:  # the user's own low-precision rounding: the same jvp in float64
@@ -359,13 +375,16 @@ class _Check:
             for i, w in ws.items()
         )
         return _Comparison(
-            analytic, numerical, errors, label, eps_a, self.rms_out * size, known, self
+            analytic, numerical, errors, label, eps_a, self.rms_out * size, known, self, resolution
         )
 
-    def _central(self, ws: dict[int, np.ndarray], t: float) -> np.ndarray:
+    def _central(self, ws: dict[int, np.ndarray], t: float) -> tuple[np.ndarray, np.ndarray]:
+        """The central difference at step t, and the rounding of the outputs at the steps over
+        the step (per entry: a few ulps of the larger of the two, at least a few subnormals)."""
         plus = self._outputs_at(ws, t)
         minus = self._outputs_at(ws, -t)
-        return (plus - minus) / (2 * t)
+        rounding = (4 * EPS64 * np.maximum(np.abs(plus), np.abs(minus)) + 4 * SUBNORMAL) / t
+        return (plus - minus) / (2 * t), rounding
 
     def _outputs_at(self, ws: dict[int, np.ndarray], t: float) -> np.ndarray:
         args = list(self.loss.real)
@@ -477,6 +496,7 @@ class _Comparison:
         natural: float,
         known: np.ndarray | None,
         check: _Check,
+        resolution: float = 0.0,
     ) -> None:
         self.analytic, self.numerical, self.errors = analytic, numerical, errors
         self.method, self.check = method, check
@@ -510,6 +530,22 @@ class _Comparison:
         self.failed = (self.abs_err > self.tol) | ~finite
         self.gscale = gscale
         self.passed = not self.failed.any() and not self.hints
+        self.unresolved = ""
+        if resolution > 0:  # the outputs underflow: what the numerical side can tell
+            size = float(np.max(np.abs(analytic), initial=0.0))
+            what = (
+                f"the outputs of {check.f_name} underflow (largest |output| "
+                f"{check.loss.max_out:.3g}): the numerical derivatives resolve the jvp to "
+                f"{resolution:.3g}"
+            )
+            if resolution < size:
+                self.notes.append(f"{what}, finer than it ({size:.3g})")
+            else:  # nothing could be compared: not judged, and never passed
+                self.unresolved = (
+                    f"{what}, which is more than the jvp itself ({size:.3g}): its values could "
+                    "not be compared (inputs further from underflow can be)"
+                )
+                self.passed = False
 
     def result(self, name: str, a: Any) -> InputResult:
         shown = _largest(np.where(np.isfinite(self.numerical), self.abs_err, np.inf), N_WORST)
@@ -548,6 +584,14 @@ class _Comparison:
             )
         rel = self.abs_err / np.maximum(np.abs(self.numerical), max(1e-3 * self.gscale, 1e-300))
         arr = np.asarray(a)
+        if self.unresolved:
+            return with_changes(
+                unchecked(name, a, True),
+                method=self.method,
+                judged=False,
+                problems=(self.unresolved,),
+                notes=tuple(self.notes),
+            )
         return InputResult(
             name,
             tuple(arr.shape),
