@@ -117,9 +117,10 @@ def check_torch(
     from bnsym.gradcheck.torch_calls import TorchCode, function_class, has_own
 
     if modes is None:
-        if isinstance(order, bool) or not isinstance(order, int) or order not in (1, 2):
+        integer = isinstance(order, int | np.integer) and not isinstance(order, bool)
+        if not integer or order not in (1, 2):  # 2.0 == 2, but is no order
             raise ModesError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
-        wanted: list[Word] = [("rev",) * order]
+        wanted: list[Word] = [("rev",) * int(order)]
     else:
         wanted = words(parse_modes(modes), parse_order(order))
     if mode not in MODES:  # checked here too: forward mode alone would never look at it
