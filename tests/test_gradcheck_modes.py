@@ -12,6 +12,7 @@ from corpus_jvp_numpy import np_layer_norm, np_layer_norm_jvp
 
 import bnsym
 from bnsym.errors import BnsymError
+from bnsym.gradcheck.inputs import DtypeError
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.words import ModesError, parse_modes, words
 
@@ -326,3 +327,135 @@ def test_a_forward_that_returns_out_and_cache_is_a_report_not_a_numpy_error():
         (problem,) = report.problems
         assert "forward is tuple (array(" in problem and "\n" not in problem
         assert "returns out alone (check_layer takes one that returns (out, cache))" in problem
+
+
+# --- bad input found by the attack run ---------------------------------------------------------
+
+
+def _tanh_w():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+
+
+def _f_tanh(x, w):
+    return np.tanh(x) * w
+
+
+def _jvp_tanh(x, w, tx, tw):
+    return _f_tanh(x, w), (1 - np.tanh(x) ** 2) * tx * w + np.tanh(x) * tw
+
+
+def test_check_jvp_refuses_float16_inputs():
+    # a jvp 30% wrong in its x term passed in float16, whose tolerance hides it
+    x, w = _tanh_w()
+
+    def bad(x, w, tx, tw):
+        return _f_tanh(x, w), 1.3 * (1 - np.tanh(x) ** 2) * tx * w + np.tanh(x) * tw
+
+    with pytest.raises(DtypeError) as info:
+        check_jvp(_f_tanh, bad, x.astype(np.float16), w.astype(np.float16))
+    message = str(info.value)
+    assert "\n" not in message and "'x'" in message and "float16" in message
+    assert "float32 or float64" in message
+    # the same jvp is caught in float32 (independent truth: 1.3 x the derivative of tanh)
+    assert not check_jvp(_f_tanh, bad, x.astype(np.float32), w.astype(np.float32)).passed
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [
+        lambda x, w, tx, tw: (_f_tanh(x, w), tx * w, 1),  # three things
+        lambda x, w, tx, tw: (_f_tanh(x, w), tx * w, tw),  # three arrays of the output's shape
+        lambda x, w, tx, tw: (_f_tanh(x, w), [tx[0], tx[1, :2]]),  # a ragged tangent output
+    ],
+    ids=["3 things", "3 arrays", "ragged"],
+)
+def test_a_jvp_returning_what_is_not_a_tangent_is_a_report(returned):
+    # np.asarray of (out, tout, 1) raised NumPy's "inhomogeneous shape" ValueError
+    x, w = _tanh_w()
+    report = check_jvp(_f_tanh, returned, x, w)
+    assert not report.passed and len(report.problems) == 1
+    assert "<lambda>" in report.problems[0] and "\n" not in report.problems[0]
+
+
+def test_an_empty_input_is_not_blamed_in_forward_mode():
+    # "the jvp of x is wrong" for an x with no entries: nothing moves along its tangent
+    w = np.linspace(1.0, 2.0, 3)
+
+    def f(x, w):
+        return x.sum() + w * w
+
+    def jvp(x, w, tx, tw):
+        return f(x, w), tx.sum() + 2 * w * tw
+
+    report = check_jvp(f, jvp, np.zeros((0, 3)), w)
+    assert report.passed, str(report)
+    assert not report["x"].checked and report["w"].checked and report["w"].n_checked == 3
+
+    def wrong(x, w, tx, tw):
+        return f(x, w), tx.sum() + 3 * w * tw
+
+    report = check_jvp(f, wrong, np.zeros((0, 3)), w)
+    assert not report.passed and not report["w"].passed and report["x"].passed
+
+
+def test_an_empty_output_in_forward_mode_compares_nothing_and_blames_no_code():
+    def f(x, w):
+        return x * w
+
+    def jvp(x, w, tx, tw):
+        return x * w, tx * w + x * tw
+
+    report = check_jvp(f, jvp, np.zeros((0, 3)), np.ones(3))
+    assert not report.passed and report.raised is None
+    assert "nothing to differentiate" in report.problems[0]
+    assert "wrong" not in str(report)
+
+
+def test_an_empty_input_to_torch_forward_mode_is_not_blamed():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    g, b = torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    x = torch.zeros(0, 5, dtype=torch.float64)
+    report = bnsym.check_torch(lambda x, g, b: F.layer_norm(x, (5,), g, b), x, g, b, modes="fwd")
+    jvp = report["fwd"]
+    assert not report.passed and jvp.raised is None
+    assert "nothing to differentiate" in jvp.problems[0] and "wrong" not in str(report)
+
+
+def test_a_jvp_that_is_not_callable_is_named_the_jvp():
+    x, w = _tanh_w()
+    with pytest.raises(bnsym.gradcheck.inputs.CheckTypeError, match="^the jvp must be callable"):
+        check_jvp(_f_tanh, None, x, w)
+
+
+@pytest.mark.parametrize("bad", ["complex", "strings", "ragged"])
+def test_a_tangent_that_is_not_real_is_refused_naming_it(bad):
+    # a complex tangent lost its imaginary part (ComplexWarning) and the check passed
+    x, w = _tanh_w()
+    tx = {
+        "complex": x + 1j * x,
+        "strings": np.full(x.shape, "a"),
+        "ragged": [[1.0, 2.0], [3.0]],
+    }[bad]
+    with pytest.raises(BnsymError, match="tangent of 'x'") as info:
+        check_jvp(_f_tanh, _jvp_tanh, x, w, tangents=[tx, w])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("factor", [2.0, 3.0], ids=["right", "wrong"])
+def test_a_jvp_at_underflow_is_not_judged_and_never_passes(factor):
+    # x*x at 1e-200 is 0 in float64: the right jvp 2 x t was failed against "numerical 0,
+    # tolerance 0"; no difference quotient resolves 4e-200, so the input is not judged
+    x = np.array([1e-200, 1e-210])
+    report = check_jvp(lambda x: x * x, lambda x, t: (x * x, factor * x * t), x)
+    assert not report.passed
+    assert not report["x"].judged and "underflow" in report["x"].problems[0]
+    assert "wrong" not in str(report)
+
+
+def test_a_jvp_near_underflow_that_resolves_is_judged():
+    # at 1e-100 the outputs (1e-200) keep their digits: right passes, 1.5x wrong fails
+    x = np.array([1e-100, 2e-100])
+    assert check_jvp(lambda x: x * x, lambda x, t: (x * x, 2 * x * t), x).passed
+    assert not check_jvp(lambda x: x * x, lambda x, t: (x * x, 3 * x * t), x).passed

@@ -286,3 +286,27 @@ def test_a_dtype_the_checker_cannot_judge_is_one_line_naming_the_input(tensors, 
     with pytest.raises(DtypeError, match=match) as caught:
         check_torch(fn, *[make[t]() for t in tensors], **options)
     assert isinstance(caught.value, BnsymError) and "\n" not in str(caught.value)
+
+
+# --- messages found wrong by the attack run ----------------------------------------------------
+
+
+@pytest.mark.parametrize("out_dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_a_fixed_low_precision_output_is_named_by_its_own_dtype(out_dtype):
+    # a bfloat16 output arrives as float32 and was called "float32 outputs"
+    xb = torch.linspace(-1, 1, 3).to(torch.bfloat16)
+    report = check_torch(lambda x: torch.ones(3, dtype=out_dtype), xb)
+    name = str(out_dtype).removeprefix("torch.")
+    assert not report.passed
+    assert report.problems[0].startswith(f"<lambda> returns {name} outputs for float64 inputs")
+
+
+@pytest.mark.parametrize("dtype", ["complex32", "float8_e4m3fn", "float8_e5m2"])
+def test_an_unsupported_dtype_on_the_cpu_is_named_not_sent_to_the_cpu(dtype):
+    # "cannot read ... give it on the CPU" for a tensor already on the CPU
+    t = torch.ones(3).to(getattr(torch, dtype))
+    with pytest.raises(DtypeError) as info:
+        check_torch(torch.tanh, t)
+    message = str(info.value)
+    assert "\n" not in message and f"dtype {dtype}" in message and "not support" in message
+    assert "on the CPU" not in message and "bfloat16" in message

@@ -209,3 +209,74 @@ def test_wrong(gradcheck):
             "*hint: analytic = 1.5 x numerical for every entry of x*",
         ]
     )
+
+
+# --- bad input found by the attack run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("modes", [None, "rev", "fwd,rev"])
+def test_complex_step_is_refused_where_autograd_is_differentiated_again(modes):
+    # a complex step through autograd's x*x backward flipped the sign of a right double
+    # backward (PyTorch's complex derivatives are conjugate Wirtinger, not holomorphic)
+    from bnsym.gradcheck.inputs import CheckValueError
+
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(CheckValueError) as info:
+        check_torch(lambda x: x * x, x, order=2, modes=modes, method="complex")
+    message = str(info.value)
+    assert "\n" not in message and "method=" in message and "'richardson'" in message
+    # order 1 keeps the complex step; Richardson checks the double backward
+    assert check_torch(lambda x: x * x, x, method="complex").passed
+    assert check_torch(lambda x: x * x, x, order=2, modes=modes, method="richardson").passed
+
+
+@pytest.mark.parametrize("order", [2.0, 1.0, "2", True, None])
+@pytest.mark.parametrize("modes", [None, "rev"])
+def test_order_must_be_the_int_1_or_2(order, modes):
+    # order=2.0 got past `order in (1, 2)` and raised TypeError inside the checker
+    from bnsym.gradcheck.words import ModesError
+
+    x = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    with pytest.raises(ModesError, match="order must be 1 .* or 2"):
+        check_torch(torch.tanh, x, order=order, modes=modes)
+
+
+@pytest.mark.parametrize("modes", [None, "fwd", "fwd,rev"])
+@pytest.mark.parametrize("option", ["mode", "method"])
+def test_forward_mode_validates_mode_and_method(modes, option):
+    # forward mode alone accepted mode="bogus" / method="bogus" and passed
+    from bnsym.gradcheck.inputs import CheckValueError
+
+    x = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    with pytest.raises(CheckValueError, match=f"{option} must be one of .* not 'bogus'"):
+        check_torch(torch.tanh, x, modes=modes, **{option: "bogus"})
+
+
+def _layer_norm_5(x, g, b):
+    return torch.nn.functional.layer_norm(x, (5,), g, b)
+
+
+@pytest.mark.parametrize("modes", [None, "rev"])
+@pytest.mark.parametrize("case", ["raises", "int64 x"])
+def test_a_forward_that_raises_at_order_2_is_a_report(case, modes):
+    # order 2 drew its dout from a forward call of its own, whose exception escaped
+    g, b = torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    if case == "raises":
+        args, error = (lambda x: 1 / 0, torch.ones(4, 5, dtype=torch.float64)), "ZeroDivisionError"
+    else:
+        args, error = (_layer_norm_5, torch.ones(4, 5, dtype=torch.int64), g, b), "RuntimeError"
+    report = check_torch(*args, order=2, modes=modes)
+    assert not report.passed
+    second = report if modes is None else report["rev", "rev"]
+    assert second.raised == "forward" and f"raised {error}" in second.problems[0]
+    assert not any(r.checked and r.judged for r in second.inputs)
+
+
+def test_a_complex_input_the_forward_raises_on_at_order_2_is_a_dtype_error():
+    # as at order 1: a complex x given to a real layer is bad input, not a bug of the layer
+    from bnsym.gradcheck.inputs import DtypeError
+
+    g, b = torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    x = torch.ones(4, 5, dtype=torch.complex128)
+    with pytest.raises(DtypeError, match="input 'x' has dtype complex128"):
+        check_torch(_layer_norm_5, x, g, b, order=2)

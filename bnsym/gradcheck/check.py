@@ -574,7 +574,7 @@ def _check_low_precision(
         np.array(a, dtype=np.float64) if d is not None else copy_input(a)
         for a, d in zip(inputs, dtypes, strict=True)
     ]
-    coarse = _not_float64(run_forward, inputs64)
+    coarse = _not_float64(run_forward, inputs64, low.output_dtypes if low else None)
     if coarse is not None:  # no float64 twin of the code: nothing to judge its rounding against
         names = list(kwargs["names"])
         problem = (
@@ -782,15 +782,22 @@ def _diagnose(
 
 
 def _not_float64(
-    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]], inputs64: list[Any]
+    run_forward: Callable[[Sequence[Any]], tuple[Any, Any]],
+    inputs64: list[Any],
+    output_dtypes: Callable[[], list[str]] | None = None,
 ) -> str | None:
     """The dtype of an output the code returns in another precision than float64 for float64
-    inputs (``"float16 outputs"``), or None (also when it raises: the float64 check says so)."""
+    inputs (``"float16 outputs"``), or None (also when it raises: the float64 check says so).
+    ``output_dtypes``: the outputs' own dtypes where the arrays do not tell (a bfloat16 tensor
+    arrives as float32)."""
     try:
         outs = as_outputs(run_forward([copy_input(a) for a in inputs64])[0])
     except Exception:
         return None
-    coarse = [o.dtype.name for o in outs if o.dtype.kind == "f" and o.dtype.itemsize < 8]
+    if output_dtypes is not None:
+        coarse = [d for d in output_dtypes() if "float" in d and d != "float64"]
+    else:
+        coarse = [o.dtype.name for o in outs if o.dtype.kind == "f" and o.dtype.itemsize < 8]
     return f"{coarse[0]} outputs" if coarse else None
 
 

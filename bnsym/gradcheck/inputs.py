@@ -51,11 +51,16 @@ def unchecked(name: str, a: Any, checked: bool) -> InputResult:
 
 
 def validate_call(
-    forward: Any, backward: Any, inputs: Sequence[Any], names: Sequence[str] | None
+    forward: Any,
+    backward: Any,
+    inputs: Sequence[Any],
+    names: Sequence[str] | None,
+    backward_role: str = "backward",
 ) -> list[Any]:
     """The inputs as the check uses them (numbers and lists as arrays), or a TypeError /
-    ValueError naming the argument that cannot be checked."""
-    for role, fn in (("forward", forward), ("backward", backward)):
+    ValueError naming the argument that cannot be checked (``backward_role``: what the
+    second function is called, ``"jvp"`` in forward mode)."""
+    for role, fn in (("forward", forward), (backward_role, backward)):
         if not callable(fn):
             raise CheckTypeError(
                 f"the {role} must be callable (a function), not {type(fn).__name__} {fn!r:.60}"

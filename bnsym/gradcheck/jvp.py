@@ -37,6 +37,8 @@ from bnsym.gradcheck.hints import pattern_hints
 from bnsym.gradcheck.inputs import (
     CheckTypeError,
     CheckValueError,
+    DtypeError,
+    _as_array,
     callable_name,
     changed_shape,
     copy_input,
@@ -46,11 +48,20 @@ from bnsym.gradcheck.inputs import (
     param_names,
     raised,
     resolve_wrt,
+    shapes_text,
     unchecked,
     validate_call,
     validate_options,
 )
-from bnsym.gradcheck.numeric import EPS64, ForwardRaised, Loss, OutputChanged, dot
+from bnsym.gradcheck.numeric import (
+    EPS64,
+    MIN_COMPLEX_STEP,
+    SUBNORMAL,
+    ForwardRaised,
+    Loss,
+    OutputChanged,
+    dot,
+)
 from bnsym.gradcheck.report import Entry, InputResult, Report
 from bnsym.gradcheck.steps import (
     ROUNDINGS_ALLOWED,
@@ -126,12 +137,20 @@ def check_jvp(
     >>> print(str(report).splitlines()[0][:73])
     forward mode, order 1: the jvp of x is wrong along a random tangent: tout
     """
-    arrays = validate_call(forward, jvp, inputs, names)
+    arrays = validate_call(forward, jvp, inputs, names, "jvp")
     names = list(names) if names is not None else param_names(forward, len(arrays))
     validate_options(seed, rtol, atol)
     if method not in METHODS:
         raise CheckValueError(f"method must be one of {METHODS} for a jvp, not {method!r}")
     wrt_idx = resolve_wrt(wrt, arrays, names)
+    for i in wrt_idx:
+        dtype = np.asarray(arrays[i]).dtype
+        if dtype.itemsize < 4:  # float16: the tolerance is too wide to see a wrong jvp
+            raise DtypeError(
+                f"input {names[i]!r} has dtype {dtype}: forward mode is checked in float32 or "
+                f"float64 (give {names[i]}.astype(np.float32)); low precision is judged in "
+                "reverse mode at order 1 (check_function)"
+            )
     given = _given_tangents(tangents, arrays, names, wrt_idx)
     with np.errstate(all="ignore"):  # NaN/inf are reported where they occur
         return _Check(forward, jvp, arrays, names, wrt_idx, seed, method, rtol, atol).run(given)
@@ -154,7 +173,13 @@ def _given_tangents(
         t = tangents[i]
         if t is None:
             raise CheckValueError(f"tangents: the tangent of {names[i]!r} is None")
-        t = np.asarray(t, dtype=np.float64)
+        t = _as_array(t)
+        if t.dtype.kind not in "biuf":  # complex: a cast would drop the imaginary part
+            raise DtypeError(
+                f"tangents: the tangent of {names[i]!r} has dtype {t.dtype}; give a real "
+                f"floating-point array shaped like {names[i]}"
+            )
+        t = t.astype(np.float64)
         if t.shape != np.shape(arrays[i]):
             raise CheckValueError(
                 f"tangents: the tangent of {names[i]!r} has shape {t.shape}, the input "
@@ -209,6 +234,14 @@ class _Check:
         if isinstance(safe, str):
             return self._stopped(safe, 2)
         out, _, _, outs = safe
+        if not any(o.size for o in outs):  # no tangent output to compare: blame no code
+            shapes = [tuple(o.shape) for o in outs]
+            return self._stopped(
+                f"no input was checked: there is nothing to differentiate, as {self.f_name} "
+                f"returned outputs with no entries {shapes} (inputs "
+                f"{shapes_text(self.names, self.inputs)}); nothing was compared",
+                2,
+            )
         self.outs = outs
         self.several = isinstance(out, tuple | list)
         cotangents = [self.rng.standard_normal(o.shape) for o in outs]
@@ -255,8 +288,8 @@ class _Check:
             self.loss.ensure_noise()
             for i in checked:
                 results[i] = self._along({i: raw[i]}, True).result(self.names[i], self.inputs[i])
-        inputs = tuple(
-            results[i] if i in results else unchecked(self.names[i], a, i in self.wrt_idx)
+        inputs = tuple(  # not compared: constants, and empty inputs (nothing to move)
+            results[i] if i in results else unchecked(self.names[i], a, False)
             for i, a in enumerate(self.inputs)
         )
         notes = []
@@ -306,15 +339,23 @@ class _Check:
         h = self.loss.fd_step()
         ws = self.loss.snap(raw, h / 2)  # x + k h/2 w exact: the quotients are along ws
         analytic = self._user_jvp(ws, self.inputs)
-        d1 = self._central(ws, h)
+        d1, at_steps = self._central(ws, h)
         noise = self._rounding()
         if fine:
-            d2 = self._central(ws, h / 2)
+            d2, at_steps2 = self._central(ws, h / 2)
             numerical = (4 * d2 - d1) / 3
             errors = np.abs(d2 - d1) / 3 + 2 * noise / (h / 2)
+            at_steps = np.maximum(at_steps, at_steps2)
             label = "richardson"
         else:
             numerical, errors, label = d1, 2 * noise / h, "central"
+        resolution = 0.0
+        if self.loss.max_out < MIN_COMPLEX_STEP:
+            # the outputs underflow at the inputs, so their rounding there says nothing: the
+            # outputs at the steps are known to their own rounding (and a few subnormals), and
+            # the quotients resolve derivatives no finer than that over the step
+            errors = np.maximum(errors, at_steps)
+            resolution = float(np.max(errors, initial=0.0))
         low = [i for i in ws if eps_of(np.asarray(self.inputs[i]).dtype) > 1e-15]
         known = None
         if low:  # the user's own low-precision rounding: the same jvp in float64
@@ -334,13 +375,16 @@ class _Check:
             for i, w in ws.items()
         )
         return _Comparison(
-            analytic, numerical, errors, label, eps_a, self.rms_out * size, known, self
+            analytic, numerical, errors, label, eps_a, self.rms_out * size, known, self, resolution
         )
 
-    def _central(self, ws: dict[int, np.ndarray], t: float) -> np.ndarray:
+    def _central(self, ws: dict[int, np.ndarray], t: float) -> tuple[np.ndarray, np.ndarray]:
+        """The central difference at step t, and the rounding of the outputs at the steps over
+        the step (per entry: a few ulps of the larger of the two, at least a few subnormals)."""
         plus = self._outputs_at(ws, t)
         minus = self._outputs_at(ws, -t)
-        return (plus - minus) / (2 * t)
+        rounding = (4 * EPS64 * np.maximum(np.abs(plus), np.abs(minus)) + 4 * SUBNORMAL) / t
+        return (plus - minus) / (2 * t), rounding
 
     def _outputs_at(self, ws: dict[int, np.ndarray], t: float) -> np.ndarray:
         args = list(self.loss.real)
@@ -388,11 +432,21 @@ class _Check:
                 )
             touts = list(result)
         else:  # (out, tout), or tout
+            if (
+                isinstance(result, seq)
+                and len(result) != 2
+                and any(isinstance(r, (np.ndarray, *seq)) for r in result)
+            ):
+                raise JvpProblem(
+                    f"{self.jvp_name} returned a {type(result).__name__} of {len(result)} "
+                    f"things for the one output of {self.f_name}; return (out, tangent_out) "
+                    "as jax.jvp does, or tangent_out alone"
+                )
             touts = [result[1] if isinstance(result, seq) and len(result) == 2 else result]
         arrays = []
         for j, (t, o) in enumerate(zip(touts, self.outs, strict=True)):
             label = f" {j}" if k > 1 else ""
-            a = np.asarray(t)
+            a = _as_array(t)  # a ragged list is an object array: a problem, not a ValueError
             if a.dtype.kind != "f":
                 raise JvpProblem(
                     f"the tangent output{label} of {self.jvp_name} is {type(t).__name__} of "
@@ -442,6 +496,7 @@ class _Comparison:
         natural: float,
         known: np.ndarray | None,
         check: _Check,
+        resolution: float = 0.0,
     ) -> None:
         self.analytic, self.numerical, self.errors = analytic, numerical, errors
         self.method, self.check = method, check
@@ -475,6 +530,22 @@ class _Comparison:
         self.failed = (self.abs_err > self.tol) | ~finite
         self.gscale = gscale
         self.passed = not self.failed.any() and not self.hints
+        self.unresolved = ""
+        if resolution > 0:  # the outputs underflow: what the numerical side can tell
+            size = float(np.max(np.abs(analytic), initial=0.0))
+            what = (
+                f"the outputs of {check.f_name} underflow (largest |output| "
+                f"{check.loss.max_out:.3g}): the numerical derivatives resolve the jvp to "
+                f"{resolution:.3g}"
+            )
+            if resolution < size:
+                self.notes.append(f"{what}, finer than it ({size:.3g})")
+            else:  # nothing could be compared: not judged, and never passed
+                self.unresolved = (
+                    f"{what}, which is more than the jvp itself ({size:.3g}): its values could "
+                    "not be compared (inputs further from underflow can be)"
+                )
+                self.passed = False
 
     def result(self, name: str, a: Any) -> InputResult:
         shown = _largest(np.where(np.isfinite(self.numerical), self.abs_err, np.inf), N_WORST)
@@ -513,6 +584,14 @@ class _Comparison:
             )
         rel = self.abs_err / np.maximum(np.abs(self.numerical), max(1e-3 * self.gscale, 1e-300))
         arr = np.asarray(a)
+        if self.unresolved:
+            return with_changes(
+                unchecked(name, a, True),
+                method=self.method,
+                judged=False,
+                problems=(self.unresolved,),
+                notes=tuple(self.notes),
+            )
         return InputResult(
             name,
             tuple(arr.shape),

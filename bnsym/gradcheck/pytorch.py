@@ -33,11 +33,20 @@ from typing import Any
 import numpy as np
 
 from bnsym.errors import BnsymError
-from bnsym.gradcheck.check import Report, function_check
-from bnsym.gradcheck.inputs import CheckTypeError, DtypeError, validate_names
+from bnsym.gradcheck.check import METHODS, MODES, Report, function_check
+from bnsym.gradcheck.inputs import (
+    CheckTypeError,
+    CheckValueError,
+    DtypeError,
+    complex_input,
+    raised,
+    unchecked,
+    validate_names,
+)
 from bnsym.gradcheck.jvp import check_jvp
 from bnsym.gradcheck.modes import ModesReport
 from bnsym.gradcheck.precision import LowSpec
+from bnsym.gradcheck.steps import with_changes
 from bnsym.gradcheck.words import ModesError, Word, parse_modes, parse_order, words
 
 __all__ = ["TorchMissingError", "check_torch"]
@@ -108,11 +117,24 @@ def check_torch(
     from bnsym.gradcheck.torch_calls import TorchCode, function_class, has_own
 
     if modes is None:
-        if isinstance(order, bool) or order not in (1, 2):
+        integer = isinstance(order, int | np.integer) and not isinstance(order, bool)
+        if not integer or order not in (1, 2):  # 2.0 == 2, but is no order
             raise ModesError(f"order must be 1 (backward) or 2 (double backward), not {order!r}")
-        wanted: list[Word] = [("rev",) * order]
+        wanted: list[Word] = [("rev",) * int(order)]
     else:
         wanted = words(parse_modes(modes), parse_order(order))
+    if mode not in MODES:  # checked here too: forward mode alone would never look at it
+        raise CheckValueError(f"mode must be one of {MODES}, not {mode!r:.60}")
+    if method not in METHODS:
+        raise CheckValueError(f"method must be one of {METHODS}, not {method!r:.60}")
+    if method == "complex" and any(len(w) > 1 for w in wanted):
+        # PyTorch's autograd of complex numbers is conjugate Wirtinger calculus, not the
+        # holomorphic extension: a complex step through a derivative it computed flips signs
+        raise CheckValueError(
+            "method='complex' cannot check order 2: the complex step would differentiate "
+            "PyTorch's autograd, whose complex derivatives are not holomorphic; use "
+            "method='auto' or 'richardson'"
+        )
     if not callable(fn):
         raise CheckTypeError(f"fn must be a function of tensors or an nn.Module, not {fn!r:.60}")
     code = TorchCode(fn, len(tensors))
@@ -192,7 +214,26 @@ def _check_word(
     g, dg = code.derivative(word, floating, len(arrays))
     g_name, dg_name = (who.format(code.name) for who in _WHO[word])
     g.__qualname__, dg.__qualname__ = g_name, dg_name
-    seeds, seed_names = _seeds(code, word, arrays, floating, input_names, options["seed"])
+    try:
+        seeds, seed_names = _seeds(code, word, arrays, floating, input_names, options["seed"])
+    except Exception as exc:  # the forward raised on the inputs: as at order 1, a report
+        complex_input(code.name, exc, input_names, arrays)  # or a DtypeError, as at order 1
+        inputs = tuple(
+            with_changes(unchecked(n, a, i in floating), judged=i not in floating)
+            for i, (n, a) in enumerate(zip(input_names, arrays, strict=True))
+        )
+        return Report(
+            False,
+            seed=options["seed"],
+            mode=mode if word[0] == "rev" else "probe",
+            inputs=inputs,
+            forward=g_name,
+            backward=dg_name,
+            problems=(raised(code.name, exc, input_names, arrays),),
+            evaluations=1,
+            raised="forward",
+            word=word,
+        )
     names = input_names + seed_names
     # the seeds of order 2 are checked with the inputs asked for
     wrt_all = wrt if wrt is None or not seed_names else [*wrt, *seed_names]
@@ -246,6 +287,13 @@ def _input_array(t: Any, name: str, torch: Any) -> Any:
         return to_numpy(t)
     except (TypeError, RuntimeError, NotImplementedError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        dtype = str(t.dtype).removeprefix("torch.")
+        if t.device.type == "cpu":  # NumPy has no such dtype (complex32, float8, ...)
+            raise DtypeError(
+                f"input {name!r} has dtype {dtype}, which the checker does not support "
+                f"({first}); give float64, float32, float16 or bfloat16 (integer and complex64/"
+                "128 tensors are constants)"
+            ) from None
         raise DtypeError(
             f"input {name!r} is a {str(t.dtype).removeprefix('torch.')} tensor on device "
             f"{t.device} that the checker cannot read ({first}); give it on the CPU"
