@@ -227,29 +227,14 @@ def _blocks(h: HigherDerivation, width: float) -> list[notes.Block]:
 
 def to_latex(h: HigherDerivation, standalone: bool = False) -> str:
     """The sections as LaTeX, for the end of :func:`bnsym.notes.latex.to_latex`'s output."""
-    out = [r"\begingroup\allowdisplaybreaks\sloppy"]
     width = notes.WIDTH if standalone else notes.FRAGMENT_WIDTH
-    for b in _blocks(h, width):
-        if b.kind == "heading":
-            out += ["", rf"\section*{{{b.latex}}}"]
-        elif b.kind == "prose":
-            out += ["", b.latex]
-        else:
-            out += [r"\begin{align*}", notes.join_rows(b.rows), r"\end{align*}"]
+    out = [r"\begingroup\allowdisplaybreaks\sloppy", *notes.latex_lines(_blocks(h, width))]
     return "\n".join([*out, r"\endgroup"]) + "\n"
 
 
 def to_markdown(h: HigherDerivation) -> str:
     """The sections as Markdown, for the end of :func:`bnsym.notes.latex.to_markdown`'s output."""
-    out: list[str] = []
-    for b in _blocks(h, notes.FRAGMENT_WIDTH):
-        if b.kind == "heading":
-            out += ["", f"## {b.text}"]
-        elif b.kind == "prose":
-            out += ["", b.text]
-        else:
-            out += ["", "$$", r"\begin{aligned}", notes.join_rows(b.rows), r"\end{aligned}", "$$"]
-    return "\n".join(out) + "\n"
+    return "\n".join(notes.markdown_lines(_blocks(h, notes.FRAGMENT_WIDTH))) + "\n"
 
 
 def _closed_section(h: HigherDerivation, w: dict[str, str]) -> Section:

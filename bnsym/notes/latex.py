@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -346,6 +346,44 @@ def blocks(d: Derivation, width: float = WIDTH, variant: bool = True) -> Iterato
             )
 
 
+def latex_lines(bs: Iterable[Block]) -> list[str]:
+    """The blocks as LaTeX lines: ``\\section*`` headings, prose, pictures, tables and
+    ``align*`` displays (rows checked by :func:`check_tex_rows`). Every LaTeX document of the
+    notes and its appended sections (higher orders, forward mode) is written by this."""
+    out: list[str] = []
+    for b in bs:
+        if b.kind == "heading":
+            out += ["", rf"\section*{{{b.latex}}}"]
+        elif b.kind in ("prose", "picture"):
+            out += ["", b.latex]
+        elif b.kind == "table":
+            columns = "r" * len(b.rows[0].split(" & "))
+            out += [
+                r"\begin{center}\small\setlength{\tabcolsep}{4pt}",
+                rf"\begin{{tabular}}{{{columns}}}",
+                b.rows[0] + r" \\ \hline",
+                *(row + r" \\" for row in b.rows[1:]),
+                r"\end{tabular}\end{center}",
+            ]
+        else:
+            check_tex_rows(b.rows)  # "Dimension too large" otherwise
+            out += [r"\begin{align*}", join_rows(b.rows), r"\end{align*}"]
+    return out
+
+
+def markdown_lines(bs: Iterable[Block]) -> list[str]:
+    """The blocks as Markdown lines: ``##`` headings, text, and ``$$\\begin{aligned}`` maths."""
+    out: list[str] = []
+    for b in bs:
+        if b.kind == "heading":
+            out += ["", f"## {b.text}"]
+        elif b.kind in ("prose", "table", "picture"):
+            out += ["", b.text]
+        else:
+            out += ["", "$$", r"\begin{aligned}", join_rows(b.rows), r"\end{aligned}", "$$"]
+    return out
+
+
 def check_tex_rows(rows: tuple[str, ...]) -> None:
     """LimitError if a row of display maths is too wide for TeX to measure."""
     widest = max((math_width(r) for r in rows), default=0.0)
@@ -395,25 +433,7 @@ def to_latex(
     out.append(r"\begingroup\allowdisplaybreaks\sloppy")
     out.append(r"\providecommand{\checkmark}{\ensuremath{\surd}}")
     width = WIDTH if standalone else FRAGMENT_WIDTH
-    for b in blocks(d, width, variant=not standalone):
-        if b.kind == "heading":
-            out += ["", rf"\section*{{{b.latex}}}"]
-        elif b.kind == "prose":
-            out += ["", b.latex]
-        elif b.kind == "picture":
-            out += ["", b.latex]
-        elif b.kind == "table":
-            columns = "r" * len(b.rows[0].split(" & "))
-            out += [
-                r"\begin{center}\small\setlength{\tabcolsep}{4pt}",
-                rf"\begin{{tabular}}{{{columns}}}",
-                b.rows[0] + r" \\ \hline",
-                *(row + r" \\" for row in b.rows[1:]),
-                r"\end{tabular}\end{center}",
-            ]
-        else:
-            check_tex_rows(b.rows)  # "Dimension too large" otherwise
-            out += [r"\begin{align*}", join_rows(b.rows), r"\end{align*}"]
+    out += latex_lines(blocks(d, width, variant=not standalone))
     fragment = "\n".join([*out, r"\endgroup"]) + "\n"
     if not standalone:
         return fragment
@@ -478,13 +498,7 @@ def to_markdown(d: Derivation, command: str | None = None) -> str:
     out = [f"# {d.symbols.layer.title}, m = {d.m}", "", f"*{_subtitle(d)}*"]
     if command:
         out += ["", f"Made by {markdown_code(command)} with bnsym."]
-    for b in blocks(d, FRAGMENT_WIDTH, variant=False):
-        if b.kind == "heading":
-            out += ["", f"## {b.text}"]
-        elif b.kind in ("prose", "table", "picture"):
-            out += ["", b.text]
-        else:
-            out += ["", "$$", r"\begin{aligned}", join_rows(b.rows), r"\end{aligned}", "$$"]
+    out += markdown_lines(blocks(d, FRAGMENT_WIDTH, variant=False))
     return "\n".join(out) + "\n"
 
 
